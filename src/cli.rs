@@ -1,0 +1,173 @@
+//! The whole user surface: clap definitions of every command and flag.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "arctl",
+    version,
+    about = "Run many autoresearch loops at once, safely, overnight",
+    long_about = "arctl runs autoresearch loops as a background service: propose a change, commit it, \
+measure, keep it only if the number really improved, otherwise revert, log, repeat.",
+    after_help = "Example:\n  arctl demo                       # the whole story on a bundled sample project\n  arctl start autoresearch.toml    # start a loop; then `arctl status`, `arctl watch`"
+)]
+pub struct Cli {
+    #[command(flatten)]
+    pub global: GlobalArgs,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct GlobalArgs {
+    /// Daemon socket [default: $XDG_RUNTIME_DIR/arctl/arctl.sock, else /tmp/arctl-$UID/arctl.sock]
+    #[arg(long, global = true, env = "ARCTL_SOCKET", value_name = "PATH")]
+    pub socket: Option<PathBuf>,
+    /// State directory [default: $XDG_STATE_HOME/arctl, else ~/.local/state/arctl]
+    #[arg(long, global = true, env = "ARCTL_STATE_DIR", value_name = "DIR")]
+    pub state_dir: Option<PathBuf>,
+    /// Don't start a daemon when none answers
+    #[arg(long, global = true)]
+    pub no_autostart: bool,
+    /// More log output (-v debug, -vv trace); RUST_LOG overrides
+    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
+    pub verbose: u8,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the daemon in the foreground (systemd runs this)
+    #[command(after_help = "Example:\n  arctl daemon --socket /tmp/a.sock --state-dir /tmp/arctl-state")]
+    Daemon {
+        /// Daemon config file [default: $XDG_CONFIG_HOME/arctl/daemon.toml]
+        #[arg(long, value_name = "FILE")]
+        config: Option<PathBuf>,
+    },
+    /// Validate a spec, create the worktree and branch, start the loop; prints the run id
+    #[command(after_help = "Example:\n  arctl start autoresearch.toml")]
+    Start {
+        spec: PathBuf,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Check a spec without a daemon; exit 0 (valid) or 2 (invalid)
+    #[command(after_help = "Example:\n  arctl validate config/examples/pytest-passrate.toml --json")]
+    Validate {
+        spec: PathBuf,
+        /// Print the resolved spec as JSON
+        #[arg(long)]
+        json: bool,
+    },
+    /// Interactive setup (the seed's Phase 1): writes a spec
+    #[command(after_help = "Example:\n  arctl init --preset pytest-passrate")]
+    Init(InitArgs),
+    /// Table of runs, or one run in detail
+    #[command(after_help = "Example:\n  arctl status\n  arctl status etl-runtime --json")]
+    Status {
+        run: Option<String>,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Live progress bars until the runs end (Ctrl-C leaves them running)
+    #[command(after_help = "Example:\n  arctl watch")]
+    Watch { run: Option<String> },
+    /// Finish the current experiment, then stop (--now: kill it and revert)
+    #[command(after_help = "Example:\n  arctl stop etl-runtime --now")]
+    Stop {
+        run: String,
+        #[arg(long)]
+        now: bool,
+    },
+    /// Pause a run after its current experiment
+    #[command(after_help = "Example:\n  arctl pause etl-runtime")]
+    Pause { run: String },
+    /// Resume a paused run
+    #[command(after_help = "Example:\n  arctl resume etl-runtime")]
+    Resume { run: String },
+    /// The run's log
+    #[command(after_help = "Example:\n  arctl log etl-runtime -f")]
+    Log {
+        run: String,
+        /// Keep printing as the log grows, until the run ends
+        #[arg(short, long)]
+        follow: bool,
+    },
+    /// The experiment table
+    #[command(after_help = "Example:\n  arctl results etl-runtime --json")]
+    Results {
+        run: String,
+        #[arg(long)]
+        json: bool,
+    },
+    /// The end-of-run report (the seed's Phase 4)
+    #[command(after_help = "Example:\n  arctl report etl-runtime")]
+    Report {
+        run: String,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Plot the metric over experiments as SVG, kept ones marked
+    #[command(after_help = "Example:\n  arctl plot etl-runtime -o progress.svg")]
+    Plot {
+        run: String,
+        #[arg(short, long, default_value = "progress.svg")]
+        output: PathBuf,
+    },
+    /// Merge finished runs in order of improvement, re-measuring each on top of the last
+    #[command(after_help = "Example:\n  arctl merge --dry-run\n  arctl merge etl-runtime ty-errors --into main --squash")]
+    Merge {
+        runs: Vec<String>,
+        #[arg(long, value_name = "BRANCH")]
+        into: Option<String>,
+        #[arg(long)]
+        squash: bool,
+        #[arg(long)]
+        dry_run: bool,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Remove worktrees, branches without improvement and exclude lines; history stays
+    #[command(after_help = "Example:\n  arctl cleanup --finished")]
+    Cleanup {
+        runs: Vec<String>,
+        #[arg(long, conflicts_with = "runs")]
+        finished: bool,
+        #[arg(long)]
+        force: bool,
+        #[arg(long)]
+        keep_branch: bool,
+        #[arg(long)]
+        json: bool,
+    },
+    /// The whole story on a bundled sample project (no AI needed)
+    #[command(after_help = "Example:\n  arctl demo --dir /tmp/arctl-demo")]
+    Demo {
+        /// Folder to create the sample project in [default: a new temp folder]
+        #[arg(long)]
+        dir: Option<PathBuf>,
+    },
+    /// Stop the daemon (runs are stopped cleanly and resume on the next start)
+    #[command(after_help = "Example:\n  arctl shutdown")]
+    Shutdown,
+    /// Print a shell completion script
+    #[command(after_help = "Example:\n  arctl completions bash > ~/.local/share/bash-completion/completions/arctl")]
+    Completions { shell: clap_complete::Shell },
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct InitArgs {
+    /// Pre-fill the metric from a preset (see --help for the list)
+    #[arg(long)]
+    pub preset: Option<String>,
+    /// The spec file to write
+    #[arg(short, long, default_value = "autoresearch.toml")]
+    pub output: PathBuf,
+    /// Don't ask; take values from --set and the preset
+    #[arg(long)]
+    pub non_interactive: bool,
+    /// KEY=VALUE with KEY dotted as in the spec (metric.command) and VALUE in TOML syntax
+    #[arg(long = "set", value_name = "KEY=VALUE")]
+    pub set: Vec<String>,
+}

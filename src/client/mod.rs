@@ -1,0 +1,296 @@
+//! The client side of every command: talk to the daemon (starting it when needed) and
+//! render what it says.
+
+mod connect;
+pub mod render;
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use clap::CommandFactory;
+
+use crate::cli::{Cli, Command, GlobalArgs};
+use crate::config::{self, DaemonConfig, Settings};
+use crate::protocol::{ErrorKind, Request, Response};
+use crate::spec;
+pub use connect::Client;
+
+/// A failed command: the message for stderr and the exit code.
+#[derive(Debug)]
+pub struct ClientError {
+    pub code: i32,
+    pub message: String,
+}
+
+impl ClientError {
+    pub fn failed(m: impl Into<String>) -> Self {
+        ClientError { code: 1, message: m.into() }
+    }
+    pub fn bad_input(m: impl Into<String>) -> Self {
+        ClientError { code: 2, message: m.into() }
+    }
+    pub fn unreachable(m: impl Into<String>) -> Self {
+        ClientError { code: 3, message: m.into() }
+    }
+}
+
+pub type CmdResult = Result<(), ClientError>;
+
+pub struct Paths {
+    pub socket: PathBuf,
+    pub state_dir: PathBuf,
+}
+
+impl Paths {
+    pub fn from_args(g: &GlobalArgs) -> Paths {
+        Paths {
+            socket: g.socket.clone().unwrap_or_else(config::default_socket),
+            state_dir: g.state_dir.clone().unwrap_or_else(config::default_state_dir),
+        }
+    }
+}
+
+/// Run a parsed command line; returns the process exit code.
+pub fn main(cli: Cli) -> i32 {
+    match dispatch(cli) {
+        Ok(()) => 0,
+        Err(e) => {
+            let _ = std::io::stdout().flush();
+            eprintln!("arctl: {}", e.message);
+            e.code
+        }
+    }
+}
+
+fn dispatch(cli: Cli) -> CmdResult {
+    let paths = Paths::from_args(&cli.global);
+    match cli.command {
+        Command::Daemon { config: file } => daemon(&paths, file),
+        Command::Validate { spec, json } => validate(&spec, json),
+        Command::Completions { shell } => {
+            clap_complete::generate(shell, &mut Cli::command(), "arctl", &mut std::io::stdout());
+            Ok(())
+        }
+        Command::Init(_) => Err(ClientError::failed("`arctl init` is not implemented yet; copy an example from config/examples/")),
+        Command::Demo { .. } => Err(ClientError::failed("`arctl demo` is not implemented yet")),
+        Command::Plot { .. } => Err(ClientError::failed("`arctl plot` is not implemented yet")),
+        other => block_on(remote(other, &paths, !cli.global.no_autostart)),
+    }
+}
+
+fn block_on<F: std::future::Future<Output = CmdResult>>(f: F) -> CmdResult {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| ClientError::failed(format!("starting the async runtime: {e}")))?
+        .block_on(f)
+}
+
+fn daemon(paths: &Paths, file: Option<PathBuf>) -> CmdResult {
+    let file = file.unwrap_or_else(config::default_config_file);
+    let settings = Settings::load(&file).map_err(|e| ClientError::bad_input(format!("{e:#}")))?;
+    let cfg = DaemonConfig {
+        socket: absolute(&paths.socket),
+        state_dir: absolute(&paths.state_dir),
+        settings,
+    };
+    crate::daemon::run(cfg).map_err(|e| ClientError::failed(format!("daemon: {e:#}")))
+}
+
+fn absolute(p: &Path) -> PathBuf {
+    if p.is_absolute() {
+        p.to_path_buf()
+    } else {
+        std::env::current_dir().map(|d| d.join(p)).unwrap_or_else(|_| p.to_path_buf())
+    }
+}
+
+fn json_out<T: serde::Serialize>(v: &T) -> CmdResult {
+    let s = serde_json::to_string_pretty(v).map_err(|e| ClientError::failed(e.to_string()))?;
+    println!("{s}");
+    Ok(())
+}
+
+fn validate(path: &Path, json: bool) -> CmdResult {
+    let resolved = spec::load(path).map_err(|e| ClientError::bad_input(e.to_string()))?;
+    if json {
+        return json_out(&resolved);
+    }
+    let mut shown = resolved.spec.clone();
+    shown.id = Some(resolved.id.clone());
+    shown.repo = resolved.repo.clone();
+    let text = toml::to_string(&shown).map_err(|e| ClientError::failed(e.to_string()))?;
+    println!("# {}: valid; resolved with defaults", resolved.spec_file.display());
+    print!("{text}");
+    Ok(())
+}
+
+/// Turn an error response into the matching exit code.
+fn expect_ok(resp: Response) -> Result<Response, ClientError> {
+    match resp {
+        Response::Error { kind: ErrorKind::BadInput, message } => Err(ClientError::bad_input(message)),
+        Response::Error { message, .. } => Err(ClientError::failed(message)),
+        other => Ok(other),
+    }
+}
+
+fn unexpected(r: Response) -> ClientError {
+    ClientError::failed(format!("unexpected answer from the daemon: {r:?}"))
+}
+
+async fn remote(cmd: Command, paths: &Paths, autostart: bool) -> CmdResult {
+    let socket = absolute(&paths.socket);
+    let state_dir = absolute(&paths.state_dir);
+    // Shutting down a daemon that isn't there must not start one.
+    let autostart = autostart && !matches!(cmd, Command::Shutdown);
+    if let Command::Start { spec: path, .. } = &cmd {
+        // A bad spec is bad input whether or not a daemon runs.
+        spec::load(path).map_err(|e| ClientError::bad_input(e.to_string()))?;
+    }
+    let mut client = Client::connect(&socket, &state_dir, autostart).await?;
+    match cmd {
+        Command::Start { spec: path, json } => {
+            // Validate here first: a bad spec never reaches the daemon, and the error
+            // names the file as the user typed it.
+            let resolved = spec::load(&path).map_err(|e| ClientError::bad_input(e.to_string()))?;
+            let text = std::fs::read_to_string(&path)
+                .map_err(|e| ClientError::bad_input(format!("{}: {e}", path.display())))?;
+            let resp = client
+                .call(&Request::Start {
+                    spec_path: resolved.spec_file.clone(),
+                    spec_text: text,
+                })
+                .await?;
+            match expect_ok(resp)? {
+                Response::Started(s) if json => json_out(&s),
+                Response::Started(s) => {
+                    println!("{}", s.id);
+                    eprintln!(
+                        "started run {} on branch {} in {}\n  follow it: arctl status {0} | arctl watch {0} | arctl log {0} -f",
+                        s.id,
+                        s.branch,
+                        s.worktree.display()
+                    );
+                    Ok(())
+                }
+                other => Err(unexpected(other)),
+            }
+        }
+        Command::Status { run, json } => {
+            let resp = expect_ok(client.call(&Request::Status { run }).await?)?;
+            match resp {
+                Response::Status { runs, problems } => {
+                    if json {
+                        return json_out(&serde_json::json!({ "runs": runs, "problems": problems }));
+                    }
+                    print!("{}", render::status_table(&runs));
+                    for p in problems {
+                        eprintln!("arctl: problem: {p}");
+                    }
+                    Ok(())
+                }
+                Response::Detail(d) if json => json_out(&d),
+                Response::Detail(d) => {
+                    print!("{}", render::detail(&d));
+                    Ok(())
+                }
+                other => Err(unexpected(other)),
+            }
+        }
+        Command::Stop { run, now } => simple(&mut client, Request::Stop { run, now }).await,
+        Command::Pause { run } => simple(&mut client, Request::Pause { run }).await,
+        Command::Resume { run } => simple(&mut client, Request::Resume { run }).await,
+        Command::Shutdown => simple(&mut client, Request::Shutdown).await,
+        Command::Log { run, follow } => {
+            let mut offset = 0;
+            loop {
+                let resp = expect_ok(client.call(&Request::Log { run: run.clone(), offset }).await?)?;
+                let Response::Log { text, offset: next, finished } = resp else {
+                    return Err(unexpected(resp));
+                };
+                print!("{text}");
+                let _ = std::io::stdout().flush();
+                offset = next;
+                if !follow || (finished && text.is_empty()) {
+                    return Ok(());
+                }
+                if text.is_empty() {
+                    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+                }
+            }
+        }
+        Command::Results { run, json } => match expect_ok(client.call(&Request::Results { run }).await?)? {
+            Response::Results(t) if json => json_out(&t),
+            Response::Results(t) => {
+                print!("{}", render::results(&t));
+                Ok(())
+            }
+            other => Err(unexpected(other)),
+        },
+        Command::Report { run, json } => match expect_ok(client.call(&Request::Report { run }).await?)? {
+            Response::Report(v) if json => json_out(&v),
+            Response::Report(v) => json_out(&v),
+            other => Err(unexpected(other)),
+        },
+        Command::Merge { runs, into, squash, dry_run, json } => {
+            let req = Request::Merge(crate::protocol::MergeRequest { runs, into, squash, dry_run });
+            match expect_ok(client.call(&req).await?)? {
+                Response::Merge(v) if json => json_out(&v),
+                Response::Merge(v) => json_out(&v),
+                other => Err(unexpected(other)),
+            }
+        }
+        Command::Cleanup { runs, finished, force, keep_branch, json } => {
+            let req = Request::Cleanup(crate::protocol::CleanupRequest { runs, finished, force, keep_branch });
+            match expect_ok(client.call(&req).await?)? {
+                Response::Cleanup(v) if json => json_out(&v),
+                Response::Cleanup(v) => json_out(&v),
+                other => Err(unexpected(other)),
+            }
+        }
+        Command::Watch { run } => watch(&mut client, run).await,
+        Command::Daemon { .. }
+        | Command::Validate { .. }
+        | Command::Init(_)
+        | Command::Demo { .. }
+        | Command::Plot { .. }
+        | Command::Completions { .. } => unreachable!("handled locally"),
+    }
+}
+
+async fn simple(client: &mut Client, req: Request) -> CmdResult {
+    match expect_ok(client.call(&req).await?)? {
+        Response::Ok { message } => {
+            println!("{message}");
+            Ok(())
+        }
+        other => Err(unexpected(other)),
+    }
+}
+
+/// Plain-line watch until the runs end (live bars: see `watch` in a terminal).
+async fn watch(client: &mut Client, run: Option<String>) -> CmdResult {
+    let mut last = String::new();
+    loop {
+        let resp = expect_ok(client.call(&Request::Status { run: None }).await?)?;
+        let Response::Status { runs, .. } = resp else {
+            return Err(unexpected(resp));
+        };
+        let runs: Vec<_> = runs.into_iter().filter(|r| run.as_ref().map(|id| *id == r.id).unwrap_or(true)).collect();
+        if let Some(id) = &run {
+            if runs.is_empty() {
+                return Err(ClientError::bad_input(format!("no run {id:?}")));
+            }
+        }
+        let text = render::status_table(&runs);
+        if text != last {
+            print!("{text}\n");
+            let _ = std::io::stdout().flush();
+            last = text;
+        }
+        if runs.iter().all(|r| !r.state.is_active()) {
+            return Ok(());
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    }
+}

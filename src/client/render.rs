@@ -1,0 +1,173 @@
+//! Human output: tables of runs, a run in detail, the experiment table.
+
+use crate::protocol::ResultsTable;
+use crate::run::journal::format_metric;
+use crate::run::status::{RunDetail, RunSummary};
+
+pub fn pct(v: Option<f64>) -> String {
+    match v {
+        Some(v) if v.is_finite() => format!("{:+.2}%", v * 100.0),
+        _ => "-".into(),
+    }
+}
+
+pub fn duration_ms(ms: u64) -> String {
+    let s = ms / 1000;
+    if s >= 3600 {
+        format!("{}h{:02}m", s / 3600, (s % 3600) / 60)
+    } else if s >= 60 {
+        format!("{}m{:02}s", s / 60, s % 60)
+    } else {
+        format!("{:.1}s", ms as f64 / 1000.0)
+    }
+}
+
+fn metric(v: Option<f64>) -> String {
+    v.map(|v| format_metric(Some(v))).unwrap_or_else(|| "-".into())
+}
+
+/// Left-aligned columns separated by two spaces.
+pub fn table(header: &[&str], rows: &[Vec<String>]) -> String {
+    let mut widths: Vec<usize> = header.iter().map(|h| h.chars().count()).collect();
+    for r in rows {
+        for (i, c) in r.iter().enumerate() {
+            if i < widths.len() {
+                widths[i] = widths[i].max(c.chars().count());
+            }
+        }
+    }
+    let line = |cells: Vec<String>| {
+        let mut s = String::new();
+        for (i, c) in cells.iter().enumerate() {
+            if i + 1 == cells.len() {
+                s.push_str(c);
+            } else {
+                s.push_str(&format!("{c:<w$}  ", w = widths[i]));
+            }
+        }
+        s.trim_end().to_string()
+    };
+    let mut out = line(header.iter().map(|h| h.to_string()).collect());
+    out.push('\n');
+    for r in rows {
+        out.push_str(&line(r.clone()));
+        out.push('\n');
+    }
+    out
+}
+
+pub fn status_table(runs: &[RunSummary]) -> String {
+    if runs.is_empty() {
+        return "no runs yet: start one with `arctl start SPEC.toml` (or try `arctl demo`)\n".into();
+    }
+    let rows: Vec<Vec<String>> = runs
+        .iter()
+        .map(|r| {
+            vec![
+                r.id.clone(),
+                r.state.as_str().to_string(),
+                r.step.clone(),
+                match r.max_experiments {
+                    Some(m) => format!("{}/{m}", r.experiments),
+                    None => r.experiments.to_string(),
+                },
+                format!("{}/{}/{}/{}", r.counts.kept, r.counts.discarded, r.counts.crashed, r.counts.rejected),
+                metric(r.baseline),
+                metric(r.best),
+                pct(r.change),
+                duration_ms(r.elapsed_ms),
+                r.sparkline.clone(),
+            ]
+        })
+        .collect();
+    table(
+        &["RUN", "STATE", "STEP", "EXP", "K/D/C/R", "BASELINE", "BEST", "CHANGE", "ELAPSED", "BEST SO FAR"],
+        &rows,
+    )
+}
+
+pub fn detail(d: &RunDetail) -> String {
+    let s = &d.summary;
+    let mut out = String::new();
+    let mut kv = |k: &str, v: String| out.push_str(&format!("{k:<14}{v}\n"));
+    kv("run", s.id.clone());
+    kv("state", format!("{} ({} for {})", s.state.as_str(), s.step, duration_ms(s.step_elapsed_ms)));
+    if let Some(r) = &s.stop_reason {
+        kv("ended", r.clone());
+    }
+    if let Some(e) = &s.error {
+        kv("error", e.clone());
+    }
+    if let Some(t) = s.recovered_at_ms {
+        kv("recovered", format_time(t));
+    }
+    kv("goal", d.spec.spec.goal.clone());
+    kv("metric", format!("{} ({:?} is better)", d.spec.spec.metric.command, s.direction).to_string());
+    kv(
+        "mode",
+        match (&s.mode, s.cv) {
+            (Some(m), Some(cv)) => format!("{m}, cv {:.2}%", cv * 100.0),
+            (Some(m), None) => m.clone(),
+            _ => "-".into(),
+        },
+    );
+    kv(
+        "experiments",
+        format!(
+            "{}{} (kept {}, discarded {}, crashed {}, rejected {})",
+            s.experiments,
+            s.max_experiments.map(|m| format!(" of {m}")).unwrap_or_default(),
+            s.counts.kept,
+            s.counts.discarded,
+            s.counts.crashed,
+            s.counts.rejected
+        ),
+    );
+    kv("baseline", metric(s.baseline));
+    kv("best", format!("{} ({})  {}", metric(s.best), pct(s.change), s.sparkline));
+    kv("elapsed", duration_ms(s.elapsed_ms));
+    kv("worktree", s.worktree.display().to_string());
+    kv("branch", format!("{} (base {} at {})", s.branch, d.base, &d.base_commit[..7.min(d.base_commit.len())]));
+    kv("best commit", d.best_commit[..7.min(d.best_commit.len())].to_string());
+    kv("limits", d.limits_mechanism.clone());
+    if let (Some(rss), Some(cpu), Some(wall)) = (d.last_peak_rss, d.last_cpu_ms, d.last_wall_ms) {
+        kv(
+            "last exp.",
+            format!("peak RSS {:.1} MiB, CPU {}, wall {}", rss as f64 / 1048576.0, duration_ms(cpu), duration_ms(wall)),
+        );
+    }
+    if !d.recent.is_empty() {
+        out.push('\n');
+        out.push_str(&results(&ResultsTable {
+            run: s.id.clone(),
+            direction: s.direction,
+            rows: d.recent.clone(),
+        }));
+    }
+    out
+}
+
+pub fn format_time(ms: u64) -> String {
+    chrono::DateTime::from_timestamp_millis(ms as i64)
+        .map(|t| t.with_timezone(&chrono::Local).format("%Y-%m-%d %H:%M:%S").to_string())
+        .unwrap_or_else(|| ms.to_string())
+}
+
+pub fn results(t: &ResultsTable) -> String {
+    let rows: Vec<Vec<String>> = t
+        .rows
+        .iter()
+        .map(|r| {
+            vec![
+                r.experiment.to_string(),
+                r.commit.clone(),
+                format_metric(r.metric),
+                r.status.clone(),
+                pct(r.change),
+                r.confidence.map(|c| format!("{:.0}%", c * 100.0)).unwrap_or_else(|| "-".into()),
+                r.description.clone(),
+            ]
+        })
+        .collect();
+    table(&["EXP", "COMMIT", "METRIC", "STATUS", "CHANGE", "CONF", "DESCRIPTION"], &rows)
+}

@@ -1,0 +1,242 @@
+//! One handler per request. Blocking work (git, files) runs on the blocking pool.
+
+use std::sync::Arc;
+
+use super::Registry;
+use crate::protocol::{Request, ResultRow, ResultsTable, Response, StartedRun};
+use crate::run::journal::{ExperimentRecord, Status};
+use crate::run::record::RunState;
+use crate::run::setup::{self, ActiveScope, SetupError};
+use crate::run::status::RunDetail;
+use crate::run::{runner, RunHandle};
+use crate::store;
+
+pub async fn handle(reg: &Arc<Registry>, req: Request) -> Response {
+    let reg2 = reg.clone();
+    let blocking = move |f: Box<dyn FnOnce(&Registry) -> Response + Send>| async move {
+        tokio::task::spawn_blocking(move || f(&reg2))
+            .await
+            .unwrap_or_else(|e| Response::failed(format!("internal error: {e}")))
+    };
+    match req {
+        Request::Hello { .. } => Response::bad_input("hello was already exchanged"),
+        Request::Status { run: None } => status(reg),
+        Request::Status { run: Some(id) } => blocking(Box::new(move |r| detail(r, &id))).await,
+        Request::Start { spec_path, spec_text } => {
+            blocking(Box::new(move |r| start(r, &spec_path, &spec_text))).await
+        }
+        Request::Stop { run, now } => stop(reg, &run, now),
+        Request::Pause { run } => pause(reg, &run, true),
+        Request::Resume { run } => pause(reg, &run, false),
+        Request::Log { run, offset } => blocking(Box::new(move |r| log(r, &run, offset))).await,
+        Request::Results { run } => blocking(Box::new(move |r| results(r, &run))).await,
+        Request::Report { .. } => Response::failed("`arctl report` is not implemented yet"),
+        Request::Merge(_) => Response::failed("`arctl merge` is not implemented yet"),
+        Request::Cleanup(_) => Response::failed("`arctl cleanup` is not implemented yet"),
+        Request::Shutdown => {
+            reg.request_shutdown();
+            Response::Ok {
+                message: "daemon shutting down".into(),
+            }
+        }
+    }
+}
+
+fn find(reg: &Registry, id: &str) -> Result<Arc<RunHandle>, Response> {
+    reg.get(id).ok_or_else(|| {
+        let known: Vec<String> = reg.runs().keys().cloned().collect();
+        Response::bad_input(format!(
+            "no run {id:?}{}",
+            if known.is_empty() {
+                " (no runs yet)".to_string()
+            } else {
+                format!("; runs: {}", known.join(", "))
+            }
+        ))
+    })
+}
+
+fn status(reg: &Registry) -> Response {
+    let mut runs: Vec<_> = reg.runs().values().map(|h| h.summary()).collect();
+    runs.sort_by(|a, b| a.created_at_ms.cmp(&b.created_at_ms).then(a.id.cmp(&b.id)));
+    Response::Status {
+        runs,
+        problems: reg.problems(),
+    }
+}
+
+fn detail(reg: &Registry, id: &str) -> Response {
+    let h = match find(reg, id) {
+        Ok(h) => h,
+        Err(e) => return e,
+    };
+    let summary = h.summary();
+    let (record, resources) = {
+        let l = h.live();
+        (l.record.clone(), l.last_resources)
+    };
+    let rows = match result_rows(&h) {
+        Ok(r) => r,
+        Err(e) => return e,
+    };
+    let recent = rows[rows.len().saturating_sub(10)..].to_vec();
+    Response::Detail(Box::new(RunDetail {
+        summary,
+        spec: record.spec.clone(),
+        base: record.base.clone(),
+        base_commit: record.base_commit.clone(),
+        best_commit: record.best_commit.clone(),
+        limits_mechanism: crate::exec::limit_mechanism().to_string(),
+        recent,
+        last_peak_rss: resources.map(|r| r.0),
+        last_cpu_ms: resources.map(|r| r.1),
+        last_wall_ms: resources.map(|r| r.2),
+    }))
+}
+
+fn start(reg: &Registry, spec_path: &std::path::Path, spec_text: &str) -> Response {
+    // The registry lock is held across creation so two starts can't race past the
+    // id and scope-overlap checks.
+    let mut runs = reg.runs();
+    let active: Vec<ActiveScope> = runs
+        .values()
+        .filter_map(|h| {
+            let l = h.live();
+            (l.record.state.is_active() || l.record.state == RunState::Stopped && !l.record.cleaned_up).then(|| ActiveScope {
+                id: l.record.id.clone(),
+                repo: l.record.repo.clone(),
+                scope: l.record.spec.spec.scope.clone(),
+            })
+        })
+        .collect();
+    let record = match setup::create(&reg.global, spec_path, spec_text, &active) {
+        Ok(r) => r,
+        Err(SetupError::BadInput(m)) => return Response::bad_input(m),
+        Err(SetupError::Failed(m)) => return Response::failed(m),
+    };
+    let id = record.id.clone();
+    let started = StartedRun {
+        id: id.clone(),
+        worktree: record.worktree.clone(),
+        branch: record.branch.clone(),
+    };
+    let paths = crate::run::record::RunPaths::new(&reg.config.state_dir, &id);
+    let handle = Arc::new(RunHandle::new(record, paths, Vec::new()));
+    runner::run_log(&handle, &format!("created: worktree {} on {}", started.worktree.display(), started.branch));
+    tracing::info!(run = %id, worktree = %started.worktree.display(), "run created");
+    runner::spawn(handle.clone(), reg.global.clone());
+    runs.insert(id, handle);
+    Response::Started(started)
+}
+
+fn stop(reg: &Registry, id: &str, now: bool) -> Response {
+    let h = match find(reg, id) {
+        Ok(h) => h,
+        Err(e) => return e,
+    };
+    let state = h.live().record.state;
+    if !state.is_active() {
+        return Response::Ok {
+            message: format!("run {id} is already {}", state.as_str()),
+        };
+    }
+    h.control(|c, _| {
+        c.stop = true;
+        c.stop_now |= now;
+    });
+    {
+        let mut l = h.live();
+        if l.record.state != RunState::Starting {
+            l.record.state = RunState::Stopping;
+        }
+    }
+    Response::Ok {
+        message: if now {
+            format!("run {id}: stopping now (the current experiment is killed and reverted)")
+        } else {
+            format!("run {id}: stopping after the current experiment")
+        },
+    }
+}
+
+fn pause(reg: &Registry, id: &str, pause: bool) -> Response {
+    let h = match find(reg, id) {
+        Ok(h) => h,
+        Err(e) => return e,
+    };
+    let state = h.live().record.state;
+    if !state.is_active() {
+        return Response::bad_input(format!("run {id} is {}: nothing to {}", state.as_str(), if pause { "pause" } else { "resume" }));
+    }
+    h.control(|c, _| c.pause = pause);
+    if !pause && state == RunState::Paused && !h.is_thread_running() {
+        return Response::failed(format!("run {id} has no running loop; restart the daemon"));
+    }
+    Response::Ok {
+        message: if pause {
+            format!("run {id}: pausing after the current experiment")
+        } else {
+            format!("run {id}: resumed")
+        },
+    }
+}
+
+fn log(reg: &Registry, id: &str, offset: u64) -> Response {
+    let h = match find(reg, id) {
+        Ok(h) => h,
+        Err(e) => return e,
+    };
+    let bytes = std::fs::read(h.paths.log()).unwrap_or_default();
+    let start = (offset as usize).min(bytes.len());
+    // Cap one answer well below the frame limit; the client asks again.
+    let end = bytes.len().min(start + 4 * 1024 * 1024);
+    let finished = !h.live().record.state.is_active() && end == bytes.len();
+    Response::Log {
+        text: String::from_utf8_lossy(&bytes[start..end]).to_string(),
+        offset: end as u64,
+        finished,
+    }
+}
+
+fn result_rows(h: &RunHandle) -> Result<Vec<ResultRow>, Response> {
+    let direction = h.live().record.spec.spec.metric.direction;
+    let (records, _) = store::read_json_lines::<ExperimentRecord>(&h.paths.journal())
+        .map_err(|e| Response::failed(format!("run {}: {e:#}", h.id)))?;
+    let mut best: Option<f64> = None;
+    Ok(records
+        .iter()
+        .map(|r| {
+            let change = match (best, r.metric) {
+                (Some(b), Some(m)) if r.status != Status::Crash => Some(direction.gain(b, m)).filter(|g| g.is_finite()),
+                _ => None,
+            };
+            if matches!(r.status, Status::Baseline | Status::Keep) {
+                best = r.metric;
+            }
+            ResultRow {
+                experiment: r.experiment,
+                commit: r.commit.as_deref().map(|c| c[..7.min(c.len())].to_string()).unwrap_or_else(|| "-".into()),
+                metric: r.metric,
+                status: r.status.as_str().to_string(),
+                description: crate::run::journal::clean_description(&r.description),
+                change,
+                confidence: r.decision.as_ref().filter(|d| d.rounds > 1).map(|d| 1.0 - d.p_value),
+            }
+        })
+        .collect())
+}
+
+fn results(reg: &Registry, id: &str) -> Response {
+    let h = match find(reg, id) {
+        Ok(h) => h,
+        Err(e) => return e,
+    };
+    match result_rows(&h) {
+        Ok(rows) => Response::Results(ResultsTable {
+            run: id.to_string(),
+            direction: h.live().record.spec.spec.metric.direction,
+            rows,
+        }),
+        Err(e) => e,
+    }
+}

@@ -1,0 +1,150 @@
+//! The registry of runs: loading them from the state dir at start (with recovery), adding
+//! new ones, and stopping them all at shutdown.
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use tokio::sync::Notify;
+
+use crate::config::DaemonConfig;
+use crate::run::journal::ExperimentRecord;
+use crate::run::record::{RunPaths, RunRecord, RunState};
+use crate::run::{runner, Global, RunHandle};
+use crate::store;
+
+pub struct Registry {
+    pub config: DaemonConfig,
+    pub global: Arc<Global>,
+    runs: Mutex<BTreeMap<String, Arc<RunHandle>>>,
+    /// Unreadable state files, moved aside; shown by `arctl status`.
+    problems: Mutex<Vec<String>>,
+    shutdown: Notify,
+    shutdown_flag: std::sync::atomic::AtomicBool,
+}
+
+impl Registry {
+    pub fn new(config: DaemonConfig) -> Registry {
+        let global = Arc::new(Global::new(config.state_dir.clone(), config.settings.max_parallel));
+        Registry {
+            config,
+            global,
+            runs: Mutex::new(BTreeMap::new()),
+            problems: Mutex::new(Vec::new()),
+            shutdown: Notify::new(),
+            shutdown_flag: Default::default(),
+        }
+    }
+
+    pub fn runs(&self) -> MutexGuard<'_, BTreeMap<String, Arc<RunHandle>>> {
+        self.runs.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    pub fn get(&self, id: &str) -> Option<Arc<RunHandle>> {
+        self.runs().get(id).cloned()
+    }
+
+    pub fn problems(&self) -> Vec<String> {
+        self.problems.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    fn problem(&self, msg: String) {
+        tracing::error!("{msg}");
+        self.problems.lock().unwrap_or_else(|e| e.into_inner()).push(msg);
+    }
+
+    pub fn request_shutdown(&self) {
+        self.shutdown_flag.store(true, std::sync::atomic::Ordering::SeqCst);
+        self.shutdown.notify_waiters();
+    }
+
+    pub async fn shutdown_requested(&self) {
+        loop {
+            let notified = self.shutdown.notified();
+            if self.shutdown_flag.load(std::sync::atomic::Ordering::SeqCst) {
+                return;
+            }
+            notified.await;
+        }
+    }
+
+    /// Load every run in the state dir; recover and restart the active ones.
+    pub fn load_all(&self) {
+        let dir = self.config.state_dir.join("runs");
+        let Ok(entries) = std::fs::read_dir(&dir) else {
+            return;
+        };
+        let mut ids: Vec<String> = entries
+            .filter_map(|e| e.ok())
+            .filter(|e| e.path().is_dir())
+            .map(|e| e.file_name().to_string_lossy().to_string())
+            .collect();
+        ids.sort();
+        for id in ids {
+            if id.starts_with('.') {
+                // A run whose creation was interrupted: nothing of it was handed out.
+                let _ = std::fs::remove_dir_all(dir.join(&id));
+                continue;
+            }
+            let paths = RunPaths::new(&self.config.state_dir, &id);
+            let record: RunRecord = match store::load_json(&paths.record()) {
+                Ok(r) => r,
+                Err(e) => {
+                    let aside = store::quarantine(&paths.record())
+                        .map(|p| format!("moved aside to {}", p.display()))
+                        .unwrap_or_else(|e2| format!("could not move it aside: {e2}"));
+                    self.problem(format!("run {id}: unreadable state ({e:#}); {aside}"));
+                    continue;
+                }
+            };
+            let records: Vec<ExperimentRecord> = match store::read_json_lines(&paths.journal()) {
+                Ok((r, _)) => r,
+                Err(e) => {
+                    let aside = store::quarantine(&paths.journal())
+                        .map(|p| format!("moved aside to {}", p.display()))
+                        .unwrap_or_else(|e2| format!("could not move it aside: {e2}"));
+                    self.problem(format!("run {id}: unreadable journal ({e:#}); {aside}; the run is not resumed"));
+                    continue;
+                }
+            };
+            let active = record.state.is_active();
+            let paused = record.state == RunState::Paused;
+            let handle = Arc::new(RunHandle::new(record, paths, runner::best_history(&records)));
+            if active {
+                match runner::recover(&handle, &self.global) {
+                    Ok(notes) => {
+                        for n in &notes {
+                            tracing::info!(run = %id, "recovery: {n}");
+                            runner::run_log(&handle, &format!("recovery: {n}"));
+                        }
+                    }
+                    Err(e) => {
+                        self.problem(format!("run {id}: recovery failed: {e:#}"));
+                        let mut l = handle.live();
+                        l.record.state = RunState::Failed;
+                        l.record.error = Some(format!("recovery failed: {e:#}"));
+                    }
+                }
+            }
+            let resume_paused = paused || !self.config.settings.resume;
+            if handle.live().record.state.is_active() {
+                handle.control(|c, _| c.pause = resume_paused);
+                runner::spawn(handle.clone(), self.global.clone());
+            }
+            self.runs().insert(id, handle);
+        }
+    }
+
+    /// Interrupt every run (revert the experiment under way) and wait for their threads.
+    pub fn shutdown_all(&self) {
+        let runs: Vec<Arc<RunHandle>> = self.runs().values().cloned().collect();
+        for r in &runs {
+            r.control(|c, _| c.shutdown = true);
+        }
+        for r in &runs {
+            let t = r.thread.lock().unwrap_or_else(|e| e.into_inner()).take();
+            if let Some(t) = t {
+                let _ = t.join();
+            }
+        }
+    }
+}

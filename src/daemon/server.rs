@@ -1,0 +1,122 @@
+//! The Unix socket: binding safely, checking who connects, the handshake, and one task per
+//! connection that reads requests and writes responses.
+
+use std::os::unix::fs::PermissionsExt;
+use std::path::Path;
+use std::sync::Arc;
+
+use anyhow::{bail, Context, Result};
+use tokio::net::{UnixListener, UnixStream};
+use tokio::sync::watch;
+
+use super::handlers;
+use super::Registry;
+use crate::protocol::{Connection, ErrorKind, FrameError, Request, Response, PROTOCOL_VERSION};
+
+/// Bind the socket: 0600 in a 0700 folder; a stale file is replaced only when nothing
+/// answers on it.
+pub fn bind(socket: &Path) -> Result<UnixListener> {
+    let dir = socket.parent().unwrap_or(Path::new("/"));
+    super::create_private_dir(dir)?;
+    if socket.exists() {
+        if std::os::unix::net::UnixStream::connect(socket).is_ok() {
+            bail!(
+                "a daemon is already listening on {} (use it, or `arctl shutdown` first)",
+                socket.display()
+            );
+        }
+        tracing::info!(socket = %socket.display(), "replacing a stale socket file");
+        std::fs::remove_file(socket).with_context(|| format!("removing stale socket {}", socket.display()))?;
+    }
+    let listener = UnixListener::bind(socket).with_context(|| format!("binding {}", socket.display()))?;
+    std::fs::set_permissions(socket, std::fs::Permissions::from_mode(0o600))?;
+    Ok(listener)
+}
+
+pub async fn accept_loop(listener: UnixListener, registry: Arc<Registry>, mut stop: watch::Receiver<bool>) -> Result<()> {
+    let my_uid = nix::unistd::getuid().as_raw();
+    loop {
+        tokio::select! {
+            _ = stop.changed() => return Ok(()),
+            _ = registry.shutdown_requested() => return Ok(()),
+            accepted = listener.accept() => {
+                let (stream, _) = match accepted {
+                    Ok(x) => x,
+                    Err(e) => {
+                        tracing::warn!(error = %e, "accept failed");
+                        continue;
+                    }
+                };
+                let registry = registry.clone();
+                tokio::spawn(async move {
+                    if let Err(e) = connection(stream, registry, my_uid).await {
+                        tracing::debug!(error = %e, "connection ended");
+                    }
+                });
+            }
+        }
+    }
+}
+
+async fn connection(stream: UnixStream, registry: Arc<Registry>, my_uid: u32) -> Result<()> {
+    let peer = stream.peer_cred()?;
+    let mut conn = Connection::new(stream);
+    if peer.uid() != my_uid {
+        tracing::warn!(peer_uid = peer.uid(), "refused a connection from another user");
+        let _ = conn
+            .write(&Response::bad_input(format!(
+                "permission denied: this daemon serves uid {my_uid} only, you are uid {}",
+                peer.uid()
+            )))
+            .await;
+        return Ok(());
+    }
+    // Handshake.
+    match conn.read::<Request>().await {
+        Ok(Request::Hello { version }) if version == PROTOCOL_VERSION => {
+            conn.write(&Response::Hello {
+                version: PROTOCOL_VERSION,
+                daemon_pid: std::process::id(),
+            })
+            .await?;
+        }
+        Ok(Request::Hello { version }) => {
+            conn.write(&Response::Error {
+                kind: ErrorKind::Version,
+                message: format!(
+                    "protocol version mismatch: the client speaks {version}, the daemon speaks {PROTOCOL_VERSION}; restart the daemon with the same arctl (`arctl shutdown`)"
+                ),
+            })
+            .await?;
+            return Ok(());
+        }
+        Ok(_) => {
+            conn.write(&Response::bad_input("expected a hello frame with the protocol version first"))
+                .await?;
+            return Ok(());
+        }
+        Err(e) => return reply_frame_error(&mut conn, e).await,
+    }
+    loop {
+        let req = match conn.read::<Request>().await {
+            Ok(r) => r,
+            Err(e) => return reply_frame_error(&mut conn, e).await,
+        };
+        tracing::debug!(?req, "request");
+        let resp = handlers::handle(&registry, req).await;
+        conn.write(&resp).await?;
+    }
+}
+
+/// A bad frame: say why (if the peer can still hear it) and close this connection only.
+async fn reply_frame_error(conn: &mut Connection<UnixStream>, e: FrameError) -> Result<()> {
+    match e {
+        FrameError::Closed => Ok(()),
+        FrameError::Io(e) => Err(e.into()),
+        other => {
+            tracing::warn!(error = %other, "bad frame; closing the connection");
+            let _ = conn.write(&Response::bad_input(format!("bad request: {other}"))).await;
+            Ok(())
+        }
+    }
+}

@@ -1,0 +1,394 @@
+//! Reading `/proc`: per-process stats, `ARCTL_TAG` in environments, signalling processes
+//! by identity (pid + start time, through a pidfd where the kernel has them) so a recycled
+//! pid is never hit.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+/// The environment variable that marks every process a command started.
+pub const TAG_VAR: &str = "ARCTL_TAG";
+
+/// A process identity that survives pid reuse: (pid, starttime in clock ticks since boot).
+pub(crate) type Ident = (u32, u64);
+
+/// The fields of `/proc/<pid>/stat` this module uses.
+#[derive(Debug, Clone)]
+pub(crate) struct ProcStat {
+    pub pid: u32,
+    pub state: u8,
+    pub ppid: u32,
+    pub pgrp: u32,
+    /// utime + stime + cutime + cstime, in clock ticks.
+    pub cpu_ticks: u64,
+    pub starttime: u64,
+    pub rss_pages: u64,
+}
+
+impl ProcStat {
+    pub fn ident(&self) -> Ident {
+        (self.pid, self.starttime)
+    }
+    /// Zombie or dead: no longer running, holds no memory, cannot be signalled usefully.
+    pub fn is_dead(&self) -> bool {
+        matches!(self.state, b'Z' | b'X' | b'x')
+    }
+}
+
+pub(crate) fn clock_ticks_per_sec() -> u64 {
+    static TICKS: OnceLock<u64> = OnceLock::new();
+    *TICKS.get_or_init(|| {
+        // SAFETY: sysconf has no memory-safety preconditions.
+        let t = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
+        if t > 0 {
+            t as u64
+        } else {
+            100
+        }
+    })
+}
+
+pub(crate) fn page_size() -> u64 {
+    static PAGE: OnceLock<u64> = OnceLock::new();
+    *PAGE.get_or_init(|| {
+        // SAFETY: sysconf has no memory-safety preconditions.
+        let p = unsafe { libc::sysconf(libc::_SC_PAGESIZE) };
+        if p > 0 {
+            p as u64
+        } else {
+            4096
+        }
+    })
+}
+
+fn parse_stat(pid: u32, buf: &[u8]) -> Option<ProcStat> {
+    // The command name (field 2) is in parentheses and may itself contain ')' and spaces;
+    // everything after the last ')' is space separated, starting with field 3 (state).
+    let close = buf.iter().rposition(|&b| b == b')')?;
+    let rest = std::str::from_utf8(&buf[close + 1..]).ok()?;
+    let fields: Vec<&str> = rest.split_ascii_whitespace().collect();
+    let num = |field: usize| -> Option<u64> { fields.get(field - 3)?.parse().ok() };
+    let state = *fields.first()?.as_bytes().first()?;
+    Some(ProcStat {
+        pid,
+        state,
+        ppid: num(4)? as u32,
+        pgrp: num(5)? as u32,
+        cpu_ticks: num(14)? + num(15)? + num(16)? + num(17)?,
+        starttime: num(22)?,
+        rss_pages: num(24)?,
+    })
+}
+
+pub(crate) fn read_stat(pid: u32) -> Option<ProcStat> {
+    let buf = std::fs::read(format!("/proc/{pid}/stat")).ok()?;
+    parse_stat(pid, &buf)
+}
+
+/// `/proc/<pid>/stat` field 22 (starttime, clock ticks since boot), or None if there is no
+/// such process.
+pub fn process_start_time(pid: u32) -> Option<u64> {
+    read_stat(pid).map(|s| s.starttime)
+}
+
+/// All pids listed in /proc.
+pub(crate) fn all_pids() -> Vec<u32> {
+    let Ok(dir) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    dir.filter_map(|e| e.ok()?.file_name().to_str()?.parse::<u32>().ok())
+        .collect()
+}
+
+/// Stats of every process visible in /proc.
+pub(crate) fn all_stats() -> Vec<ProcStat> {
+    all_pids().into_iter().filter_map(read_stat).collect()
+}
+
+/// The value of `ARCTL_TAG` in the process's initial environment, if any.
+pub(crate) fn read_tag(pid: u32) -> Option<Vec<u8>> {
+    let env = std::fs::read(format!("/proc/{pid}/environ")).ok()?;
+    let key = TAG_VAR.as_bytes();
+    env.split(|&b| b == 0)
+        .find(|kv| kv.len() > key.len() && kv.starts_with(key) && kv[key.len()] == b'=')
+        .map(|kv| kv[key.len() + 1..].to_vec())
+}
+
+/// How a tag is compared.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum TagMatch<'a> {
+    Exact(&'a str),
+    Prefix(&'a str),
+}
+
+impl TagMatch<'_> {
+    pub fn matches(&self, value: &[u8]) -> bool {
+        match self {
+            TagMatch::Exact(t) => value == t.as_bytes(),
+            TagMatch::Prefix(p) => value.starts_with(p.as_bytes()),
+        }
+    }
+}
+
+fn self_pid() -> u32 {
+    std::process::id()
+}
+
+/// Live (non-zombie) processes whose tag matches, never including the calling process.
+pub(crate) fn find_tagged(m: TagMatch<'_>) -> Vec<ProcStat> {
+    let me = self_pid();
+    all_stats()
+        .into_iter()
+        .filter(|s| s.pid != me && s.pid != 1 && !s.is_dead())
+        .filter(|s| read_tag(s.pid).is_some_and(|v| m.matches(&v)))
+        .collect()
+}
+
+/// Is the process with this identity still alive (exists, same start time, not a zombie)?
+pub(crate) fn alive(id: Ident) -> bool {
+    read_stat(id.0).is_some_and(|s| s.starttime == id.1 && !s.is_dead())
+}
+
+/// Send `sig` to the process with identity `id`. Returns true if a signal was delivered.
+/// Uses a pidfd (which pins the process) and checks the start time after opening it, so a
+/// recycled pid is never signalled. Never signals the calling process or pid 1.
+pub(crate) fn signal_ident(id: Ident, sig: libc::c_int) -> bool {
+    let (pid, start) = id;
+    if pid == self_pid() || pid <= 1 {
+        return false;
+    }
+    // SAFETY: plain syscall with integer arguments.
+    let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid as libc::pid_t, 0 as libc::c_uint) };
+    if fd >= 0 {
+        let fd = fd as libc::c_int;
+        let ok = alive(id)
+            // SAFETY: fd is a pidfd we own; a null siginfo is allowed.
+            && unsafe {
+                libc::syscall(
+                    libc::SYS_pidfd_send_signal,
+                    fd,
+                    sig,
+                    std::ptr::null::<libc::siginfo_t>(),
+                    0 as libc::c_uint,
+                )
+            } == 0;
+        // SAFETY: closing the fd we opened.
+        unsafe { libc::close(fd) };
+        ok
+    } else {
+        // No pidfd support (old kernel or seccomp): check, then kill; a small race remains.
+        if !alive((pid, start)) {
+            return false;
+        }
+        // SAFETY: kill has no memory-safety preconditions.
+        unsafe { libc::kill(pid as libc::pid_t, sig) == 0 }
+    }
+}
+
+/// Send `sig` to a process group. The caller guarantees the group id is still reserved
+/// (its leader is alive or an unreaped zombie of ours).
+pub(crate) fn signal_group(pgid: u32, sig: libc::c_int) {
+    if pgid <= 1 {
+        return;
+    }
+    // SAFETY: killpg has no memory-safety preconditions.
+    unsafe {
+        libc::killpg(pgid as libc::pid_t, sig);
+    }
+}
+
+/// Poll until none of `ids` is alive or `deadline` passes. Returns true if all are gone.
+pub(crate) fn wait_gone(ids: &[Ident], deadline: Instant) -> bool {
+    loop {
+        if !ids.iter().any(|&id| alive(id)) {
+            return true;
+        }
+        let now = Instant::now();
+        if now >= deadline {
+            return false;
+        }
+        std::thread::sleep((deadline - now).min(Duration::from_millis(20)));
+    }
+}
+
+/// Bounded repetition of "find matching processes, SIGKILL them, wait for them to die",
+/// so processes forked while we were killing are caught too. `extra` adds processes to
+/// kill that are not found by `find` (e.g. members of a process group). Returns the set of
+/// identities signalled.
+pub(crate) fn kill_rounds(mut find: impl FnMut() -> Vec<Ident>) -> HashSet<Ident> {
+    let mut signalled = HashSet::new();
+    let overall = Instant::now() + Duration::from_secs(10);
+    for _ in 0..50 {
+        let found = find();
+        if found.is_empty() {
+            break;
+        }
+        for &id in &found {
+            if signal_ident(id, libc::SIGKILL) {
+                signalled.insert(id);
+            }
+        }
+        let round_deadline = (Instant::now() + Duration::from_secs(1)).min(overall);
+        wait_gone(&found, round_deadline);
+        if Instant::now() >= overall {
+            tracing::warn!("processes survived SIGKILL for 10s (uninterruptible sleep?)");
+            break;
+        }
+    }
+    signalled
+}
+
+/// SIGTERM every matching process, wait up to `grace` for them to exit, then SIGKILL what
+/// is left (repeating until nothing matches). Returns how many processes were signalled.
+pub(crate) fn kill_matching(m: TagMatch<'_>, grace: Duration) -> usize {
+    let first: Vec<Ident> = find_tagged(m).iter().map(ProcStat::ident).collect();
+    if first.is_empty() {
+        return 0;
+    }
+    let mut signalled: HashSet<Ident> = HashSet::new();
+    if !grace.is_zero() {
+        for &id in &first {
+            if signal_ident(id, libc::SIGTERM) {
+                signalled.insert(id);
+            }
+        }
+        wait_gone(&first, Instant::now() + grace);
+    }
+    signalled.extend(kill_rounds(|| {
+        find_tagged(m).iter().map(ProcStat::ident).collect()
+    }));
+    signalled.len()
+}
+
+/// The live process tree of one command: its process group, the descendants of its leader
+/// (by parent pid), and processes carrying its exact tag that escaped both (setsid + double
+/// fork), plus optionally the members of its cgroup.
+pub(crate) struct TreeTracker {
+    leader: u32,
+    tag: String,
+    /// Tagged processes found by the last environ scan (environ is only scanned
+    /// periodically; in between these identities are followed by pid).
+    known_tagged: HashSet<Ident>,
+    last_environ_scan: Option<Instant>,
+}
+
+/// One sample of a command's tree.
+pub(crate) struct TreeSample {
+    pub members: Vec<ProcStat>,
+    pub rss_bytes: u64,
+    pub cpu: Duration,
+}
+
+/// How often the (more expensive) environ scan for escaped tagged processes runs.
+const ENVIRON_SCAN_PERIOD: Duration = Duration::from_millis(500);
+
+impl TreeTracker {
+    pub fn new(leader: u32, tag: &str) -> Self {
+        TreeTracker {
+            leader,
+            tag: tag.to_string(),
+            known_tagged: HashSet::new(),
+            last_environ_scan: None,
+        }
+    }
+
+    /// Sample the tree. `force_environ` forces a full environ scan; `extra` pids (cgroup
+    /// members) are added.
+    pub fn sample(&mut self, force_environ: bool, extra: &[u32]) -> TreeSample {
+        let me = self_pid();
+        let stats = all_stats();
+        let now = Instant::now();
+        let scan_environ = force_environ
+            || self
+                .last_environ_scan
+                .is_none_or(|t| now.duration_since(t) >= ENVIRON_SCAN_PERIOD);
+        let mut in_tree: HashSet<u32> = HashSet::new();
+        let mut children: HashMap<u32, Vec<u32>> = HashMap::new();
+        let extra: HashSet<u32> = extra.iter().copied().collect();
+        let mut new_known = HashSet::new();
+        for s in &stats {
+            children.entry(s.ppid).or_default().push(s.pid);
+            if s.pid == me || s.pid <= 1 {
+                continue;
+            }
+            if s.pid == self.leader || s.pgrp == self.leader || extra.contains(&s.pid) {
+                in_tree.insert(s.pid);
+            } else if scan_environ {
+                if !s.is_dead()
+                    && read_tag(s.pid).is_some_and(|v| TagMatch::Exact(&self.tag).matches(&v))
+                {
+                    in_tree.insert(s.pid);
+                    new_known.insert(s.ident());
+                }
+            } else if self.known_tagged.contains(&s.ident()) {
+                in_tree.insert(s.pid);
+                new_known.insert(s.ident());
+            }
+        }
+        if scan_environ {
+            self.last_environ_scan = Some(now);
+        }
+        self.known_tagged = new_known;
+        // Descendants by parent pid (processes that changed group but kept their parent,
+        // or cleared their environment).
+        let mut stack: Vec<u32> = in_tree.iter().copied().collect();
+        while let Some(p) = stack.pop() {
+            if let Some(kids) = children.get(&p) {
+                for &k in kids {
+                    if k != me && k > 1 && in_tree.insert(k) {
+                        stack.push(k);
+                    }
+                }
+            }
+        }
+        let members: Vec<ProcStat> = stats
+            .into_iter()
+            .filter(|s| in_tree.contains(&s.pid))
+            .collect();
+        let rss_bytes = members
+            .iter()
+            .filter(|s| !s.is_dead())
+            .map(|s| s.rss_pages * page_size())
+            .sum();
+        let ticks: u64 = members.iter().map(|s| s.cpu_ticks).sum();
+        let cpu = Duration::from_millis(ticks * 1000 / clock_ticks_per_sec());
+        TreeSample {
+            members,
+            rss_bytes,
+            cpu,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_stat_with_odd_comm() {
+        let line = b"1234 (a) b (c)) S 1 1234 1234 0 -1 4194560 100 0 0 0 7 3 2 1 20 0 1 0 555 1000000 25 18446744073709551615 1 1 0 0 0 0 0 0 0 0 0 0 17 0 0 0 0 0 0";
+        let s = parse_stat(1234, line).unwrap();
+        assert_eq!(s.state, b'S');
+        assert_eq!(s.ppid, 1);
+        assert_eq!(s.pgrp, 1234);
+        assert_eq!(s.cpu_ticks, 13);
+        assert_eq!(s.starttime, 555);
+        assert_eq!(s.rss_pages, 25);
+    }
+
+    #[test]
+    fn own_start_time_is_readable() {
+        let me = std::process::id();
+        let a = process_start_time(me).unwrap();
+        assert_eq!(Some(a), process_start_time(me));
+        assert!(read_stat(me).is_some_and(|s| !s.is_dead()));
+    }
+
+    #[test]
+    fn tag_matching() {
+        assert!(TagMatch::Exact("a-1").matches(b"a-1"));
+        assert!(!TagMatch::Exact("a-1").matches(b"a-10"));
+        assert!(TagMatch::Prefix("a-").matches(b"a-10"));
+        assert!(TagMatch::Prefix("").matches(b"x"));
+    }
+}

@@ -1,0 +1,464 @@
+//! The git layer (git2): worktrees, commits, revert, scope inputs, refs, the exclude file.
+
+pub mod exclude;
+pub mod scope;
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{anyhow, bail, Context, Result};
+use git2::{
+    BranchType, DiffOptions, IndexAddOption, Oid, Repository, ResetType, Signature, StatusOptions,
+    WorktreeAddOptions,
+};
+use serde::{Deserialize, Serialize};
+
+/// The repository a spec points at: its work tree root and common git dir.
+#[derive(Debug, Clone)]
+pub struct RepoInfo {
+    pub root: PathBuf,
+    pub common_dir: PathBuf,
+}
+
+/// Open the repository at `path` (the path itself or a folder inside it).
+pub fn open_repo(path: &Path) -> Result<(Repository, RepoInfo)> {
+    if !path.exists() {
+        bail!("repo {}: no such folder", path.display());
+    }
+    let repo = Repository::discover(path)
+        .map_err(|e| anyhow!("repo {}: not a git repository ({})", path.display(), e.message()))?;
+    let root = repo
+        .workdir()
+        .ok_or_else(|| anyhow!("repo {}: a bare repository has no work tree", path.display()))?
+        .to_path_buf();
+    let root = root.canonicalize().unwrap_or(root);
+    let common_dir = repo.commondir().to_path_buf();
+    Ok((repo, RepoInfo { root, common_dir }))
+}
+
+/// Resolve the base: the named branch (or any revision), else the repo's current branch.
+pub fn resolve_base(repo: &Repository, base: Option<&str>) -> Result<(String, Oid)> {
+    match base {
+        Some(name) => {
+            let obj = repo
+                .revparse_single(name)
+                .map_err(|_| anyhow!("base {name:?} does not exist in {}", repo_path(repo)))?;
+            let commit = obj
+                .peel_to_commit()
+                .map_err(|_| anyhow!("base {name:?} is not a commit"))?;
+            Ok((name.to_string(), commit.id()))
+        }
+        None => {
+            let head = repo.head().map_err(|_| {
+                anyhow!(
+                    "{} has no commits yet: commit something first, or set `base`",
+                    repo_path(repo)
+                )
+            })?;
+            if !head.is_branch() {
+                bail!(
+                    "{}: HEAD is detached; set `base` in the spec to the branch to start from",
+                    repo_path(repo)
+                );
+            }
+            let name = head.shorthand().unwrap_or("HEAD").to_string();
+            let oid = head.peel_to_commit()?.id();
+            Ok((name, oid))
+        }
+    }
+}
+
+fn repo_path(repo: &Repository) -> String {
+    repo.workdir()
+        .unwrap_or_else(|| repo.path())
+        .display()
+        .to_string()
+}
+
+/// Where a run's worktree goes: `<repo>/../<repo-name>-<id>`.
+pub fn worktree_path(root: &Path, id: &str) -> PathBuf {
+    let name = root
+        .file_name()
+        .map(|n| n.to_string_lossy().to_string())
+        .unwrap_or_else(|| "repo".into());
+    root.parent()
+        .unwrap_or(Path::new("/"))
+        .join(format!("{name}-{id}"))
+}
+
+/// Check that a worktree for `id` could be created, without creating anything.
+pub fn check_worktree_free(repo: &Repository, id: &str, branch: &str, path: &Path) -> Result<()> {
+    if repo.find_branch(branch, BranchType::Local).is_ok() {
+        bail!("branch {branch} already exists: choose another id, or `arctl cleanup {id}` / `git branch -D {branch}`");
+    }
+    if path.exists() {
+        bail!("worktree path {} already exists: choose another id or remove it", path.display());
+    }
+    if repo.find_worktree(&worktree_name(id)).is_ok() {
+        bail!("a worktree named {} is already registered: run `git worktree prune` or `arctl cleanup {id}`", worktree_name(id));
+    }
+    Ok(())
+}
+
+/// Git's internal name of a run's worktree (the folder under .git/worktrees).
+pub fn worktree_name(id: &str) -> String {
+    format!("autoresearch-{id}")
+}
+
+/// Create branch `branch` at `base` and a worktree for it at `path`. On failure, nothing
+/// stays behind.
+pub fn create_worktree(repo: &Repository, id: &str, branch: &str, base: Oid, path: &Path) -> Result<()> {
+    check_worktree_free(repo, id, branch, path)?;
+    let commit = repo.find_commit(base)?;
+    let br = repo
+        .branch(branch, &commit, false)
+        .with_context(|| format!("creating branch {branch}"))?;
+    let mut opts = WorktreeAddOptions::new();
+    let reference = br.into_reference();
+    opts.reference(Some(&reference));
+    if let Err(e) = repo.worktree(&worktree_name(id), path, Some(&opts)) {
+        // Undo: the branch, a half-made folder and the admin dir.
+        let _ = std::fs::remove_dir_all(path);
+        let _ = std::fs::remove_dir_all(repo.commondir().join("worktrees").join(worktree_name(id)));
+        if let Ok(mut b) = repo.find_branch(branch, BranchType::Local) {
+            let _ = b.delete();
+        }
+        return Err(anyhow!("creating worktree {}: {}", path.display(), e.message()));
+    }
+    Ok(())
+}
+
+/// Create a detached worktree at `path` on `commit` (the run's second tree, for measuring
+/// the current best beside a candidate).
+pub fn create_detached_worktree(repo: &Repository, name: &str, path: &Path, commit: Oid) -> Result<()> {
+    if let Ok(wt) = repo.find_worktree(name) {
+        let mut po = git2::WorktreePruneOptions::new();
+        po.valid(true).working_tree(true).locked(true);
+        let _ = wt.prune(Some(&mut po));
+    }
+    let _ = std::fs::remove_dir_all(path);
+    // git2 worktrees need a branch; make a private ref and detach right away.
+    let c = repo.find_commit(commit)?;
+    let tmp_branch = format!("arctl-tmp/{name}");
+    let br = repo.branch(&tmp_branch, &c, true)?;
+    let reference = br.into_reference();
+    let mut opts = WorktreeAddOptions::new();
+    opts.reference(Some(&reference));
+    let res = repo.worktree(name, path, Some(&opts));
+    let res = res.and_then(|_| {
+        let wt = Repository::open(path)?;
+        wt.set_head_detached(commit)
+    });
+    if let Ok(mut b) = repo.find_branch(&tmp_branch, BranchType::Local) {
+        let _ = b.delete();
+    }
+    res.map_err(|e| anyhow!("creating worktree {}: {}", path.display(), e.message()))?;
+    Ok(())
+}
+
+/// Remove a worktree: folder (if any) and git's admin entry, even when locked.
+pub fn remove_worktree(repo: &Repository, name: &str, path: &Path) -> Result<()> {
+    if path.exists() {
+        std::fs::remove_dir_all(path).with_context(|| format!("removing {}", path.display()))?;
+    }
+    if let Ok(wt) = repo.find_worktree(name) {
+        let _ = wt.unlock();
+        let mut po = git2::WorktreePruneOptions::new();
+        po.valid(true).working_tree(true).locked(true);
+        wt.prune(Some(&mut po))
+            .with_context(|| format!("pruning worktree {name}"))?;
+    }
+    Ok(())
+}
+
+/// What HEAD of a worktree points at.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum HeadState {
+    Branch { name: String, oid: Oid },
+    Detached(Oid),
+    Unborn,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ChangeKind {
+    Added,
+    Modified,
+    Deleted,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Change {
+    pub path: String,
+    pub kind: ChangeKind,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DiffStat {
+    pub files: usize,
+    pub insertions: usize,
+    pub deletions: usize,
+}
+
+/// A run's worktree, opened.
+pub struct WorkTree {
+    pub repo: Repository,
+    pub path: PathBuf,
+}
+
+impl WorkTree {
+    pub fn open(path: &Path) -> Result<WorkTree> {
+        let repo = Repository::open(path)
+            .map_err(|e| anyhow!("opening worktree {}: {}", path.display(), e.message()))?;
+        Ok(WorkTree {
+            repo,
+            path: path.to_path_buf(),
+        })
+    }
+
+    pub fn head_state(&self) -> HeadState {
+        match self.repo.head() {
+            Ok(h) => {
+                let oid = h.target().unwrap_or_else(Oid::zero);
+                if h.is_branch() {
+                    HeadState::Branch {
+                        name: h.shorthand().unwrap_or("").to_string(),
+                        oid,
+                    }
+                } else {
+                    HeadState::Detached(oid)
+                }
+            }
+            Err(_) => HeadState::Unborn,
+        }
+    }
+
+    /// Every path that differs between commit `base` and the work tree (staged or not,
+    /// untracked included, ignored excluded).
+    pub fn changes_since(&self, base: Oid) -> Result<Vec<Change>> {
+        let tree = self.repo.find_commit(base)?.tree()?;
+        let mut opts = DiffOptions::new();
+        opts.include_untracked(true)
+            .recurse_untracked_dirs(true)
+            .show_untracked_content(false)
+            .include_typechange(true);
+        let diff = self
+            .repo
+            .diff_tree_to_workdir_with_index(Some(&tree), Some(&mut opts))?;
+        let mut out = Vec::new();
+        for d in diff.deltas() {
+            use git2::Delta::*;
+            let kind = match d.status() {
+                Added | Untracked | Copied => ChangeKind::Added,
+                Deleted => ChangeKind::Deleted,
+                Modified | Renamed | Typechange => ChangeKind::Modified,
+                _ => continue,
+            };
+            let file = if kind == ChangeKind::Deleted {
+                d.old_file()
+            } else {
+                d.new_file()
+            };
+            if let Some(p) = file.path() {
+                out.push(Change {
+                    path: p.to_string_lossy().replace('\\', "/"),
+                    kind,
+                });
+            }
+            if d.status() == Renamed {
+                if let Some(p) = d.old_file().path() {
+                    out.push(Change {
+                        path: p.to_string_lossy().to_string(),
+                        kind: ChangeKind::Deleted,
+                    });
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    fn signature(&self) -> Signature<'static> {
+        self.repo
+            .signature()
+            .map(|s| s.to_owned())
+            .unwrap_or_else(|_| Signature::now("arctl", "arctl@localhost").expect("static signature"))
+    }
+
+    /// Stage everything (honouring ignores) and commit it on HEAD with `parent` as the only
+    /// parent. Returns the new commit.
+    pub fn commit_all(&self, message: &str, parent: Oid) -> Result<Oid> {
+        let mut index = self.repo.index()?;
+        index.add_all(["*"], IndexAddOption::DEFAULT, None)?;
+        index.update_all(["*"], None)?;
+        index.write()?;
+        let tree_id = index.write_tree()?;
+        let tree = self.repo.find_tree(tree_id)?;
+        let parent = self.repo.find_commit(parent)?;
+        let sig = self.signature();
+        let oid = self
+            .repo
+            .commit(Some("HEAD"), &sig, &sig, message, &tree, &[&parent])
+            .context("committing the experiment")?;
+        Ok(oid)
+    }
+
+    /// Rewrite the last commit with the current work tree (quick fixes amend the experiment).
+    pub fn amend_all(&self, commit: Oid) -> Result<Oid> {
+        let c = self.repo.find_commit(commit)?;
+        let parent = c.parent_id(0)?;
+        self.repo.reset(
+            &self.repo.find_object(parent, None)?,
+            ResetType::Soft,
+            None,
+        )?;
+        self.commit_all(c.message().unwrap_or("experiment"), parent)
+    }
+
+    /// Put the branch `branch` back on HEAD at `oid` with a clean tree: undoes proposer
+    /// commits, branch switches, detached HEADs, edits and untracked files. Ignored files
+    /// (build outputs, the run's TSV and log) stay.
+    pub fn restore(&self, branch: &str, oid: Oid) -> Result<()> {
+        let refname = format!("refs/heads/{branch}");
+        self.repo
+            .reference(&refname, oid, true, "arctl: restore")
+            .with_context(|| format!("moving {refname}"))?;
+        self.repo.set_head(&refname)?;
+        let obj = self.repo.find_object(oid, None)?;
+        let mut co = git2::build::CheckoutBuilder::new();
+        co.force().remove_untracked(true);
+        self.repo.reset(&obj, ResetType::Hard, Some(&mut co))?;
+        self.remove_untracked()?;
+        Ok(())
+    }
+
+    /// Hard reset a detached tree (the run's best tree) to `oid`.
+    pub fn checkout_detached(&self, oid: Oid) -> Result<()> {
+        self.repo.set_head_detached(oid)?;
+        let obj = self.repo.find_object(oid, None)?;
+        let mut co = git2::build::CheckoutBuilder::new();
+        co.force().remove_untracked(true);
+        self.repo.reset(&obj, ResetType::Hard, Some(&mut co))?;
+        self.remove_untracked()
+    }
+
+    fn remove_untracked(&self) -> Result<()> {
+        let mut so = StatusOptions::new();
+        so.include_untracked(true)
+            .recurse_untracked_dirs(true)
+            .include_ignored(false);
+        let statuses = self.repo.statuses(Some(&mut so))?;
+        for s in statuses.iter() {
+            if s.status().contains(git2::Status::WT_NEW) {
+                if let Some(p) = s.path() {
+                    let full = self.path.join(p);
+                    let _ = std::fs::remove_file(&full);
+                    // Remove folders the proposer created that are now empty.
+                    let mut dir = full.parent();
+                    while let Some(d) = dir {
+                        if d == self.path || std::fs::remove_dir(d).is_err() {
+                            break;
+                        }
+                        dir = d.parent();
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// True when the work tree has no change against HEAD (ignoring ignored files).
+    pub fn is_clean(&self) -> Result<bool> {
+        let mut so = StatusOptions::new();
+        so.include_untracked(true).include_ignored(false);
+        Ok(self.repo.statuses(Some(&mut so))?.is_empty())
+    }
+
+    pub fn diff_stat(&self, from: Oid, to: Oid) -> Result<DiffStat> {
+        let a = self.repo.find_commit(from)?.tree()?;
+        let b = self.repo.find_commit(to)?.tree()?;
+        let diff = self.repo.diff_tree_to_tree(Some(&a), Some(&b), None)?;
+        let s = diff.stats()?;
+        Ok(DiffStat {
+            files: s.files_changed(),
+            insertions: s.insertions(),
+            deletions: s.deletions(),
+        })
+    }
+
+    /// The unified diff between two commits, cut to `max` bytes (for the agent's prompt).
+    pub fn diff_text(&self, from: Oid, to: Oid, max: usize) -> Result<String> {
+        let a = self.repo.find_commit(from)?.tree()?;
+        let b = self.repo.find_commit(to)?.tree()?;
+        let diff = self.repo.diff_tree_to_tree(Some(&a), Some(&b), None)?;
+        let mut out = String::new();
+        diff.print(git2::DiffFormat::Patch, |_, _, line| {
+            if out.len() < max {
+                match line.origin() {
+                    '+' | '-' | ' ' => out.push(line.origin()),
+                    _ => {}
+                }
+                out.push_str(&String::from_utf8_lossy(line.content()));
+            }
+            true
+        })?;
+        if out.len() >= max {
+            out.truncate(max);
+            out.push_str("\n[diff cut]\n");
+        }
+        Ok(out)
+    }
+
+    /// Apply a patch file to the work tree. Uses the git CLI: it accepts every patch form
+    /// users have (plain diffs, `format-patch` mails with a message before the diff).
+    pub fn apply_patch(&self, patch: &Path) -> Result<()> {
+        let out = std::process::Command::new("git")
+            .arg("apply")
+            .arg("--whitespace=nowarn")
+            .arg(patch)
+            .current_dir(&self.path)
+            .output()
+            .context("running git apply")?;
+        if out.status.success() {
+            Ok(())
+        } else {
+            let err = String::from_utf8_lossy(&out.stderr);
+            Err(anyhow!("does not apply: {}", err.lines().last().unwrap_or("git apply failed").trim()))
+        }
+    }
+
+    pub fn set_ref(&self, name: &str, oid: Oid, msg: &str) -> Result<()> {
+        self.repo.reference(name, oid, true, msg)?;
+        Ok(())
+    }
+
+    pub fn commit_message(&self, oid: Oid) -> Option<String> {
+        self.repo
+            .find_commit(oid)
+            .ok()
+            .and_then(|c| c.message().map(str::to_string))
+    }
+}
+
+pub fn short(oid: Oid) -> String {
+    oid.to_string()[..7].to_string()
+}
+
+pub fn parse_oid(s: &str) -> Result<Oid> {
+    Oid::from_str(s).map_err(|e| anyhow!("bad commit id {s:?}: {}", e.message()))
+}
+
+/// Delete every ref under `refs/autoresearch/<id>/`.
+pub fn delete_run_refs(repo: &Repository, id: &str) -> Result<usize> {
+    let mut n = 0;
+    let glob = format!("refs/autoresearch/{id}/*");
+    let names: Vec<String> = repo
+        .references_glob(&glob)?
+        .filter_map(|r| r.ok().and_then(|r| r.name().map(str::to_string)))
+        .collect();
+    for name in names {
+        if let Ok(mut r) = repo.find_reference(&name) {
+            r.delete()?;
+            n += 1;
+        }
+    }
+    Ok(n)
+}

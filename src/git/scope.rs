@@ -1,0 +1,185 @@
+//! Scope matching (which paths a run may edit) and overlap between runs' scopes. Pure.
+
+use globset::{GlobBuilder, GlobMatcher};
+
+use crate::spec::{Glob, ScopeSpec};
+
+/// Compiled include/exclude globs of a run.
+pub struct Scope {
+    include: Vec<GlobMatcher>,
+    exclude: Vec<GlobMatcher>,
+}
+
+fn compile(g: &Glob) -> GlobMatcher {
+    GlobBuilder::new(&g.0)
+        .literal_separator(true)
+        .build()
+        .expect("globs are validated when the spec is parsed")
+        .compile_matcher()
+}
+
+impl Scope {
+    pub fn new(spec: &ScopeSpec) -> Scope {
+        Scope {
+            include: spec.include.iter().map(compile).collect(),
+            exclude: spec.exclude.iter().map(compile).collect(),
+        }
+    }
+
+    /// May the run edit `path` (repo-relative, '/'-separated)?
+    pub fn allows(&self, path: &str) -> bool {
+        self.include.iter().any(|g| g.is_match(path)) && !self.exclude.iter().any(|g| g.is_match(path))
+    }
+
+    /// The paths of `paths` the run may not edit.
+    pub fn violations<'a>(&self, paths: impl IntoIterator<Item = &'a str>) -> Vec<String> {
+        paths
+            .into_iter()
+            .filter(|p| !self.allows(p))
+            .map(str::to_string)
+            .collect()
+    }
+}
+
+/// Why two scopes overlap: example paths both would edit (tracked files first, then a
+/// path pattern both globs admit).
+pub fn overlap(a: &ScopeSpec, b: &ScopeSpec, tracked: &[String]) -> Option<Vec<String>> {
+    let (sa, sb) = (Scope::new(a), Scope::new(b));
+    let files: Vec<String> = tracked
+        .iter()
+        .filter(|p| sa.allows(p) && sb.allows(p))
+        .take(5)
+        .cloned()
+        .collect();
+    if !files.is_empty() {
+        return Some(files);
+    }
+    for ga in &a.include {
+        for gb in &b.include {
+            if let Some(example) = globs_may_overlap(&ga.0, &gb.0) {
+                // A literal example path excluded by either side is no overlap.
+                let literal = !has_meta(&example) && !example.contains('…');
+                if literal && !(sa.allows(&example) && sb.allows(&example)) {
+                    continue;
+                }
+                return Some(vec![example]);
+            }
+        }
+    }
+    None
+}
+
+fn has_meta(s: &str) -> bool {
+    s.contains(['*', '?', '[', '{'])
+}
+
+/// Could some path match both globs? Conservative: only says "no" when a component
+/// rules it out. Returns an example pattern both admit.
+pub fn globs_may_overlap(a: &str, b: &str) -> Option<String> {
+    let ca: Vec<&str> = a.split('/').collect();
+    let cb: Vec<&str> = b.split('/').collect();
+    let mut example = Vec::new();
+    let (mut i, mut j) = (0, 0);
+    loop {
+        match (ca.get(i), cb.get(j)) {
+            (None, None) => return Some(example.join("/")),
+            (Some(&"**"), _) | (_, Some(&"**")) => {
+                // Any depth from here: the rest of the other glob can follow.
+                let rest_a = ca[i..].join("/");
+                let rest_b = cb[j..].join("/");
+                let tail = if ca.get(i) == Some(&"**") { rest_b } else { rest_a };
+                if !tail.is_empty() && tail != "**" {
+                    example.push(tail);
+                } else {
+                    example.push("…".into());
+                }
+                return Some(example.join("/"));
+            }
+            (Some(x), Some(y)) => {
+                let ok = match (has_meta(x), has_meta(y)) {
+                    (false, false) => x == y,
+                    (true, false) => component_matches(x, y),
+                    (false, true) => component_matches(y, x),
+                    (true, true) => wildcards_may_meet(x, y),
+                };
+                if !ok {
+                    return None;
+                }
+                example.push(if has_meta(x) { y.to_string() } else { x.to_string() });
+                i += 1;
+                j += 1;
+            }
+            // Different depths and no `**` to absorb it.
+            _ => return None,
+        }
+    }
+}
+
+fn component_matches(glob: &str, literal: &str) -> bool {
+    GlobBuilder::new(glob)
+        .literal_separator(true)
+        .build()
+        .map(|g| g.compile_matcher().is_match(literal))
+        .unwrap_or(true)
+}
+
+/// Two wildcard components: disjoint only when their literal prefixes or suffixes clash
+/// (e.g. `*.py` vs `*.rs`, `test_*` vs `bench_*`).
+fn wildcards_may_meet(x: &str, y: &str) -> bool {
+    if x.contains(['[', '{']) || y.contains(['[', '{']) {
+        return true;
+    }
+    let prefix = |s: &str| s.split(['*', '?']).next().unwrap_or("").to_string();
+    let suffix = |s: &str| s.rsplit(['*', '?']).next().unwrap_or("").to_string();
+    let (pa, pb) = (prefix(x), prefix(y));
+    let (sa, sb) = (suffix(x), suffix(y));
+    let pre_ok = pa.starts_with(&pb) || pb.starts_with(&pa);
+    let suf_ok = sa.ends_with(&sb) || sb.ends_with(&sa);
+    pre_ok && suf_ok
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn scope(include: &[&str], exclude: &[&str]) -> ScopeSpec {
+        ScopeSpec {
+            include: include.iter().map(|s| Glob::parse(s).unwrap()).collect(),
+            exclude: exclude.iter().map(|s| Glob::parse(s).unwrap()).collect(),
+        }
+    }
+
+    #[test]
+    fn allows_and_violations() {
+        let s = Scope::new(&scope(&["src/etl/**"], &["src/etl/fixtures/**"]));
+        assert!(s.allows("src/etl/a.py"));
+        assert!(s.allows("src/etl/deep/b.py"));
+        assert!(!s.allows("src/etl/fixtures/x.csv"));
+        assert!(!s.allows("src/api/a.py"));
+        assert_eq!(s.violations(["src/etl/a.py", "README.md"]), vec!["README.md"]);
+        let top = Scope::new(&scope(&["*.py"], &[]));
+        assert!(top.allows("a.py") && !top.allows("src/a.py"));
+    }
+
+    #[test]
+    fn overlap_by_globs() {
+        assert!(globs_may_overlap("src/**", "src/new_dir/*.rs").is_some());
+        assert!(globs_may_overlap("src/etl/**", "src/api/**").is_none());
+        assert!(globs_may_overlap("*.py", "src/**").is_none());
+        assert!(globs_may_overlap("*.py", "*.rs").is_none());
+        assert!(globs_may_overlap("*.py", "main.py").is_some());
+        assert!(globs_may_overlap("src/*/x.rs", "src/a/*").is_some());
+        assert!(globs_may_overlap("**", "anything/at/all").is_some());
+        assert!(globs_may_overlap("a/b.rs", "a/b.rs/c").is_none());
+    }
+
+    #[test]
+    fn overlap_names_tracked_files_first() {
+        let tracked = vec!["src/a.rs".to_string(), "src/b/c.rs".to_string(), "README".to_string()];
+        let ex = overlap(&scope(&["src/**"], &[]), &scope(&["src/b/**"], &[]), &tracked).unwrap();
+        assert_eq!(ex, vec!["src/b/c.rs"]);
+        // Exclusions on either side count.
+        assert!(overlap(&scope(&["src/*.rs"], &["src/a.rs"]), &scope(&["src/a.rs"], &[]), &tracked).is_none());
+        assert!(overlap(&scope(&["lib/**"], &[]), &scope(&["src/**"], &[]), &tracked).is_none());
+    }
+}

@@ -1,0 +1,226 @@
+//! The experiment log: `journal.jsonl` (one object per experiment, the source of truth) and
+//! the seed's TSV (`experiment commit metric status description`), derived from it.
+
+use std::path::Path;
+
+use anyhow::Result;
+use serde::{Deserialize, Serialize};
+
+use crate::exec::Outcome;
+use crate::git::{Change, DiffStat};
+use crate::stats::Evaluation;
+
+pub const TSV_HEADER: &str = "experiment\tcommit\tmetric\tstatus\tdescription";
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Status {
+    Baseline,
+    Keep,
+    Discard,
+    Crash,
+    InspectorReject,
+}
+
+impl Status {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Status::Baseline => "baseline",
+            Status::Keep => "keep",
+            Status::Discard => "discard",
+            Status::Crash => "crash",
+            Status::InspectorReject => "inspector-reject",
+        }
+    }
+}
+
+/// One run of a command, as the journal keeps it.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct CommandRecord {
+    pub role: String,
+    #[serde(flatten)]
+    pub outcome: Outcome,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub value: Option<f64>,
+    /// Time spent waiting for the daemon-wide measurement lock.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lock_wait_ms: Option<u64>,
+    /// Which tree was measured: "candidate" or "best".
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tree: Option<String>,
+}
+
+/// One experiment: the line of `journal.jsonl`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ExperimentRecord {
+    pub experiment: u32,
+    /// Full commit id (None when nothing was committed).
+    #[serde(default)]
+    pub commit: Option<String>,
+    /// The number written to the TSV (the candidate's estimate).
+    #[serde(default)]
+    pub metric: Option<f64>,
+    pub status: Status,
+    pub description: String,
+    /// Why the decision was made, in plain words.
+    pub reason: String,
+    pub started_at_ms: u64,
+    pub ended_at_ms: u64,
+    #[serde(default)]
+    pub proposer: Option<CommandRecord>,
+    #[serde(default)]
+    pub measurements: Vec<CommandRecord>,
+    #[serde(default)]
+    pub guards: Vec<CommandRecord>,
+    #[serde(default)]
+    pub decision: Option<Evaluation>,
+    #[serde(default)]
+    pub changes: Vec<Change>,
+    #[serde(default)]
+    pub diff: Option<DiffStat>,
+    /// The proposer's structured proposal (ARCTL_PROPOSAL_FILE), if any.
+    #[serde(default)]
+    pub hypothesis: Option<serde_json::Value>,
+    /// Built-in proposers: what was tried (patch file, parameter values).
+    #[serde(default)]
+    pub proposal_key: Option<String>,
+    #[serde(default)]
+    pub fix_attempts: u32,
+    /// How the current best was measured beside the candidate (noisy mode).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub best_tree: Option<String>,
+    /// Peak RSS, CPU and wall time of the experiment's commands.
+    #[serde(default)]
+    pub peak_rss: u64,
+    #[serde(default)]
+    pub cpu_ms: u64,
+    #[serde(default)]
+    pub wall_ms: u64,
+}
+
+impl ExperimentRecord {
+    pub fn tsv_row(&self) -> String {
+        let commit = self
+            .commit
+            .as_deref()
+            .map(|c| c[..7.min(c.len())].to_string())
+            .unwrap_or_else(|| "-".into());
+        format!(
+            "{}\t{}\t{}\t{}\t{}",
+            self.experiment,
+            commit,
+            format_metric(self.metric),
+            self.status.as_str(),
+            clean_description(&self.description)
+        )
+    }
+}
+
+/// The metric column: the value, or the seed's `0.0` for a run that produced none.
+pub fn format_metric(v: Option<f64>) -> String {
+    match v {
+        Some(v) if v.is_finite() => {
+            let s = format!("{v:.6}");
+            let s = s.trim_end_matches('0');
+            if s.ends_with('.') {
+                format!("{s}0")
+            } else {
+                s.to_string()
+            }
+        }
+        _ => "0.0".into(),
+    }
+}
+
+/// One line, no tabs: the TSV's description column.
+pub fn clean_description(s: &str) -> String {
+    let one: String = s
+        .lines()
+        .find(|l| !l.trim().is_empty())
+        .unwrap_or("")
+        .chars()
+        .map(|c| if c == '\t' || c.is_control() { ' ' } else { c })
+        .collect();
+    let one = one.trim();
+    if one.chars().count() > 200 {
+        one.chars().take(199).collect::<String>() + "…"
+    } else {
+        one.to_string()
+    }
+}
+
+/// The whole TSV for these records.
+pub fn render_tsv(records: &[ExperimentRecord]) -> String {
+    let mut out = String::from(TSV_HEADER);
+    out.push('\n');
+    for r in records {
+        out.push_str(&r.tsv_row());
+        out.push('\n');
+    }
+    out
+}
+
+/// Append one row to a TSV file (writing the header first if the file is new).
+pub fn append_tsv(path: &Path, record: &ExperimentRecord) -> Result<()> {
+    let mut text = String::new();
+    if !path.exists() || std::fs::metadata(path)?.len() == 0 {
+        text.push_str(TSV_HEADER);
+        text.push('\n');
+    }
+    text.push_str(&record.tsv_row());
+    text.push('\n');
+    crate::store::append_durable(path, text.as_bytes())
+}
+
+/// Parse a TSV's rows (header skipped).
+pub fn parse_tsv(text: &str) -> Vec<Vec<String>> {
+    text.lines()
+        .skip(1)
+        .filter(|l| !l.trim().is_empty())
+        .map(|l| l.split('\t').map(str::to_string).collect())
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn rec(n: u32, status: Status, metric: Option<f64>, desc: &str) -> ExperimentRecord {
+        ExperimentRecord {
+            experiment: n,
+            commit: Some("a1b2c3d4e5f6".into()),
+            metric,
+            status,
+            description: desc.into(),
+            reason: String::new(),
+            started_at_ms: 0,
+            ended_at_ms: 0,
+            proposer: None,
+            measurements: vec![],
+            guards: vec![],
+            decision: None,
+            changes: vec![],
+            diff: None,
+            hypothesis: None,
+            proposal_key: None,
+            fix_attempts: 0,
+            best_tree: None,
+            peak_rss: 0,
+            cpu_ms: 0,
+            wall_ms: 0,
+        }
+    }
+
+    #[test]
+    fn rows_in_the_seed_format() {
+        let r = rec(3, Status::InspectorReject, Some(128.9), "inline\tdict\nsecond line");
+        assert_eq!(r.tsv_row(), "3\ta1b2c3d\t128.9\tinspector-reject\tinline dict");
+        let c = rec(4, Status::Crash, None, "add numba jit");
+        assert_eq!(c.tsv_row(), "4\ta1b2c3d\t0.0\tcrash\tadd numba jit");
+        assert_eq!(format_metric(Some(142.0)), "142.0");
+        assert_eq!(format_metric(Some(0.000123)), "0.000123");
+        let all = render_tsv(&[r, c]);
+        assert!(all.starts_with("experiment\tcommit\tmetric\tstatus\tdescription\n"));
+        assert_eq!(parse_tsv(&all).len(), 2);
+    }
+}

@@ -1,0 +1,140 @@
+//! Creating a run: validate the spec against the repo and the other runs, then create the
+//! branch, worktree, exclude lines and state folder, all or nothing.
+
+use std::path::{Path, PathBuf};
+
+use crate::git::{self, scope};
+use crate::run::record::{RunPaths, RunRecord, RunState};
+use crate::run::Global;
+use crate::spec::{self, ScopeSpec};
+use crate::store;
+
+/// Why a run could not be created.
+#[derive(Debug, thiserror::Error)]
+pub enum SetupError {
+    /// The user's input is wrong (spec, id taken, overlap, bad base): exit 2.
+    #[error("{0}")]
+    BadInput(String),
+    #[error("{0}")]
+    Failed(String),
+}
+
+/// An active run, as the overlap check sees it.
+pub struct ActiveScope {
+    pub id: String,
+    pub repo: PathBuf,
+    pub scope: ScopeSpec,
+}
+
+pub fn create(g: &Global, spec_path: &Path, spec_text: &str, active: &[ActiveScope]) -> Result<RunRecord, SetupError> {
+    let bad = |m: String| SetupError::BadInput(m);
+    let resolved = spec::parse(spec_text, spec_path).map_err(|e| bad(e.to_string()))?;
+    let id = resolved.id.to_string();
+    let paths = RunPaths::new(&g.state_dir, &id);
+    if paths.dir.exists() {
+        return Err(bad(format!(
+            "run id {id:?} is taken: a run with this id exists in {} (see `arctl status {id}`); set another `id` in {}",
+            paths.dir.display(),
+            spec_path.display()
+        )));
+    }
+    let (repo, info) = git::open_repo(&resolved.repo).map_err(|e| bad(format!("{}: {e:#}", spec_path.display())))?;
+    let (base, base_oid) =
+        git::resolve_base(&repo, resolved.spec.base.as_deref()).map_err(|e| bad(format!("{}: {e:#}", spec_path.display())))?;
+
+    for other in active.iter().filter(|a| a.repo == info.root) {
+        let tracked = tracked_files(&repo);
+        if let Some(examples) = scope::overlap(&resolved.spec.scope, &other.scope, &tracked) {
+            return Err(bad(format!(
+                "scope of {id:?} overlaps the scope of active run {:?} on {}: both would edit {}; make the `include` globs disjoint",
+                other.id,
+                info.root.display(),
+                examples.join(", ")
+            )));
+        }
+    }
+    if let Some(n) = resolved.spec.limits.cpus {
+        let have = crate::exec::available_cpus().len();
+        if n as usize > have {
+            return Err(bad(format!("limits.cpus = {n}, but only {have} cores are available to arctl")));
+        }
+    }
+
+    let branch = resolved.branch();
+    let worktree = git::worktree_path(&info.root, &id);
+    git::check_worktree_free(&repo, &id, &branch, &worktree).map_err(|e| bad(format!("{e:#}")))?;
+
+    // Build the state folder under a temporary name, then rename: a crash leaves no
+    // half-made run behind.
+    let runs = g.state_dir.join("runs");
+    let tmp = runs.join(format!(".{id}.creating"));
+    let _ = std::fs::remove_dir_all(&tmp);
+    let fail = |m: String| SetupError::Failed(m);
+    std::fs::create_dir_all(tmp.join("output")).map_err(|e| fail(format!("creating {}: {e}", tmp.display())))?;
+    let record = RunRecord {
+        id: id.clone(),
+        spec: resolved.clone(),
+        repo: info.root.clone(),
+        common_dir: info.common_dir.clone(),
+        worktree: worktree.clone(),
+        branch: branch.clone(),
+        base,
+        base_commit: base_oid.to_string(),
+        created_at_ms: store::now_ms(),
+        state: RunState::Starting,
+        stop_reason: None,
+        error: None,
+        best_commit: base_oid.to_string(),
+        baseline: None,
+        best: None,
+        baseline_duration_ms: None,
+        mode: None,
+        next_experiment: 0,
+        counts: Default::default(),
+        inflight: None,
+        active_ms: 0,
+        recovered_at_ms: None,
+        last_status: None,
+        merged: false,
+        cleaned_up: false,
+    };
+    let undo_tmp = || {
+        let _ = std::fs::remove_dir_all(&tmp);
+    };
+    let tmp_paths = RunPaths { dir: tmp.clone() };
+    if let Err(e) = std::fs::write(tmp_paths.spec(), spec_text)
+        .map_err(anyhow::Error::from)
+        .and_then(|_| store::save_json(&tmp_paths.record(), &record))
+    {
+        undo_tmp();
+        return Err(fail(format!("writing the run's state: {e:#}")));
+    }
+    if let Err(e) = git::create_worktree(&repo, &id, &branch, base_oid, &worktree) {
+        undo_tmp();
+        return Err(fail(format!("{e:#}")));
+    }
+    let excludes = vec![resolved.tsv_name(), resolved.log_name()];
+    let finish = git::exclude::add(&info.common_dir, &excludes)
+        .and_then(|_| std::fs::rename(&tmp, &paths.dir).map_err(anyhow::Error::from));
+    if let Err(e) = finish {
+        let _ = git::remove_worktree(&repo, &git::worktree_name(&id), &worktree);
+        if let Ok(mut b) = repo.find_branch(&branch, git2::BranchType::Local) {
+            let _ = b.delete();
+        }
+        let _ = git::exclude::remove(&info.common_dir, &excludes);
+        undo_tmp();
+        return Err(fail(format!("{e:#}")));
+    }
+    Ok(record)
+}
+
+/// Paths of the files the repo's index tracks.
+pub fn tracked_files(repo: &git2::Repository) -> Vec<String> {
+    repo.index()
+        .map(|idx| {
+            idx.iter()
+                .map(|e| String::from_utf8_lossy(&e.path).to_string())
+                .collect()
+        })
+        .unwrap_or_default()
+}

@@ -1,0 +1,153 @@
+//! Durable state: atomic writes (temp file → fsync → rename → fsync of the folder), schema
+//! versions in every file, append-only journals, and quarantine of unreadable files.
+
+use std::fs::{self, File, OpenOptions};
+use std::io::{self, Write};
+use std::path::{Path, PathBuf};
+
+use anyhow::{bail, Context, Result};
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+
+/// Version of the state files this binary writes. A newer one is refused, not misread.
+pub const SCHEMA_VERSION: u32 = 1;
+
+/// Write `bytes` to `path` so that a crash leaves either the old or the new content.
+pub fn write_atomic(path: &Path, bytes: &[u8]) -> io::Result<()> {
+    let dir = path.parent().unwrap_or(Path::new("."));
+    let name = path.file_name().unwrap_or_default().to_string_lossy();
+    let tmp = dir.join(format!(".{name}.tmp.{}", std::process::id()));
+    {
+        let mut f = File::create(&tmp)?;
+        f.write_all(bytes)?;
+        f.sync_all()?;
+    }
+    fs::rename(&tmp, path)?;
+    File::open(dir)?.sync_all()
+}
+
+#[derive(Serialize, Deserialize)]
+struct Versioned<T> {
+    schema: u32,
+    #[serde(flatten)]
+    body: T,
+}
+
+/// Save a value as pretty JSON with the schema version, atomically.
+pub fn save_json<T: Serialize>(path: &Path, value: &T) -> Result<()> {
+    let bytes = serde_json::to_vec_pretty(&Versioned {
+        schema: SCHEMA_VERSION,
+        body: value,
+    })?;
+    write_atomic(path, &bytes).with_context(|| format!("writing {}", path.display()))
+}
+
+/// Load a value saved by `save_json`, refusing a schema newer than this binary's.
+pub fn load_json<T: DeserializeOwned>(path: &Path) -> Result<T> {
+    let bytes = fs::read(path).with_context(|| format!("reading {}", path.display()))?;
+    let raw: serde_json::Value = serde_json::from_slice(&bytes)
+        .with_context(|| format!("{} is not valid JSON", path.display()))?;
+    let schema = raw.get("schema").and_then(|v| v.as_u64()).unwrap_or(0) as u32;
+    if schema > SCHEMA_VERSION {
+        bail!(
+            "{} has schema version {schema}, newer than this arctl understands ({SCHEMA_VERSION}): upgrade arctl",
+            path.display()
+        );
+    }
+    if schema == 0 {
+        bail!("{} has no schema version", path.display());
+    }
+    let v: Versioned<T> = serde_json::from_value(raw)
+        .with_context(|| format!("{} does not match schema {schema}", path.display()))?;
+    Ok(v.body)
+}
+
+/// Append one JSON object as a line and fsync, so a recorded line survives a crash.
+pub fn append_json_line<T: Serialize>(path: &Path, value: &T) -> Result<()> {
+    let mut line = serde_json::to_vec(value)?;
+    line.push(b'\n');
+    append_durable(path, &line)
+}
+
+/// Append bytes and fsync.
+pub fn append_durable(path: &Path, bytes: &[u8]) -> Result<()> {
+    let mut f = OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(path)
+        .with_context(|| format!("opening {}", path.display()))?;
+    f.write_all(bytes)
+        .and_then(|_| f.sync_data())
+        .with_context(|| format!("appending to {}", path.display()))
+}
+
+/// Read a JSON-lines file. A torn last line (crash mid-append) is dropped and reported;
+/// a bad line elsewhere is an error.
+pub fn read_json_lines<T: DeserializeOwned>(path: &Path) -> Result<(Vec<T>, bool)> {
+    let text = match fs::read_to_string(path) {
+        Ok(t) => t,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok((Vec::new(), false)),
+        Err(e) => return Err(e).with_context(|| format!("reading {}", path.display())),
+    };
+    let lines: Vec<&str> = text.lines().filter(|l| !l.trim().is_empty()).collect();
+    let mut out = Vec::with_capacity(lines.len());
+    let mut torn = false;
+    for (i, line) in lines.iter().enumerate() {
+        match serde_json::from_str(line) {
+            Ok(v) => out.push(v),
+            Err(_) if i + 1 == lines.len() && !text.ends_with('\n') => torn = true,
+            Err(e) => bail!("{}: line {}: {e}", path.display(), i + 1),
+        }
+    }
+    Ok((out, torn))
+}
+
+/// Move an unreadable file aside (never delete it); returns the new path.
+pub fn quarantine(path: &Path) -> io::Result<PathBuf> {
+    let stamp = chrono::Utc::now().format("%Y%m%dT%H%M%S");
+    let aside = path.with_file_name(format!(
+        "{}.corrupt-{stamp}",
+        path.file_name().unwrap_or_default().to_string_lossy()
+    ));
+    fs::rename(path, &aside)?;
+    Ok(aside)
+}
+
+pub fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[derive(Serialize, Deserialize, PartialEq, Debug)]
+    struct S {
+        a: u32,
+    }
+
+    #[test]
+    fn json_round_trip_and_newer_schema_refused() {
+        let d = tempfile::tempdir().unwrap();
+        let p = d.path().join("s.json");
+        save_json(&p, &S { a: 7 }).unwrap();
+        assert_eq!(load_json::<S>(&p).unwrap(), S { a: 7 });
+        fs::write(&p, r#"{"schema": 99, "a": 1}"#).unwrap();
+        let e = load_json::<S>(&p).unwrap_err().to_string();
+        assert!(e.contains("newer than this arctl"), "{e}");
+    }
+
+    #[test]
+    fn torn_last_line_is_dropped() {
+        let d = tempfile::tempdir().unwrap();
+        let p = d.path().join("j.jsonl");
+        append_json_line(&p, &S { a: 1 }).unwrap();
+        append_durable(&p, b"{\"a\": 2").unwrap();
+        let (v, torn): (Vec<S>, bool) = read_json_lines(&p).unwrap();
+        assert_eq!(v, vec![S { a: 1 }]);
+        assert!(torn);
+    }
+}
