@@ -162,15 +162,15 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
 
 pub fn format_duration(d: Duration) -> String {
     let ms = d.as_millis();
-    if ms % 1000 != 0 {
+    if !ms.is_multiple_of(1000) {
         return format!("{ms}ms");
     }
     let s = d.as_secs();
-    if s % 86400 == 0 {
+    if s.is_multiple_of(86400) {
         format!("{}d", s / 86400)
-    } else if s % 3600 == 0 {
+    } else if s.is_multiple_of(3600) {
         format!("{}h", s / 3600)
-    } else if s % 60 == 0 {
+    } else if s.is_multiple_of(60) {
         format!("{}m", s / 60)
     } else {
         format!("{s}s")
@@ -248,7 +248,7 @@ pub fn parse_size(s: &str) -> Result<u64, String> {
 
 pub fn format_size(b: u64) -> String {
     for (unit, m) in [("TiB", 1u64 << 40), ("GiB", 1 << 30), ("MiB", 1 << 20), ("KiB", 1 << 10)] {
-        if b >= m && b % m == 0 {
+        if b >= m && b.is_multiple_of(m) {
             return format!("{}{unit}", b / m);
         }
     }
@@ -1093,15 +1093,15 @@ command = "claude -p"
     #[test]
     fn bad_values_are_located() {
         let e = err(&format!("{MINIMAL}\n[budget]\nmax_wall = \"2x\"\n"));
-        assert_eq!((e.line, e.column), (14, 12), "{e}");
+        assert_eq!((e.line, e.column), (13, 12), "{e}");
         assert!(e.message.contains("invalid duration \"2x\""), "{e}");
 
         let e = err(&format!("{MINIMAL}\n[limits]\nmemory = \"4 gigs\"\n"));
-        assert_eq!(e.line, 14, "{e}");
+        assert_eq!(e.line, 13, "{e}");
         assert!(e.message.contains("invalid size"), "{e}");
 
         let e = err(&MINIMAL.replace("src/**", "src/[a"));
-        assert_eq!((e.line, e.column), (7, 12), "{e}");
+        assert_eq!((e.line, e.column), (7, 11), "{e}");
         assert!(e.message.contains("invalid glob"), "{e}");
 
         let e = err(&format!("id = \"../x\"\n{MINIMAL}"));

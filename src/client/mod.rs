@@ -284,7 +284,7 @@ async fn watch(client: &mut Client, run: Option<String>) -> CmdResult {
         }
         let text = render::status_table(&runs);
         if text != last {
-            print!("{text}\n");
+            println!("{text}");
             let _ = std::io::stdout().flush();
             last = text;
         }

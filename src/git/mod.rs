@@ -1,6 +1,7 @@
 //! The git layer (git2): worktrees, commits, revert, scope inputs, refs, the exclude file.
 
 pub mod exclude;
+pub mod merge;
 pub mod scope;
 
 use std::path::{Path, PathBuf};

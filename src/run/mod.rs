@@ -3,6 +3,7 @@
 
 pub mod extract;
 pub mod journal;
+pub mod measure;
 pub mod prompt;
 pub mod proposer;
 pub mod record;
@@ -10,7 +11,7 @@ pub mod runner;
 pub mod setup;
 pub mod status;
 
-use std::collections::VecDeque;
+use std::collections::{BTreeMap, VecDeque};
 use std::path::PathBuf;
 use std::sync::{Condvar, Mutex, MutexGuard};
 use std::thread::JoinHandle;
@@ -29,6 +30,8 @@ pub struct Global {
     pub slots: Slots,
     /// Held during timed measurements of runs with `measure = "exclusive"`.
     pub measure_lock: Mutex<()>,
+    /// Cores reserved by runs with `limits.cpus`, by run id: each run gets its own.
+    cores: Mutex<BTreeMap<String, Vec<usize>>>,
 }
 
 impl Global {
@@ -39,7 +42,39 @@ impl Global {
             tag_root,
             slots: Slots::new(max_parallel),
             measure_lock: Mutex::new(()),
+            cores: Mutex::new(BTreeMap::new()),
         }
+    }
+
+    /// Reserve `n` cores no other run holds, for run `id`.
+    pub fn reserve_cores(&self, id: &str, n: usize) -> Result<Vec<usize>, String> {
+        let mut cores = self.cores.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(have) = cores.get(id) {
+            return Ok(have.clone());
+        }
+        let all = crate::exec::available_cpus();
+        let taken: Vec<usize> = cores.values().flatten().copied().collect();
+        let free: Vec<usize> = all.iter().copied().filter(|c| !taken.contains(c)).collect();
+        if free.len() < n {
+            let holders: Vec<String> = cores.iter().map(|(k, v)| format!("{k} ({})", v.len())).collect();
+            return Err(format!(
+                "limits.cpus = {n}, but only {} of the {} cores available to arctl are free{}",
+                free.len(),
+                all.len(),
+                if holders.is_empty() { String::new() } else { format!(" (reserved by: {})", holders.join(", ")) }
+            ));
+        }
+        let mine: Vec<usize> = free.into_iter().take(n).collect();
+        cores.insert(id.to_string(), mine.clone());
+        Ok(mine)
+    }
+
+    pub fn release_cores(&self, id: &str) {
+        self.cores.lock().unwrap_or_else(|e| e.into_inner()).remove(id);
+    }
+
+    pub fn cores_of(&self, id: &str) -> Option<Vec<usize>> {
+        self.cores.lock().unwrap_or_else(|e| e.into_inner()).get(id).cloned()
     }
 
     pub fn run_tag(&self, id: &str) -> String {

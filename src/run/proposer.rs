@@ -27,7 +27,7 @@ pub struct Proposal {
 }
 
 pub enum Proposed {
-    Change(Proposal),
+    Change(Box<Proposal>),
     /// Nothing left to try: the run ends.
     Exhausted(String),
 }
@@ -140,7 +140,7 @@ impl Proposer for Agent {
         let hypothesis = std::fs::read_to_string(&proposal_file)
             .ok()
             .and_then(|t| serde_json::from_str(&t).ok());
-        Ok(Proposed::Change(Proposal {
+        Ok(Proposed::Change(Box::new(Proposal {
             description,
             hypothesis,
             key: None,
@@ -152,7 +152,7 @@ impl Proposer for Agent {
                 tree: None,
             }),
             failure,
-        }))
+        })))
     }
 }
 
@@ -221,12 +221,12 @@ impl Proposer for Patches {
             .apply_patch(&next)
             .err()
             .map(|e| format!("patch {name} {e}"));
-        Ok(Proposed::Change(Proposal {
+        Ok(Proposed::Change(Box::new(Proposal {
             description,
             key: Some(name),
             failure,
             ..Proposal::default()
-        }))
+        })))
     }
 }
 
@@ -393,11 +393,11 @@ impl Proposer for Params {
                 std::fs::write(&path, out)?;
             }
         }
-        Ok(Proposed::Change(Proposal {
+        Ok(Proposed::Change(Box::new(Proposal {
             description: if parts.is_empty() { "parameters unchanged".into() } else { format!("set {}", parts.join(", ")) },
             key: Some(key_of(&next)),
             ..Proposal::default()
-        }))
+        })))
     }
 }
 

@@ -13,24 +13,17 @@ use git2::Oid;
 
 use crate::exec::{self, Cancel, CommandSpec, Exit, Limits};
 use crate::git::{self, scope::Scope, HeadState, WorkTree};
-use crate::run::extract::extract;
+use crate::run::measure::{self, Measured, Meter, Once};
 use crate::run::journal::{self, CommandRecord, ExperimentRecord, Status};
 use crate::run::proposer::{self, Proposal, Proposed, Proposer};
 use crate::run::record::{Inflight, RunRecord, RunState, Step};
 use crate::run::{prompt, Global, RunHandle};
-use crate::spec::{Extraction, MeasureMode, MetricTimeout, Repeats, TimeMode};
-use crate::stats::{self, DecisionConfig, Evaluation, Mode, Verdict};
+use crate::spec::{Extraction, Repeats};
+use crate::stats::{self, DecisionConfig, Mode, Verdict};
 use crate::store;
 
-/// Shortest metric timeout derived from the baseline, so a 5 ms baseline doesn't kill
-/// normal runs of a loaded machine.
-const MIN_METRIC_TIMEOUT: Duration = Duration::from_secs(1);
-/// Metric timeout of the baseline itself when the spec gives a factor.
-const BASELINE_TIMEOUT: Duration = Duration::from_secs(3600);
 /// Quick-fix calls an agent gets for a crashed metric.
 const MAX_FIX_ATTEMPTS: u32 = 2;
-/// Lines of failure output handed to a quick fix.
-const FAILURE_TAIL_LINES: usize = 50;
 
 pub fn spawn(h: Arc<RunHandle>, g: Arc<Global>) {
     let h2 = h.clone();
@@ -67,6 +60,9 @@ fn thread_main(h: Arc<RunHandle>, g: Arc<Global>) {
     l.step = Step::Idle;
     let rec = l.record.clone();
     drop(l);
+    if !rec.state.is_active() {
+        g.release_cores(&rec.id);
+    }
     if let Err(e) = store::save_json(&h.paths.record(), &rec) {
         tracing::error!(error = %format!("{e:#}"), "saving run state");
     }
@@ -79,29 +75,6 @@ pub fn run_log(h: &RunHandle, msg: &str) {
     if let Ok(mut f) = std::fs::OpenOptions::new().create(true).append(true).open(h.paths.log()) {
         let _ = f.write_all(line.as_bytes());
     }
-}
-
-/// What a measurement of the candidate came to.
-enum Measured {
-    Value {
-        value: f64,
-        evaluation: Evaluation,
-        records: Vec<CommandRecord>,
-        best_tree: Option<String>,
-    },
-    Crash {
-        reason: String,
-        tail: String,
-        records: Vec<CommandRecord>,
-    },
-    Interrupted,
-}
-
-/// One metric run's result.
-enum Once {
-    Value(f64, CommandRecord),
-    Failed(String, String, CommandRecord),
-    Interrupted,
 }
 
 struct Runner {
@@ -144,6 +117,10 @@ impl Runner {
     /// Change the record, publish it to the daemon and persist it.
     fn update(&mut self, f: impl FnOnce(&mut RunRecord)) -> Result<()> {
         f(&mut self.rec);
+        if !self.rec.state.is_active() {
+            // Ended: its cores are free for the next run at once.
+            self.g.release_cores(&self.rec.id);
+        }
         self.h.live().record = self.rec.clone();
         store::save_json(&self.h.paths.record(), &self.rec)
     }
@@ -262,22 +239,11 @@ impl Runner {
     }
 
     fn decision_config(&self) -> DecisionConfig {
-        let m = &self.rec.spec.spec.metric;
-        let cfg = DecisionConfig::new(m.direction, m.min_effect.0, m.alpha, self.rec.spec.spec.policy.simplicity);
-        match m.repeats {
-            Repeats::Fixed(n) => cfg.fixed_rounds(n as usize),
-            Repeats::Auto => cfg,
-        }
+        measure::decision_config(&self.rec)
     }
 
     fn metric_timeout(&self) -> Duration {
-        match self.rec.spec.spec.metric.timeout {
-            MetricTimeout::Fixed(d) => d,
-            MetricTimeout::Factor(f) => match self.rec.baseline_duration_ms {
-                Some(ms) => Duration::from_secs_f64(ms as f64 / 1000.0 * f).max(MIN_METRIC_TIMEOUT),
-                None => BASELINE_TIMEOUT,
-            },
-        }
+        measure::metric_timeout(&self.rec)
     }
 
     fn limits(&self) -> Limits {
@@ -289,16 +255,17 @@ impl Runner {
         }
     }
 
-    /// The cores this run's children are pinned to (`limits.cpus`), chosen from the
-    /// available ones by the run's position so parallel runs get different cores.
+    /// The cores reserved for this run (`limits.cpus`); its children are pinned to them.
     fn cpus(&self) -> Option<Vec<usize>> {
         let n = self.rec.spec.spec.limits.cpus? as usize;
-        let all = exec::available_cpus();
-        if all.is_empty() {
-            return None;
+        match self.g.reserve_cores(&self.rec.id, n) {
+            Ok(c) => Some(c),
+            Err(why) => {
+                // After a restart the cores may be gone; run unpinned rather than not at all.
+                tracing::warn!("{why}; running unpinned");
+                None
+            }
         }
-        let start = (self.rec.created_at_ms as usize / 7) % all.len();
-        Some((0..n.min(all.len())).map(|i| all[(start + i) % all.len()]).collect())
     }
 
     fn tag(&self, experiment: u32, role: &str) -> String {
@@ -318,89 +285,25 @@ impl Runner {
     // -----------------------------------------------------------------------------------
     // Measuring
 
+    /// How this run measures: its metric command, limits, timeout and process tags (the
+    /// measuring itself is shared with `arctl merge`, see [`measure`]).
+    fn meter(&self, experiment: u32) -> Meter<'_> {
+        Meter {
+            rec: &self.rec,
+            paths: &self.h.paths,
+            global: &self.g,
+            limits: self.limits(),
+            timeout: self.metric_timeout(),
+            env: self.base_env(experiment),
+            tag_prefix: self.tag(experiment, ""),
+            output_prefix: String::new(),
+            log_file: Some(self.rec.worktree.join(self.rec.spec.log_name())),
+        }
+    }
+
     /// Run the metric once in `tree`.
     fn measure_once(&self, tree: &Path, experiment: u32, role: &str, cancel: &Cancel) -> Result<Once> {
-        let m = &self.rec.spec.spec.metric;
-        let out = self.h.paths.output(&format!("{role}.out"));
-        let err = self.h.paths.output(&format!("{role}.err"));
-        let spec = CommandSpec {
-            command: m.command.clone(),
-            cwd: tree.to_path_buf(),
-            env: self.base_env(experiment),
-            stdin: None,
-            stdout: out.clone(),
-            stderr: err.clone(),
-            timeout: Some(self.metric_timeout()),
-            limits: self.limits(),
-            tag: self.tag(experiment, role),
-            count_instructions: m.time == Some(TimeMode::Instructions),
-        };
-        let exclusive = self.rec.spec.spec.limits.measure == MeasureMode::Exclusive;
-        let wait = Instant::now();
-        let guard = if exclusive {
-            Some(self.g.measure_lock.lock().unwrap_or_else(|e| e.into_inner()))
-        } else {
-            None
-        };
-        let lock_wait_ms = exclusive.then(|| wait.elapsed().as_millis() as u64);
-        if cancel.is_cancelled() {
-            return Ok(Once::Interrupted);
-        }
-        let t0 = Instant::now();
-        let outcome = exec::run(&spec, cancel).with_context(|| format!("running the metric `{}`", m.command))?;
-        let wall = t0.elapsed();
-        drop(guard);
-        let stdout = String::from_utf8_lossy(&std::fs::read(&out).unwrap_or_default()).to_string();
-        let stderr = String::from_utf8_lossy(&std::fs::read(&err).unwrap_or_default()).to_string();
-        if role == "candidate" || role == "baseline" {
-            // The seed's LOG_FILE: the metric's last output, in the worktree.
-            let _ = std::fs::write(self.rec.worktree.join(self.rec.spec.log_name()), format!("{stdout}{stderr}"));
-        }
-        let mut rec = CommandRecord {
-            role: "metric".into(),
-            outcome: outcome.clone(),
-            value: None,
-            lock_wait_ms,
-            tree: Some(role.to_string()),
-        };
-        let tail = || {
-            let all = format!("{stdout}{stderr}");
-            let lines: Vec<&str> = all.lines().collect();
-            lines[lines.len().saturating_sub(FAILURE_TAIL_LINES)..].join("\n")
-        };
-        if outcome.exit == Exit::Cancelled {
-            return Ok(Once::Interrupted);
-        }
-        if !outcome.exit.success() {
-            let why = match &outcome.exit {
-                Exit::TimedOut => format!("metric timed out after {:.1}s", self.metric_timeout().as_secs_f64()),
-                Exit::MemoryLimit => format!(
-                    "metric exceeded the memory limit ({})",
-                    self.rec.spec.spec.limits.memory.map(|m| crate::spec::format_size(m.0)).unwrap_or_default()
-                ),
-                Exit::CpuLimit => format!(
-                    "metric exceeded the cpu_time limit ({})",
-                    self.rec.spec.spec.limits.cpu_time.map(|d| crate::spec::format_duration(d.0)).unwrap_or_default()
-                ),
-                other => format!("metric failed: {}", other.describe()),
-            };
-            return Ok(Once::Failed(why, tail(), rec));
-        }
-        let value = match m.extraction() {
-            Extraction::Time(TimeMode::Wall) => Ok(wall.as_secs_f64()),
-            Extraction::Time(TimeMode::Cpu) => Ok(outcome.cpu_ms as f64 / 1000.0),
-            Extraction::Time(TimeMode::Instructions) => {
-                outcome.instructions.map(|i| i as f64).ok_or_else(|| "no instruction count".to_string())
-            }
-            how => extract(&how, &stdout, &stderr),
-        };
-        match value {
-            Ok(v) => {
-                rec.value = Some(v);
-                Ok(Once::Value(v, rec))
-            }
-            Err(why) => Ok(Once::Failed(format!("metric printed no number: {why}"), tail(), rec)),
-        }
+        self.meter(experiment).once(tree, role, cancel)
     }
 
     /// The baseline: noise probe, mode, duration, guards on the base.
@@ -536,63 +439,15 @@ impl Runner {
         let wt = self.rec.worktree.clone();
         let best_value = self.rec.best.unwrap_or(f64::NAN);
         match self.rec.mode.clone().unwrap_or(Mode::Deterministic) {
-            Mode::Deterministic => match self.measure_once(&wt, experiment, "candidate", cancel)? {
-                Once::Value(v, r) => Ok(Measured::Value {
-                    value: v,
-                    evaluation: stats::evaluate_deterministic(best_value, v, &cfg, fewer_lines),
-                    records: vec![r],
-                    best_tree: None,
-                }),
-                Once::Failed(reason, tail, r) => Ok(Measured::Crash { reason, tail, records: vec![r] }),
-                Once::Interrupted => Ok(Measured::Interrupted),
-            },
+            Mode::Deterministic => self.meter(experiment).deterministic(best_value, &wt, &cfg, fewer_lines, cancel),
             Mode::Noisy { .. } => {
                 let how = self.ensure_best_tree()?;
                 let best_path = self.h.paths.best_tree();
-                let mut pairs: Vec<(f64, f64)> = Vec::new();
-                let mut records = Vec::new();
-                for round in 1..=cfg.max_rounds() {
-                    // Alternate the order (AB, BA, ...) so drift hits both sides alike.
-                    let order: [(&Path, &str); 2] = if round % 2 == 1 {
-                        [(&best_path, "best"), (&wt, "candidate")]
-                    } else {
-                        [(&wt, "candidate"), (&best_path, "best")]
-                    };
-                    let mut pair = (f64::NAN, f64::NAN);
-                    for (tree, role) in order {
-                        match self.measure_once(tree, experiment, role, cancel)? {
-                            Once::Value(v, r) => {
-                                records.push(r);
-                                if role == "best" {
-                                    pair.0 = v
-                                } else {
-                                    pair.1 = v
-                                }
-                            }
-                            Once::Failed(reason, tail, r) => {
-                                records.push(r);
-                                let reason = if role == "best" {
-                                    format!("measuring the current best failed: {reason}")
-                                } else {
-                                    reason
-                                };
-                                return Ok(Measured::Crash { reason, tail, records });
-                            }
-                            Once::Interrupted => return Ok(Measured::Interrupted),
-                        }
-                    }
-                    pairs.push(pair);
-                    let ev = stats::evaluate_noisy(&pairs, &cfg, fewer_lines);
-                    if ev.verdict != Verdict::Continue {
-                        return Ok(Measured::Value {
-                            value: ev.candidate_estimate,
-                            evaluation: ev,
-                            records,
-                            best_tree: Some(how),
-                        });
-                    }
+                let mut m = self.meter(experiment).paired(&best_path, &wt, &cfg, fewer_lines, cancel, |_, _| {})?;
+                if let Measured::Value { best_tree, .. } = &mut m {
+                    *best_tree = Some(how);
                 }
-                unreachable!("evaluate_noisy decides at the last round")
+                Ok(m)
             }
         }
     }
@@ -790,7 +645,7 @@ impl Runner {
                 self.wt.restore(&self.rec.branch, best)?;
                 return self.finish(&why);
             }
-            Proposed::Change(p) => p,
+            Proposed::Change(p) => *p,
         };
         if self.interrupted() {
             return self.interrupt(n, best);

@@ -53,16 +53,11 @@ pub fn create(g: &Global, spec_path: &Path, spec_text: &str, active: &[ActiveSco
             )));
         }
     }
-    if let Some(n) = resolved.spec.limits.cpus {
-        let have = crate::exec::available_cpus().len();
-        if n as usize > have {
-            return Err(bad(format!("limits.cpus = {n}, but only {have} cores are available to arctl")));
-        }
-    }
-
     let branch = resolved.branch();
     let worktree = git::worktree_path(&info.root, &id);
     git::check_worktree_free(&repo, &id, &branch, &worktree).map_err(|e| bad(format!("{e:#}")))?;
+    // Dedicated cores: reserved now, released again if anything below fails.
+    let cores = CoreReservation::new(g, &id, resolved.spec.limits.cpus).map_err(bad)?;
 
     // Build the state folder under a temporary name, then rename: a crash leaves no
     // half-made run behind.
@@ -125,7 +120,36 @@ pub fn create(g: &Global, spec_path: &Path, spec_text: &str, active: &[ActiveSco
         undo_tmp();
         return Err(fail(format!("{e:#}")));
     }
+    cores.keep();
     Ok(record)
+}
+
+/// Cores reserved for a run being created; released on drop unless kept.
+struct CoreReservation<'a> {
+    g: &'a Global,
+    id: String,
+    keep: bool,
+}
+
+impl<'a> CoreReservation<'a> {
+    fn new(g: &'a Global, id: &str, n: Option<u32>) -> Result<CoreReservation<'a>, String> {
+        if let Some(n) = n {
+            g.reserve_cores(id, n as usize)?;
+        }
+        Ok(CoreReservation { g, id: id.to_string(), keep: n.is_none() })
+    }
+
+    fn keep(mut self) {
+        self.keep = true;
+    }
+}
+
+impl Drop for CoreReservation<'_> {
+    fn drop(&mut self) {
+        if !self.keep {
+            self.g.release_cores(&self.id);
+        }
+    }
 }
 
 /// Paths of the files the repo's index tracks.

@@ -1,0 +1,249 @@
+//! Measuring a run's metric: one run of the command in a tree, and the paired, alternating
+//! rounds of noisy mode. Shared by the loop (`runner`) and by `arctl merge`, which
+//! re-measures a run's change on top of the runs merged before it with the same command,
+//! extraction, limits and decision rule.
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result};
+
+use crate::exec::{self, Cancel, CommandSpec, Exit, Limits};
+use crate::run::extract::extract;
+use crate::run::journal::CommandRecord;
+use crate::run::record::{RunPaths, RunRecord};
+use crate::run::Global;
+use crate::spec::{Extraction, MeasureMode, MetricTimeout, Repeats, TimeMode};
+use crate::stats::{self, DecisionConfig, Evaluation, Verdict};
+
+/// Shortest metric timeout derived from the baseline, so a 5 ms baseline doesn't kill
+/// normal runs of a loaded machine.
+pub const MIN_METRIC_TIMEOUT: Duration = Duration::from_secs(1);
+/// Metric timeout of the baseline itself when the spec gives a factor.
+pub const BASELINE_TIMEOUT: Duration = Duration::from_secs(3600);
+/// Lines of failure output kept (and handed to a quick fix).
+pub const FAILURE_TAIL_LINES: usize = 50;
+
+/// One metric run's result.
+pub enum Once {
+    Value(f64, CommandRecord),
+    /// Why, the last lines of its output, and the record.
+    Failed(String, String, CommandRecord),
+    Interrupted,
+}
+
+/// What a measurement of a candidate came to.
+pub enum Measured {
+    Value {
+        value: f64,
+        evaluation: Evaluation,
+        records: Vec<CommandRecord>,
+        /// How the current best was measured beside the candidate (the loop fills it in).
+        best_tree: Option<String>,
+    },
+    Crash {
+        reason: String,
+        tail: String,
+        records: Vec<CommandRecord>,
+    },
+    Interrupted,
+}
+
+/// The metric timeout of a run: the spec's fixed one, or a factor of the baseline's duration.
+pub fn metric_timeout(rec: &RunRecord) -> Duration {
+    match rec.spec.spec.metric.timeout {
+        MetricTimeout::Fixed(d) => d,
+        MetricTimeout::Factor(f) => match rec.baseline_duration_ms {
+            Some(ms) => Duration::from_secs_f64(ms as f64 / 1000.0 * f).max(MIN_METRIC_TIMEOUT),
+            None => BASELINE_TIMEOUT,
+        },
+    }
+}
+
+/// The keep/discard rule of a run, from its spec.
+pub fn decision_config(rec: &RunRecord) -> DecisionConfig {
+    let m = &rec.spec.spec.metric;
+    let cfg = DecisionConfig::new(m.direction, m.min_effect.0, m.alpha, rec.spec.spec.policy.simplicity);
+    match m.repeats {
+        Repeats::Fixed(n) => cfg.fixed_rounds(n as usize),
+        Repeats::Auto => cfg,
+    }
+}
+
+/// Everything needed to run a run's metric command somewhere.
+pub struct Meter<'a> {
+    pub rec: &'a RunRecord,
+    pub paths: &'a RunPaths,
+    pub global: &'a Global,
+    pub limits: Limits,
+    pub timeout: Duration,
+    pub env: Vec<(String, String)>,
+    /// Process tag of each command: `tag_prefix + role`.
+    pub tag_prefix: String,
+    /// Prefix of the captured output files in the run's `output/` folder.
+    pub output_prefix: String,
+    /// Where the output of "candidate" and "baseline" measurements is copied (the seed's
+    /// LOG_FILE in the worktree); None: nowhere.
+    pub log_file: Option<PathBuf>,
+}
+
+impl Meter<'_> {
+    /// Run the metric once in `tree`; `role` names the tree ("baseline", "best", "candidate").
+    pub fn once(&self, tree: &Path, role: &str, cancel: &Cancel) -> Result<Once> {
+        let m = &self.rec.spec.spec.metric;
+        let out = self.paths.output(&format!("{}{role}.out", self.output_prefix));
+        let err = self.paths.output(&format!("{}{role}.err", self.output_prefix));
+        let spec = CommandSpec {
+            command: m.command.clone(),
+            cwd: tree.to_path_buf(),
+            env: self.env.clone(),
+            stdin: None,
+            stdout: out.clone(),
+            stderr: err.clone(),
+            timeout: Some(self.timeout),
+            limits: self.limits.clone(),
+            tag: format!("{}{role}", self.tag_prefix),
+            count_instructions: m.time == Some(TimeMode::Instructions),
+        };
+        let exclusive = self.rec.spec.spec.limits.measure == MeasureMode::Exclusive;
+        let wait = Instant::now();
+        let guard = if exclusive {
+            Some(self.global.measure_lock.lock().unwrap_or_else(|e| e.into_inner()))
+        } else {
+            None
+        };
+        let lock_wait_ms = exclusive.then(|| wait.elapsed().as_millis() as u64);
+        if cancel.is_cancelled() {
+            return Ok(Once::Interrupted);
+        }
+        let t0 = Instant::now();
+        let outcome = exec::run(&spec, cancel).with_context(|| format!("running the metric `{}`", m.command))?;
+        let wall = t0.elapsed();
+        drop(guard);
+        let stdout = String::from_utf8_lossy(&std::fs::read(&out).unwrap_or_default()).to_string();
+        let stderr = String::from_utf8_lossy(&std::fs::read(&err).unwrap_or_default()).to_string();
+        if role == "candidate" || role == "baseline" {
+            if let Some(log) = &self.log_file {
+                // The seed's LOG_FILE: the metric's last output, in the worktree.
+                let _ = std::fs::write(log, format!("{stdout}{stderr}"));
+            }
+        }
+        let mut rec = CommandRecord {
+            role: "metric".into(),
+            outcome: outcome.clone(),
+            value: None,
+            lock_wait_ms,
+            tree: Some(role.to_string()),
+        };
+        let tail = || {
+            let all = format!("{stdout}{stderr}");
+            let lines: Vec<&str> = all.lines().collect();
+            lines[lines.len().saturating_sub(FAILURE_TAIL_LINES)..].join("\n")
+        };
+        if outcome.exit == Exit::Cancelled {
+            return Ok(Once::Interrupted);
+        }
+        if !outcome.exit.success() {
+            let why = match &outcome.exit {
+                Exit::TimedOut => format!("metric timed out after {:.1}s", self.timeout.as_secs_f64()),
+                Exit::MemoryLimit => format!(
+                    "metric exceeded the memory limit ({})",
+                    self.rec.spec.spec.limits.memory.map(|m| crate::spec::format_size(m.0)).unwrap_or_default()
+                ),
+                Exit::CpuLimit => format!(
+                    "metric exceeded the cpu_time limit ({})",
+                    self.rec.spec.spec.limits.cpu_time.map(|d| crate::spec::format_duration(d.0)).unwrap_or_default()
+                ),
+                other => format!("metric failed: {}", other.describe()),
+            };
+            return Ok(Once::Failed(why, tail(), rec));
+        }
+        let value = match m.extraction() {
+            Extraction::Time(TimeMode::Wall) => Ok(wall.as_secs_f64()),
+            Extraction::Time(TimeMode::Cpu) => Ok(outcome.cpu_ms as f64 / 1000.0),
+            Extraction::Time(TimeMode::Instructions) => {
+                outcome.instructions.map(|i| i as f64).ok_or_else(|| "no instruction count".to_string())
+            }
+            how => extract(&how, &stdout, &stderr),
+        };
+        match value {
+            Ok(v) => {
+                rec.value = Some(v);
+                Ok(Once::Value(v, rec))
+            }
+            Err(why) => Ok(Once::Failed(format!("metric printed no number: {why}"), tail(), rec)),
+        }
+    }
+
+    /// Deterministic mode: one run of the candidate, strictly compared with `best_value`.
+    pub fn deterministic(&self, best_value: f64, tree: &Path, cfg: &DecisionConfig, fewer_lines: bool, cancel: &Cancel) -> Result<Measured> {
+        Ok(match self.once(tree, "candidate", cancel)? {
+            Once::Value(v, r) => Measured::Value {
+                value: v,
+                evaluation: stats::evaluate_deterministic(best_value, v, cfg, fewer_lines),
+                records: vec![r],
+                best_tree: None,
+            },
+            Once::Failed(reason, tail, r) => Measured::Crash { reason, tail, records: vec![r] },
+            Once::Interrupted => Measured::Interrupted,
+        })
+    }
+
+    /// Noisy mode: measure the best (in `best`) and the candidate (in `candidate`) in the same
+    /// rounds, alternating the order (AB, BA, ...) so drift hits both alike, until
+    /// [`stats::evaluate_noisy`] decides. `progress` sees each round's evaluation.
+    pub fn paired(
+        &self,
+        best: &Path,
+        candidate: &Path,
+        cfg: &DecisionConfig,
+        fewer_lines: bool,
+        cancel: &Cancel,
+        mut progress: impl FnMut(usize, &Evaluation),
+    ) -> Result<Measured> {
+        let mut pairs: Vec<(f64, f64)> = Vec::new();
+        let mut records = Vec::new();
+        for round in 1..=cfg.max_rounds() {
+            let order: [(&Path, &str); 2] = if round % 2 == 1 {
+                [(best, "best"), (candidate, "candidate")]
+            } else {
+                [(candidate, "candidate"), (best, "best")]
+            };
+            let mut pair = (f64::NAN, f64::NAN);
+            for (tree, role) in order {
+                match self.once(tree, role, cancel)? {
+                    Once::Value(v, r) => {
+                        records.push(r);
+                        if role == "best" {
+                            pair.0 = v
+                        } else {
+                            pair.1 = v
+                        }
+                    }
+                    Once::Failed(reason, tail, r) => {
+                        records.push(r);
+                        let reason = if role == "best" {
+                            format!("measuring the current best failed: {reason}")
+                        } else {
+                            reason
+                        };
+                        return Ok(Measured::Crash { reason, tail, records });
+                    }
+                    Once::Interrupted => return Ok(Measured::Interrupted),
+                }
+            }
+            pairs.push(pair);
+            let ev = stats::evaluate_noisy(&pairs, cfg, fewer_lines);
+            progress(round, &ev);
+            if ev.verdict != Verdict::Continue {
+                return Ok(Measured::Value {
+                    value: ev.candidate_estimate,
+                    evaluation: ev,
+                    records,
+                    best_tree: None,
+                });
+            }
+        }
+        unreachable!("evaluate_noisy decides at the last round")
+    }
+}
