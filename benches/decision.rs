@@ -108,7 +108,7 @@ fn simulate(rng: &mut StdRng, cfg: &DecisionConfig, sc: &Scenario) -> Outcome {
         let mut m = Metric::new(rng, sc.spike_p);
         let mut pairs: Vec<(f64, f64)> = Vec::new();
         loop {
-            let (b, c) = if pairs.len() % 2 == 0 {
+            let (b, c) = if pairs.len().is_multiple_of(2) {
                 let b = m.run(rng, 1.0);
                 (b, m.run(rng, factor))
             } else {

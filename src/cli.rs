@@ -61,7 +61,7 @@ pub enum Command {
         json: bool,
     },
     /// Interactive setup (the seed's Phase 1): writes a spec
-    #[command(after_help = "Example:\n  arctl init --preset pytest-passrate")]
+    #[command(after_help = "Example:\n  arctl init --preset pytest-passrate\n  arctl init --preset list\n  arctl init --non-interactive --preset ty-errors --set 'scope.include=src/**' --set proposer.command='claude -p'")]
     Init(InitArgs),
     /// Table of runs, or one run in detail
     #[command(after_help = "Example:\n  arctl status\n  arctl status etl-runtime --json")]
@@ -158,7 +158,7 @@ pub enum Command {
 
 #[derive(Debug, Clone, Args)]
 pub struct InitArgs {
-    /// Pre-fill the metric from a preset (see --help for the list)
+    /// Pre-fill the metric from a preset (`--preset list` shows them)
     #[arg(long)]
     pub preset: Option<String>,
     /// The spec file to write
@@ -168,6 +168,10 @@ pub struct InitArgs {
     #[arg(long)]
     pub non_interactive: bool,
     /// KEY=VALUE with KEY dotted as in the spec (metric.command) and VALUE in TOML syntax
+    /// (a bare word is a string; a single value appends to a list key; empty clears)
     #[arg(long = "set", value_name = "KEY=VALUE")]
     pub set: Vec<String>,
+    /// Overwrite FILE if it exists
+    #[arg(long)]
+    pub force: bool,
 }

@@ -112,9 +112,12 @@ pub enum Response {
     Detail(Box<RunDetail>),
     Log { text: String, offset: u64, finished: bool },
     Results(ResultsTable),
-    Report(serde_json::Value),
-    Merge(serde_json::Value),
-    Cleanup(serde_json::Value),
+    /// `arctl report`: the seed's Phase 4 for one run.
+    Report(Box<crate::run::report::RunReport>),
+    /// `arctl merge`: one row per run, in merge order.
+    Merge(crate::run::merge::MergeReport),
+    /// `arctl cleanup`: one row per run.
+    Cleanup(crate::run::cleanup::CleanupReport),
 }
 
 impl Response {

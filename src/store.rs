@@ -42,17 +42,27 @@ pub fn save_json<T: Serialize>(path: &Path, value: &T) -> Result<()> {
     write_atomic(path, &bytes).with_context(|| format!("writing {}", path.display()))
 }
 
-/// Load a value saved by `save_json`, refusing a schema newer than this binary's.
+/// A state file written by a newer arctl: refused, and left as it is for that version.
+#[derive(Debug, thiserror::Error)]
+#[error("{path} has schema version {found}, newer than this arctl understands ({SCHEMA_VERSION}): upgrade arctl")]
+pub struct SchemaTooNew {
+    pub path: String,
+    pub found: u32,
+}
+
+/// Load a value saved by `save_json`, refusing a schema newer than this binary's
+/// (the error downcasts to [`SchemaTooNew`]).
 pub fn load_json<T: DeserializeOwned>(path: &Path) -> Result<T> {
     let bytes = fs::read(path).with_context(|| format!("reading {}", path.display()))?;
     let raw: serde_json::Value = serde_json::from_slice(&bytes)
         .with_context(|| format!("{} is not valid JSON", path.display()))?;
     let schema = raw.get("schema").and_then(|v| v.as_u64()).unwrap_or(0) as u32;
     if schema > SCHEMA_VERSION {
-        bail!(
-            "{} has schema version {schema}, newer than this arctl understands ({SCHEMA_VERSION}): upgrade arctl",
-            path.display()
-        );
+        return Err(SchemaTooNew {
+            path: path.display().to_string(),
+            found: schema,
+        }
+        .into());
     }
     if schema == 0 {
         bail!("{} has no schema version", path.display());

@@ -2,6 +2,8 @@
 //! render what it says.
 
 mod connect;
+pub mod init;
+pub mod presets;
 pub mod render;
 
 use std::io::Write;
@@ -71,7 +73,7 @@ fn dispatch(cli: Cli) -> CmdResult {
             clap_complete::generate(shell, &mut Cli::command(), "arctl", &mut std::io::stdout());
             Ok(())
         }
-        Command::Init(_) => Err(ClientError::failed("`arctl init` is not implemented yet; copy an example from config/examples/")),
+        Command::Init(args) => init::run(&args),
         Command::Demo { .. } => Err(ClientError::failed("`arctl demo` is not implemented yet")),
         Command::Plot { .. } => Err(ClientError::failed("`arctl plot` is not implemented yet")),
         other => block_on(remote(other, &paths, !cli.global.no_autostart)),

@@ -4,7 +4,7 @@ use std::sync::Arc;
 
 use super::Registry;
 use crate::protocol::{Request, ResultRow, ResultsTable, Response, StartedRun};
-use crate::run::journal::{ExperimentRecord, Status};
+use crate::run::journal::ExperimentRecord;
 use crate::run::record::RunState;
 use crate::run::setup::{self, ActiveScope, SetupError};
 use crate::run::status::RunDetail;
@@ -30,9 +30,12 @@ pub async fn handle(reg: &Arc<Registry>, req: Request) -> Response {
         Request::Resume { run } => pause(reg, &run, false),
         Request::Log { run, offset } => blocking(Box::new(move |r| log(r, &run, offset))).await,
         Request::Results { run } => blocking(Box::new(move |r| results(r, &run))).await,
-        Request::Report { .. } => Response::failed("`arctl report` is not implemented yet"),
-        Request::Merge(_) => Response::failed("`arctl merge` is not implemented yet"),
-        Request::Cleanup(_) => Response::failed("`arctl cleanup` is not implemented yet"),
+        Request::Report { run } => blocking(Box::new(move |r| report(r, &run))).await,
+        Request::Merge(m) => {
+            let reg3 = reg.clone();
+            blocking(Box::new(move |_| merge(&reg3, &m))).await
+        }
+        Request::Cleanup(c) => blocking(Box::new(move |r| cleanup(r, &c))).await,
         Request::Shutdown => {
             reg.request_shutdown();
             Response::Ok {
@@ -202,28 +205,7 @@ fn result_rows(h: &RunHandle) -> Result<Vec<ResultRow>, Response> {
     let direction = h.live().record.spec.spec.metric.direction;
     let (records, _) = store::read_json_lines::<ExperimentRecord>(&h.paths.journal())
         .map_err(|e| Response::failed(format!("run {}: {e:#}", h.id)))?;
-    let mut best: Option<f64> = None;
-    Ok(records
-        .iter()
-        .map(|r| {
-            let change = match (best, r.metric) {
-                (Some(b), Some(m)) if r.status != Status::Crash => Some(direction.gain(b, m)).filter(|g| g.is_finite()),
-                _ => None,
-            };
-            if matches!(r.status, Status::Baseline | Status::Keep) {
-                best = r.metric;
-            }
-            ResultRow {
-                experiment: r.experiment,
-                commit: r.commit.as_deref().map(|c| c[..7.min(c.len())].to_string()).unwrap_or_else(|| "-".into()),
-                metric: r.metric,
-                status: r.status.as_str().to_string(),
-                description: crate::run::journal::clean_description(&r.description),
-                change,
-                confidence: r.decision.as_ref().filter(|d| d.rounds > 1).map(|d| 1.0 - d.p_value),
-            }
-        })
-        .collect())
+    Ok(crate::run::report::result_rows(&records, direction))
 }
 
 fn results(reg: &Registry, id: &str) -> Response {
@@ -238,5 +220,58 @@ fn results(reg: &Registry, id: &str) -> Response {
             rows,
         }),
         Err(e) => e,
+    }
+}
+
+fn report(reg: &Registry, id: &str) -> Response {
+    let h = match find(reg, id) {
+        Ok(h) => h,
+        Err(e) => return e,
+    };
+    let record = h.live().record.clone();
+    match store::read_json_lines::<ExperimentRecord>(&h.paths.journal()) {
+        Ok((records, _)) => Response::Report(Box::new(crate::run::report::build(&record, &records))),
+        Err(e) => Response::failed(format!("run {id}: {e:#}")),
+    }
+}
+
+fn op_error(e: crate::run::merge::OpError) -> Response {
+    match e {
+        crate::run::merge::OpError::BadInput(m) => Response::bad_input(m),
+        crate::run::merge::OpError::Failed(m) => Response::failed(m),
+    }
+}
+
+fn merge(reg: &Arc<Registry>, req: &crate::protocol::MergeRequest) -> Response {
+    let runs: Vec<Arc<RunHandle>> = reg.runs().values().cloned().collect();
+    // A re-measurement can take long: give it up when the daemon goes down.
+    let cancel = crate::exec::Cancel::default();
+    let done = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let watcher = {
+        let (reg, cancel, done) = (reg.clone(), cancel.clone(), done.clone());
+        std::thread::spawn(move || {
+            while !done.load(std::sync::atomic::Ordering::SeqCst) {
+                if reg.shutting_down() {
+                    cancel.cancel();
+                    return;
+                }
+                std::thread::sleep(std::time::Duration::from_millis(100));
+            }
+        })
+    };
+    let res = crate::run::merge::merge(&runs, &reg.global, req, &cancel);
+    done.store(true, std::sync::atomic::Ordering::SeqCst);
+    let _ = watcher.join();
+    match res {
+        Ok(m) => Response::Merge(m),
+        Err(e) => op_error(e),
+    }
+}
+
+fn cleanup(reg: &Registry, req: &crate::protocol::CleanupRequest) -> Response {
+    let runs: Vec<Arc<RunHandle>> = reg.runs().values().cloned().collect();
+    match crate::run::cleanup::cleanup(&runs, req) {
+        Ok(c) => Response::Cleanup(c),
+        Err(e) => op_error(e),
     }
 }

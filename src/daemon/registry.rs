@@ -9,7 +9,7 @@ use tokio::sync::Notify;
 use crate::config::DaemonConfig;
 use crate::run::journal::ExperimentRecord;
 use crate::run::record::{RunPaths, RunRecord, RunState};
-use crate::run::{runner, Global, RunHandle};
+use crate::run::{runner, setup, Global, RunHandle};
 use crate::store;
 
 pub struct Registry {
@@ -57,6 +57,11 @@ impl Registry {
         self.shutdown.notify_waiters();
     }
 
+    /// True once a shutdown was requested (long blocking work checks it to give up).
+    pub fn shutting_down(&self) -> bool {
+        self.shutdown_flag.load(std::sync::atomic::Ordering::SeqCst)
+    }
+
     pub async fn shutdown_requested(&self) {
         loop {
             let notified = self.shutdown.notified();
@@ -82,12 +87,16 @@ impl Registry {
         for id in ids {
             if id.starts_with('.') {
                 // A run whose creation was interrupted: nothing of it was handed out.
-                let _ = std::fs::remove_dir_all(dir.join(&id));
+                setup::undo_interrupted(&dir.join(&id));
                 continue;
             }
             let paths = RunPaths::new(&self.config.state_dir, &id);
             let record: RunRecord = match store::load_json(&paths.record()) {
                 Ok(r) => r,
+                Err(e) if e.downcast_ref::<store::SchemaTooNew>().is_some() => {
+                    self.problem(format!("run {id}: {e:#}; left as it is and not loaded"));
+                    continue;
+                }
                 Err(e) => {
                     let aside = store::quarantine(&paths.record())
                         .map(|p| format!("moved aside to {}", p.display()))

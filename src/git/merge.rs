@@ -308,6 +308,18 @@ mod tests {
         assert_eq!(git(r, &["rev-parse", "HEAD"]), x.to_string());
         // Compare-and-swap: a stale `old` is refused.
         assert!(move_branch(&repo, "main", main, y, "t").is_err());
+        // An untracked file where the new commit has a tracked one: refused, nothing written.
+        git(r, &["checkout", "-qb", "z"]);
+        std::fs::write(r.join("c.txt"), "z\n").unwrap();
+        git(r, &["add", "c.txt"]);
+        git(r, &["commit", "-qm", "z"]);
+        git(r, &["checkout", "-q", "main"]);
+        std::fs::write(r.join("c.txt"), "mine\n").unwrap();
+        let z = branch_tip(&repo, "z").unwrap();
+        assert!(move_branch(&repo, "main", x, z, "t").is_err());
+        assert_eq!(branch_tip(&repo, "main"), Some(x));
+        assert_eq!(std::fs::read_to_string(r.join("c.txt")).unwrap(), "mine\n");
+        assert_eq!(std::fs::read_to_string(r.join("a.txt")).unwrap(), "ax\n");
         assert_eq!(log_oneline(&repo, main, x).unwrap().len(), 1);
     }
 }

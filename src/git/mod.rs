@@ -463,3 +463,29 @@ pub fn delete_run_refs(repo: &Repository, id: &str) -> Result<usize> {
     }
     Ok(n)
 }
+
+/// Remove git lock files a killed daemon may have left for a run: the worktree's index and
+/// HEAD locks and locks on the run's refs. Only the daemon (which holds the state dir's
+/// lock) writes these, so a lock found at recovery is stale.
+pub fn remove_stale_locks(worktree: &Path, common_dir: &Path, id: &str) -> Vec<String> {
+    let mut candidates = Vec::new();
+    if let Ok(repo) = Repository::open(worktree) {
+        let gitdir = repo.path().to_path_buf();
+        candidates.push(gitdir.join("index.lock"));
+        candidates.push(gitdir.join("HEAD.lock"));
+    }
+    candidates.push(common_dir.join(format!("refs/heads/autoresearch/{id}.lock")));
+    let discarded = common_dir.join(format!("refs/autoresearch/{id}/discarded"));
+    if let Ok(entries) = std::fs::read_dir(&discarded) {
+        for e in entries.flatten() {
+            if e.path().extension().map(|x| x == "lock").unwrap_or(false) {
+                candidates.push(e.path());
+            }
+        }
+    }
+    candidates
+        .into_iter()
+        .filter(|p| p.exists() && std::fs::remove_file(p).is_ok())
+        .map(|p| p.display().to_string())
+        .collect()
+}

@@ -1,12 +1,15 @@
 //! One autoresearch loop: its durable record, its thread, and the controls the daemon
 //! holds to steer it.
 
+pub mod cleanup;
 pub mod extract;
 pub mod journal;
 pub mod measure;
+pub mod merge;
 pub mod prompt;
 pub mod proposer;
 pub mod record;
+pub mod report;
 pub mod runner;
 pub mod setup;
 pub mod status;

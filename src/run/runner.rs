@@ -928,6 +928,10 @@ pub fn recover(h: &RunHandle, g: &Global) -> Result<Vec<String>> {
     }
     rec.inflight = None;
     if rec.state.is_active() && rec.worktree.exists() {
+        let removed = git::remove_stale_locks(&rec.worktree, &rec.common_dir, &rec.id);
+        if !removed.is_empty() {
+            notes.push(format!("removed stale git locks: {}", removed.join(", ")));
+        }
         let wt = WorkTree::open(&rec.worktree)?;
         let best = git::parse_oid(&rec.best_commit)?;
         let at_best = matches!(wt.head_state(), HeadState::Branch { ref name, oid } if *name == rec.branch && oid == best);

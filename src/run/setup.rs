@@ -162,3 +162,21 @@ pub fn tracked_files(repo: &git2::Repository) -> Vec<String> {
         })
         .unwrap_or_default()
 }
+
+/// Remove what a creation interrupted by a crash left: its worktree, branch (if it never
+/// moved), exclude lines and the temporary state folder.
+pub fn undo_interrupted(tmp: &Path) {
+    if let Ok(rec) = store::load_json::<RunRecord>(&tmp.join("run.json")) {
+        if let Ok((repo, _)) = git::open_repo(&rec.repo) {
+            let _ = git::remove_worktree(&repo, &git::worktree_name(&rec.id), &rec.worktree);
+            if let Ok(mut b) = repo.find_branch(&rec.branch, git2::BranchType::Local) {
+                if b.get().target().map(|t| t.to_string()) == Some(rec.base_commit.clone()) {
+                    let _ = b.delete();
+                }
+            }
+            let _ = git::exclude::remove(&rec.common_dir, &[rec.spec.tsv_name(), rec.spec.log_name()]);
+        }
+        tracing::info!(run = %rec.id, "removed a run whose creation was interrupted");
+    }
+    let _ = std::fs::remove_dir_all(tmp);
+}

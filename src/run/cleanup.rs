@@ -1,0 +1,258 @@
+//! `arctl cleanup`: remove what a finished run left in the repository — its worktree (even a
+//! locked one, or one whose folder is already gone), its second (best) tree, its exclude
+//! lines, its `refs/autoresearch/<id>/` refs — and its branch when that is merged into the
+//! base or never improved (an improved, unmerged branch needs `--force`; `--keep-branch` keeps
+//! any). The state dir keeps the record, journal, TSV and log: `arctl results/report` still
+//! work, and the daemon keeps the run registered.
+//!
+//! A worktree with uncommitted changes (tracked, or untracked files that are not ignored) is
+//! only removed with `--force`: those are edits someone made by hand after the run.
+//!
+//! The JSON shape (`arctl cleanup --json`) is [`CleanupReport`]; fields are only ever added.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use git2::Repository;
+use serde::{Deserialize, Serialize};
+
+use crate::git;
+use crate::protocol::CleanupRequest;
+use crate::run::merge::OpError;
+use crate::run::{runner, RunHandle};
+use crate::store;
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct CleanupReport {
+    pub runs: Vec<CleanupRow>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct CleanupRow {
+    pub run: String,
+    pub worktree: PathBuf,
+    /// The worktree (folder and/or git's entry for it) was removed by this cleanup.
+    pub worktree_removed: bool,
+    pub branch: String,
+    pub branch_deleted: bool,
+    /// Why the branch stays, when it does.
+    pub branch_kept: Option<String>,
+    /// `refs/autoresearch/<id>/…` refs deleted.
+    pub refs_deleted: usize,
+    pub excludes_removed: bool,
+    /// What else happened (a locked or already deleted worktree, the best tree removed, ...).
+    pub notes: Vec<String>,
+    /// Set when this run could not be cleaned up (the client then exits 1).
+    pub error: Option<String>,
+}
+
+/// Clean up the runs `req` names (or every ended run with `--finished`).
+pub fn cleanup(runs: &[Arc<RunHandle>], req: &CleanupRequest) -> Result<CleanupReport, OpError> {
+    if req.runs.is_empty() && !req.finished {
+        return Err(OpError::BadInput("name the runs to clean up, or pass --finished for every ended run".into()));
+    }
+    let mut chosen: Vec<Arc<RunHandle>> = Vec::new();
+    if req.runs.is_empty() {
+        chosen.extend(runs.iter().filter(|h| {
+            let l = h.live();
+            !l.record.state.is_active() && !l.record.cleaned_up
+        }).cloned());
+    } else {
+        for name in &req.runs {
+            let Some(h) = runs.iter().find(|h| h.id == *name) else {
+                let known: Vec<&str> = runs.iter().map(|h| h.id.as_str()).collect();
+                return Err(OpError::BadInput(format!("no run {name:?}; runs: {}", if known.is_empty() { "(none)".into() } else { known.join(", ") })));
+            };
+            if !chosen.iter().any(|c| c.id == h.id) {
+                chosen.push(h.clone());
+            }
+        }
+    }
+    // Refuse before touching anything when one of them still runs.
+    for h in &chosen {
+        let state = h.live().record.state;
+        if state.is_active() || h.is_thread_running() {
+            return Err(OpError::BadInput(format!(
+                "run {} is {}: stop it first with `arctl stop {}` (nothing was cleaned up)",
+                h.id,
+                state.as_str(),
+                h.id
+            )));
+        }
+    }
+    Ok(CleanupReport {
+        runs: chosen.iter().map(|h| one(h, req)).collect(),
+    })
+}
+
+fn one(h: &RunHandle, req: &CleanupRequest) -> CleanupRow {
+    let rec = h.live().record.clone();
+    let mut row = CleanupRow {
+        run: rec.id.clone(),
+        worktree: rec.worktree.clone(),
+        worktree_removed: false,
+        branch: rec.branch.clone(),
+        branch_deleted: false,
+        branch_kept: None,
+        refs_deleted: 0,
+        excludes_removed: false,
+        notes: vec![],
+        error: None,
+    };
+    let repo = match Repository::open(&rec.repo) {
+        Ok(r) => r,
+        Err(e) => {
+            row.notes.push(format!("the repository {} cannot be opened ({}): nothing to remove there", rec.repo.display(), e.message()));
+            mark_cleaned(h);
+            return row;
+        }
+    };
+
+    // The worktree.
+    let name = git::worktree_name(&rec.id);
+    let registered = repo.find_worktree(&name).ok();
+    let locked = registered.as_ref().map(|w| matches!(w.is_locked(), Ok(git2::WorktreeLockStatus::Locked(_)))).unwrap_or(false);
+    let folder = rec.worktree.exists();
+    if folder && !req.force {
+        if let Ok(wt) = git::WorkTree::open(&rec.worktree) {
+            let mut so = git2::StatusOptions::new();
+            so.include_untracked(true).recurse_untracked_dirs(true).include_ignored(false);
+            let dirty: Vec<String> = wt
+                .repo
+                .statuses(Some(&mut so))
+                .map(|s| s.iter().filter_map(|e| e.path().map(str::to_string)).collect())
+                .unwrap_or_default();
+            if !dirty.is_empty() {
+                row.error = Some(format!(
+                    "worktree {} has uncommitted changes ({}): commit them, or pass --force to discard them",
+                    rec.worktree.display(),
+                    git::merge::shown(&dirty)
+                ));
+                return row;
+            }
+        }
+    }
+    if folder || registered.is_some() {
+        match git::remove_worktree(&repo, &name, &rec.worktree) {
+            Ok(()) => {
+                row.worktree_removed = true;
+                if !folder {
+                    row.notes.push("the worktree folder was already gone: pruned git's entry for it".into());
+                }
+                if locked {
+                    row.notes.push("the worktree was locked: unlocked and removed".into());
+                }
+            }
+            Err(e) => {
+                row.error = Some(format!("removing the worktree: {e:#}"));
+                return row;
+            }
+        }
+    } else {
+        row.notes.push("the worktree was already removed".into());
+    }
+    // The second tree of noisy mode, and temporary trees of an interrupted merge.
+    let extra = [
+        (format!("arctl-best-{}", rec.id), h.paths.best_tree()),
+        (format!("arctl-merge-base-{}", rec.id), h.paths.dir.join("merge").join("base")),
+        (format!("arctl-merge-candidate-{}", rec.id), h.paths.dir.join("merge").join("candidate")),
+    ];
+    for (wname, path) in extra {
+        if path.exists() || repo.find_worktree(&wname).is_ok() {
+            match git::remove_worktree(&repo, &wname, &path) {
+                Ok(()) => row.notes.push(format!("removed the second worktree {}", path.display())),
+                Err(e) => row.notes.push(format!("could not remove {}: {e:#}", path.display())),
+            }
+        }
+    }
+    let _ = std::fs::remove_dir(h.paths.dir.join("merge"));
+
+    // The branch.
+    match git::merge::branch_tip(&repo, &rec.branch) {
+        None => row.notes.push(format!("branch {} was already gone", rec.branch)),
+        Some(tip) => {
+            let base_commit = git::parse_oid(&rec.base_commit).ok();
+            let best = git::parse_oid(&rec.best_commit).ok();
+            let never_improved = Some(tip) == base_commit;
+            let base_tip = git::merge::branch_tip(&repo, &rec.base);
+            let in_base = base_tip.map(|b| git::merge::is_ancestor(&repo, tip, b)).unwrap_or(false);
+            let merged = in_base || (rec.merged && Some(tip) == best);
+            let keep = if req.keep_branch {
+                Some("kept (--keep-branch)".to_string())
+            } else if req.force || never_improved || merged {
+                None
+            } else if Some(tip) != best {
+                Some(format!(
+                    "kept: it has commits arctl did not make (tip {} is not the run's best {}); delete it with `arctl cleanup {} --force`",
+                    git::short(tip),
+                    best.map(git::short).unwrap_or_default(),
+                    rec.id
+                ))
+            } else {
+                Some(format!(
+                    "kept: its {} kept experiment(s) are not merged into {}; merge them with `arctl merge {}`, or delete the branch with `arctl cleanup {} --force`",
+                    rec.counts.kept,
+                    rec.base,
+                    rec.id,
+                    rec.id
+                ))
+            };
+            match keep {
+                Some(why) => row.branch_kept = Some(why),
+                None => match git::merge::delete_branch(&repo, &rec.branch) {
+                    Ok(d) => {
+                        row.branch_deleted = d;
+                        if d {
+                            row.notes.push(format!(
+                                "deleted branch {} (was {}; {})",
+                                rec.branch,
+                                git::short(tip),
+                                if never_improved {
+                                    "no improvement".to_string()
+                                } else if merged {
+                                    format!("merged into {}", rec.base)
+                                } else {
+                                    "--force".to_string()
+                                }
+                            ));
+                        }
+                    }
+                    Err(e) => row.branch_kept = Some(format!("kept: {e:#}")),
+                },
+            }
+        }
+    }
+
+    // Exclude lines and run refs.
+    let excludes = vec![rec.spec.tsv_name(), rec.spec.log_name()];
+    match git::exclude::remove(&rec.common_dir, &excludes) {
+        Ok(()) => row.excludes_removed = true,
+        Err(e) => row.notes.push(format!("could not edit the exclude file: {e:#}")),
+    }
+    match git::delete_run_refs(&repo, &rec.id) {
+        Ok(n) => row.refs_deleted = n,
+        Err(e) => row.notes.push(format!("could not delete refs/autoresearch/{}/: {e:#}", rec.id)),
+    }
+    mark_cleaned(h);
+    runner::run_log(
+        h,
+        &format!(
+            "cleanup: worktree {}; branch {}; {} ref(s) deleted",
+            if row.worktree_removed { "removed" } else { "already gone" },
+            if row.branch_deleted { "deleted".to_string() } else { row.branch_kept.clone().unwrap_or_else(|| "gone".into()) },
+            row.refs_deleted
+        ),
+    );
+    row
+}
+
+fn mark_cleaned(h: &RunHandle) {
+    let rec = {
+        let mut l = h.live();
+        l.record.cleaned_up = true;
+        l.record.clone()
+    };
+    if let Err(e) = store::save_json(&h.paths.record(), &rec) {
+        tracing::error!(run = %h.id, error = %format!("{e:#}"), "saving the cleaned_up flag");
+    }
+}

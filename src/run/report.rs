@@ -1,0 +1,692 @@
+//! `arctl report`: the seed's Phase 4 for one run, from its record and journal (so it works
+//! after `arctl cleanup`): the experiment table, totals, baseline → final, the top changes,
+//! the git log of the kept experiments (4.1), a run-level review as far as the data allows
+//! (4.1b) and next steps as a checklist (4.3).
+//!
+//! The JSON shape (`arctl report RUN --json`) is [`RunReport`]; fields are only ever added.
+
+use std::collections::BTreeSet;
+use std::path::PathBuf;
+
+use serde::{Deserialize, Serialize};
+
+use crate::git;
+use crate::protocol::ResultRow;
+use crate::run::journal::{clean_description, ExperimentRecord, Status};
+use crate::run::record::{RunRecord, RunState};
+use crate::spec::Direction;
+use crate::stats::Mode;
+
+/// The experiment table with, per row, the change against the best before it and the
+/// confidence of noisy decisions (shared by `arctl results`, `status RUN` and the report).
+pub fn result_rows(records: &[ExperimentRecord], direction: Direction) -> Vec<ResultRow> {
+    let mut best: Option<f64> = None;
+    records
+        .iter()
+        .map(|r| {
+            let change = match (best, r.metric) {
+                (Some(b), Some(m)) if r.status != Status::Crash => Some(direction.gain(b, m)).filter(|g| g.is_finite()),
+                _ => None,
+            };
+            if matches!(r.status, Status::Baseline | Status::Keep) {
+                best = r.metric;
+            }
+            ResultRow {
+                experiment: r.experiment,
+                commit: r.commit.as_deref().map(|c| c[..7.min(c.len())].to_string()).unwrap_or_else(|| "-".into()),
+                metric: r.metric,
+                status: r.status.as_str().to_string(),
+                description: clean_description(&r.description),
+                change,
+                confidence: r.decision.as_ref().filter(|d| d.rounds > 1).map(|d| 1.0 - d.p_value),
+            }
+        })
+        .collect()
+}
+
+/// `arctl report RUN --json`.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct RunReport {
+    pub run: String,
+    pub goal: String,
+    pub state: RunState,
+    pub stop_reason: Option<String>,
+    pub metric_command: String,
+    pub direction: Direction,
+    /// "deterministic" or "noisy" (None before the baseline).
+    pub mode: Option<String>,
+    /// Coefficient of variation measured at baseline (noisy mode).
+    pub cv: Option<f64>,
+    /// The spec's `min_effect` as a fraction.
+    pub min_effect: f64,
+    pub repo: PathBuf,
+    pub worktree: PathBuf,
+    pub branch: String,
+    pub base: String,
+    pub base_commit: String,
+    pub best_commit: String,
+    pub merged: bool,
+    pub cleaned_up: bool,
+    /// The experiment table (4.1), baseline first.
+    pub experiments: Vec<ResultRow>,
+    pub totals: Totals,
+    pub baseline: Option<f64>,
+    #[serde(rename = "final")]
+    pub final_value: Option<f64>,
+    /// Relative improvement baseline → final in the metric's direction (0.05 = 5% better).
+    pub change: Option<f64>,
+    /// The (up to) three kept experiments with the largest own gain, largest first.
+    pub top_changes: Vec<KeptChange>,
+    /// Every kept experiment, in order, with how sure its gain is (4.1b).
+    pub kept: Vec<KeptChange>,
+    /// `git log --oneline base_commit..best_commit`.
+    pub git_log: GitLog,
+    pub review: Review,
+    /// Next steps (4.3), one checklist item each (rendered as `- [ ] item`).
+    pub next_steps: Vec<String>,
+}
+
+#[derive(Debug, Clone, Copy, Default, Serialize, Deserialize, PartialEq, Eq)]
+pub struct Totals {
+    /// Experiments run, the baseline not counted.
+    pub experiments: u32,
+    pub kept: u32,
+    pub discarded: u32,
+    pub crashed: u32,
+    /// Inspector-rejected (out of scope, guard failed, HEAD moved).
+    pub rejected: u32,
+}
+
+/// A kept experiment and the evidence behind it.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct KeptChange {
+    pub experiment: u32,
+    /// Short commit id.
+    pub commit: Option<String>,
+    pub description: String,
+    pub metric: Option<f64>,
+    /// Its own gain over the best before it (0.05 = 5% better): the paired estimate in noisy
+    /// mode, else the change against the previous best.
+    pub gain: Option<f64>,
+    /// "deterministic" (one strict comparison) or "noisy" (paired rounds).
+    pub evidence: String,
+    /// 1 - p of "the candidate is not better" (noisy).
+    pub confidence: Option<f64>,
+    /// One-sided lower bound and upper bound of the gain (noisy).
+    pub interval: Option<[f64; 2]>,
+    pub rounds: Option<usize>,
+    /// Kept for the simplicity rule rather than for a gain.
+    pub simplification: bool,
+    /// Why the gain may not hold, when it may not.
+    pub fragile: Option<String>,
+}
+
+/// The git history of the kept experiments.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct GitLog {
+    /// "history" (walked base_commit..best_commit in the repo), "journal" (the kept commits the
+    /// journal recorded, those the repo still has), or "unavailable".
+    pub source: String,
+    /// `<short> <subject>` lines, newest first.
+    pub lines: Vec<String>,
+    pub note: Option<String>,
+}
+
+/// An observation tied (when it is) to an experiment.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Flag {
+    pub experiment: Option<u32>,
+    pub message: String,
+}
+
+/// An inspector-rejected experiment that might be worth another go.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Revisit {
+    pub experiment: u32,
+    pub description: String,
+    pub reason: String,
+    /// The metric's change against the best before it, when it was measured.
+    pub gain: Option<f64>,
+}
+
+/// The run-level review (4.1b), as far as the journal allows.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Review {
+    /// Two or three sentences.
+    pub summary: String,
+    /// Kept gains that are small against the noise (or against `min_effect`).
+    pub fragile: Vec<Flag>,
+    /// Ideas the proposer named (`ideas_not_tried` in its proposal JSON) that no experiment's
+    /// description matches.
+    pub ideas_not_tried: Vec<String>,
+    /// Inspector-rejected experiments, those whose metric improved first.
+    pub revisit: Vec<Revisit>,
+    /// Signs of overfitting to the benchmark.
+    pub overfitting: Vec<Flag>,
+}
+
+fn pct(v: f64) -> String {
+    format!("{:+.2}%", v * 100.0)
+}
+
+fn short(c: &str) -> String {
+    c[..7.min(c.len())].to_string()
+}
+
+/// Build the report of a run from its record and journal (and its repo, for the git log).
+pub fn build(rec: &RunRecord, records: &[ExperimentRecord]) -> RunReport {
+    let spec = &rec.spec.spec;
+    let direction = spec.metric.direction;
+    let min_effect = spec.metric.min_effect.0;
+    let rows = result_rows(records, direction);
+    let (mode, cv) = match &rec.mode {
+        Some(Mode::Deterministic) => (Some("deterministic".to_string()), None),
+        Some(Mode::Noisy { cv }) => (Some("noisy".to_string()), Some(*cv)),
+        None => (None, None),
+    };
+    let mut totals = Totals::default();
+    for r in records {
+        match r.status {
+            Status::Baseline => continue,
+            Status::Keep => totals.kept += 1,
+            Status::Discard => totals.discarded += 1,
+            Status::Crash => totals.crashed += 1,
+            Status::InspectorReject => totals.rejected += 1,
+        }
+        totals.experiments += 1;
+    }
+    let baseline = records.iter().find(|r| r.status == Status::Baseline).and_then(|r| r.metric).or(rec.baseline);
+    let final_value = records
+        .iter()
+        .rev()
+        .find(|r| matches!(r.status, Status::Keep | Status::Baseline))
+        .and_then(|r| r.metric)
+        .or(rec.best);
+    let change = match (baseline, final_value) {
+        (Some(b), Some(f)) => Some(direction.gain(b, f)).filter(|g| g.is_finite()),
+        _ => None,
+    };
+
+    let kept: Vec<KeptChange> = records
+        .iter()
+        .zip(&rows)
+        .filter(|(r, _)| r.status == Status::Keep)
+        .map(|(r, row)| kept_change(r, row, cv, min_effect))
+        .collect();
+    let mut top: Vec<KeptChange> = kept.iter().filter(|k| k.gain.is_some()).cloned().collect();
+    top.sort_by(|a, b| b.gain.unwrap_or(0.0).total_cmp(&a.gain.unwrap_or(0.0)).then(a.experiment.cmp(&b.experiment)));
+    top.truncate(3);
+
+    let git_log = git_log(rec, records);
+    let fragile: Vec<Flag> = kept
+        .iter()
+        .filter_map(|k| {
+            k.fragile.as_ref().map(|why| Flag {
+                experiment: Some(k.experiment),
+                message: format!("experiment {} ({}): {why}", k.experiment, k.description),
+            })
+        })
+        .collect();
+    let ideas = ideas_not_tried(records);
+    let revisit = revisit(records, &rows);
+    let overfitting = overfitting(records, &rows, min_effect);
+    let summary = summary(&totals, baseline, final_value, change, &kept, &fragile, &overfitting);
+
+    let mut report = RunReport {
+        run: rec.id.clone(),
+        goal: spec.goal.clone(),
+        state: rec.state,
+        stop_reason: rec.stop_reason.clone(),
+        metric_command: spec.metric.command.clone(),
+        direction,
+        mode,
+        cv,
+        min_effect,
+        repo: rec.repo.clone(),
+        worktree: rec.worktree.clone(),
+        branch: rec.branch.clone(),
+        base: rec.base.clone(),
+        base_commit: rec.base_commit.clone(),
+        best_commit: rec.best_commit.clone(),
+        merged: rec.merged,
+        cleaned_up: rec.cleaned_up,
+        experiments: rows,
+        totals,
+        baseline,
+        final_value,
+        change,
+        top_changes: top,
+        kept,
+        git_log,
+        review: Review {
+            summary,
+            fragile,
+            ideas_not_tried: ideas,
+            revisit,
+            overfitting,
+        },
+        next_steps: Vec::new(),
+    };
+    report.next_steps = next_steps(&report, branch_exists(rec));
+    report
+}
+
+fn kept_change(r: &ExperimentRecord, row: &ResultRow, cv: Option<f64>, min_effect: f64) -> KeptChange {
+    let d = r.decision.as_ref();
+    let noisy = d.map(|d| d.rounds > 1).unwrap_or(false);
+    let gain = d.filter(|_| noisy).map(|d| d.estimate).filter(|g| g.is_finite()).or(row.change);
+    let simplification = d.map(|d| d.simplification).unwrap_or(false);
+    let fragile = if simplification {
+        None
+    } else if noisy {
+        let d = d.expect("noisy has a decision");
+        let noise = cv.unwrap_or(0.0);
+        match gain {
+            Some(g) if noise > 0.0 && g < 2.0 * noise => Some(format!(
+                "its gain {} is less than twice the metric's noise (cv {:.2}%)",
+                pct(g),
+                noise * 100.0
+            )),
+            _ if d.lower.is_finite() && d.lower < min_effect => Some(format!(
+                "the lower bound of its gain ({}) is under min_effect ({:.2}%)",
+                pct(d.lower),
+                min_effect * 100.0
+            )),
+            _ => None,
+        }
+    } else {
+        match gain {
+            Some(g) if g < min_effect => Some(format!(
+                "its gain {} is below min_effect ({:.2}%): real on this input, but small",
+                pct(g),
+                min_effect * 100.0
+            )),
+            _ => None,
+        }
+    };
+    KeptChange {
+        experiment: r.experiment,
+        commit: r.commit.as_deref().map(short),
+        description: clean_description(&r.description),
+        metric: r.metric,
+        gain,
+        evidence: if noisy { "noisy" } else { "deterministic" }.into(),
+        confidence: d.filter(|_| noisy).map(|d| 1.0 - d.p_value).filter(|c| c.is_finite()),
+        interval: d.filter(|_| noisy).map(|d| [d.lower, d.upper]).filter(|i| i[0].is_finite() && i[1].is_finite()),
+        rounds: d.filter(|_| noisy).map(|d| d.rounds),
+        simplification,
+        fragile,
+    }
+}
+
+fn branch_exists(rec: &RunRecord) -> bool {
+    git2::Repository::open(&rec.repo)
+        .ok()
+        .map(|r| git::merge::branch_tip(&r, &rec.branch).is_some())
+        .unwrap_or(false)
+}
+
+fn git_log(rec: &RunRecord, records: &[ExperimentRecord]) -> GitLog {
+    let repo = match git2::Repository::open(&rec.repo) {
+        Ok(r) => r,
+        Err(e) => {
+            return GitLog {
+                source: "unavailable".into(),
+                lines: vec![],
+                note: Some(format!("the repository {} cannot be opened: {}", rec.repo.display(), e.message())),
+            }
+        }
+    };
+    let branch_note = || {
+        if git::merge::branch_tip(&repo, &rec.branch).is_none() {
+            Some(format!("branch {} no longer exists; commits read from the object database", rec.branch))
+        } else {
+            None
+        }
+    };
+    if let (Ok(base), Ok(best)) = (git::parse_oid(&rec.base_commit), git::parse_oid(&rec.best_commit)) {
+        if base == best {
+            return GitLog {
+                source: "history".into(),
+                lines: vec![],
+                note: Some("no kept experiment: the branch never moved from its base".into()),
+            };
+        }
+        if git::merge::has_commit(&repo, best) {
+            if let Ok(lines) = git::merge::log_oneline(&repo, base, best) {
+                return GitLog {
+                    source: "history".into(),
+                    lines,
+                    note: branch_note(),
+                };
+            }
+        }
+    }
+    // The branch tip is gone: the kept commits the journal names, those still there.
+    let kept: Vec<&str> = records.iter().filter(|r| r.status == Status::Keep).filter_map(|r| r.commit.as_deref()).collect();
+    let mut lines = Vec::new();
+    let mut missing = 0;
+    for c in kept.iter().rev() {
+        match git::parse_oid(c).ok().and_then(|o| git::merge::oneline(&repo, o)) {
+            Some(l) => lines.push(l),
+            None => missing += 1,
+        }
+    }
+    let note = (missing > 0).then(|| format!("{missing} kept commit(s) recorded in the journal are no longer in the repository"));
+    GitLog {
+        source: if lines.is_empty() { "unavailable" } else { "journal" }.into(),
+        lines,
+        note,
+    }
+}
+
+/// Ideas the proposer listed under `ideas_not_tried` that no experiment's description matches.
+fn ideas_not_tried(records: &[ExperimentRecord]) -> Vec<String> {
+    let tried: Vec<String> = records.iter().map(|r| clean_description(&r.description).to_lowercase()).collect();
+    let mut seen = BTreeSet::new();
+    let mut out = Vec::new();
+    for r in records {
+        let Some(list) = r.hypothesis.as_ref().and_then(|h| h.get("ideas_not_tried")).and_then(|v| v.as_array()) else {
+            continue;
+        };
+        for idea in list {
+            let text = match idea {
+                serde_json::Value::String(s) => s.clone(),
+                serde_json::Value::Object(o) => ["idea", "description", "title", "hypothesis"]
+                    .iter()
+                    .find_map(|k| o.get(*k).and_then(|v| v.as_str()).map(str::to_string))
+                    .unwrap_or_else(|| idea.to_string()),
+                other => other.to_string(),
+            };
+            let text = clean_description(&text);
+            let key = text.to_lowercase();
+            if key.is_empty() || tried.iter().any(|t| t.contains(&key) || (!t.is_empty() && key.contains(t.as_str()))) {
+                continue;
+            }
+            if seen.insert(key) {
+                out.push(text);
+            }
+        }
+    }
+    out
+}
+
+fn revisit(records: &[ExperimentRecord], rows: &[ResultRow]) -> Vec<Revisit> {
+    let mut out: Vec<Revisit> = records
+        .iter()
+        .zip(rows)
+        .filter(|(r, _)| r.status == Status::InspectorReject)
+        .map(|(r, row)| Revisit {
+            experiment: r.experiment,
+            description: clean_description(&r.description),
+            reason: r.reason.clone(),
+            gain: if r.metric.is_some() { row.change } else { None },
+        })
+        .collect();
+    // Those whose metric improved first: they found something, the way was wrong.
+    out.sort_by(|a, b| {
+        let ka = a.gain.filter(|g| *g > 0.0).is_none();
+        let kb = b.gain.filter(|g| *g > 0.0).is_none();
+        ka.cmp(&kb).then(a.experiment.cmp(&b.experiment))
+    });
+    out
+}
+
+fn looks_like_benchmark_input(path: &str) -> bool {
+    path.split('/').any(|seg| {
+        let s = seg.to_lowercase();
+        ["bench", "fixture", "testdata", "test_data", "tests", "test", "data", "input", "sample"]
+            .iter()
+            .any(|w| s == *w || s.starts_with(&format!("{w}s")) || s.starts_with(&format!("{w}_")) || s.starts_with(&format!("{w}.")))
+    })
+}
+
+fn overfitting(records: &[ExperimentRecord], rows: &[ResultRow], min_effect: f64) -> Vec<Flag> {
+    let mut out = Vec::new();
+    let paths = |r: &ExperimentRecord| -> BTreeSet<String> { r.changes.iter().map(|c| c.path.clone()).collect() };
+    for (i, (r, row)) in records.iter().zip(rows).enumerate() {
+        if r.status == Status::InspectorReject && r.reason.starts_with("guard") {
+            if let Some(g) = row.change.filter(|g| *g > 0.0) {
+                out.push(Flag {
+                    experiment: Some(r.experiment),
+                    message: format!(
+                        "experiment {} improved the metric by {} but {}: the gain may come from breaking what the guard checks",
+                        r.experiment,
+                        pct(g),
+                        r.reason
+                    ),
+                });
+            }
+            // A kept neighbour touching the same files may lean on the same shortcut.
+            for j in [i.wrapping_sub(1), i + 1] {
+                if let Some(k) = records.get(j).filter(|k| k.status == Status::Keep) {
+                    let shared: Vec<String> = paths(r).intersection(&paths(k)).cloned().collect();
+                    if !shared.is_empty() {
+                        out.push(Flag {
+                            experiment: Some(k.experiment),
+                            message: format!(
+                                "kept experiment {} edits the same files ({}) as experiment {}, which failed a guard: check it doesn't rely on the same shortcut",
+                                k.experiment,
+                                git::merge::shown(&shared),
+                                r.experiment
+                            ),
+                        });
+                    }
+                }
+            }
+        }
+        if r.status == Status::Keep {
+            let bench: Vec<String> = paths(r).into_iter().filter(|p| looks_like_benchmark_input(p)).collect();
+            if !bench.is_empty() {
+                out.push(Flag {
+                    experiment: Some(r.experiment),
+                    message: format!(
+                        "kept experiment {} changes {} (benchmark input or tests?): check the gain holds on other inputs",
+                        r.experiment,
+                        git::merge::shown(&bench)
+                    ),
+                });
+            }
+            if let (Some(d), Some(g)) = (r.diff, row.change) {
+                let lines = d.insertions + d.deletions;
+                if lines >= 40 && g < 2.0 * min_effect.max(0.005) {
+                    out.push(Flag {
+                        experiment: Some(r.experiment),
+                        message: format!(
+                            "kept experiment {} changes {lines} lines for a {} gain: a big diff for a small win",
+                            r.experiment,
+                            pct(g)
+                        ),
+                    });
+                }
+            }
+        }
+    }
+    // The diff keeps growing while the gains shrink (last three kept experiments).
+    let kept: Vec<(u32, usize, f64)> = records
+        .iter()
+        .zip(rows)
+        .filter(|(r, _)| r.status == Status::Keep)
+        .filter_map(|(r, row)| Some((r.experiment, r.diff.map(|d| d.insertions + d.deletions)?, row.change?)))
+        .collect();
+    if kept.len() >= 3 {
+        let last = &kept[kept.len() - 3..];
+        if last[0].1 < last[1].1 && last[1].1 < last[2].1 && last[0].2 > last[1].2 && last[1].2 > last[2].2 {
+            out.push(Flag {
+                experiment: None,
+                message: format!(
+                    "the last kept changes grew ({} → {} → {} lines) while their gains shrank ({} → {} → {}): diminishing returns, maybe tuning to the benchmark",
+                    last[0].1,
+                    last[1].1,
+                    last[2].1,
+                    pct(last[0].2),
+                    pct(last[1].2),
+                    pct(last[2].2)
+                ),
+            });
+        }
+    }
+    out
+}
+
+fn summary(totals: &Totals, baseline: Option<f64>, final_value: Option<f64>, change: Option<f64>, kept: &[KeptChange], fragile: &[Flag], overfitting: &[Flag]) -> String {
+    let fmt = |v: Option<f64>| crate::run::journal::format_metric(v);
+    let mut s = format!(
+        "{} experiments: {} kept, {} discarded, {} crashed, {} rejected by the inspector.",
+        totals.experiments, totals.kept, totals.discarded, totals.crashed, totals.rejected
+    );
+    match change {
+        Some(c) if c > 0.0 => s.push_str(&format!(" The metric went from {} to {} ({}).", fmt(baseline), fmt(final_value), pct(c))),
+        _ => s.push_str(&format!(" No net improvement over the baseline ({}).", fmt(baseline))),
+    }
+    if !kept.is_empty() {
+        let noisy = kept.iter().filter(|k| k.evidence == "noisy").count();
+        s.push_str(&format!(
+            " {} of {} kept gains look fragile{}{}.",
+            fragile.len(),
+            kept.len(),
+            if noisy > 0 { format!(", {noisy} decided on paired noisy measurements") } else { ", all decided on a deterministic metric".into() },
+            if overfitting.is_empty() { String::new() } else { format!("; {} possible sign(s) of overfitting", overfitting.len()) }
+        ));
+    }
+    s
+}
+
+fn next_steps(r: &RunReport, branch_exists: bool) -> Vec<String> {
+    let mut out = Vec::new();
+    let improved = r.change.map(|c| c > 0.0).unwrap_or(false) || (r.totals.kept > 0 && r.best_commit != r.base_commit);
+    let base7 = short(&r.base_commit);
+    if r.state.is_active() {
+        out.push(format!("Let the run finish, or stop it: `arctl stop {}`", r.run));
+    }
+    if !improved {
+        if branch_exists || !r.cleaned_up {
+            out.push(format!("Delete the branch {} (no net improvement): `arctl cleanup {}`", r.branch, r.run));
+        }
+        out.push("Rethink the hypothesis, the scope or the metric before another run".into());
+    } else if r.merged {
+        out.push(format!("Run the full test suite on {} (the merge landed there)", r.base));
+        if !r.cleaned_up {
+            out.push(format!("Remove the worktree and the merged branch: `arctl cleanup {}`", r.run));
+        }
+    } else {
+        if branch_exists {
+            out.push(format!("Review the diff: `git diff {base7}..{}`", r.branch));
+            out.push(format!("Run the full test suite one final time on {}", r.branch));
+            if r.kept.len() > 1 {
+                out.push(format!(
+                    "Squash the {} experiment commits into one or a few logical commits before merging: `arctl merge {} --squash`, or `git rebase -i {base7}` with meaningful messages",
+                    r.kept.len(),
+                    r.run
+                ));
+            }
+            out.push("Update docstrings and comments that describe the old behavior".into());
+            out.push(format!(
+                "Open a PR from {} into {} and paste the summary table (`arctl report {}`) so reviewers see the methodology",
+                r.branch, r.base, r.run
+            ));
+            out.push(format!("Or merge it with the other finished runs, each re-measured on top: `arctl merge --dry-run`, then `arctl merge`"));
+        } else {
+            out.push(format!(
+                "The branch {} is gone; recreate it from the kept commits if you still want the change: `git branch {} {}`",
+                r.branch,
+                r.branch,
+                short(&r.best_commit)
+            ));
+        }
+    }
+    let fragile: Vec<String> = r.review.fragile.iter().filter_map(|f| f.experiment).map(|e| e.to_string()).collect();
+    if improved && !fragile.is_empty() {
+        out.push(format!("Re-measure the fragile gains before relying on them (experiments {})", fragile.join(", ")));
+    }
+    if !r.review.overfitting.is_empty() {
+        out.push("Check the gain on inputs other than the benchmark's (possible overfitting, see the review)".into());
+    }
+    if r.totals.experiments > 0 && r.totals.crashed * 3 >= r.totals.experiments && r.totals.crashed > 0 {
+        out.push(format!("Look at why {} experiments crashed: `arctl log {}`", r.totals.crashed, r.run));
+    }
+    for v in r.review.revisit.iter().filter(|v| v.gain.map(|g| g > 0.0).unwrap_or(false)).take(3) {
+        out.push(format!("Revisit experiment {} ({}): it improved the metric but {}", v.experiment, v.description, v.reason));
+    }
+    if !r.review.ideas_not_tried.is_empty() {
+        out.push(format!("Decide which untried ideas are worth pursuing: {}", r.review.ideas_not_tried.join("; ")));
+    }
+    out.push(
+        "Consider what the loop does not try by itself: algorithmic rewrites that change public interfaces, dependency upgrades, schema or data-structure changes, parallelism"
+            .into(),
+    );
+    if branch_exists && !r.cleaned_up && improved && r.merged {
+        // Covered above.
+    } else if !r.cleaned_up && improved && !r.merged {
+        out.push(format!("When done with it: `arctl cleanup {}` (keeps the branch until it is merged)", r.run));
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::stats::{Evaluation, Verdict};
+
+    fn rec(n: u32, status: Status, metric: Option<f64>, desc: &str) -> ExperimentRecord {
+        ExperimentRecord {
+            experiment: n,
+            commit: Some(format!("{n:07}abcdef")),
+            metric,
+            status,
+            description: desc.into(),
+            reason: String::new(),
+            started_at_ms: 0,
+            ended_at_ms: 0,
+            proposer: None,
+            measurements: vec![],
+            guards: vec![],
+            decision: None,
+            changes: vec![],
+            diff: None,
+            hypothesis: None,
+            proposal_key: None,
+            fix_attempts: 0,
+            best_tree: None,
+            peak_rss: 0,
+            cpu_ms: 0,
+            wall_ms: 0,
+        }
+    }
+
+    #[test]
+    fn ideas_not_tried_skips_the_tried_ones_and_duplicates() {
+        let mut a = rec(1, Status::Keep, Some(90.0), "cache the parser");
+        a.hypothesis = Some(serde_json::json!({"ideas_not_tried": ["Cache the parser", "use a bloom filter", {"idea": "vectorize the loop"}]}));
+        let mut b = rec(2, Status::Discard, Some(95.0), "x");
+        b.hypothesis = Some(serde_json::json!({"ideas_not_tried": ["use a bloom filter"]}));
+        assert_eq!(ideas_not_tried(&[a, b]), vec!["use a bloom filter".to_string(), "vectorize the loop".to_string()]);
+    }
+
+    #[test]
+    fn noisy_gain_under_twice_the_noise_is_fragile() {
+        let mut k = rec(1, Status::Keep, Some(97.0), "tweak");
+        k.decision = Some(Evaluation {
+            verdict: Verdict::Keep,
+            rounds: 8,
+            estimate: 0.03,
+            lower: 0.012,
+            upper: 0.05,
+            p_value: 0.01,
+            threshold: 0.01,
+            candidate_estimate: 97.0,
+            best_estimate: 100.0,
+            simplification: false,
+            reason: String::new(),
+        });
+        let row = result_rows(&[rec(0, Status::Baseline, Some(100.0), "baseline"), k.clone()], Direction::Lower)[1].clone();
+        let c = kept_change(&k, &row, Some(0.02), 0.01);
+        assert_eq!(c.evidence, "noisy");
+        assert!((c.confidence.unwrap() - 0.99).abs() < 1e-9);
+        assert!(c.fragile.unwrap().contains("twice the metric's noise"));
+        let c = kept_change(&k, &row, Some(0.005), 0.02);
+        assert!(c.fragile.unwrap().contains("lower bound"));
+        let c = kept_change(&k, &row, Some(0.005), 0.01);
+        assert_eq!(c.fragile, None);
+    }
+}
