@@ -22,6 +22,9 @@ pub struct Settings {
     /// Resume recovered runs after a restart (false: they come back paused).
     #[serde(default = "default_true")]
     pub resume: bool,
+    /// Where runs whose spec has no `[executor]` run commands (default: this machine).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub executor: Option<crate::spec::ExecutorSpec>,
 }
 
 fn default_max_parallel() -> usize {
@@ -39,6 +42,7 @@ impl Default for Settings {
         Settings {
             max_parallel: default_max_parallel(),
             resume: true,
+            executor: None,
         }
     }
 }
@@ -60,6 +64,9 @@ impl Settings {
         })?;
         if s.max_parallel == 0 {
             anyhow::bail!("{}: max_parallel must be at least 1", path.display());
+        }
+        if let Some((_, msg)) = s.executor.as_ref().and_then(|e| e.problem()) {
+            anyhow::bail!("{}: {msg}", path.display());
         }
         Ok(s)
     }
@@ -118,6 +125,12 @@ mod tests {
         std::fs::write(&p, "max_parallel = 3\nresume = false\n").unwrap();
         let s = Settings::load(&p).unwrap();
         assert_eq!((s.max_parallel, s.resume), (3, false));
+        std::fs::write(&p, "[executor]\nkind = \"slurm\"\npartition = \"gpu\"\n").unwrap();
+        let s = Settings::load(&p).unwrap();
+        assert_eq!(s.executor.unwrap().partition.as_deref(), Some("gpu"));
+        std::fs::write(&p, "[executor]\naccount = \"lab\"\n").unwrap();
+        let e = Settings::load(&p).unwrap_err().to_string();
+        assert!(e.contains("only used by kind = \"slurm\""), "{e}");
         std::fs::write(&p, "max_paralel = 3\n").unwrap();
         let e = Settings::load(&p).unwrap_err().to_string();
         assert!(e.contains(":1:1:") && e.contains("unknown field"), "{e}");

@@ -115,7 +115,7 @@ pub enum Response {
     /// `arctl report`: the seed's Phase 4 for one run.
     Report(Box<crate::run::report::RunReport>),
     /// `arctl merge`: one row per run, in merge order.
-    Merge(crate::run::merge::MergeReport),
+    Merge(Box<crate::run::merge::MergeReport>),
     /// `arctl cleanup`: one row per run.
     Cleanup(crate::run::cleanup::CleanupReport),
 }

@@ -452,6 +452,129 @@ pub struct RunSpec {
     pub proposer: ProposerSpec,
     #[serde(default)]
     pub policy: PolicySpec,
+    /// Where commands run; None: the daemon's default (`arctl start` fills it in).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub executor: Option<ExecutorSpec>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ExecutorKind {
+    /// This machine (process groups, limits, watchdog).
+    #[default]
+    Local,
+    /// An existing Slurm cluster: commands go to compute nodes with `salloc` + `srun`.
+    Slurm,
+}
+
+/// `[executor]` of a run spec (or of the daemon config, as the default): where the metric
+/// and guard commands (and, with `proposer_on_cluster`, the agent) run.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ExecutorSpec {
+    #[serde(default)]
+    pub kind: ExecutorKind,
+    /// slurm: `--partition`; default: the cluster's default partition.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub partition: Option<String>,
+    /// slurm: `--gres`, e.g. "gpu:1".
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub gres: Option<String>,
+    /// slurm: `--account`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub account: Option<String>,
+    /// slurm: more allocation options, e.g. ["--qos=short", "--constraint=avx512"].
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub extra_args: Vec<String>,
+    /// slurm: run the agent proposer on the cluster too (default: on this machine).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub proposer_on_cluster: bool,
+}
+
+/// Options arctl sets itself on `salloc` / `srun`, refused in `extra_args` (what to use instead).
+const SLURM_RESERVED: &[(&str, Option<char>, &str)] = &[
+    ("--job-name", Some('J'), "arctl names its jobs (arctl-<run>...) to find them again"),
+    ("--chdir", Some('D'), "commands run in the run's worktree"),
+    ("--time", Some('t'), "set the command timeouts in the spec"),
+    ("--mem", None, "use limits.memory"),
+    ("--cpus-per-task", Some('c'), "use limits.cpus"),
+    ("--nodelist", Some('w'), "arctl pins the node of a paired round itself"),
+    ("--nodes", Some('N'), "commands run on one node"),
+    ("--ntasks", Some('n'), "commands run as one task"),
+    ("--jobid", None, "arctl makes its own allocations"),
+    ("--immediate", Some('I'), "arctl waits in the queue and records the wait"),
+    ("--output", Some('o'), "arctl captures the output"),
+    ("--error", Some('e'), "arctl captures the output"),
+    ("--input", Some('i'), "arctl feeds stdin itself"),
+    ("--no-shell", None, "arctl manages the allocation"),
+];
+
+impl ExecutorSpec {
+    pub fn is_local(&self) -> bool {
+        self.kind == ExecutorKind::Local
+    }
+
+    /// A one-line description: "local", "slurm (partition gpu, gres gpu:1)".
+    pub fn describe(&self) -> String {
+        match self.kind {
+            ExecutorKind::Local => "local".into(),
+            ExecutorKind::Slurm => {
+                let mut parts = Vec::new();
+                if let Some(p) = &self.partition {
+                    parts.push(format!("partition {p}"));
+                }
+                if let Some(g) = &self.gres {
+                    parts.push(format!("gres {g}"));
+                }
+                if let Some(a) = &self.account {
+                    parts.push(format!("account {a}"));
+                }
+                if parts.is_empty() {
+                    "slurm".into()
+                } else {
+                    format!("slurm ({})", parts.join(", "))
+                }
+            }
+        }
+    }
+
+    /// The first problem of the table, as (key, message).
+    pub fn problem(&self) -> Option<(&'static str, String)> {
+        if self.kind == ExecutorKind::Local {
+            let slurm_only = [
+                ("partition", self.partition.is_some()),
+                ("gres", self.gres.is_some()),
+                ("account", self.account.is_some()),
+                ("extra_args", !self.extra_args.is_empty()),
+                ("proposer_on_cluster", self.proposer_on_cluster),
+            ];
+            if let Some((k, _)) = slurm_only.iter().find(|(_, on)| *on) {
+                return Some((k, format!("executor.{k} is only used by kind = \"slurm\" (this executor is \"local\")")));
+            }
+            return None;
+        }
+        for (key, v) in [("partition", &self.partition), ("gres", &self.gres), ("account", &self.account)] {
+            if let Some(v) = v {
+                if v.trim().is_empty() || v.chars().any(|c| c.is_whitespace() || c.is_control()) {
+                    return Some((key, format!("executor.{key} = {v:?}: expected a Slurm name without spaces")));
+                }
+            }
+        }
+        for a in &self.extra_args {
+            let reserved = SLURM_RESERVED.iter().find(|(long, short, _)| {
+                a == long
+                    || a.starts_with(&format!("{long}="))
+                    || short.is_some_and(|c| !a.starts_with("--") && a.starts_with(&format!("-{c}")))
+            });
+            if let Some((long, _, why)) = reserved {
+                return Some(("extra_args", format!("executor.extra_args: {a:?} sets {long}, which arctl sets itself ({why})")));
+            }
+            if !a.starts_with('-') {
+                return Some(("extra_args", format!("executor.extra_args: {a:?} is not an option: expected Slurm options like \"--qos=short\"")));
+            }
+        }
+        None
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -795,6 +918,20 @@ pub fn parse(text: &str, file: &Path) -> Result<ResolvedSpec, SpecError> {
         })?,
     };
 
+    if let Some(e) = &spec.executor {
+        if let Some((key, msg)) = e.problem() {
+            return Err(at_key(Some("executor"), key, msg));
+        }
+        if e.kind == ExecutorKind::Slurm {
+            if let Some(t @ (TimeMode::Cpu | TimeMode::Instructions)) = spec.metric.time {
+                let t = format!("{t:?}").to_lowercase();
+                return Err(at_key(Some("metric"), "time", format!("metric.time = \"{t}\" cannot be measured on a Slurm cluster: use \"wall\" or a number the command prints")));
+            }
+            if e.proposer_on_cluster && spec.proposer.kind != ProposerKind::Agent {
+                return Err(at_key(Some("executor"), "proposer_on_cluster", "executor.proposer_on_cluster only applies to proposer kind = \"agent\"".into()));
+            }
+        }
+    }
     let m = &spec.metric;
     if m.command.trim().is_empty() {
         return Err(at_key(Some("metric"), "command", "metric.command is empty: expected the shell command that produces the metric".into()));
@@ -1140,6 +1277,40 @@ command = "claude -p"
         let bad = text.replace("step = 4", "step = -1");
         let e = err(&bad);
         assert!(e.message.contains("proposer.param #1"), "{e}");
+    }
+
+    #[test]
+    fn executor_table() {
+        let s = p(MINIMAL).unwrap();
+        assert_eq!(s.spec.executor, None);
+        let slurm = format!("{MINIMAL}\n[executor]\nkind = \"slurm\"\npartition = \"gpu\"\ngres = \"gpu:1\"\naccount = \"lab\"\nextra_args = [\"--qos=short\"]\nproposer_on_cluster = true\n");
+        let s = p(&slurm).unwrap();
+        let e = s.spec.executor.clone().unwrap();
+        assert_eq!(e.kind, ExecutorKind::Slurm);
+        assert_eq!(e.partition.as_deref(), Some("gpu"));
+        assert!(e.proposer_on_cluster);
+        assert_eq!(e.describe(), "slurm (partition gpu, gres gpu:1, account lab)");
+        let back: ResolvedSpec = serde_json::from_str(&serde_json::to_string(&s).unwrap()).unwrap();
+        assert_eq!(back, s);
+
+        let e = err(&format!("{MINIMAL}\n[executor]\nkind = \"slurm\"\nqueue = \"x\"\n"));
+        assert!(e.message.contains("unknown field `queue`"), "{e}");
+        assert_eq!(e.line, 14, "{e}");
+        let e = err(&format!("{MINIMAL}\n[executor]\nkind = \"kubernetes\"\n"));
+        assert!(e.message.contains("unknown variant"), "{e}");
+        let e = err(&format!("{MINIMAL}\n[executor]\npartition = \"gpu\"\n"));
+        assert!(e.message.contains("only used by kind = \"slurm\""), "{e}");
+        assert_eq!((e.line, e.column), (13, 13), "{e}");
+        let e = err(&format!("{MINIMAL}\n[executor]\nkind = \"slurm\"\nextra_args = [\"--time=5\"]\n"));
+        assert!(e.message.contains("--time"), "{e}");
+        let e = err(&format!("{MINIMAL}\n[executor]\nkind = \"slurm\"\nextra_args = [\"-Jx\"]\n"));
+        assert!(e.message.contains("--job-name"), "{e}");
+        let e = err(&format!("{MINIMAL}\n[executor]\nkind = \"slurm\"\nextra_args = [\"qos\"]\n"));
+        assert!(e.message.contains("not an option"), "{e}");
+        let e = err(&format!("{MINIMAL}\n[executor]\nkind = \"slurm\"\n").replace("direction = \"lower\"", "direction = \"lower\"\ntime = \"cpu\""));
+        assert!(e.message.contains("cannot be measured on a Slurm cluster"), "{e}");
+        assert_eq!(e.line, 5, "{e}");
+        assert!(p(&format!("{MINIMAL}\n[executor]\nkind = \"slurm\"\nextra_args = [\"--exclusive\", \"--constraint=avx\"]\n")).is_ok());
     }
 
     #[test]

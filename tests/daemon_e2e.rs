@@ -5,31 +5,9 @@ mod common;
 use std::io::{Read, Write};
 use std::os::unix::fs::PermissionsExt;
 use std::os::unix::net::UnixStream;
-use std::process::{Child, Stdio};
 use std::time::Duration;
 
 use common::*;
-
-fn spawn_daemon(w: &World) -> Child {
-    let child = w
-        .cmd()
-        .args(["daemon"])
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    wait_until("the daemon's socket", Duration::from_secs(20), || UnixStream::connect(&w.socket).is_ok());
-    child
-}
-
-fn wait_exit(child: &mut Child) -> std::process::ExitStatus {
-    let mut status = None;
-    wait_until("the daemon to exit", Duration::from_secs(20), || {
-        status = child.try_wait().unwrap();
-        status.is_some()
-    });
-    status.unwrap()
-}
 
 #[test]
 fn status_is_empty_at_first_with_a_stable_json_shape() {
@@ -45,15 +23,15 @@ fn status_is_empty_at_first_with_a_stable_json_shape() {
 fn sigterm_and_shutdown_stop_cleanly_and_later_clients_get_exit_3() {
     let w = World::new();
     for how in ["sigterm", "sigint", "shutdown"] {
-        let mut child = spawn_daemon(&w);
+        let mut child = DaemonProcess::spawn(&w);
         match how {
-            "sigterm" => nix::sys::signal::kill(nix::unistd::Pid::from_raw(child.id() as i32), nix::sys::signal::Signal::SIGTERM).unwrap(),
-            "sigint" => nix::sys::signal::kill(nix::unistd::Pid::from_raw(child.id() as i32), nix::sys::signal::Signal::SIGINT).unwrap(),
+            "sigterm" => child.signal(nix::sys::signal::Signal::SIGTERM),
+            "sigint" => child.signal(nix::sys::signal::Signal::SIGINT),
             _ => {
                 w.ok(&["shutdown"]);
             }
         }
-        let status = wait_exit(&mut child);
+        let status = child.wait();
         assert!(status.success(), "{how}: {status:?}");
         assert!(!w.socket.exists(), "{how}: socket left behind");
         assert!(!w.state_dir.join("daemon.pid").exists(), "{how}: pid file left behind");
@@ -108,7 +86,7 @@ fn the_default_socket_path_follows_xdg_runtime_dir() {
 #[test]
 fn socket_is_private_and_a_second_daemon_is_refused() {
     let w = World::new();
-    let mut child = spawn_daemon(&w);
+    let mut child = DaemonProcess::spawn(&w);
     let mode = std::fs::metadata(&w.socket).unwrap().permissions().mode() & 0o777;
     assert_eq!(mode, 0o600);
     let dir_mode = std::fs::metadata(w.socket.parent().unwrap()).unwrap().permissions().mode() & 0o777;
@@ -122,7 +100,7 @@ fn socket_is_private_and_a_second_daemon_is_refused() {
         .unwrap();
     assert_eq!(o.status.code(), Some(1));
     let err = String::from_utf8_lossy(&o.stderr);
-    assert!(err.contains(&format!("pid {}", child.id())) && err.contains("state dir"), "{err}");
+    assert!(err.contains(&format!("pid {}", child.pid())) && err.contains("state dir"), "{err}");
     // Same socket, another state dir: the socket is live, so it is not replaced.
     let o = w
         .cmd()
@@ -133,7 +111,7 @@ fn socket_is_private_and_a_second_daemon_is_refused() {
     assert!(String::from_utf8_lossy(&o.stderr).contains("already listening"));
 
     w.ok(&["shutdown"]);
-    wait_exit(&mut child);
+    child.wait();
 }
 
 #[test]

@@ -48,7 +48,7 @@ fn race(n: usize) {
     let files: Vec<(&str, &str)> = files.iter().map(|(a, b)| (a.as_str(), b.as_str())).collect();
     common::repo(&repo, &files);
     write_exec(&w.path().join("agent.sh"), LOWER_AGENT);
-    let _d = w.daemon_with(arctl::config::Settings { max_parallel: 2, resume: true });
+    let _d = w.daemon_with(arctl::config::Settings { max_parallel: 2, resume: true, ..Default::default() });
     for id in &ids {
         let s = spec(&w, &repo, id, &format!("src/{id}/**"), "");
         assert_eq!(w.ok(&["start", s.to_str().unwrap()]).trim(), id);

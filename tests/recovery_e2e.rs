@@ -4,7 +4,6 @@
 mod common;
 
 use std::path::Path;
-use std::process::{Child, Stdio};
 use std::time::{Duration, Instant};
 
 use common::*;
@@ -25,20 +24,6 @@ sleep 0.1$((ARCTL_EXPERIMENT % 7))
 echo "$n" > "$f"
 echo "set $n" > "$ARCTL_DESCRIPTION_FILE"
 "#;
-
-fn spawn_daemon(w: &World) -> Child {
-    let child = w
-        .cmd()
-        .args(["daemon"])
-        .stdout(Stdio::null())
-        .stderr(std::fs::OpenOptions::new().create(true).append(true).open(w.path().join("daemon.log")).unwrap())
-        .spawn()
-        .unwrap();
-    wait_until("the daemon's socket", Duration::from_secs(20), || {
-        std::os::unix::net::UnixStream::connect(&w.socket).is_ok()
-    });
-    child
-}
 
 fn check_run(w: &World, repo: &Path, id: &str, budget: usize) {
     let wt = w.path().join(format!("proj-{id}"));
@@ -73,7 +58,7 @@ fn soak(runs: usize, budget: usize, kills: usize) {
     let files: Vec<(&str, &str)> = files.iter().map(|(a, b)| (a.as_str(), b.as_str())).collect();
     common::repo(&repo, &files);
     write_exec(&w.path().join("agent.sh"), SOAK_AGENT);
-    let mut daemon = spawn_daemon(&w);
+    let mut daemon = DaemonProcess::spawn(&w);
     for id in &ids {
         let spec = w.path().join(format!("{id}.toml"));
         write(
@@ -93,14 +78,14 @@ fn soak(runs: usize, budget: usize, kills: usize) {
             // Keep the clients busy too: status during the run.
             let _ = w.arctl(&["--no-autostart", "status", "--json"]);
         }
-        nix::sys::signal::kill(nix::unistd::Pid::from_raw(daemon.id() as i32), nix::sys::signal::Signal::SIGKILL).unwrap();
-        daemon.wait().unwrap();
+        daemon.signal(nix::sys::signal::Signal::SIGKILL);
+        daemon.wait();
         let done: Vec<String> = ids
             .iter()
             .map(|id| std::fs::read_to_string(w.state_dir.join(format!("runs/{id}/journal.jsonl"))).unwrap_or_default().lines().count().to_string())
             .collect();
         eprintln!("kill {k} after {wait:?}; journal lines: {}", done.join(" "));
-        daemon = spawn_daemon(&w);
+        daemon = DaemonProcess::spawn(&w);
     }
     for id in &ids {
         let st = w.wait_finished(id, Duration::from_secs(300));
@@ -117,7 +102,7 @@ fn soak(runs: usize, budget: usize, kills: usize) {
     // Nothing any daemon started is still running.
     assert!(arctl::exec::tagged_processes(&tag_root).is_empty(), "leftover processes");
     w.ok(&["shutdown"]);
-    daemon.wait().unwrap();
+    daemon.wait();
 }
 
 #[test]
@@ -196,11 +181,11 @@ fn sigterm_during_an_experiment_reverts_it_and_the_run_resumes() {
             w.path().join("agent.sh").display()
         ),
     );
-    let mut daemon = spawn_daemon(&w);
+    let mut daemon = DaemonProcess::spawn(&w);
     w.ok(&["start", spec.to_str().unwrap()]);
     w.wait_run("v", Duration::from_secs(30), |s| s["step"] == "proposing");
-    nix::sys::signal::kill(nix::unistd::Pid::from_raw(daemon.id() as i32), nix::sys::signal::Signal::SIGTERM).unwrap();
-    assert!(daemon.wait().unwrap().success());
+    daemon.signal(nix::sys::signal::Signal::SIGTERM);
+    assert!(daemon.wait().success());
     // Reverted: clean tree at the last kept commit, no row for the interrupted experiment.
     let wt = w.path().join("proj-v");
     assert_eq!(git(&wt, &["status", "--porcelain"]), "");
@@ -209,10 +194,10 @@ fn sigterm_during_an_experiment_reverts_it_and_the_run_resumes() {
     assert!(st.contains("\"state\": \"running\""), "{st}");
     assert!(rows.len() < 4);
     // Starting again resumes and completes the budget.
-    let mut daemon = spawn_daemon(&w);
+    let mut daemon = DaemonProcess::spawn(&w);
     let st = w.wait_finished("v", Duration::from_secs(60));
     assert_eq!(st["summary"]["state"], "finished");
     check_run(&w, &repo, "v", 3);
     w.ok(&["shutdown"]);
-    daemon.wait().unwrap();
+    daemon.wait();
 }

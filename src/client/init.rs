@@ -856,11 +856,17 @@ struct Dialogue<'a> {
     ui: Box<dyn Write + 'a>,
     repo: &'a Repo,
     spec_dir: &'a Path,
-    /// The last trial: the metric table it ran with and what it read.
-    trial: Option<(Option<Value>, f64)>,
+    /// The last trial: what it ran (`trial_key`) and what it read.
+    trial: Option<(String, f64)>,
 }
 
 type Answer<T> = Result<T, ClientError>;
+
+/// What a trial's reading depends on: the command, how it is read, its timeout.
+fn trial_key(d: &Draft) -> String {
+    let keys = ["metric.command", "metric.regex", "metric.json", "metric.line", "metric.time", "metric.timeout"];
+    keys.iter().map(|k| d.get(k).map(|v| v.to_string()).unwrap_or_default()).collect::<Vec<_>>().join("\u{1}")
+}
 
 /// Split a comma-separated answer (commas inside `{a,b}` belong to the glob).
 fn split_list(s: &str) -> Vec<String> {
@@ -1041,7 +1047,7 @@ impl Dialogue<'_> {
                 self.say(&format!("  {e}"));
                 continue;
             }
-            let current = d.get("metric").cloned();
+            let current = trial_key(d);
             if let Some((ran, v)) = &self.trial {
                 if *ran == current {
                     let v = *v;

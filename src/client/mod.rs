@@ -5,6 +5,8 @@ mod connect;
 pub mod init;
 pub mod presets;
 pub mod render;
+pub mod watch;
+pub mod reports;
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -74,8 +76,11 @@ fn dispatch(cli: Cli) -> CmdResult {
             Ok(())
         }
         Command::Init(args) => init::run(&args),
-        Command::Demo { .. } => Err(ClientError::failed("`arctl demo` is not implemented yet")),
-        Command::Plot { .. } => Err(ClientError::failed("`arctl plot` is not implemented yet")),
+        Command::Demo { dir } => crate::demo::run(dir),
+        Command::Plot { output, .. } if !reports::is_svg(&output) => Err(ClientError::bad_input(format!(
+            "{}: only SVG output is supported; name the file *.svg (convert it afterwards, e.g. `rsvg-convert -o progress.png progress.svg`)",
+            output.display()
+        ))),
         other => block_on(remote(other, &paths, !cli.global.no_autostart)),
     }
 }
@@ -231,31 +236,60 @@ async fn remote(cmd: Command, paths: &Paths, autostart: bool) -> CmdResult {
         },
         Command::Report { run, json } => match expect_ok(client.call(&Request::Report { run }).await?)? {
             Response::Report(v) if json => json_out(&v),
-            Response::Report(v) => json_out(&v),
+            Response::Report(v) => {
+                print!("{}", reports::report(&v));
+                Ok(())
+            }
+            other => Err(unexpected(other)),
+        },
+        Command::Plot { run, output } => match expect_ok(client.call(&Request::Results { run }).await?)? {
+            Response::Results(t) => reports::write_plot(&t, &output),
             other => Err(unexpected(other)),
         },
         Command::Merge { runs, into, squash, dry_run, json } => {
+            if !dry_run {
+                eprintln!("arctl: merging; runs merged on top of others are re-measured first (progress: `arctl log RUN -f`)");
+            }
             let req = Request::Merge(crate::protocol::MergeRequest { runs, into, squash, dry_run });
             match expect_ok(client.call(&req).await?)? {
-                Response::Merge(v) if json => json_out(&v),
-                Response::Merge(v) => json_out(&v),
+                Response::Merge(v) => {
+                    if json {
+                        json_out(&v)?;
+                    } else {
+                        print!("{}", reports::merge(&v));
+                    }
+                    match &v.error {
+                        Some(e) => Err(ClientError::failed(format!("the merge stopped: {e}"))),
+                        None => Ok(()),
+                    }
+                }
                 other => Err(unexpected(other)),
             }
         }
         Command::Cleanup { runs, finished, force, keep_branch, json } => {
             let req = Request::Cleanup(crate::protocol::CleanupRequest { runs, finished, force, keep_branch });
             match expect_ok(client.call(&req).await?)? {
-                Response::Cleanup(v) if json => json_out(&v),
-                Response::Cleanup(v) => json_out(&v),
+                Response::Cleanup(v) => {
+                    if json {
+                        json_out(&v)?;
+                    } else {
+                        print!("{}", reports::cleanup(&v));
+                    }
+                    let failed: Vec<&str> = v.runs.iter().filter(|r| r.error.is_some()).map(|r| r.run.as_str()).collect();
+                    if failed.is_empty() {
+                        Ok(())
+                    } else {
+                        Err(ClientError::failed(format!("could not clean up: {}", failed.join(", "))))
+                    }
+                }
                 other => Err(unexpected(other)),
             }
         }
-        Command::Watch { run } => watch(&mut client, run).await,
+        Command::Watch { run } => watch::watch(&mut client, run).await,
         Command::Daemon { .. }
         | Command::Validate { .. }
         | Command::Init(_)
         | Command::Demo { .. }
-        | Command::Plot { .. }
         | Command::Completions { .. } => unreachable!("handled locally"),
     }
 }
@@ -267,32 +301,5 @@ async fn simple(client: &mut Client, req: Request) -> CmdResult {
             Ok(())
         }
         other => Err(unexpected(other)),
-    }
-}
-
-/// Plain-line watch until the runs end (live bars: see `watch` in a terminal).
-async fn watch(client: &mut Client, run: Option<String>) -> CmdResult {
-    let mut last = String::new();
-    loop {
-        let resp = expect_ok(client.call(&Request::Status { run: None }).await?)?;
-        let Response::Status { runs, .. } = resp else {
-            return Err(unexpected(resp));
-        };
-        let runs: Vec<_> = runs.into_iter().filter(|r| run.as_ref().map(|id| *id == r.id).unwrap_or(true)).collect();
-        if let Some(id) = &run {
-            if runs.is_empty() {
-                return Err(ClientError::bad_input(format!("no run {id:?}")));
-            }
-        }
-        let text = render::status_table(&runs);
-        if text != last {
-            println!("{text}");
-            let _ = std::io::stdout().flush();
-            last = text;
-        }
-        if runs.iter().all(|r| !r.state.is_active()) {
-            return Ok(());
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(500)).await;
     }
 }

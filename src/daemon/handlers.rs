@@ -60,7 +60,15 @@ fn find(reg: &Registry, id: &str) -> Result<Arc<RunHandle>, Response> {
 }
 
 fn status(reg: &Registry) -> Response {
-    let mut runs: Vec<_> = reg.runs().values().map(|h| h.summary()).collect();
+    let mut runs: Vec<_> = reg
+        .runs()
+        .values()
+        .map(|h| {
+            let mut s = h.summary();
+            s.cluster = reg.global.cluster_status(&h.live().record);
+            s
+        })
+        .collect();
     runs.sort_by(|a, b| a.created_at_ms.cmp(&b.created_at_ms).then(a.id.cmp(&b.id)));
     Response::Status {
         runs,
@@ -73,7 +81,7 @@ fn detail(reg: &Registry, id: &str) -> Response {
         Ok(h) => h,
         Err(e) => return e,
     };
-    let summary = h.summary();
+    let mut summary = h.summary();
     let (record, resources) = {
         let l = h.live();
         (l.record.clone(), l.last_resources)
@@ -83,13 +91,18 @@ fn detail(reg: &Registry, id: &str) -> Response {
         Err(e) => return e,
     };
     let recent = rows[rows.len().saturating_sub(10)..].to_vec();
+    summary.cluster = reg.global.cluster_status(&record);
+    let limits_mechanism = match &summary.cluster {
+        Some(c) => format!("{}: --mem and --cpus-per-task per job, enforced by the cluster; cpu_time as ulimit -t per process", c.executor),
+        None => crate::exec::limit_mechanism().to_string(),
+    };
     Response::Detail(Box::new(RunDetail {
         summary,
         spec: record.spec.clone(),
         base: record.base.clone(),
         base_commit: record.base_commit.clone(),
         best_commit: record.best_commit.clone(),
-        limits_mechanism: crate::exec::limit_mechanism().to_string(),
+        limits_mechanism,
         recent,
         last_peak_rss: resources.map(|r| r.0),
         last_cpu_ms: resources.map(|r| r.1),
@@ -98,6 +111,11 @@ fn detail(reg: &Registry, id: &str) -> Response {
 }
 
 fn start(reg: &Registry, spec_path: &std::path::Path, spec_text: &str) -> Response {
+    // A cluster executor is checked first, without the registry lock (it submits a job).
+    let cluster_note = match setup::check_executor(&reg.global, spec_path, spec_text) {
+        Ok(note) => note,
+        Err(e) => return Response::bad_input(e),
+    };
     // The registry lock is held across creation so two starts can't race past the
     // id and scope-overlap checks.
     let mut runs = reg.runs();
@@ -105,7 +123,7 @@ fn start(reg: &Registry, spec_path: &std::path::Path, spec_text: &str) -> Respon
         .values()
         .filter_map(|h| {
             let l = h.live();
-            (l.record.state.is_active() || l.record.state == RunState::Stopped && !l.record.cleaned_up).then(|| ActiveScope {
+            l.record.state.is_active().then(|| ActiveScope {
                 id: l.record.id.clone(),
                 repo: l.record.repo.clone(),
                 scope: l.record.spec.spec.scope.clone(),
@@ -126,6 +144,9 @@ fn start(reg: &Registry, spec_path: &std::path::Path, spec_text: &str) -> Respon
     let paths = crate::run::record::RunPaths::new(&reg.config.state_dir, &id);
     let handle = Arc::new(RunHandle::new(record, paths, Vec::new()));
     runner::run_log(&handle, &format!("created: worktree {} on {}", started.worktree.display(), started.branch));
+    if let Some(note) = cluster_note {
+        runner::run_log(&handle, &note);
+    }
     tracing::info!(run = %id, worktree = %started.worktree.display(), "run created");
     runner::spawn(handle.clone(), reg.global.clone());
     runs.insert(id, handle);
@@ -263,7 +284,7 @@ fn merge(reg: &Arc<Registry>, req: &crate::protocol::MergeRequest) -> Response {
     done.store(true, std::sync::atomic::Ordering::SeqCst);
     let _ = watcher.join();
     match res {
-        Ok(m) => Response::Merge(m),
+        Ok(m) => Response::Merge(Box::new(m)),
         Err(e) => op_error(e),
     }
 }

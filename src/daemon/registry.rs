@@ -24,7 +24,9 @@ pub struct Registry {
 
 impl Registry {
     pub fn new(config: DaemonConfig) -> Registry {
-        let global = Arc::new(Global::new(config.state_dir.clone(), config.settings.max_parallel));
+        let mut global = Global::new(config.state_dir.clone(), config.settings.max_parallel);
+        global.default_executor = config.settings.executor.clone();
+        let global = Arc::new(global);
         Registry {
             config,
             global,
@@ -155,5 +157,7 @@ impl Registry {
                 let _ = t.join();
             }
         }
+        // Nothing stays queued or running on a cluster.
+        self.global.shutdown_executors();
     }
 }

@@ -63,6 +63,8 @@ async fn connection(stream: UnixStream, registry: Arc<Registry>, my_uid: u32) ->
     let mut conn = Connection::new(stream);
     if peer.uid() != my_uid {
         tracing::warn!(peer_uid = peer.uid(), "refused a connection from another user");
+        // Take its hello first, so the refusal reaches it instead of a broken pipe.
+        let _ = tokio::time::timeout(std::time::Duration::from_secs(2), conn.read::<Request>()).await;
         let _ = conn
             .write(&Response::bad_input(format!(
                 "permission denied: this daemon serves uid {my_uid} only, you are uid {}",

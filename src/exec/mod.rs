@@ -39,8 +39,10 @@
 //! attached and it is moved into its cgroup.
 
 mod cgroup;
+pub mod executor;
 mod perf;
 mod procfs;
+pub mod slurm;
 mod spawn;
 #[cfg(test)]
 mod tests;
@@ -57,6 +59,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use serde::{Deserialize, Serialize};
 
 pub use cgroup::{cgroup_v2_unavailable_reason, limit_mechanism, LimitMechanism};
+pub use executor::{executor_for, ClusterJob, Executor, Group, Local};
 pub use perf::instructions_supported;
 pub use procfs::{process_start_time, TAG_VAR};
 
@@ -190,6 +193,17 @@ pub struct Outcome {
     pub pid: u32,
     /// `/proc/<pid>/stat` starttime of the child, to recognise it during recovery.
     pub pid_start_time: u64,
+    /// Cluster executors: time spent waiting in the scheduler's queue before the command
+    /// could start (not part of `wall_ms`, never counted toward the timeout).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub queue_ms: Option<u64>,
+    /// Cluster executors: the scheduler's job id, e.g. "1234" (the two commands of a paired
+    /// round share one allocation, so one id).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub job_id: Option<String>,
+    /// Cluster executors: the node the command ran on.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub node: Option<String>,
 }
 
 /// A cancellation flag shared between the caller and a running command.
@@ -800,6 +814,9 @@ pub fn run(spec: &CommandSpec, cancel: &Cancel) -> io::Result<Outcome> {
         ended_at_ms,
         pid,
         pid_start_time,
+        queue_ms: None,
+        job_id: None,
+        node: None,
     })
 }
 

@@ -24,12 +24,17 @@ fn signature(repo: &Repository) -> Signature<'static> {
 
 /// The commit a local branch points at.
 pub fn branch_tip(repo: &Repository, branch: &str) -> Option<Oid> {
-    repo.find_branch(branch, BranchType::Local).ok().and_then(|b| b.get().target())
+    repo.find_branch(branch, BranchType::Local)
+        .ok()
+        .and_then(|b| b.get().target())
 }
 
 /// True when `ancestor` is `descendant` or one of its ancestors.
 pub fn is_ancestor(repo: &Repository, ancestor: Oid, descendant: Oid) -> bool {
-    ancestor == descendant || repo.graph_descendant_of(descendant, ancestor).unwrap_or(false)
+    ancestor == descendant
+        || repo
+            .graph_descendant_of(descendant, ancestor)
+            .unwrap_or(false)
 }
 
 /// True when the object database has this commit.
@@ -66,8 +71,14 @@ pub fn merge_onto(repo: &Repository, merge_base: Oid, ours: Oid, theirs: Oid) ->
 
 /// The best common ancestor of two commits.
 pub fn merge_base(repo: &Repository, a: Oid, b: Oid) -> Result<Oid> {
-    repo.merge_base(a, b)
-        .map_err(|e| anyhow!("{} and {} have no common history: {}", super::short(a), super::short(b), e.message()))
+    repo.merge_base(a, b).map_err(|e| {
+        anyhow!(
+            "{} and {} have no common history: {}",
+            super::short(a),
+            super::short(b),
+            e.message()
+        )
+    })
 }
 
 /// The tree of a commit.
@@ -78,7 +89,10 @@ pub fn tree_of(repo: &Repository, commit: Oid) -> Result<Oid> {
 /// Write a commit that no ref points at yet.
 pub fn commit(repo: &Repository, tree: Oid, parents: &[Oid], message: &str) -> Result<Oid> {
     let tree = repo.find_tree(tree)?;
-    let parents: Vec<git2::Commit> = parents.iter().map(|p| repo.find_commit(*p)).collect::<Result<_, _>>()?;
+    let parents: Vec<git2::Commit> = parents
+        .iter()
+        .map(|p| repo.find_commit(*p))
+        .collect::<Result<_, _>>()?;
     let refs: Vec<&git2::Commit> = parents.iter().collect();
     let sig = signature(repo);
     Ok(repo.commit(None, &sig, &sig, message, &tree, &refs)?)
@@ -105,7 +119,10 @@ pub fn checkouts_of(repo: &Repository, branch: &str) -> Vec<PathBuf> {
                 .and_then(|h| h.symbolic_target().map(|t| t == refname))
                 .unwrap_or(false);
             if on_branch && !r.is_bare() {
-                let p = r.workdir().map(Path::to_path_buf).unwrap_or_else(|| path.to_path_buf());
+                let p = r
+                    .workdir()
+                    .map(Path::to_path_buf)
+                    .unwrap_or_else(|| path.to_path_buf());
                 let p = p.canonicalize().unwrap_or(p);
                 if !paths.contains(&p) {
                     paths.push(p);
@@ -136,9 +153,12 @@ pub fn checkouts_of(repo: &Repository, branch: &str) -> Vec<PathBuf> {
 /// don't count: a merge never touches them unless a merged file would overwrite one, which
 /// the checkout then refuses.
 pub fn tracked_changes(path: &Path) -> Result<Vec<String>> {
-    let repo = Repository::open(path).map_err(|e| anyhow!("opening {}: {}", path.display(), e.message()))?;
+    let repo = Repository::open(path)
+        .map_err(|e| anyhow!("opening {}: {}", path.display(), e.message()))?;
     let mut so = StatusOptions::new();
-    so.include_untracked(false).include_ignored(false).include_unmodified(false);
+    so.include_untracked(false)
+        .include_ignored(false)
+        .include_unmodified(false);
     let statuses = repo.statuses(Some(&mut so))?;
     let mut out: Vec<String> = statuses
         .iter()
@@ -153,7 +173,13 @@ pub fn tracked_changes(path: &Path) -> Result<Vec<String>> {
 /// meanwhile) and bring every work tree that has it checked out to `new` (files and index),
 /// refusing to overwrite anything: a work tree must be clean in its tracked files, and an
 /// untracked file in the way stops the move. On failure everything is put back.
-pub fn move_branch(repo: &Repository, branch: &str, old: Oid, new: Oid, message: &str) -> Result<()> {
+pub fn move_branch(
+    repo: &Repository,
+    branch: &str,
+    old: Oid,
+    new: Oid,
+    message: &str,
+) -> Result<()> {
     let refname = format!("refs/heads/{branch}");
     let checkouts = checkouts_of(repo, branch);
     for wt in &checkouts {
@@ -177,13 +203,20 @@ pub fn move_branch(repo: &Repository, branch: &str, old: Oid, new: Oid, message:
     for wt in &checkouts {
         if let Err(e) = checkout_commit(wt, new, false) {
             undo(&done);
-            return Err(e.context(format!("updating the checkout of {branch} in {}", wt.display())));
+            return Err(e.context(format!(
+                "updating the checkout of {branch} in {}",
+                wt.display()
+            )));
         }
         done.push(wt);
     }
     if let Err(e) = repo.reference_matching(&refname, new, true, old, message) {
         undo(&done);
-        bail!("{branch} moved while arctl was merging (expected it at {}): {}", super::short(old), e.message());
+        bail!(
+            "{branch} moved while arctl was merging (expected it at {}): {}",
+            super::short(old),
+            e.message()
+        );
     }
     Ok(())
 }
@@ -223,14 +256,19 @@ pub fn log_oneline(repo: &Repository, from: Oid, to: Oid) -> Result<Vec<String>>
 /// `<short> <summary>` of a commit, if the repository has it.
 pub fn oneline(repo: &Repository, oid: Oid) -> Option<String> {
     let c = repo.find_commit(oid).ok()?;
-    Some(format!("{} {}", super::short(oid), c.summary().unwrap_or("")))
+    Some(format!(
+        "{} {}",
+        super::short(oid),
+        c.summary().unwrap_or("")
+    ))
 }
 
 /// Delete a local branch; fails when it is checked out somewhere.
 pub fn delete_branch(repo: &Repository, branch: &str) -> Result<bool> {
     match repo.find_branch(branch, BranchType::Local) {
         Ok(mut b) => {
-            b.delete().map_err(|e| anyhow!("deleting branch {branch}: {}", e.message()))?;
+            b.delete()
+                .map_err(|e| anyhow!("deleting branch {branch}: {}", e.message()))?;
             Ok(true)
         }
         Err(_) => Ok(false),
@@ -262,7 +300,11 @@ mod tests {
             .env("HOME", dir)
             .output()
             .unwrap();
-        assert!(o.status.success(), "git {args:?}: {}", String::from_utf8_lossy(&o.stderr));
+        assert!(
+            o.status.success(),
+            "git {args:?}: {}",
+            String::from_utf8_lossy(&o.stderr)
+        );
         String::from_utf8_lossy(&o.stdout).trim().to_string()
     }
 
@@ -290,14 +332,20 @@ mod tests {
         let y = branch_tip(&repo, "y").unwrap();
         assert!(is_ancestor(&repo, main, x) && !is_ancestor(&repo, x, y));
         let base = merge_base(&repo, x, y).unwrap();
-        assert_eq!(merge_onto(&repo, base, tree_of(&repo, x).unwrap(), y).unwrap(), TreeMerge::Conflict(vec!["a.txt".into()]));
+        assert_eq!(
+            merge_onto(&repo, base, tree_of(&repo, x).unwrap(), y).unwrap(),
+            TreeMerge::Conflict(vec!["a.txt".into()])
+        );
         assert_eq!(checkouts_of(&repo, "main").len(), 1);
         assert!(checkouts_of(&repo, "x").is_empty());
 
         // Dirty tracked file: refused, nothing moved.
         std::fs::write(r.join("b.txt"), "dirty\n").unwrap();
         let e = move_branch(&repo, "main", main, x, "t").unwrap_err();
-        assert!(format!("{e:#}").contains("uncommitted changes (b.txt)"), "{e:#}");
+        assert!(
+            format!("{e:#}").contains("uncommitted changes (b.txt)"),
+            "{e:#}"
+        );
         assert_eq!(branch_tip(&repo, "main"), Some(main));
         git(r, &["checkout", "--", "b.txt"]);
         // Untracked files don't block; the checkout follows the branch.

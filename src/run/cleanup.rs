@@ -49,19 +49,32 @@ pub struct CleanupRow {
 /// Clean up the runs `req` names (or every ended run with `--finished`).
 pub fn cleanup(runs: &[Arc<RunHandle>], req: &CleanupRequest) -> Result<CleanupReport, OpError> {
     if req.runs.is_empty() && !req.finished {
-        return Err(OpError::BadInput("name the runs to clean up, or pass --finished for every ended run".into()));
+        return Err(OpError::BadInput(
+            "name the runs to clean up, or pass --finished for every ended run".into(),
+        ));
     }
     let mut chosen: Vec<Arc<RunHandle>> = Vec::new();
     if req.runs.is_empty() {
-        chosen.extend(runs.iter().filter(|h| {
-            let l = h.live();
-            !l.record.state.is_active() && !l.record.cleaned_up
-        }).cloned());
+        chosen.extend(
+            runs.iter()
+                .filter(|h| {
+                    let l = h.live();
+                    !l.record.state.is_active() && !l.record.cleaned_up
+                })
+                .cloned(),
+        );
     } else {
         for name in &req.runs {
             let Some(h) = runs.iter().find(|h| h.id == *name) else {
                 let known: Vec<&str> = runs.iter().map(|h| h.id.as_str()).collect();
-                return Err(OpError::BadInput(format!("no run {name:?}; runs: {}", if known.is_empty() { "(none)".into() } else { known.join(", ") })));
+                return Err(OpError::BadInput(format!(
+                    "no run {name:?}; runs: {}",
+                    if known.is_empty() {
+                        "(none)".into()
+                    } else {
+                        known.join(", ")
+                    }
+                )));
             };
             if !chosen.iter().any(|c| c.id == h.id) {
                 chosen.push(h.clone());
@@ -71,7 +84,19 @@ pub fn cleanup(runs: &[Arc<RunHandle>], req: &CleanupRequest) -> Result<CleanupR
     // Refuse before touching anything when one of them still runs.
     for h in &chosen {
         let state = h.live().record.state;
-        if state.is_active() || h.is_thread_running() {
+        // A run that just stopped may still be closing (its second tree): give it a moment.
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        while !state.is_active() && h.is_thread_running() && std::time::Instant::now() < deadline {
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+        if !state.is_active() && h.is_thread_running() {
+            return Err(OpError::Failed(format!(
+                "run {} is {} but its thread is still closing; try again in a moment",
+                h.id,
+                state.as_str()
+            )));
+        }
+        if state.is_active() {
             return Err(OpError::BadInput(format!(
                 "run {} is {}: stop it first with `arctl stop {}` (nothing was cleaned up)",
                 h.id,
@@ -102,7 +127,11 @@ fn one(h: &RunHandle, req: &CleanupRequest) -> CleanupRow {
     let repo = match Repository::open(&rec.repo) {
         Ok(r) => r,
         Err(e) => {
-            row.notes.push(format!("the repository {} cannot be opened ({}): nothing to remove there", rec.repo.display(), e.message()));
+            row.notes.push(format!(
+                "the repository {} cannot be opened ({}): nothing to remove there",
+                rec.repo.display(),
+                e.message()
+            ));
             mark_cleaned(h);
             return row;
         }
@@ -111,16 +140,25 @@ fn one(h: &RunHandle, req: &CleanupRequest) -> CleanupRow {
     // The worktree.
     let name = git::worktree_name(&rec.id);
     let registered = repo.find_worktree(&name).ok();
-    let locked = registered.as_ref().map(|w| matches!(w.is_locked(), Ok(git2::WorktreeLockStatus::Locked(_)))).unwrap_or(false);
+    let locked = registered
+        .as_ref()
+        .map(|w| matches!(w.is_locked(), Ok(git2::WorktreeLockStatus::Locked(_))))
+        .unwrap_or(false);
     let folder = rec.worktree.exists();
     if folder && !req.force {
         if let Ok(wt) = git::WorkTree::open(&rec.worktree) {
             let mut so = git2::StatusOptions::new();
-            so.include_untracked(true).recurse_untracked_dirs(true).include_ignored(false);
+            so.include_untracked(true)
+                .recurse_untracked_dirs(true)
+                .include_ignored(false);
             let dirty: Vec<String> = wt
                 .repo
                 .statuses(Some(&mut so))
-                .map(|s| s.iter().filter_map(|e| e.path().map(str::to_string)).collect())
+                .map(|s| {
+                    s.iter()
+                        .filter_map(|e| e.path().map(str::to_string))
+                        .collect()
+                })
                 .unwrap_or_default();
             if !dirty.is_empty() {
                 row.error = Some(format!(
@@ -137,10 +175,13 @@ fn one(h: &RunHandle, req: &CleanupRequest) -> CleanupRow {
             Ok(()) => {
                 row.worktree_removed = true;
                 if !folder {
-                    row.notes.push("the worktree folder was already gone: pruned git's entry for it".into());
+                    row.notes.push(
+                        "the worktree folder was already gone: pruned git's entry for it".into(),
+                    );
                 }
                 if locked {
-                    row.notes.push("the worktree was locked: unlocked and removed".into());
+                    row.notes
+                        .push("the worktree was locked: unlocked and removed".into());
                 }
             }
             Err(e) => {
@@ -154,14 +195,24 @@ fn one(h: &RunHandle, req: &CleanupRequest) -> CleanupRow {
     // The second tree of noisy mode, and temporary trees of an interrupted merge.
     let extra = [
         (format!("arctl-best-{}", rec.id), h.paths.best_tree()),
-        (format!("arctl-merge-base-{}", rec.id), h.paths.dir.join("merge").join("base")),
-        (format!("arctl-merge-candidate-{}", rec.id), h.paths.dir.join("merge").join("candidate")),
+        (
+            format!("arctl-merge-base-{}", rec.id),
+            h.paths.dir.join("merge").join("base"),
+        ),
+        (
+            format!("arctl-merge-candidate-{}", rec.id),
+            h.paths.dir.join("merge").join("candidate"),
+        ),
     ];
     for (wname, path) in extra {
         if path.exists() || repo.find_worktree(&wname).is_ok() {
             match git::remove_worktree(&repo, &wname, &path) {
-                Ok(()) => row.notes.push(format!("removed the second worktree {}", path.display())),
-                Err(e) => row.notes.push(format!("could not remove {}: {e:#}", path.display())),
+                Ok(()) => row
+                    .notes
+                    .push(format!("removed the second worktree {}", path.display())),
+                Err(e) => row
+                    .notes
+                    .push(format!("could not remove {}: {e:#}", path.display())),
             }
         }
     }
@@ -169,13 +220,17 @@ fn one(h: &RunHandle, req: &CleanupRequest) -> CleanupRow {
 
     // The branch.
     match git::merge::branch_tip(&repo, &rec.branch) {
-        None => row.notes.push(format!("branch {} was already gone", rec.branch)),
+        None => row
+            .notes
+            .push(format!("branch {} was already gone", rec.branch)),
         Some(tip) => {
             let base_commit = git::parse_oid(&rec.base_commit).ok();
             let best = git::parse_oid(&rec.best_commit).ok();
             let never_improved = Some(tip) == base_commit;
             let base_tip = git::merge::branch_tip(&repo, &rec.base);
-            let in_base = base_tip.map(|b| git::merge::is_ancestor(&repo, tip, b)).unwrap_or(false);
+            let in_base = base_tip
+                .map(|b| git::merge::is_ancestor(&repo, tip, b))
+                .unwrap_or(false);
             let merged = in_base || (rec.merged && Some(tip) == best);
             let keep = if req.keep_branch {
                 Some("kept (--keep-branch)".to_string())
@@ -227,19 +282,32 @@ fn one(h: &RunHandle, req: &CleanupRequest) -> CleanupRow {
     let excludes = vec![rec.spec.tsv_name(), rec.spec.log_name()];
     match git::exclude::remove(&rec.common_dir, &excludes) {
         Ok(()) => row.excludes_removed = true,
-        Err(e) => row.notes.push(format!("could not edit the exclude file: {e:#}")),
+        Err(e) => row
+            .notes
+            .push(format!("could not edit the exclude file: {e:#}")),
     }
     match git::delete_run_refs(&repo, &rec.id) {
         Ok(n) => row.refs_deleted = n,
-        Err(e) => row.notes.push(format!("could not delete refs/autoresearch/{}/: {e:#}", rec.id)),
+        Err(e) => row.notes.push(format!(
+            "could not delete refs/autoresearch/{}/: {e:#}",
+            rec.id
+        )),
     }
     mark_cleaned(h);
     runner::run_log(
         h,
         &format!(
             "cleanup: worktree {}; branch {}; {} ref(s) deleted",
-            if row.worktree_removed { "removed" } else { "already gone" },
-            if row.branch_deleted { "deleted".to_string() } else { row.branch_kept.clone().unwrap_or_else(|| "gone".into()) },
+            if row.worktree_removed {
+                "removed"
+            } else {
+                "already gone"
+            },
+            if row.branch_deleted {
+                "deleted".to_string()
+            } else {
+                row.branch_kept.clone().unwrap_or_else(|| "gone".into())
+            },
             row.refs_deleted
         ),
     );

@@ -63,7 +63,12 @@ pub fn metric_timeout(rec: &RunRecord) -> Duration {
 /// The keep/discard rule of a run, from its spec.
 pub fn decision_config(rec: &RunRecord) -> DecisionConfig {
     let m = &rec.spec.spec.metric;
-    let cfg = DecisionConfig::new(m.direction, m.min_effect.0, m.alpha, rec.spec.spec.policy.simplicity);
+    let cfg = DecisionConfig::new(
+        m.direction,
+        m.min_effect.0,
+        m.alpha,
+        rec.spec.spec.policy.simplicity,
+    );
     match m.repeats {
         Repeats::Fixed(n) => cfg.fixed_rounds(n as usize),
         Repeats::Auto => cfg,
@@ -75,6 +80,8 @@ pub struct Meter<'a> {
     pub rec: &'a RunRecord,
     pub paths: &'a RunPaths,
     pub global: &'a Global,
+    /// Where the metric runs (this machine, a cluster).
+    pub executor: &'a dyn exec::Executor,
     pub limits: Limits,
     pub timeout: Duration,
     pub env: Vec<(String, String)>,
@@ -91,8 +98,12 @@ impl Meter<'_> {
     /// Run the metric once in `tree`; `role` names the tree ("baseline", "best", "candidate").
     pub fn once(&self, tree: &Path, role: &str, cancel: &Cancel) -> Result<Once> {
         let m = &self.rec.spec.spec.metric;
-        let out = self.paths.output(&format!("{}{role}.out", self.output_prefix));
-        let err = self.paths.output(&format!("{}{role}.err", self.output_prefix));
+        let out = self
+            .paths
+            .output(&format!("{}{role}.out", self.output_prefix));
+        let err = self
+            .paths
+            .output(&format!("{}{role}.err", self.output_prefix));
         let spec = CommandSpec {
             command: m.command.clone(),
             cwd: tree.to_path_buf(),
@@ -105,10 +116,17 @@ impl Meter<'_> {
             tag: format!("{}{role}", self.tag_prefix),
             count_instructions: m.time == Some(TimeMode::Instructions),
         };
-        let exclusive = self.rec.spec.spec.limits.measure == MeasureMode::Exclusive;
+        // The daemon-wide lock keeps this machine quiet; a cluster job has its own node.
+        let exclusive =
+            self.executor.is_local() && self.rec.spec.spec.limits.measure == MeasureMode::Exclusive;
         let wait = Instant::now();
         let guard = if exclusive {
-            Some(self.global.measure_lock.lock().unwrap_or_else(|e| e.into_inner()))
+            Some(
+                self.global
+                    .measure_lock
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner()),
+            )
         } else {
             None
         };
@@ -117,7 +135,10 @@ impl Meter<'_> {
             return Ok(Once::Interrupted);
         }
         let t0 = Instant::now();
-        let outcome = exec::run(&spec, cancel).with_context(|| format!("running the metric `{}`", m.command))?;
+        let outcome = self
+            .executor
+            .run(&spec, cancel)
+            .with_context(|| format!("running the metric `{}`", m.command))?;
         let wall = t0.elapsed();
         drop(guard);
         let stdout = String::from_utf8_lossy(&std::fs::read(&out).unwrap_or_default()).to_string();
@@ -145,25 +166,44 @@ impl Meter<'_> {
         }
         if !outcome.exit.success() {
             let why = match &outcome.exit {
-                Exit::TimedOut => format!("metric timed out after {:.1}s", self.timeout.as_secs_f64()),
+                Exit::TimedOut => {
+                    format!("metric timed out after {:.1}s", self.timeout.as_secs_f64())
+                }
                 Exit::MemoryLimit => format!(
                     "metric exceeded the memory limit ({})",
-                    self.rec.spec.spec.limits.memory.map(|m| crate::spec::format_size(m.0)).unwrap_or_default()
+                    self.rec
+                        .spec
+                        .spec
+                        .limits
+                        .memory
+                        .map(|m| crate::spec::format_size(m.0))
+                        .unwrap_or_default()
                 ),
                 Exit::CpuLimit => format!(
                     "metric exceeded the cpu_time limit ({})",
-                    self.rec.spec.spec.limits.cpu_time.map(|d| crate::spec::format_duration(d.0)).unwrap_or_default()
+                    self.rec
+                        .spec
+                        .spec
+                        .limits
+                        .cpu_time
+                        .map(|d| crate::spec::format_duration(d.0))
+                        .unwrap_or_default()
                 ),
                 other => format!("metric failed: {}", other.describe()),
             };
             return Ok(Once::Failed(why, tail(), rec));
         }
         let value = match m.extraction() {
+            // A cluster job's queue wait is not part of its time.
+            Extraction::Time(TimeMode::Wall) if outcome.queue_ms.is_some() => {
+                Ok(outcome.wall_ms as f64 / 1000.0)
+            }
             Extraction::Time(TimeMode::Wall) => Ok(wall.as_secs_f64()),
             Extraction::Time(TimeMode::Cpu) => Ok(outcome.cpu_ms as f64 / 1000.0),
-            Extraction::Time(TimeMode::Instructions) => {
-                outcome.instructions.map(|i| i as f64).ok_or_else(|| "no instruction count".to_string())
-            }
+            Extraction::Time(TimeMode::Instructions) => outcome
+                .instructions
+                .map(|i| i as f64)
+                .ok_or_else(|| "no instruction count".to_string()),
             how => extract(&how, &stdout, &stderr),
         };
         match value {
@@ -171,12 +211,23 @@ impl Meter<'_> {
                 rec.value = Some(v);
                 Ok(Once::Value(v, rec))
             }
-            Err(why) => Ok(Once::Failed(format!("metric printed no number: {why}"), tail(), rec)),
+            Err(why) => Ok(Once::Failed(
+                format!("metric printed no number: {why}"),
+                tail(),
+                rec,
+            )),
         }
     }
 
     /// Deterministic mode: one run of the candidate, strictly compared with `best_value`.
-    pub fn deterministic(&self, best_value: f64, tree: &Path, cfg: &DecisionConfig, fewer_lines: bool, cancel: &Cancel) -> Result<Measured> {
+    pub fn deterministic(
+        &self,
+        best_value: f64,
+        tree: &Path,
+        cfg: &DecisionConfig,
+        fewer_lines: bool,
+        cancel: &Cancel,
+    ) -> Result<Measured> {
         Ok(match self.once(tree, "candidate", cancel)? {
             Once::Value(v, r) => Measured::Value {
                 value: v,
@@ -184,7 +235,11 @@ impl Meter<'_> {
                 records: vec![r],
                 best_tree: None,
             },
-            Once::Failed(reason, tail, r) => Measured::Crash { reason, tail, records: vec![r] },
+            Once::Failed(reason, tail, r) => Measured::Crash {
+                reason,
+                tail,
+                records: vec![r],
+            },
             Once::Interrupted => Measured::Interrupted,
         })
     }
@@ -204,6 +259,8 @@ impl Meter<'_> {
         let mut pairs: Vec<(f64, f64)> = Vec::new();
         let mut records = Vec::new();
         for round in 1..=cfg.max_rounds() {
+            // Both trees of a round run together (on a cluster: one allocation, one node).
+            let _round = exec::Group::new(self.executor, 2);
             let order: [(&Path, &str); 2] = if round % 2 == 1 {
                 [(best, "best"), (candidate, "candidate")]
             } else {
@@ -227,7 +284,11 @@ impl Meter<'_> {
                         } else {
                             reason
                         };
-                        return Ok(Measured::Crash { reason, tail, records });
+                        return Ok(Measured::Crash {
+                            reason,
+                            tail,
+                            records,
+                        });
                     }
                     Once::Interrupted => return Ok(Measured::Interrupted),
                 }

@@ -14,7 +14,8 @@
 //!
 //! The JSON shape (`arctl merge --json`) is [`MergeReport`]; fields are only ever added.
 
-use std::path::PathBuf;
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
 use anyhow::Result;
@@ -32,8 +33,27 @@ use crate::spec::Direction;
 use crate::stats::{Evaluation, Mode, Verdict};
 use crate::store;
 
-/// One merge at a time per daemon.
-static MERGE_LOCK: Mutex<()> = Mutex::new(());
+/// Repositories (common dirs) being merged into now: one merge at a time per repository.
+static MERGING: Mutex<BTreeSet<PathBuf>> = Mutex::new(BTreeSet::new());
+
+struct RepoLock(PathBuf);
+
+impl RepoLock {
+    fn take(common_dir: &Path) -> Option<RepoLock> {
+        let mut m = MERGING.lock().unwrap_or_else(|e| e.into_inner());
+        m.insert(common_dir.to_path_buf())
+            .then(|| RepoLock(common_dir.to_path_buf()))
+    }
+}
+
+impl Drop for RepoLock {
+    fn drop(&mut self) {
+        MERGING
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(&self.0);
+    }
+}
 
 /// Why a merge or cleanup request could not be carried out at all.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -62,6 +82,10 @@ pub struct MergeReport {
     pub rows: Vec<MergeRow>,
     /// Anything else worth saying (a dry run's warnings, a created branch).
     pub notes: Vec<String>,
+    /// Set when the merge stopped part-way (a git failure, the base moved or got dirty, the
+    /// daemon shutting down): the rows after it say "not attempted"; the client exits 1.
+    #[serde(default)]
+    pub error: Option<String>,
 }
 
 #[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
@@ -123,7 +147,9 @@ struct Candidate {
 
 fn gain_alone(rec: &RunRecord) -> Option<f64> {
     match (rec.baseline, rec.best) {
-        (Some(b), Some(x)) => Some(rec.spec.spec.metric.direction.gain(b, x)).filter(|g| !g.is_nan()),
+        (Some(b), Some(x)) => {
+            Some(rec.spec.spec.metric.direction.gain(b, x)).filter(|g| !g.is_nan())
+        }
         _ => None,
     }
 }
@@ -154,10 +180,12 @@ fn pct(v: f64) -> String {
 
 /// Carry out (or plan, with `dry_run`) a merge. `runs` are every run the daemon knows;
 /// `cancel` interrupts a re-measurement (daemon shutdown).
-pub fn merge(runs: &[Arc<RunHandle>], g: &Global, req: &MergeRequest, cancel: &Cancel) -> Result<MergeReport, OpError> {
-    let _lock = MERGE_LOCK
-        .try_lock()
-        .map_err(|_| OpError::Failed("another `arctl merge` is in progress; try again when it is done".into()))?;
+pub fn merge(
+    runs: &[Arc<RunHandle>],
+    g: &Global,
+    req: &MergeRequest,
+    cancel: &Cancel,
+) -> Result<MergeReport, OpError> {
     let dry = req.dry_run;
 
     // Selection.
@@ -166,7 +194,10 @@ pub fn merge(runs: &[Arc<RunHandle>], g: &Global, req: &MergeRequest, cancel: &C
         for h in runs {
             let l = h.live();
             let r = &l.record;
-            if matches!(r.state, RunState::Finished | RunState::Stopped) && !r.merged && !r.cleaned_up {
+            if matches!(r.state, RunState::Finished | RunState::Stopped)
+                && !r.merged
+                && !r.cleaned_up
+            {
                 chosen.push(h.clone());
             }
         }
@@ -174,14 +205,24 @@ pub fn merge(runs: &[Arc<RunHandle>], g: &Global, req: &MergeRequest, cancel: &C
         for name in &req.runs {
             let Some(h) = runs.iter().find(|h| h.id == *name) else {
                 let known: Vec<&str> = runs.iter().map(|h| h.id.as_str()).collect();
-                return Err(OpError::BadInput(format!("no run {name:?}; runs: {}", if known.is_empty() { "(none)".into() } else { known.join(", ") })));
+                return Err(OpError::BadInput(format!(
+                    "no run {name:?}; runs: {}",
+                    if known.is_empty() {
+                        "(none)".into()
+                    } else {
+                        known.join(", ")
+                    }
+                )));
             };
             if chosen.iter().any(|c| c.id == h.id) {
                 continue;
             }
             let state = h.live().record.state;
             if state.is_active() {
-                return Err(OpError::BadInput(format!("run {name} is {}: stop it first with `arctl stop {name}`, then merge", state.as_str())));
+                return Err(OpError::BadInput(format!(
+                    "run {name} is {}: stop it first with `arctl stop {name}`, then merge",
+                    state.as_str()
+                )));
             }
             chosen.push(h.clone());
         }
@@ -191,9 +232,27 @@ pub fn merge(runs: &[Arc<RunHandle>], g: &Global, req: &MergeRequest, cancel: &C
     for h in chosen {
         let rec = h.live().record.clone();
         if rec.merged {
-            others.push(row(0, &rec, if dry { MergeStatus::WouldSkip } else { MergeStatus::Skipped }, "already merged"));
+            others.push(row(
+                0,
+                &rec,
+                if dry {
+                    MergeStatus::WouldSkip
+                } else {
+                    MergeStatus::Skipped
+                },
+                "already merged",
+            ));
         } else if rec.best_commit == rec.base_commit || rec.counts.kept == 0 {
-            others.push(row(0, &rec, if dry { MergeStatus::WouldSkip } else { MergeStatus::Skipped }, "no kept improvement"));
+            others.push(row(
+                0,
+                &rec,
+                if dry {
+                    MergeStatus::WouldSkip
+                } else {
+                    MergeStatus::Skipped
+                },
+                "no kept improvement",
+            ));
         } else {
             let gain = gain_alone(&rec).unwrap_or(0.0);
             cands.push(Candidate { h, rec, gain });
@@ -209,7 +268,10 @@ pub fn merge(runs: &[Arc<RunHandle>], g: &Global, req: &MergeRequest, cancel: &C
             before: None,
             after: None,
             rows: others,
-            notes: vec!["nothing to merge: no finished or stopped run with a kept improvement".into()],
+            notes: vec![
+                "nothing to merge: no finished or stopped run with a kept improvement".into(),
+            ],
+            error: None,
         });
     }
 
@@ -218,31 +280,62 @@ pub fn merge(runs: &[Arc<RunHandle>], g: &Global, req: &MergeRequest, cancel: &C
     let first = &cands[0].rec;
     let repos: Vec<&PathBuf> = cands.iter().map(|c| &c.rec.common_dir).collect();
     if repos.iter().any(|r| **r != first.common_dir) {
-        let list: Vec<String> = cands.iter().map(|c| format!("{} ({})", c.rec.id, c.rec.repo.display())).collect();
+        let list: Vec<String> = cands
+            .iter()
+            .map(|c| format!("{} ({})", c.rec.id, c.rec.repo.display()))
+            .collect();
         return Err(OpError::BadInput(format!("the runs are in different repositories: {}; merge each repository's runs separately by naming them", list.join(", "))));
     }
     if req.into.is_none() && cands.iter().any(|c| c.rec.base != first.base) {
-        let list: Vec<String> = cands.iter().map(|c| format!("{} ({})", c.rec.id, c.rec.base)).collect();
+        let list: Vec<String> = cands
+            .iter()
+            .map(|c| format!("{} ({})", c.rec.id, c.rec.base))
+            .collect();
         return Err(OpError::BadInput(format!(
             "the runs have different bases: {}; name the runs of one base, or pass --into BRANCH",
             list.join(", ")
         )));
     }
     let target = req.into.clone().unwrap_or_else(|| first.base.clone());
-    let repo = Repository::open(&first.repo).map_err(|e| OpError::Failed(format!("opening {}: {}", first.repo.display(), e.message())))?;
+    let _lock = RepoLock::take(&first.common_dir).ok_or_else(|| {
+        OpError::Failed(format!(
+            "another `arctl merge` into {} is in progress; try again when it is done",
+            first.repo.display()
+        ))
+    })?;
+    let repo = Repository::open(&first.repo).map_err(|e| {
+        OpError::Failed(format!("opening {}: {}", first.repo.display(), e.message()))
+    })?;
     let mut notes = Vec::new();
     let tip = match git::merge::branch_tip(&repo, &target) {
         Some(t) => t,
         None if req.into.is_some() => {
             let from = git::merge::branch_tip(&repo, &first.base)
                 .or_else(|| git::parse_oid(&first.base_commit).ok())
-                .ok_or_else(|| OpError::Failed(format!("neither {target} nor the base {} exists", first.base)))?;
+                .ok_or_else(|| {
+                    OpError::Failed(format!(
+                        "neither {target} nor the base {} exists",
+                        first.base
+                    ))
+                })?;
             if dry {
-                notes.push(format!("branch {target} does not exist: it would be created at {} ({})", git::short(from), first.base));
+                notes.push(format!(
+                    "branch {target} does not exist: it would be created at {} ({})",
+                    git::short(from),
+                    first.base
+                ));
             } else {
-                let c = repo.find_commit(from).map_err(|e| OpError::Failed(e.message().to_string()))?;
-                repo.branch(&target, &c, false).map_err(|e| OpError::Failed(format!("creating branch {target}: {}", e.message())))?;
-                notes.push(format!("created branch {target} at {} ({})", git::short(from), first.base));
+                let c = repo
+                    .find_commit(from)
+                    .map_err(|e| OpError::Failed(e.message().to_string()))?;
+                repo.branch(&target, &c, false).map_err(|e| {
+                    OpError::Failed(format!("creating branch {target}: {}", e.message()))
+                })?;
+                notes.push(format!(
+                    "created branch {target} at {} ({})",
+                    git::short(from),
+                    first.base
+                ));
             }
             from
         }
@@ -256,7 +349,8 @@ pub fn merge(runs: &[Arc<RunHandle>], g: &Global, req: &MergeRequest, cancel: &C
 
     // The base branch must be safe to move.
     for wt in git::merge::checkouts_of(&repo, &target) {
-        let dirty = git::merge::tracked_changes(&wt).map_err(|e| OpError::Failed(format!("{e:#}")))?;
+        let dirty =
+            git::merge::tracked_changes(&wt).map_err(|e| OpError::Failed(format!("{e:#}")))?;
         if !dirty.is_empty() {
             let msg = format!(
                 "{target} is checked out in {} with uncommitted changes ({}): commit or stash them first",
@@ -287,7 +381,12 @@ pub fn merge(runs: &[Arc<RunHandle>], g: &Global, req: &MergeRequest, cancel: &C
     for (i, c) in cands.iter().enumerate() {
         let order = i as u32 + 1;
         if let Some(why) = &stop {
-            rows.push(row(order, &c.rec, MergeStatus::Skipped, format!("not attempted: {why}")));
+            rows.push(row(
+                order,
+                &c.rec,
+                MergeStatus::Skipped,
+                format!("not attempted: {why}"),
+            ));
             continue;
         }
         let r = match m.one(order, c) {
@@ -299,6 +398,11 @@ pub fn merge(runs: &[Arc<RunHandle>], g: &Global, req: &MergeRequest, cancel: &C
                 row(order, &c.rec, MergeStatus::Skipped, msg)
             }
         };
+        let mut r = r;
+        if matches!(r.status, MergeStatus::Skipped | MergeStatus::WouldSkip) {
+            // Only what landed (or would) has a method.
+            r.method = None;
+        }
         if r.reason.starts_with("interrupted") {
             stop = Some("the merge was interrupted".into());
         }
@@ -315,6 +419,7 @@ pub fn merge(runs: &[Arc<RunHandle>], g: &Global, req: &MergeRequest, cancel: &C
         after: Some(m.tip.to_string()),
         rows,
         notes,
+        error: stop,
     })
 }
 
@@ -357,7 +462,10 @@ impl Merger<'_> {
         let mut out = row(order, rec, self.skip(), "");
         let best = git::parse_oid(&rec.best_commit)?;
         if !git::merge::has_commit(self.repo, best) {
-            out.reason = format!("its best commit {} is no longer in the repository", git::short(best));
+            out.reason = format!(
+                "its best commit {} is no longer in the repository",
+                git::short(best)
+            );
             return Ok(out);
         }
         let best_tree = git::merge::tree_of(self.repo, best)?;
@@ -369,26 +477,33 @@ impl Merger<'_> {
             }
             return Ok(out);
         }
-        let fast_forward = !self.squash && self.landed.is_empty() && git::merge::is_ancestor(self.repo, self.tip, best);
-        let merged_tree = if self.landed.is_empty() && git::merge::is_ancestor(self.repo, self.tip, best) {
-            best_tree
-        } else {
-            let mb = git::merge::merge_base(self.repo, self.tip, best)?;
-            match git::merge::merge_onto(self.repo, mb, self.tree, best)? {
-                TreeMerge::Clean(t) => t,
-                TreeMerge::Conflict(paths) => {
-                    out.reason = format!(
-                        "conflict in {} with {}; branch {} kept for a manual merge",
-                        git::merge::shown(&paths),
-                        if self.landed.is_empty() { self.target.to_string() } else { self.on_top_of() },
-                        rec.branch
-                    );
-                    out.conflicts = paths;
-                    runner::run_log(h, &format!("merge: skipped: {}", out.reason));
-                    return Ok(out);
+        let fast_forward = !self.squash
+            && self.landed.is_empty()
+            && git::merge::is_ancestor(self.repo, self.tip, best);
+        let merged_tree =
+            if self.landed.is_empty() && git::merge::is_ancestor(self.repo, self.tip, best) {
+                best_tree
+            } else {
+                let mb = git::merge::merge_base(self.repo, self.tip, best)?;
+                match git::merge::merge_onto(self.repo, mb, self.tree, best)? {
+                    TreeMerge::Clean(t) => t,
+                    TreeMerge::Conflict(paths) => {
+                        out.reason = format!(
+                            "conflict in {} with {}; branch {} kept for a manual merge",
+                            git::merge::shown(&paths),
+                            if self.landed.is_empty() {
+                                self.target.to_string()
+                            } else {
+                                self.on_top_of()
+                            },
+                            rec.branch
+                        );
+                        out.conflicts = paths;
+                        runner::run_log(h, &format!("merge: skipped: {}", out.reason));
+                        return Ok(out);
+                    }
                 }
-            }
-        };
+            };
         let method = if fast_forward {
             "fast-forward"
         } else if self.squash {
@@ -403,7 +518,10 @@ impl Merger<'_> {
         if self.dry {
             out.status = MergeStatus::WouldMerge;
             out.reason = if remeasure {
-                format!("{method} after re-measuring on top of {}; lands only if it still improves", self.on_top_of())
+                format!(
+                    "{method} after re-measuring on top of {}; lands only if it still improves",
+                    self.on_top_of()
+                )
             } else {
                 format!("{method}: the tree its run measured")
             };
@@ -412,14 +530,28 @@ impl Merger<'_> {
             return Ok(out);
         }
 
-        let journal: Vec<ExperimentRecord> = store::read_json_lines(&h.paths.journal()).map(|(r, _)| r).unwrap_or_default();
-        let parents: Vec<Oid> = if self.squash { vec![self.tip] } else { vec![self.tip, best] };
+        let journal: Vec<ExperimentRecord> = store::read_json_lines(&h.paths.journal())
+            .map(|(r, _)| r)
+            .unwrap_or_default();
+        let parents: Vec<Oid> = if self.squash {
+            vec![self.tip]
+        } else {
+            vec![self.tip, best]
+        };
         let mut measured_note = None;
         if remeasure {
-            runner::run_log(h, &format!("merge: re-measuring on top of {} ({})", self.on_top_of(), git::short(self.tip)));
+            runner::run_log(
+                h,
+                &format!(
+                    "merge: re-measuring on top of {} ({})",
+                    self.on_top_of(),
+                    git::short(self.tip)
+                ),
+            );
             // A commit of the merged tree to check out (the final one gets the measurement
             // in its message).
-            let probe = git::merge::commit(self.repo, merged_tree, &parents, "arctl merge: candidate")?;
+            let probe =
+                git::merge::commit(self.repo, merged_tree, &parents, "arctl merge: candidate")?;
             let ev = match self.measure(h, rec, probe, merged_tree)? {
                 Ok(ev) => ev,
                 Err(why) => {
@@ -440,7 +572,11 @@ impl Merger<'_> {
             ));
             out.on_top = Some(ev);
             if verdict != Verdict::Keep {
-                out.reason = format!("no longer improves on top of {}: {reason}; branch {} kept", self.on_top_of(), rec.branch);
+                out.reason = format!(
+                    "no longer improves on top of {}: {reason}; branch {} kept",
+                    self.on_top_of(),
+                    rec.branch
+                );
                 runner::run_log(h, &format!("merge: skipped: {}", out.reason));
                 return Ok(out);
             }
@@ -448,10 +584,22 @@ impl Merger<'_> {
         let commit = if fast_forward {
             best
         } else {
-            let msg = message(rec, &journal, self.target, self.squash, measured_note.as_deref());
+            let msg = message(
+                rec,
+                &journal,
+                self.target,
+                self.squash,
+                measured_note.as_deref(),
+            );
             git::merge::commit(self.repo, merged_tree, &parents, &msg)?
         };
-        git::merge::move_branch(self.repo, self.target, self.tip, commit, &format!("arctl merge: {}", rec.branch))?;
+        git::merge::move_branch(
+            self.repo,
+            self.target,
+            self.tip,
+            commit,
+            &format!("arctl merge: {}", rec.branch),
+        )?;
         self.tip = commit;
         self.tree = merged_tree;
         self.landed.push(rec.id.clone());
@@ -462,13 +610,27 @@ impl Merger<'_> {
             None => format!("{method}: the tree its run measured"),
         };
         mark_merged(h);
-        runner::run_log(h, &format!("merge: merged into {} as {} ({})", self.target, git::short(commit), out.reason));
+        runner::run_log(
+            h,
+            &format!(
+                "merge: merged into {} as {} ({})",
+                self.target,
+                git::short(commit),
+                out.reason
+            ),
+        );
         Ok(out)
     }
 
     /// Measure the merged tree (commit `candidate`) against the updated base, with the run's
     /// metric and rule. Ok(Err(why)) when the measurement itself failed.
-    fn measure(&self, h: &Arc<RunHandle>, rec: &RunRecord, candidate: Oid, merged_tree: Oid) -> Result<std::result::Result<Evaluation, String>> {
+    fn measure(
+        &self,
+        h: &Arc<RunHandle>,
+        rec: &RunRecord,
+        candidate: Oid,
+        merged_tree: Oid,
+    ) -> Result<std::result::Result<Evaluation, String>> {
         let dir = h.paths.dir.join("merge");
         let base_path = dir.join("base");
         let cand_path = dir.join("candidate");
@@ -479,10 +641,13 @@ impl Merger<'_> {
             git::create_detached_worktree(self.repo, &base_name, &base_path, self.tip)?;
             git::create_detached_worktree(self.repo, &cand_name, &cand_path, candidate)?;
             let l = &rec.spec.spec.limits;
+            // Where the run measured (this machine or its cluster).
+            let executor = self.g.executor(rec);
             let meter = Meter {
                 rec,
                 paths: &h.paths,
                 global: self.g,
+                executor: &*executor,
                 // Unpinned: the run's reserved cores were released when it ended; both trees
                 // are measured alike, which is what the comparison needs.
                 limits: Limits {
@@ -502,21 +667,46 @@ impl Merger<'_> {
                 log_file: None,
             };
             let cfg = measure::decision_config(rec);
-            let (ins, del) = git::merge::tree_diff_lines(self.repo, git::merge::tree_of(self.repo, self.tip)?, merged_tree)?;
+            let (ins, del) = git::merge::tree_diff_lines(
+                self.repo,
+                git::merge::tree_of(self.repo, self.tip)?,
+                merged_tree,
+            )?;
             let fewer_lines = del > ins;
             let measured = match rec.mode.clone().unwrap_or(Mode::Deterministic) {
                 Mode::Deterministic => match meter.once(&base_path, "best", self.cancel)? {
                     Once::Value(base_value, _) => {
-                        runner::run_log(h, &format!("merge: base {} = {}", git::short(self.tip), format_metric(Some(base_value))));
-                        meter.deterministic(base_value, &cand_path, &cfg, fewer_lines, self.cancel)?
+                        runner::run_log(
+                            h,
+                            &format!(
+                                "merge: base {} = {}",
+                                git::short(self.tip),
+                                format_metric(Some(base_value))
+                            ),
+                        );
+                        meter.deterministic(
+                            base_value,
+                            &cand_path,
+                            &cfg,
+                            fewer_lines,
+                            self.cancel,
+                        )?
                     }
-                    Once::Failed(why, _, _) => return Ok(Err(format!("measuring {} failed: {why}", self.on_top_of()))),
+                    Once::Failed(why, _, _) => {
+                        return Ok(Err(format!("measuring {} failed: {why}", self.on_top_of())))
+                    }
                     Once::Interrupted => Measured::Interrupted,
                 },
-                Mode::Noisy { .. } => meter.paired(&base_path, &cand_path, &cfg, fewer_lines, self.cancel, |round, ev| {
-                    runner::run_log(
-                        h,
-                        &format!(
+                Mode::Noisy { .. } => meter.paired(
+                    &base_path,
+                    &cand_path,
+                    &cfg,
+                    fewer_lines,
+                    self.cancel,
+                    |round, ev| {
+                        runner::run_log(
+                            h,
+                            &format!(
                             "merge: round {round}/{}: base {} vs merged {} (estimate {}, p {:.3})",
                             cfg.max_rounds(),
                             format_metric(Some(ev.best_estimate)),
@@ -524,15 +714,18 @@ impl Merger<'_> {
                             if ev.estimate.is_finite() { pct(ev.estimate) } else { "-".into() },
                             ev.p_value
                         ),
-                    )
-                })?,
+                        )
+                    },
+                )?,
             };
             Ok(match measured {
                 Measured::Value { evaluation, .. } => {
                     runner::run_log(h, &format!("merge: on top: {}", evaluation.reason));
                     Ok(evaluation)
                 }
-                Measured::Crash { reason, .. } => Err(format!("the metric failed on the merged tree: {reason}")),
+                Measured::Crash { reason, .. } => {
+                    Err(format!("the metric failed on the merged tree: {reason}"))
+                }
                 Measured::Interrupted => Err("interrupted (the daemon is shutting down)".into()),
             })
         })();
@@ -555,12 +748,29 @@ fn mark_merged(h: &RunHandle) {
 }
 
 /// The message of a merge or squash commit: the metric change and the kept experiments.
-fn message(rec: &RunRecord, journal: &[ExperimentRecord], target: &str, squash: bool, on_top: Option<&str>) -> String {
+fn message(
+    rec: &RunRecord,
+    journal: &[ExperimentRecord],
+    target: &str,
+    squash: bool,
+    on_top: Option<&str>,
+) -> String {
     let m = &rec.spec.spec.metric;
-    let gain = gain_alone(rec).filter(|g| g.is_finite()).map(pct).unwrap_or_else(|| "-".into());
-    let change = format!("{} → {} ({gain})", format_metric(rec.baseline), format_metric(rec.best));
+    let gain = gain_alone(rec)
+        .filter(|g| g.is_finite())
+        .map(pct)
+        .unwrap_or_else(|| "-".into());
+    let change = format!(
+        "{} → {} ({gain})",
+        format_metric(rec.baseline),
+        format_metric(rec.best)
+    );
     let subject = if squash {
-        let what = if rec.spec.spec.goal.trim().is_empty() { format!("autoresearch run {}", rec.id) } else { clean_description(&rec.spec.spec.goal) };
+        let what = if rec.spec.spec.goal.trim().is_empty() {
+            format!("autoresearch run {}", rec.id)
+        } else {
+            clean_description(&rec.spec.spec.goal)
+        };
         format!("{what}: {change}")
     } else {
         format!("Merge {} into {target}: {change}", rec.branch)
@@ -574,13 +784,21 @@ fn message(rec: &RunRecord, journal: &[ExperimentRecord], target: &str, squash: 
             format!(
                 "- experiment {} ({}): {}{}",
                 r.experiment,
-                r.commit.as_deref().map(|c| &c[..7.min(c.len())]).unwrap_or("-"),
+                r.commit
+                    .as_deref()
+                    .map(|c| &c[..7.min(c.len())])
+                    .unwrap_or("-"),
                 clean_description(&r.description),
-                row.change.map(|c| format!(" ({})", pct(c))).unwrap_or_default()
+                row.change
+                    .map(|c| format!(" ({})", pct(c)))
+                    .unwrap_or_default()
             )
         })
         .collect();
-    let total = journal.iter().filter(|r| r.status != Status::Baseline).count();
+    let total = journal
+        .iter()
+        .filter(|r| r.status != Status::Baseline)
+        .count();
     let mut msg = format!("{subject}\n\n");
     msg.push_str(&format!(
         "{} of {} ({}): {} kept experiment(s) of {total}.\n",
@@ -589,7 +807,11 @@ fn message(rec: &RunRecord, journal: &[ExperimentRecord], target: &str, squash: 
         rec.id,
         kept.len()
     ));
-    msg.push_str(&format!("Metric `{}` ({} is better): {change} alone", m.command, format!("{:?}", m.direction).to_lowercase()));
+    msg.push_str(&format!(
+        "Metric `{}` ({} is better): {change} alone",
+        m.command,
+        format!("{:?}", m.direction).to_lowercase()
+    ));
     match on_top {
         Some(n) => msg.push_str(&format!("; {n}.\n")),
         None => msg.push_str(".\n"),

@@ -2,6 +2,7 @@
 //! holds to steer it.
 
 pub mod cleanup;
+pub mod cluster;
 pub mod extract;
 pub mod journal;
 pub mod measure;
@@ -35,6 +36,10 @@ pub struct Global {
     pub measure_lock: Mutex<()>,
     /// Cores reserved by runs with `limits.cpus`, by run id: each run gets its own.
     cores: Mutex<BTreeMap<String, Vec<usize>>>,
+    /// The daemon config's `[executor]`: used by runs whose spec has none.
+    pub default_executor: Option<crate::spec::ExecutorSpec>,
+    /// Each run's executor, by run id (see `cluster`).
+    executors: Mutex<BTreeMap<String, std::sync::Arc<dyn crate::exec::Executor>>>,
 }
 
 impl Global {
@@ -46,6 +51,8 @@ impl Global {
             slots: Slots::new(max_parallel),
             measure_lock: Mutex::new(()),
             cores: Mutex::new(BTreeMap::new()),
+            default_executor: None,
+            executors: Mutex::new(BTreeMap::new()),
         }
     }
 

@@ -47,6 +47,8 @@ pub struct ProposeContext<'a> {
     pub cpus: Option<Vec<usize>>,
     /// Quick-fix call: the attempt number (1..=2).
     pub fix_attempt: u32,
+    /// Where the agent runs (this machine unless the spec puts it on a cluster).
+    pub executor: &'a dyn exec::Executor,
 }
 
 pub trait Proposer: Send {
@@ -126,7 +128,7 @@ impl Proposer for Agent {
             tag: ctx.tag.clone(),
             count_instructions: false,
         };
-        let outcome = exec::run(&spec, ctx.cancel).with_context(|| format!("starting the agent `{}`", self.command))?;
+        let outcome = ctx.executor.run(&spec, ctx.cancel).with_context(|| format!("starting the agent `{}`", self.command))?;
         let failure = if outcome.exit.success() {
             None
         } else {

@@ -25,7 +25,9 @@ pub fn result_rows(records: &[ExperimentRecord], direction: Direction) -> Vec<Re
         .iter()
         .map(|r| {
             let change = match (best, r.metric) {
-                (Some(b), Some(m)) if r.status != Status::Crash => Some(direction.gain(b, m)).filter(|g| g.is_finite()),
+                (Some(b), Some(m)) if r.status != Status::Crash => {
+                    Some(direction.gain(b, m)).filter(|g| g.is_finite())
+                }
                 _ => None,
             };
             if matches!(r.status, Status::Baseline | Status::Keep) {
@@ -33,12 +35,20 @@ pub fn result_rows(records: &[ExperimentRecord], direction: Direction) -> Vec<Re
             }
             ResultRow {
                 experiment: r.experiment,
-                commit: r.commit.as_deref().map(|c| c[..7.min(c.len())].to_string()).unwrap_or_else(|| "-".into()),
+                commit: r
+                    .commit
+                    .as_deref()
+                    .map(|c| c[..7.min(c.len())].to_string())
+                    .unwrap_or_else(|| "-".into()),
                 metric: r.metric,
                 status: r.status.as_str().to_string(),
                 description: clean_description(&r.description),
                 change,
-                confidence: r.decision.as_ref().filter(|d| d.rounds > 1).map(|d| 1.0 - d.p_value),
+                confidence: r
+                    .decision
+                    .as_ref()
+                    .filter(|d| d.rounds > 1)
+                    .map(|d| 1.0 - d.p_value),
             }
         })
         .collect()
@@ -195,7 +205,11 @@ pub fn build(rec: &RunRecord, records: &[ExperimentRecord]) -> RunReport {
         }
         totals.experiments += 1;
     }
-    let baseline = records.iter().find(|r| r.status == Status::Baseline).and_then(|r| r.metric).or(rec.baseline);
+    let baseline = records
+        .iter()
+        .find(|r| r.status == Status::Baseline)
+        .and_then(|r| r.metric)
+        .or(rec.baseline);
     let final_value = records
         .iter()
         .rev()
@@ -214,7 +228,12 @@ pub fn build(rec: &RunRecord, records: &[ExperimentRecord]) -> RunReport {
         .map(|(r, row)| kept_change(r, row, cv, min_effect))
         .collect();
     let mut top: Vec<KeptChange> = kept.iter().filter(|k| k.gain.is_some()).cloned().collect();
-    top.sort_by(|a, b| b.gain.unwrap_or(0.0).total_cmp(&a.gain.unwrap_or(0.0)).then(a.experiment.cmp(&b.experiment)));
+    top.sort_by(|a, b| {
+        b.gain
+            .unwrap_or(0.0)
+            .total_cmp(&a.gain.unwrap_or(0.0))
+            .then(a.experiment.cmp(&b.experiment))
+    });
     top.truncate(3);
 
     let git_log = git_log(rec, records);
@@ -230,7 +249,15 @@ pub fn build(rec: &RunRecord, records: &[ExperimentRecord]) -> RunReport {
     let ideas = ideas_not_tried(records);
     let revisit = revisit(records, &rows);
     let overfitting = overfitting(records, &rows, min_effect);
-    let summary = summary(&totals, baseline, final_value, change, &kept, &fragile, &overfitting);
+    let summary = summary(
+        &totals,
+        baseline,
+        final_value,
+        change,
+        &kept,
+        &fragile,
+        &overfitting,
+    );
 
     let mut report = RunReport {
         run: rec.id.clone(),
@@ -271,10 +298,19 @@ pub fn build(rec: &RunRecord, records: &[ExperimentRecord]) -> RunReport {
     report
 }
 
-fn kept_change(r: &ExperimentRecord, row: &ResultRow, cv: Option<f64>, min_effect: f64) -> KeptChange {
+fn kept_change(
+    r: &ExperimentRecord,
+    row: &ResultRow,
+    cv: Option<f64>,
+    min_effect: f64,
+) -> KeptChange {
     let d = r.decision.as_ref();
     let noisy = d.map(|d| d.rounds > 1).unwrap_or(false);
-    let gain = d.filter(|_| noisy).map(|d| d.estimate).filter(|g| g.is_finite()).or(row.change);
+    let gain = d
+        .filter(|_| noisy)
+        .map(|d| d.estimate)
+        .filter(|g| g.is_finite())
+        .or(row.change);
     let simplification = d.map(|d| d.simplification).unwrap_or(false);
     let fragile = if simplification {
         None
@@ -311,8 +347,14 @@ fn kept_change(r: &ExperimentRecord, row: &ResultRow, cv: Option<f64>, min_effec
         metric: r.metric,
         gain,
         evidence: if noisy { "noisy" } else { "deterministic" }.into(),
-        confidence: d.filter(|_| noisy).map(|d| 1.0 - d.p_value).filter(|c| c.is_finite()),
-        interval: d.filter(|_| noisy).map(|d| [d.lower, d.upper]).filter(|i| i[0].is_finite() && i[1].is_finite()),
+        confidence: d
+            .filter(|_| noisy)
+            .map(|d| 1.0 - d.p_value)
+            .filter(|c| c.is_finite()),
+        interval: d
+            .filter(|_| noisy)
+            .map(|d| [d.lower, d.upper])
+            .filter(|i| i[0].is_finite() && i[1].is_finite()),
         rounds: d.filter(|_| noisy).map(|d| d.rounds),
         simplification,
         fragile,
@@ -333,18 +375,28 @@ fn git_log(rec: &RunRecord, records: &[ExperimentRecord]) -> GitLog {
             return GitLog {
                 source: "unavailable".into(),
                 lines: vec![],
-                note: Some(format!("the repository {} cannot be opened: {}", rec.repo.display(), e.message())),
+                note: Some(format!(
+                    "the repository {} cannot be opened: {}",
+                    rec.repo.display(),
+                    e.message()
+                )),
             }
         }
     };
     let branch_note = || {
         if git::merge::branch_tip(&repo, &rec.branch).is_none() {
-            Some(format!("branch {} no longer exists; commits read from the object database", rec.branch))
+            Some(format!(
+                "branch {} no longer exists; commits read from the object database",
+                rec.branch
+            ))
         } else {
             None
         }
     };
-    if let (Ok(base), Ok(best)) = (git::parse_oid(&rec.base_commit), git::parse_oid(&rec.best_commit)) {
+    if let (Ok(base), Ok(best)) = (
+        git::parse_oid(&rec.base_commit),
+        git::parse_oid(&rec.best_commit),
+    ) {
         if base == best {
             return GitLog {
                 source: "history".into(),
@@ -363,18 +415,32 @@ fn git_log(rec: &RunRecord, records: &[ExperimentRecord]) -> GitLog {
         }
     }
     // The branch tip is gone: the kept commits the journal names, those still there.
-    let kept: Vec<&str> = records.iter().filter(|r| r.status == Status::Keep).filter_map(|r| r.commit.as_deref()).collect();
+    let kept: Vec<&str> = records
+        .iter()
+        .filter(|r| r.status == Status::Keep)
+        .filter_map(|r| r.commit.as_deref())
+        .collect();
     let mut lines = Vec::new();
     let mut missing = 0;
     for c in kept.iter().rev() {
-        match git::parse_oid(c).ok().and_then(|o| git::merge::oneline(&repo, o)) {
+        match git::parse_oid(c)
+            .ok()
+            .and_then(|o| git::merge::oneline(&repo, o))
+        {
             Some(l) => lines.push(l),
             None => missing += 1,
         }
     }
-    let note = (missing > 0).then(|| format!("{missing} kept commit(s) recorded in the journal are no longer in the repository"));
+    let note = (missing > 0).then(|| {
+        format!("{missing} kept commit(s) recorded in the journal are no longer in the repository")
+    });
     GitLog {
-        source: if lines.is_empty() { "unavailable" } else { "journal" }.into(),
+        source: if lines.is_empty() {
+            "unavailable"
+        } else {
+            "journal"
+        }
+        .into(),
         lines,
         note,
     }
@@ -382,11 +448,19 @@ fn git_log(rec: &RunRecord, records: &[ExperimentRecord]) -> GitLog {
 
 /// Ideas the proposer listed under `ideas_not_tried` that no experiment's description matches.
 fn ideas_not_tried(records: &[ExperimentRecord]) -> Vec<String> {
-    let tried: Vec<String> = records.iter().map(|r| clean_description(&r.description).to_lowercase()).collect();
+    let tried: Vec<String> = records
+        .iter()
+        .map(|r| clean_description(&r.description).to_lowercase())
+        .collect();
     let mut seen = BTreeSet::new();
     let mut out = Vec::new();
     for r in records {
-        let Some(list) = r.hypothesis.as_ref().and_then(|h| h.get("ideas_not_tried")).and_then(|v| v.as_array()) else {
+        let Some(list) = r
+            .hypothesis
+            .as_ref()
+            .and_then(|h| h.get("ideas_not_tried"))
+            .and_then(|v| v.as_array())
+        else {
             continue;
         };
         for idea in list {
@@ -400,7 +474,11 @@ fn ideas_not_tried(records: &[ExperimentRecord]) -> Vec<String> {
             };
             let text = clean_description(&text);
             let key = text.to_lowercase();
-            if key.is_empty() || tried.iter().any(|t| t.contains(&key) || (!t.is_empty() && key.contains(t.as_str()))) {
+            if key.is_empty()
+                || tried
+                    .iter()
+                    .any(|t| t.contains(&key) || (!t.is_empty() && key.contains(t.as_str())))
+            {
                 continue;
             }
             if seen.insert(key) {
@@ -435,15 +513,32 @@ fn revisit(records: &[ExperimentRecord], rows: &[ResultRow]) -> Vec<Revisit> {
 fn looks_like_benchmark_input(path: &str) -> bool {
     path.split('/').any(|seg| {
         let s = seg.to_lowercase();
-        ["bench", "fixture", "testdata", "test_data", "tests", "test", "data", "input", "sample"]
-            .iter()
-            .any(|w| s == *w || s.starts_with(&format!("{w}s")) || s.starts_with(&format!("{w}_")) || s.starts_with(&format!("{w}.")))
+        [
+            "bench",
+            "fixture",
+            "testdata",
+            "test_data",
+            "tests",
+            "test",
+            "data",
+            "input",
+            "sample",
+        ]
+        .iter()
+        .any(|w| {
+            s == *w
+                || s.starts_with(&format!("{w}s"))
+                || s.starts_with(&format!("{w}_"))
+                || s.starts_with(&format!("{w}."))
+        })
     })
 }
 
 fn overfitting(records: &[ExperimentRecord], rows: &[ResultRow], min_effect: f64) -> Vec<Flag> {
     let mut out = Vec::new();
-    let paths = |r: &ExperimentRecord| -> BTreeSet<String> { r.changes.iter().map(|c| c.path.clone()).collect() };
+    let paths = |r: &ExperimentRecord| -> BTreeSet<String> {
+        r.changes.iter().map(|c| c.path.clone()).collect()
+    };
     for (i, (r, row)) in records.iter().zip(rows).enumerate() {
         if r.status == Status::InspectorReject && r.reason.starts_with("guard") {
             if let Some(g) = row.change.filter(|g| *g > 0.0) {
@@ -476,7 +571,10 @@ fn overfitting(records: &[ExperimentRecord], rows: &[ResultRow], min_effect: f64
             }
         }
         if r.status == Status::Keep {
-            let bench: Vec<String> = paths(r).into_iter().filter(|p| looks_like_benchmark_input(p)).collect();
+            let bench: Vec<String> = paths(r)
+                .into_iter()
+                .filter(|p| looks_like_benchmark_input(p))
+                .collect();
             if !bench.is_empty() {
                 out.push(Flag {
                     experiment: Some(r.experiment),
@@ -507,11 +605,21 @@ fn overfitting(records: &[ExperimentRecord], rows: &[ResultRow], min_effect: f64
         .iter()
         .zip(rows)
         .filter(|(r, _)| r.status == Status::Keep)
-        .filter_map(|(r, row)| Some((r.experiment, r.diff.map(|d| d.insertions + d.deletions)?, row.change?)))
+        .filter_map(|(r, row)| {
+            Some((
+                r.experiment,
+                r.diff.map(|d| d.insertions + d.deletions)?,
+                row.change?,
+            ))
+        })
         .collect();
     if kept.len() >= 3 {
         let last = &kept[kept.len() - 3..];
-        if last[0].1 < last[1].1 && last[1].1 < last[2].1 && last[0].2 > last[1].2 && last[1].2 > last[2].2 {
+        if last[0].1 < last[1].1
+            && last[1].1 < last[2].1
+            && last[0].2 > last[1].2
+            && last[1].2 > last[2].2
+        {
             out.push(Flag {
                 experiment: None,
                 message: format!(
@@ -529,15 +637,31 @@ fn overfitting(records: &[ExperimentRecord], rows: &[ResultRow], min_effect: f64
     out
 }
 
-fn summary(totals: &Totals, baseline: Option<f64>, final_value: Option<f64>, change: Option<f64>, kept: &[KeptChange], fragile: &[Flag], overfitting: &[Flag]) -> String {
+fn summary(
+    totals: &Totals,
+    baseline: Option<f64>,
+    final_value: Option<f64>,
+    change: Option<f64>,
+    kept: &[KeptChange],
+    fragile: &[Flag],
+    overfitting: &[Flag],
+) -> String {
     let fmt = |v: Option<f64>| crate::run::journal::format_metric(v);
     let mut s = format!(
         "{} experiments: {} kept, {} discarded, {} crashed, {} rejected by the inspector.",
         totals.experiments, totals.kept, totals.discarded, totals.crashed, totals.rejected
     );
     match change {
-        Some(c) if c > 0.0 => s.push_str(&format!(" The metric went from {} to {} ({}).", fmt(baseline), fmt(final_value), pct(c))),
-        _ => s.push_str(&format!(" No net improvement over the baseline ({}).", fmt(baseline))),
+        Some(c) if c > 0.0 => s.push_str(&format!(
+            " The metric went from {} to {} ({}).",
+            fmt(baseline),
+            fmt(final_value),
+            pct(c)
+        )),
+        _ => s.push_str(&format!(
+            " No net improvement over the baseline ({}).",
+            fmt(baseline)
+        )),
     }
     if !kept.is_empty() {
         let noisy = kept.iter().filter(|k| k.evidence == "noisy").count();
@@ -545,8 +669,16 @@ fn summary(totals: &Totals, baseline: Option<f64>, final_value: Option<f64>, cha
             " {} of {} kept gains look fragile{}{}.",
             fragile.len(),
             kept.len(),
-            if noisy > 0 { format!(", {noisy} decided on paired noisy measurements") } else { ", all decided on a deterministic metric".into() },
-            if overfitting.is_empty() { String::new() } else { format!("; {} possible sign(s) of overfitting", overfitting.len()) }
+            if noisy > 0 {
+                format!(", {noisy} decided on paired noisy measurements")
+            } else {
+                ", all decided on a deterministic metric".into()
+            },
+            if overfitting.is_empty() {
+                String::new()
+            } else {
+                format!("; {} possible sign(s) of overfitting", overfitting.len())
+            }
         ));
     }
     s
@@ -554,25 +686,41 @@ fn summary(totals: &Totals, baseline: Option<f64>, final_value: Option<f64>, cha
 
 fn next_steps(r: &RunReport, branch_exists: bool) -> Vec<String> {
     let mut out = Vec::new();
-    let improved = r.change.map(|c| c > 0.0).unwrap_or(false) || (r.totals.kept > 0 && r.best_commit != r.base_commit);
+    let improved = r.change.map(|c| c > 0.0).unwrap_or(false)
+        || (r.totals.kept > 0 && r.best_commit != r.base_commit);
     let base7 = short(&r.base_commit);
     if r.state.is_active() {
-        out.push(format!("Let the run finish, or stop it: `arctl stop {}`", r.run));
+        out.push(format!(
+            "Let the run finish, or stop it: `arctl stop {}`",
+            r.run
+        ));
     }
     if !improved {
         if branch_exists || !r.cleaned_up {
-            out.push(format!("Delete the branch {} (no net improvement): `arctl cleanup {}`", r.branch, r.run));
+            out.push(format!(
+                "Delete the branch {} (no net improvement): `arctl cleanup {}`",
+                r.branch, r.run
+            ));
         }
         out.push("Rethink the hypothesis, the scope or the metric before another run".into());
     } else if r.merged {
-        out.push(format!("Run the full test suite on {} (the merge landed there)", r.base));
+        out.push(format!(
+            "Run the full test suite on {} (the merge landed there)",
+            r.base
+        ));
         if !r.cleaned_up {
-            out.push(format!("Remove the worktree and the merged branch: `arctl cleanup {}`", r.run));
+            out.push(format!(
+                "Remove the worktree and the merged branch: `arctl cleanup {}`",
+                r.run
+            ));
         }
     } else {
         if branch_exists {
             out.push(format!("Review the diff: `git diff {base7}..{}`", r.branch));
-            out.push(format!("Run the full test suite one final time on {}", r.branch));
+            out.push(format!(
+                "Run the full test suite one final time on {}",
+                r.branch
+            ));
             if r.kept.len() > 1 {
                 out.push(format!(
                     "Squash the {} experiment commits into one or a few logical commits before merging: `arctl merge {} --squash`, or `git rebase -i {base7}` with meaningful messages",
@@ -585,7 +733,7 @@ fn next_steps(r: &RunReport, branch_exists: bool) -> Vec<String> {
                 "Open a PR from {} into {} and paste the summary table (`arctl report {}`) so reviewers see the methodology",
                 r.branch, r.base, r.run
             ));
-            out.push(format!("Or merge it with the other finished runs, each re-measured on top: `arctl merge --dry-run`, then `arctl merge`"));
+            out.push("Or merge it with the other finished runs, each re-measured on top: `arctl merge --dry-run`, then `arctl merge`".into());
         } else {
             out.push(format!(
                 "The branch {} is gone; recreate it from the kept commits if you still want the change: `git branch {} {}`",
@@ -595,30 +743,58 @@ fn next_steps(r: &RunReport, branch_exists: bool) -> Vec<String> {
             ));
         }
     }
-    let fragile: Vec<String> = r.review.fragile.iter().filter_map(|f| f.experiment).map(|e| e.to_string()).collect();
+    let fragile: Vec<String> = r
+        .review
+        .fragile
+        .iter()
+        .filter_map(|f| f.experiment)
+        .map(|e| e.to_string())
+        .collect();
     if improved && !fragile.is_empty() {
-        out.push(format!("Re-measure the fragile gains before relying on them (experiments {})", fragile.join(", ")));
+        out.push(format!(
+            "Re-measure the fragile gains before relying on them (experiments {})",
+            fragile.join(", ")
+        ));
     }
     if !r.review.overfitting.is_empty() {
         out.push("Check the gain on inputs other than the benchmark's (possible overfitting, see the review)".into());
     }
-    if r.totals.experiments > 0 && r.totals.crashed * 3 >= r.totals.experiments && r.totals.crashed > 0 {
-        out.push(format!("Look at why {} experiments crashed: `arctl log {}`", r.totals.crashed, r.run));
+    if r.totals.experiments > 0
+        && r.totals.crashed * 3 >= r.totals.experiments
+        && r.totals.crashed > 0
+    {
+        out.push(format!(
+            "Look at why {} experiments crashed: `arctl log {}`",
+            r.totals.crashed, r.run
+        ));
     }
-    for v in r.review.revisit.iter().filter(|v| v.gain.map(|g| g > 0.0).unwrap_or(false)).take(3) {
-        out.push(format!("Revisit experiment {} ({}): it improved the metric but {}", v.experiment, v.description, v.reason));
+    for v in r
+        .review
+        .revisit
+        .iter()
+        .filter(|v| v.gain.map(|g| g > 0.0).unwrap_or(false))
+        .take(3)
+    {
+        out.push(format!(
+            "Revisit experiment {} ({}): it improved the metric but {}",
+            v.experiment, v.description, v.reason
+        ));
     }
     if !r.review.ideas_not_tried.is_empty() {
-        out.push(format!("Decide which untried ideas are worth pursuing: {}", r.review.ideas_not_tried.join("; ")));
+        out.push(format!(
+            "Decide which untried ideas are worth pursuing: {}",
+            r.review.ideas_not_tried.join("; ")
+        ));
     }
     out.push(
         "Consider what the loop does not try by itself: algorithmic rewrites that change public interfaces, dependency upgrades, schema or data-structure changes, parallelism"
             .into(),
     );
-    if branch_exists && !r.cleaned_up && improved && r.merged {
-        // Covered above.
-    } else if !r.cleaned_up && improved && !r.merged {
-        out.push(format!("When done with it: `arctl cleanup {}` (keeps the branch until it is merged)", r.run));
+    if !r.cleaned_up && improved && !r.merged {
+        out.push(format!(
+            "When done with it: `arctl cleanup {}` (keeps the branch until it is merged)",
+            r.run
+        ));
     }
     out
 }
@@ -657,10 +833,18 @@ mod tests {
     #[test]
     fn ideas_not_tried_skips_the_tried_ones_and_duplicates() {
         let mut a = rec(1, Status::Keep, Some(90.0), "cache the parser");
-        a.hypothesis = Some(serde_json::json!({"ideas_not_tried": ["Cache the parser", "use a bloom filter", {"idea": "vectorize the loop"}]}));
+        a.hypothesis = Some(
+            serde_json::json!({"ideas_not_tried": ["Cache the parser", "use a bloom filter", {"idea": "vectorize the loop"}]}),
+        );
         let mut b = rec(2, Status::Discard, Some(95.0), "x");
         b.hypothesis = Some(serde_json::json!({"ideas_not_tried": ["use a bloom filter"]}));
-        assert_eq!(ideas_not_tried(&[a, b]), vec!["use a bloom filter".to_string(), "vectorize the loop".to_string()]);
+        assert_eq!(
+            ideas_not_tried(&[a, b]),
+            vec![
+                "use a bloom filter".to_string(),
+                "vectorize the loop".to_string()
+            ]
+        );
     }
 
     #[test]
@@ -679,7 +863,11 @@ mod tests {
             simplification: false,
             reason: String::new(),
         });
-        let row = result_rows(&[rec(0, Status::Baseline, Some(100.0), "baseline"), k.clone()], Direction::Lower)[1].clone();
+        let row = result_rows(
+            &[rec(0, Status::Baseline, Some(100.0), "baseline"), k.clone()],
+            Direction::Lower,
+        )[1]
+        .clone();
         let c = kept_change(&k, &row, Some(0.02), 0.01);
         assert_eq!(c.evidence, "noisy");
         assert!((c.confidence.unwrap() - 0.99).abs() < 1e-9);

@@ -40,10 +40,20 @@ pub fn spawn(h: Arc<RunHandle>, g: Arc<Global>) {
 
 fn thread_main(h: Arc<RunHandle>, g: Arc<Global>) {
     h.live().session_started = Some(Instant::now());
-    let result = Runner::new(h.clone(), g.clone()).and_then(|mut r| {
-        let res = r.run();
-        r.close();
-        res
+    let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        Runner::new(h.clone(), g.clone()).and_then(|mut r| {
+            let res = r.run();
+            r.close();
+            res
+        })
+    }))
+    .unwrap_or_else(|p| {
+        let what = p
+            .downcast_ref::<String>()
+            .cloned()
+            .or_else(|| p.downcast_ref::<&str>().map(|s| s.to_string()))
+            .unwrap_or_default();
+        Err(anyhow!("internal error (panic): {what}"))
     });
     if let Err(e) = result {
         let msg = format!("{e:#}");
@@ -87,6 +97,8 @@ struct Runner {
     template: String,
     best_tree: Option<WorkTree>,
     rec: RunRecord,
+    /// Where the metric and guards run.
+    executor: Arc<dyn exec::Executor>,
 }
 
 impl Runner {
@@ -96,6 +108,7 @@ impl Runner {
         let (records, _) = store::read_json_lines::<ExperimentRecord>(&h.paths.journal())?;
         let proposer = proposer::build(&rec.spec, &records)?;
         let template = proposer::template(&rec.spec)?;
+        let executor = g.executor(&rec);
         Ok(Runner {
             scope: Scope::new(&rec.spec.spec.scope),
             h,
@@ -105,6 +118,7 @@ impl Runner {
             proposer,
             template,
             best_tree: None,
+            executor,
             rec,
         })
     }
@@ -191,6 +205,10 @@ impl Runner {
                 return Ok(());
             }
             self.experiment()?;
+            if self.rec.state == RunState::Finished {
+                // The proposer ran out of ideas (`finish` inside the experiment).
+                return Ok(());
+            }
         }
     }
 
@@ -257,6 +275,9 @@ impl Runner {
 
     /// The cores reserved for this run (`limits.cpus`); its children are pinned to them.
     fn cpus(&self) -> Option<Vec<usize>> {
+        if !self.executor.is_local() {
+            return None; // a cluster's `--cpus-per-task` (see exec::slurm)
+        }
         let n = self.rec.spec.spec.limits.cpus? as usize;
         match self.g.reserve_cores(&self.rec.id, n) {
             Ok(c) => Some(c),
@@ -292,6 +313,7 @@ impl Runner {
             rec: &self.rec,
             paths: &self.h.paths,
             global: &self.g,
+            executor: &*self.executor,
             limits: self.limits(),
             timeout: self.metric_timeout(),
             env: self.base_env(experiment),
@@ -322,6 +344,9 @@ impl Runner {
         };
         let cancel = self.h.new_cancel();
         if self.interrupted() {
+            return Ok(());
+        }
+        if !self.executor.is_local() && !super::cluster::check_visible(&*self.executor, &self.rec, &self.h.paths, self.tag(0, "check"), &cancel)? {
             return Ok(());
         }
         let wt = self.rec.worktree.clone();
@@ -472,7 +497,7 @@ impl Runner {
             tag: self.tag(experiment, &format!("guard-{name}")),
             count_instructions: false,
         };
-        let outcome = exec::run(&spec, cancel).with_context(|| format!("running guard {:?}", g.name))?;
+        let outcome = self.executor.run(&spec, cancel).with_context(|| format!("running guard {:?}", g.name))?;
         let ok = outcome.exit.success();
         Ok((
             ok,
@@ -570,6 +595,7 @@ impl Runner {
             cancel,
             cpus: self.cpus(),
             fix_attempt: fix.map(|f| f.0).unwrap_or(0),
+            executor: if self.rec.spec.spec.executor.as_ref().is_some_and(|e| e.proposer_on_cluster) { &*self.executor } else { &exec::Local },
         };
         self.proposer.propose(&ctx)
     }
@@ -877,6 +903,12 @@ pub fn recover(h: &RunHandle, g: &Global) -> Result<Vec<String>> {
     let killed = exec::kill_tagged(&g.run_tag(&h.id));
     if killed > 0 {
         notes.push(format!("killed {killed} process(es) left by the previous daemon"));
+    }
+    // Jobs on a cluster: by the ids recorded and the names given.
+    let executor = g.executor(&h.live().record.clone());
+    match executor.recover() {
+        Ok(n) => notes.extend(n),
+        Err(e) => notes.push(format!("could not cancel the jobs the previous daemon left on {}: {e}", executor.describe())),
     }
     let (records, torn) = store::read_json_lines::<ExperimentRecord>(&h.paths.journal())?;
     if torn {

@@ -4,6 +4,7 @@
 use std::path::{Path, PathBuf};
 
 use crate::git::{self, scope};
+use crate::run::cluster;
 use crate::run::record::{RunPaths, RunRecord, RunState};
 use crate::run::Global;
 use crate::spec::{self, ScopeSpec};
@@ -56,8 +57,12 @@ pub fn create(g: &Global, spec_path: &Path, spec_text: &str, active: &[ActiveSco
     let branch = resolved.branch();
     let worktree = git::worktree_path(&info.root, &id);
     git::check_worktree_free(&repo, &id, &branch, &worktree).map_err(|e| bad(format!("{e:#}")))?;
-    // Dedicated cores: reserved now, released again if anything below fails.
-    let cores = CoreReservation::new(g, &id, resolved.spec.limits.cpus).map_err(bad)?;
+    // The executor is fixed now: the spec's, else the daemon's default.
+    let mut resolved = resolved;
+    resolved.spec.executor = cluster::effective(&resolved.spec, g.default_executor.as_ref());
+    let local = resolved.spec.executor.as_ref().is_none_or(|e| e.is_local());
+    // Dedicated cores (this machine's): reserved now, released again if anything below fails.
+    let cores = CoreReservation::new(g, &id, resolved.spec.limits.cpus.filter(|_| local)).map_err(bad)?;
 
     // Build the state folder under a temporary name, then rename: a crash leaves no
     // half-made run behind.
@@ -122,6 +127,13 @@ pub fn create(g: &Global, spec_path: &Path, spec_text: &str, active: &[ActiveSco
     }
     cores.keep();
     Ok(record)
+}
+
+/// For a spec (or daemon default) that runs commands on a cluster: the checks that must pass
+/// before anything is created (see [`cluster::check_start`]); Err is bad input (exit 2).
+/// Ok(Some(note)): something for the run's log.
+pub fn check_executor(g: &Global, spec_path: &Path, spec_text: &str) -> Result<Option<String>, String> {
+    cluster::check_start(g, spec_path, spec_text)
 }
 
 /// Cores reserved for a run being created; released on drop unless kept.

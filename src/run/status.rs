@@ -41,6 +41,9 @@ pub struct RunSummary {
     pub stop_reason: Option<String>,
     /// Best-so-far over experiments as a one-line sparkline.
     pub sparkline: String,
+    /// Runs on a cluster: the executor and the run's jobs queued or running there.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cluster: Option<crate::run::cluster::ClusterJobs>,
 }
 
 /// `arctl status RUN`: the summary plus the spec, limits and the latest experiments.
@@ -94,6 +97,7 @@ pub fn summarize(r: &RunRecord, step: &str, step_elapsed_ms: u64, elapsed_ms: u6
         error: r.error.clone(),
         stop_reason: r.stop_reason.clone(),
         sparkline,
+        cluster: None,
     }
 }
 

@@ -119,6 +119,59 @@ impl World {
     }
 }
 
+impl Drop for World {
+    /// A daemon a client autostarted in this world must not outlive the test.
+    fn drop(&mut self) {
+        let _ = self.cmd().args(["--no-autostart", "shutdown"]).output();
+    }
+}
+
+/// The real `arctl daemon` binary as a child; killed if the test ends without stopping it.
+pub struct DaemonProcess(pub std::process::Child);
+
+impl DaemonProcess {
+    pub fn spawn(w: &World) -> DaemonProcess {
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(w.path().join("daemon.log"))
+            .unwrap();
+        let child = w.cmd().args(["daemon"]).stdout(Stdio::null()).stderr(log).spawn().unwrap();
+        let d = DaemonProcess(child);
+        wait_until("the daemon's socket", Duration::from_secs(20), || {
+            std::os::unix::net::UnixStream::connect(&w.socket).is_ok()
+        });
+        d
+    }
+
+    pub fn pid(&self) -> i32 {
+        self.0.id() as i32
+    }
+
+    pub fn signal(&self, sig: nix::sys::signal::Signal) {
+        nix::sys::signal::kill(nix::unistd::Pid::from_raw(self.pid()), sig).unwrap();
+    }
+
+    /// Wait (with a deadline) for the daemon to exit.
+    pub fn wait(&mut self) -> std::process::ExitStatus {
+        let mut status = None;
+        wait_until("the daemon to exit", Duration::from_secs(30), || {
+            status = self.0.try_wait().unwrap();
+            status.is_some()
+        });
+        status.unwrap()
+    }
+}
+
+impl Drop for DaemonProcess {
+    fn drop(&mut self) {
+        if let Ok(None) = self.0.try_wait() {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+}
+
 /// Poll `cond` until true or the deadline.
 pub fn wait_until(what: &str, timeout: Duration, mut cond: impl FnMut() -> bool) {
     let deadline = Instant::now() + timeout;

@@ -89,11 +89,9 @@ impl Pty {
                 }
             }
             if Instant::now() > deadline {
-                panic!(
-                    "timed out after {timeout:?} waiting for {needle:?}; after the last match the pty shows:\n{}\n--- all output:\n{}",
-                    String::from_utf8_lossy(&self.out.lock().unwrap()[self.cursor..]),
-                    self.output()
-                );
+                let all = self.output();
+                let rest = all.get(self.cursor..).unwrap_or("");
+                panic!("timed out after {timeout:?} waiting for {needle:?}; after the last match the pty shows:\n{rest}\n--- all output:\n{all}");
             }
             std::thread::sleep(Duration::from_millis(10));
         }

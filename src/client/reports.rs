@@ -1,0 +1,348 @@
+//! Human output of `arctl report`, `arctl merge` and `arctl cleanup`.
+
+use std::fmt::Write;
+
+use super::render::{pct, results, table};
+use crate::protocol::ResultsTable;
+use crate::run::cleanup::CleanupReport;
+use crate::run::journal::format_metric;
+use crate::run::merge::{MergeReport, MergeStatus};
+use crate::run::report::RunReport;
+
+fn short(c: &str) -> &str {
+    &c[..7.min(c.len())]
+}
+
+pub fn report(r: &RunReport) -> String {
+    let mut s = String::new();
+    let better = format!("{:?}", r.direction).to_lowercase();
+    let _ = writeln!(s, "# Report: run {}", r.run);
+    if !r.goal.is_empty() {
+        let _ = writeln!(s, "goal      {}", r.goal);
+    }
+    let _ = writeln!(
+        s,
+        "state     {}{}",
+        r.state.as_str(),
+        r.stop_reason
+            .as_ref()
+            .map(|w| format!(" ({w})"))
+            .unwrap_or_default()
+    );
+    let _ = writeln!(
+        s,
+        "metric    {} ({better} is better; {})",
+        r.metric_command,
+        match (&r.mode, r.cv) {
+            (Some(m), Some(cv)) => format!("{m}, cv {:.2}%", cv * 100.0),
+            (Some(m), None) => m.clone(),
+            _ => "mode not measured yet".into(),
+        }
+    );
+    let _ = writeln!(
+        s,
+        "branch    {} from {} at {}; best {}{}{}",
+        r.branch,
+        r.base,
+        short(&r.base_commit),
+        short(&r.best_commit),
+        if r.merged { "; merged" } else { "" },
+        if r.cleaned_up { "; cleaned up" } else { "" }
+    );
+
+    let _ = writeln!(s, "\n## Experiments\n");
+    s.push_str(&results(&ResultsTable {
+        run: r.run.clone(),
+        direction: r.direction,
+        rows: r.experiments.clone(),
+    }));
+    let t = &r.totals;
+    let _ = writeln!(
+        s,
+        "\nTotal {} experiments: {} kept, {} discarded, {} crashed, {} inspector-rejected",
+        t.experiments, t.kept, t.discarded, t.crashed, t.rejected
+    );
+    let _ = writeln!(
+        s,
+        "Baseline → final: {} → {} ({})",
+        format_metric(r.baseline),
+        format_metric(r.final_value),
+        pct(r.change)
+    );
+
+    let _ = writeln!(s, "\n## Top changes\n");
+    if r.top_changes.is_empty() {
+        let _ = writeln!(s, "(no kept experiment)");
+    }
+    for (i, k) in r.top_changes.iter().enumerate() {
+        let _ = writeln!(
+            s,
+            "{}. experiment {} ({}): {} — {}",
+            i + 1,
+            k.experiment,
+            k.commit.as_deref().unwrap_or("-"),
+            pct(k.gain),
+            k.description
+        );
+    }
+
+    let _ = writeln!(
+        s,
+        "\n## Kept experiments: git log --oneline {}..{}\n",
+        short(&r.base_commit),
+        short(&r.best_commit)
+    );
+    for l in &r.git_log.lines {
+        let _ = writeln!(s, "{l}");
+    }
+    if r.git_log.source == "journal" {
+        let _ = writeln!(s, "(from the commits recorded in the journal)");
+    }
+    if let Some(n) = &r.git_log.note {
+        let _ = writeln!(s, "({n})");
+    }
+
+    let _ = writeln!(s, "\n## Review\n");
+    let _ = writeln!(s, "{}", r.review.summary);
+    if !r.kept.is_empty() {
+        let _ = writeln!(s, "\nHow sure each kept gain is:");
+        for k in &r.kept {
+            let evidence = if k.evidence == "noisy" {
+                format!(
+                    "{} confident{}{}",
+                    k.confidence
+                        .map(|c| format!("{:.1}%", c * 100.0))
+                        .unwrap_or_else(|| "-".into()),
+                    k.interval
+                        .map(|i| format!(
+                            ", gain between {} and {}",
+                            pct(Some(i[0])),
+                            pct(Some(i[1]))
+                        ))
+                        .unwrap_or_default(),
+                    k.rounds
+                        .map(|n| format!(", {n} paired rounds"))
+                        .unwrap_or_default()
+                )
+            } else {
+                "deterministic: strictly better in one measurement".into()
+            };
+            let _ = writeln!(
+                s,
+                "- experiment {} {}: {}{}{}",
+                k.experiment,
+                pct(k.gain),
+                evidence,
+                if k.simplification {
+                    " (kept as a simplification)"
+                } else {
+                    ""
+                },
+                k.fragile
+                    .as_ref()
+                    .map(|f| format!(" — FRAGILE: {f}"))
+                    .unwrap_or_default()
+            );
+        }
+    }
+    let list = |s: &mut String, title: &str, items: Vec<String>| {
+        let _ = writeln!(s, "\n{title}:");
+        if items.is_empty() {
+            let _ = writeln!(s, "- none");
+        }
+        for i in items {
+            let _ = writeln!(s, "- {i}");
+        }
+    };
+    list(
+        &mut s,
+        "Fragile gains (small against the noise or min_effect)",
+        r.review.fragile.iter().map(|f| f.message.clone()).collect(),
+    );
+    list(
+        &mut s,
+        "Ideas proposed but never tried",
+        r.review.ideas_not_tried.clone(),
+    );
+    list(
+        &mut s,
+        "Inspector-rejected experiments worth revisiting",
+        r.review
+            .revisit
+            .iter()
+            .map(|v| {
+                format!(
+                    "experiment {} ({}): {}{}",
+                    v.experiment,
+                    v.description,
+                    v.reason,
+                    v.gain
+                        .filter(|g| *g > 0.0)
+                        .map(|g| format!("; the metric had improved {}", pct(Some(g))))
+                        .unwrap_or_default()
+                )
+            })
+            .collect(),
+    );
+    list(
+        &mut s,
+        "Signs of overfitting",
+        r.review
+            .overfitting
+            .iter()
+            .map(|f| f.message.clone())
+            .collect(),
+    );
+
+    let _ = writeln!(s, "\n## Next steps\n");
+    for n in &r.next_steps {
+        let _ = writeln!(s, "- [ ] {n}");
+    }
+    s
+}
+
+pub fn merge(m: &MergeReport) -> String {
+    let mut s = String::new();
+    if !m.target.is_empty() {
+        let _ = writeln!(
+            s,
+            "{}merge into {}{}{}",
+            if m.dry_run { "dry run: " } else { "" },
+            m.target,
+            if m.squash { " (squash)" } else { "" },
+            if m.repo.as_os_str().is_empty() {
+                String::new()
+            } else {
+                format!(" in {}", m.repo.display())
+            }
+        );
+    }
+    let rows: Vec<Vec<String>> = m
+        .rows
+        .iter()
+        .map(|r| {
+            vec![
+                if r.order == 0 {
+                    "-".into()
+                } else {
+                    r.order.to_string()
+                },
+                r.run.clone(),
+                pct(r.gain_alone),
+                if r.remeasured && r.gain_on_top.is_none() && m.dry_run {
+                    "(measured)".into()
+                } else {
+                    pct(r.gain_on_top)
+                },
+                r.status.as_str().to_string(),
+                r.method.clone().unwrap_or_else(|| "-".into()),
+                r.reason.clone(),
+            ]
+        })
+        .collect();
+    if !rows.is_empty() {
+        s.push_str(&table(
+            &[
+                "ORDER",
+                "RUN",
+                "GAIN ALONE",
+                "GAIN ON TOP",
+                "RESULT",
+                "METHOD",
+                "WHY",
+            ],
+            &rows,
+        ));
+    }
+    match (&m.before, &m.after) {
+        (Some(b), Some(a)) if b != a => {
+            let _ = writeln!(s, "{}: {} → {}", m.target, short(b), short(a));
+        }
+        (Some(b), _) if !m.dry_run => {
+            let _ = writeln!(s, "{}: unchanged at {}", m.target, short(b));
+        }
+        _ => {}
+    }
+    let merged = m
+        .rows
+        .iter()
+        .filter(|r| r.status == MergeStatus::Merged)
+        .count();
+    if !m.dry_run && merged > 0 {
+        let _ = writeln!(
+            s,
+            "merged {merged} run(s); branches stay until `arctl cleanup`"
+        );
+    }
+    for n in &m.notes {
+        let _ = writeln!(s, "note: {n}");
+    }
+    s
+}
+
+pub fn cleanup(c: &CleanupReport) -> String {
+    let mut s = String::new();
+    if c.runs.is_empty() {
+        s.push_str("nothing to clean up\n");
+    }
+    for r in &c.runs {
+        if let Some(e) = &r.error {
+            let _ = writeln!(s, "{}: not cleaned up: {e}", r.run);
+            continue;
+        }
+        let _ = writeln!(
+            s,
+            "{}: worktree {}; branch {}; {} ref(s) deleted; exclude lines {}",
+            r.run,
+            if r.worktree_removed {
+                format!("{} removed", r.worktree.display())
+            } else {
+                "already gone".into()
+            },
+            if r.branch_deleted {
+                format!("{} deleted", r.branch)
+            } else {
+                match &r.branch_kept {
+                    Some(why) => format!("{} {why}", r.branch),
+                    None => format!("{} already gone", r.branch),
+                }
+            },
+            r.refs_deleted,
+            if r.excludes_removed {
+                "removed"
+            } else {
+                "left"
+            }
+        );
+        for n in &r.notes {
+            let _ = writeln!(s, "  {n}");
+        }
+    }
+    if !c.runs.is_empty() {
+        s.push_str(
+            "results and journals stay in the state dir: `arctl results RUN`, `arctl report RUN`\n",
+        );
+    }
+    s
+}
+
+/// Does this output path name an SVG file?
+pub fn is_svg(path: &std::path::Path) -> bool {
+    path.extension()
+        .map(|e| e.eq_ignore_ascii_case("svg"))
+        .unwrap_or(false)
+}
+
+/// `arctl plot`: write the SVG and say where.
+pub fn write_plot(t: &ResultsTable, path: &std::path::Path) -> super::CmdResult {
+    let svg = crate::plot::svg(t);
+    std::fs::write(path, svg)
+        .map_err(|e| super::ClientError::failed(format!("writing {}: {e}", path.display())))?;
+    let total = t.rows.iter().filter(|r| r.status != "baseline").count();
+    let kept = t.rows.iter().filter(|r| r.status == "keep").count();
+    println!(
+        "wrote {} ({total} experiments, {kept} kept)",
+        path.display()
+    );
+    Ok(())
+}

@@ -1,0 +1,376 @@
+//! `arctl plot`: the metric of every experiment over its number, as a dependency-free SVG.
+//!
+//! Drawn from the experiment table (`arctl results`), so the daemon needs no extra request.
+//! Every experiment is one `<circle class="exp STATUS" data-experiment="N" ...>`: the baseline
+//! and kept ones solid and joined as the running best (a step line), discarded, crashed and
+//! inspector-rejected ones faded. Experiments without a metric (crashes, "no change",
+//! rejections before measuring) sit on a separate lane under the plot area, labelled
+//! "no metric", so each experiment still has its point. The baseline is a dashed horizontal
+//! line; axes carry labels and ticks; the title names the run and the direction.
+
+use std::fmt::Write;
+
+use crate::protocol::ResultsTable;
+use crate::run::journal::format_metric;
+use crate::spec::Direction;
+
+const W: f64 = 820.0;
+const H: f64 = 500.0;
+const LEFT: f64 = 90.0;
+const RIGHT: f64 = 30.0;
+const TOP: f64 = 60.0;
+/// Bottom of the value area.
+const VALUES_BOTTOM: f64 = 380.0;
+/// The lane of experiments without a metric.
+const LANE: f64 = 402.0;
+/// The x axis.
+const AXIS: f64 = 418.0;
+
+/// Escape text for XML content and attribute values.
+pub fn xml_escape(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for c in s.chars() {
+        match c {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '"' => out.push_str("&quot;"),
+            '\'' => out.push_str("&apos;"),
+            c if (c as u32) < 0x20 && c != '\n' && c != '\t' => out.push(' '),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+/// A "nice" tick step (1, 2 or 5 times a power of ten) for about `n` ticks over `range`.
+fn nice_step(range: f64, n: f64) -> f64 {
+    if !(range.is_finite() && range > 0.0) {
+        return 1.0;
+    }
+    let raw = range / n;
+    let mag = 10f64.powf(raw.log10().floor());
+    let f = raw / mag;
+    let m = if f <= 1.0 {
+        1.0
+    } else if f <= 2.0 {
+        2.0
+    } else if f <= 5.0 {
+        5.0
+    } else {
+        10.0
+    };
+    m * mag
+}
+
+fn tick_label(v: f64, step: f64) -> String {
+    let decimals = if step >= 1.0 {
+        0
+    } else {
+        (-step.log10().floor()) as usize
+    };
+    let s = format!("{v:.decimals$}");
+    if s == "-0" {
+        "0".into()
+    } else {
+        s
+    }
+}
+
+/// The SVG of a run's experiments.
+pub fn svg(t: &ResultsTable) -> String {
+    let rows = &t.rows;
+    let finite = |v: Option<f64>| v.filter(|x| x.is_finite());
+    let values: Vec<f64> = rows.iter().filter_map(|r| finite(r.metric)).collect();
+    let baseline = rows
+        .iter()
+        .find(|r| r.status == "baseline")
+        .and_then(|r| finite(r.metric));
+    let (emin, emax) = rows.iter().fold((u32::MAX, 0u32), |(lo, hi), r| {
+        (lo.min(r.experiment), hi.max(r.experiment))
+    });
+    let (emin, emax) = if rows.is_empty() {
+        (0.0, 1.0)
+    } else {
+        (emin as f64, (emax as f64).max(emin as f64 + 1.0))
+    };
+    let (mut lo, mut hi) = values
+        .iter()
+        .fold((f64::INFINITY, f64::NEG_INFINITY), |(a, b), v| {
+            (a.min(*v), b.max(*v))
+        });
+    if !lo.is_finite() {
+        lo = 0.0;
+        hi = 1.0;
+    }
+    if hi - lo <= 0.0 {
+        let pad = if lo == 0.0 { 1.0 } else { lo.abs() * 0.05 };
+        lo -= pad;
+        hi += pad;
+    } else {
+        let pad = (hi - lo) * 0.06;
+        lo -= pad;
+        hi += pad;
+    }
+    let x = |e: f64| LEFT + (e - emin) / (emax - emin) * (W - LEFT - RIGHT);
+    let y = |v: f64| TOP + (hi - v) / (hi - lo) * (VALUES_BOTTOM - TOP);
+
+    let better = match t.direction {
+        Direction::Lower => "lower is better",
+        Direction::Higher => "higher is better",
+    };
+    let mut s = String::new();
+    let _ = writeln!(
+        s,
+        r##"<?xml version="1.0" encoding="UTF-8"?>
+<svg xmlns="http://www.w3.org/2000/svg" width="{W}" height="{H}" viewBox="0 0 {W} {H}" font-family="sans-serif" font-size="12">
+<style>
+  .exp {{ stroke: #ffffff; stroke-width: 1; }}
+  .exp.keep {{ fill: #1a7f37; }}
+  .exp.baseline {{ fill: #0969da; }}
+  .exp.discard {{ fill: #6e7781; opacity: 0.4; }}
+  .exp.crash {{ fill: #cf222e; opacity: 0.45; }}
+  .exp.inspector-reject {{ fill: #bf8700; opacity: 0.45; }}
+  .best {{ fill: none; stroke: #1a7f37; stroke-width: 2; }}
+  .baseline-line {{ stroke: #0969da; stroke-width: 1; stroke-dasharray: 6 4; }}
+  .grid {{ stroke: #d0d7de; stroke-width: 0.5; }}
+  .axis {{ stroke: #24292f; stroke-width: 1; }}
+</style>
+<rect width="{W}" height="{H}" fill="#ffffff"/>
+<text x="{tx}" y="28" text-anchor="middle" font-size="16" font-weight="bold">{title}</text>"##,
+        tx = W / 2.0,
+        title = xml_escape(&format!(
+            "arctl run {}: metric per experiment ({better})",
+            t.run
+        )),
+    );
+
+    // Grid and y ticks.
+    let ystep = nice_step(hi - lo, 6.0);
+    let mut v = (lo / ystep).ceil() * ystep;
+    while v <= hi + ystep * 1e-9 {
+        let yy = y(v);
+        let _ = writeln!(
+            s,
+            r##"<line class="grid" x1="{LEFT}" y1="{yy:.1}" x2="{x2}" y2="{yy:.1}"/>"##,
+            x2 = W - RIGHT
+        );
+        let _ = writeln!(
+            s,
+            r##"<text x="{tx}" y="{ty:.1}" text-anchor="end">{label}</text>"##,
+            tx = LEFT - 8.0,
+            ty = yy + 4.0,
+            label = xml_escape(&tick_label(v, ystep))
+        );
+        v += ystep;
+    }
+    // x ticks.
+    let xstep = nice_step(emax - emin, 10.0).max(1.0).round();
+    let mut e = (emin / xstep).ceil() * xstep;
+    while e <= emax + 1e-9 {
+        let xx = x(e);
+        let _ = writeln!(
+            s,
+            r##"<line class="axis" x1="{xx:.1}" y1="{AXIS}" x2="{xx:.1}" y2="{y2}"/>"##,
+            y2 = AXIS + 5.0
+        );
+        let _ = writeln!(
+            s,
+            r##"<text x="{xx:.1}" y="{ty}" text-anchor="middle">{e}</text>"##,
+            ty = AXIS + 18.0
+        );
+        e += xstep;
+    }
+    // Axes and labels.
+    let _ = writeln!(
+        s,
+        r##"<line class="axis" x1="{LEFT}" y1="{TOP}" x2="{LEFT}" y2="{AXIS}"/>"##
+    );
+    let _ = writeln!(
+        s,
+        r##"<line class="axis" x1="{LEFT}" y1="{AXIS}" x2="{x2}" y2="{AXIS}"/>"##,
+        x2 = W - RIGHT
+    );
+    let _ = writeln!(
+        s,
+        r##"<text x="{tx}" y="{ty}" text-anchor="middle">experiment</text>"##,
+        tx = (LEFT + W - RIGHT) / 2.0,
+        ty = AXIS + 40.0
+    );
+    let _ = writeln!(
+        s,
+        r##"<text x="20" y="{ty}" text-anchor="middle" transform="rotate(-90 20 {ty})">metric ({better})</text>"##,
+        ty = (TOP + VALUES_BOTTOM) / 2.0
+    );
+    let no_metric = rows.iter().filter(|r| finite(r.metric).is_none()).count();
+    if no_metric > 0 {
+        let _ = writeln!(
+            s,
+            r##"<text x="{tx}" y="{ty}" text-anchor="end" font-size="10" fill="#57606a">no metric</text>"##,
+            tx = LEFT - 8.0,
+            ty = LANE + 4.0
+        );
+    }
+
+    // Baseline.
+    if let Some(b) = baseline {
+        let yy = y(b);
+        let _ = writeln!(
+            s,
+            r##"<line class="baseline-line" x1="{LEFT}" y1="{yy:.1}" x2="{x2}" y2="{yy:.1}"/>"##,
+            x2 = W - RIGHT
+        );
+        let _ = writeln!(
+            s,
+            r##"<text x="{tx}" y="{ty:.1}" text-anchor="end" font-size="11" fill="#0969da">baseline {label}</text>"##,
+            tx = W - RIGHT - 4.0,
+            ty = yy - 5.0,
+            label = xml_escape(&format_metric(Some(b)))
+        );
+    }
+
+    // The running best: a step line through the baseline and the kept experiments.
+    let mut path = String::new();
+    for r in rows
+        .iter()
+        .filter(|r| r.status == "baseline" || r.status == "keep")
+    {
+        let Some(m) = finite(r.metric) else { continue };
+        if path.is_empty() {
+            let _ = write!(path, "M{:.1},{:.1}", x(r.experiment as f64), y(m));
+        } else {
+            let _ = write!(path, " H{:.1} V{:.1}", x(r.experiment as f64), y(m));
+        }
+    }
+    if !path.is_empty() {
+        let _ = write!(path, " H{:.1}", x(emax));
+        let _ = writeln!(s, r##"<path class="best" d="{path}"/>"##);
+    }
+
+    // One point per experiment.
+    for r in rows {
+        let status = xml_escape(&r.status);
+        let (cy, metric) = match finite(r.metric) {
+            Some(m) => (y(m), format_metric(Some(m))),
+            None => (LANE, "none".to_string()),
+        };
+        let radius = if r.status == "keep" || r.status == "baseline" {
+            5.0
+        } else {
+            3.5
+        };
+        let _ = writeln!(
+            s,
+            r##"<circle class="exp {status}" data-experiment="{n}" data-status="{status}" data-metric="{m}" cx="{cx:.1}" cy="{cy:.1}" r="{radius}"><title>{tip}</title></circle>"##,
+            n = r.experiment,
+            m = xml_escape(&metric),
+            cx = x(r.experiment as f64),
+            tip = xml_escape(&format!(
+                "#{} {} {}: {}",
+                r.experiment, r.status, metric, r.description
+            )),
+        );
+    }
+
+    // Legend.
+    let items = [
+        ("keep", "kept (running best)"),
+        ("discard", "discarded"),
+        ("crash", "crashed"),
+        ("inspector-reject", "rejected"),
+    ];
+    let mut lx = LEFT + 10.0;
+    for (class, label) in items {
+        let _ = writeln!(
+            s,
+            r##"<circle class="legend {class}" cx="{lx:.1}" cy="46" r="4" fill="{fill}" opacity="{op}"/>"##,
+            fill = legend_fill(class),
+            op = if class == "keep" { 1.0 } else { 0.5 }
+        );
+        let _ = writeln!(
+            s,
+            r##"<text x="{tx:.1}" y="50" font-size="11">{label}</text>"##,
+            tx = lx + 8.0
+        );
+        lx += 8.0 + label.len() as f64 * 6.5 + 18.0;
+    }
+    let total = rows.iter().filter(|r| r.status != "baseline").count();
+    let kept = rows.iter().filter(|r| r.status == "keep").count();
+    let _ = writeln!(
+        s,
+        r##"<text x="{tx}" y="{ty}" text-anchor="end" font-size="11" fill="#57606a">{text}</text>"##,
+        tx = W - RIGHT,
+        ty = H - 12.0,
+        text = xml_escape(&format!(
+            "{total} experiments, {kept} kept{}",
+            if no_metric > 0 {
+                format!(", {no_metric} without a metric (bottom lane)")
+            } else {
+                String::new()
+            }
+        ))
+    );
+    s.push_str("</svg>\n");
+    s
+}
+
+fn legend_fill(class: &str) -> &'static str {
+    match class {
+        "keep" => "#1a7f37",
+        "discard" => "#6e7781",
+        "crash" => "#cf222e",
+        _ => "#bf8700",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::protocol::ResultRow;
+
+    fn row(n: u32, metric: Option<f64>, status: &str) -> ResultRow {
+        ResultRow {
+            experiment: n,
+            commit: "abc1234".into(),
+            metric,
+            status: status.into(),
+            description: "a <b> & \"c\"".into(),
+            change: None,
+            confidence: None,
+        }
+    }
+
+    #[test]
+    fn one_point_per_experiment_escaped_and_balanced() {
+        let t = ResultsTable {
+            run: "r&d".into(),
+            direction: Direction::Lower,
+            rows: vec![
+                row(0, Some(100.0), "baseline"),
+                row(1, Some(90.0), "keep"),
+                row(2, Some(120.0), "discard"),
+                row(3, None, "crash"),
+                row(4, Some(80.0), "keep"),
+            ],
+        };
+        let s = svg(&t);
+        assert_eq!(s.matches("<circle class=\"exp ").count(), 5);
+        assert!(s.contains(r##"data-experiment="3" data-status="crash" data-metric="none""##));
+        assert!(s.contains("r&amp;d") && s.contains("a &lt;b&gt; &amp; &quot;c&quot;"));
+        assert!(!s.contains("NaN") && !s.contains("inf"));
+        assert_eq!(
+            s.matches("<circle").count(),
+            s.matches("</circle>").count() + 4
+        );
+        assert!(s.contains("class=\"best\"") && s.contains("baseline 100.0"));
+        // Degenerate input still draws.
+        let one = ResultsTable {
+            run: "x".into(),
+            direction: Direction::Higher,
+            rows: vec![row(0, Some(5.0), "baseline")],
+        };
+        assert_eq!(svg(&one).matches("<circle class=\"exp ").count(), 1);
+        assert_eq!(nice_step(97.0, 6.0), 20.0);
+        assert_eq!(tick_label(0.25, 0.05), "0.25");
+    }
+}
