@@ -39,7 +39,9 @@ pub struct GlobalArgs {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Run the daemon in the foreground (systemd runs this)
-    #[command(after_help = "Example:\n  arctl daemon --socket /tmp/a.sock --state-dir /tmp/arctl-state")]
+    #[command(
+        after_help = "Example:\n  arctl daemon --socket /tmp/a.sock --state-dir /tmp/arctl-state"
+    )]
     Daemon {
         /// Daemon config file [default: $XDG_CONFIG_HOME/arctl/daemon.toml]
         #[arg(long, value_name = "FILE")]
@@ -53,7 +55,9 @@ pub enum Command {
         json: bool,
     },
     /// Check a spec without a daemon; exit 0 (valid) or 2 (invalid)
-    #[command(after_help = "Example:\n  arctl validate config/examples/pytest-passrate.toml --json")]
+    #[command(
+        after_help = "Example:\n  arctl validate config/examples/pytest-passrate.toml --json"
+    )]
     Validate {
         spec: PathBuf,
         /// Print the resolved spec as JSON
@@ -61,7 +65,16 @@ pub enum Command {
         json: bool,
     },
     /// Interactive setup (the seed's Phase 1): writes a spec
-    #[command(after_help = "Example:\n  arctl init --preset pytest-passrate\n  arctl init --preset list\n  arctl init --non-interactive --preset ty-errors --set 'scope.include=src/**' --set proposer.command='claude -p'")]
+    ///
+    /// Asks for the goal, the metric command and how to read its number, the direction, the
+    /// editable scope (each glob checked against the repo's tracked files), guards, budget,
+    /// limits, the proposer, web search and the simplicity policy; runs the metric once to show
+    /// the number it reads; shows the confirmation table; writes a spec that `arctl validate`
+    /// accepts. With --non-interactive the answers come from --set and --preset (exit 2 when
+    /// one is missing or the metric prints no number).
+    #[command(
+        after_help = "Example:\n  arctl init --preset pytest-passrate\n  arctl init --preset list\n  arctl init --non-interactive --preset ty-errors \\\n      --set 'scope.include=src/**' --set 'proposer.command=claude -p'"
+    )]
     Init(InitArgs),
     /// Table of runs, or one run in detail
     #[command(after_help = "Example:\n  arctl status\n  arctl status etl-runtime --json")]
@@ -71,8 +84,16 @@ pub enum Command {
         json: bool,
     },
     /// Live progress bars until the runs end (Ctrl-C leaves them running)
-    #[command(after_help = "Example:\n  arctl watch")]
-    Watch { run: Option<String> },
+    ///
+    /// One bar per run (a spinner when it has no experiment budget): experiments done, best so
+    /// far and its change, the current step and its time, the last decision. When stdout is not
+    /// a terminal, one plain line per change instead. Exit 0 when the runs end, 1 if one
+    /// failed, 130 on Ctrl-C (the runs go on).
+    #[command(after_help = "Example:\n  arctl watch\n  arctl watch etl-runtime | tee watch.log")]
+    Watch {
+        /// The run to follow [default: every active run, and any started meanwhile]
+        run: Option<String>,
+    },
     /// Finish the current experiment, then stop (--now: kill it and revert)
     #[command(after_help = "Example:\n  arctl stop etl-runtime --now")]
     Stop {
@@ -116,7 +137,9 @@ pub enum Command {
         output: PathBuf,
     },
     /// Merge finished runs in order of improvement, re-measuring each on top of the last
-    #[command(after_help = "Example:\n  arctl merge --dry-run\n  arctl merge etl-runtime ty-errors --into main --squash")]
+    #[command(
+        after_help = "Example:\n  arctl merge --dry-run\n  arctl merge etl-runtime ty-errors --into main --squash"
+    )]
     Merge {
         runs: Vec<String>,
         #[arg(long, value_name = "BRANCH")]
@@ -142,6 +165,12 @@ pub enum Command {
         json: bool,
     },
     /// The whole story on a bundled sample project (no AI needed)
+    ///
+    /// Creates a small git project with two real inefficiencies, starts two racing runs with
+    /// disjoint scopes and built-in proposers (a folder of patches, a parameter search) on a
+    /// daemon of its own (socket and state inside the folder: yours is never touched), watches
+    /// them, merges them in order of improvement, prints the reports and writes the plots.
+    /// Needs only git, sh and awk; takes a few seconds.
     #[command(after_help = "Example:\n  arctl demo --dir /tmp/arctl-demo")]
     Demo {
         /// Folder to create the sample project in [default: a new temp folder]
@@ -152,13 +181,17 @@ pub enum Command {
     #[command(after_help = "Example:\n  arctl shutdown")]
     Shutdown,
     /// Print a shell completion script
-    #[command(after_help = "Example:\n  arctl completions bash > ~/.local/share/bash-completion/completions/arctl")]
+    #[command(
+        after_help = "Example:\n  arctl completions bash > ~/.local/share/bash-completion/completions/arctl"
+    )]
     Completions { shell: clap_complete::Shell },
 }
 
 #[derive(Debug, Clone, Args)]
 pub struct InitArgs {
-    /// Pre-fill the metric from a preset (`--preset list` shows them)
+    /// Pre-fill the metric from a preset: python-runtime, python-memory, pytest-passrate,
+    /// pytest-duration, coverage, ty-errors, postgres-explain, pgbench-tps, ml-val-loss,
+    /// sklearn-cv, cargo-bench (`--preset list` describes them)
     #[arg(long)]
     pub preset: Option<String>,
     /// The spec file to write

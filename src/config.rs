@@ -56,10 +56,7 @@ impl Settings {
             Err(e) => return Err(e).with_context(|| format!("reading {}", path.display())),
         };
         let s: Settings = toml::from_str(&text).map_err(|e| {
-            let (line, col) = e
-                .span()
-                .map(|s| line_col(&text, s.start))
-                .unwrap_or((1, 1));
+            let (line, col) = e.span().map(|s| line_col(&text, s.start)).unwrap_or((1, 1));
             anyhow::anyhow!("{}:{line}:{col}: {}", path.display(), e.message().trim())
         })?;
         if s.max_parallel == 0 {

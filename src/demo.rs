@@ -31,7 +31,11 @@ pub fn run(dir: Option<PathBuf>) -> CmdResult {
     let dir = demo_dir(dir)?;
     let socket = socket_path(&dir);
     let state = dir.join("state");
-    let d = Demo { dir: dir.clone(), socket: socket.clone(), state: state.clone() };
+    let d = Demo {
+        dir: dir.clone(),
+        socket: socket.clone(),
+        state: state.clone(),
+    };
     println!("arctl demo: two autoresearch runs racing on a sample project, merged at the end.");
     println!("everything goes in {}", dir.display());
 
@@ -59,12 +63,19 @@ pub fn run(dir: Option<PathBuf>) -> CmdResult {
         settings: Settings::default(),
     })
     .map_err(|e| ClientError::failed(format!("starting the demo daemon: {e:#}")))?;
-    println!("  socket {}\n  state  {}", socket.display(), state.display());
+    println!(
+        "  socket {}\n  state  {}",
+        socket.display(),
+        state.display()
+    );
 
     let result = d.story(&project, baseline);
     d.step("7. Done");
     let _ = daemon.shutdown();
-    println!("  daemon stopped (the runs' history stays in {})", state.display());
+    println!(
+        "  daemon stopped (the runs' history stays in {})",
+        state.display()
+    );
     match &result {
         Ok(()) => println!("  the demo took {:.1}s", t0.elapsed().as_secs_f64()),
         Err(e) => println!("  the demo stopped early: {}", e.message),
@@ -87,16 +98,21 @@ impl Demo {
     /// Run an arctl command in-process against the demo daemon, showing it as typed.
     fn arctl(&self, shown: &[&str], args: &[&str]) -> CmdResult {
         println!("$ arctl {}", shown.join(" "));
-        let mut full: Vec<String> = vec!["arctl".into(), "--no-autostart".into(), "--socket".into()];
+        let mut full: Vec<String> =
+            vec!["arctl".into(), "--no-autostart".into(), "--socket".into()];
         full.push(self.socket.display().to_string());
         full.push("--state-dir".into());
         full.push(self.state.display().to_string());
         full.extend(args.iter().map(|s| s.to_string()));
-        let cli = Cli::try_parse_from(&full).map_err(|e| ClientError::failed(format!("demo: {e}")))?;
+        let cli =
+            Cli::try_parse_from(&full).map_err(|e| ClientError::failed(format!("demo: {e}")))?;
         let _ = std::io::Write::flush(&mut std::io::stdout());
         match crate::client::main(cli) {
             0 => Ok(()),
-            code => Err(ClientError { code, message: format!("`arctl {}` failed (exit {code})", shown.join(" ")) }),
+            code => Err(ClientError {
+                code,
+                message: format!("`arctl {}` failed (exit {code})", shown.join(" ")),
+            }),
         }
     }
 
@@ -127,7 +143,10 @@ impl Demo {
     fn story(&self, project: &Path, baseline: u64) -> CmdResult {
         self.step("3. Start two runs with disjoint scopes");
         self.arctl(&["start", "sort.toml"], &["start", &self.path("sort.toml")])?;
-        self.arctl(&["start", "table.toml"], &["start", &self.path("table.toml")])?;
+        self.arctl(
+            &["start", "table.toml"],
+            &["start", &self.path("table.toml")],
+        )?;
 
         self.step("4. Watch them race (Ctrl-C would only stop the watching)");
         self.arctl(&["watch"], &["watch"])?;
@@ -147,14 +166,20 @@ impl Demo {
             .current_dir(project)
             .output()
         {
-            println!("$ git log --oneline --graph main\n{}", String::from_utf8_lossy(&log.stdout).trim_end());
+            println!(
+                "$ git log --oneline --graph main\n{}",
+                String::from_utf8_lossy(&log.stdout).trim_end()
+            );
         }
 
         self.step("6. Report and plot");
         for id in ["sort", "table"] {
             self.arctl(&["report", id], &["report", id])?;
             let svg = format!("progress-{id}.svg");
-            self.arctl(&["plot", id, "-o", &svg], &["plot", id, "-o", &self.path(&svg)])?;
+            self.arctl(
+                &["plot", id, "-o", &svg],
+                &["plot", id, "-o", &self.path(&svg)],
+            )?;
         }
         Ok(())
     }
@@ -188,7 +213,11 @@ impl Demo {
 }
 
 fn check_tools() -> CmdResult {
-    for (tool, args) in [("git", &["--version"][..]), ("sh", &["-c", "exit 0"][..]), ("awk", &["BEGIN { exit 0 }"][..])] {
+    for (tool, args) in [
+        ("git", &["--version"][..]),
+        ("sh", &["-c", "exit 0"][..]),
+        ("awk", &["BEGIN { exit 0 }"][..]),
+    ] {
         let ok = std::process::Command::new(tool)
             .args(args)
             .stdout(std::process::Stdio::null())
@@ -197,7 +226,9 @@ fn check_tools() -> CmdResult {
             .map(|s| s.success())
             .unwrap_or(false);
         if !ok {
-            return Err(ClientError::failed(format!("the demo needs `{tool}` on PATH")));
+            return Err(ClientError::failed(format!(
+                "the demo needs `{tool}` on PATH"
+            )));
         }
     }
     Ok(())
@@ -206,13 +237,18 @@ fn check_tools() -> CmdResult {
 fn demo_dir(dir: Option<PathBuf>) -> Result<PathBuf, ClientError> {
     let dir = match dir {
         Some(d) => {
-            if d.exists() && std::fs::read_dir(&d).map(|mut r| r.next().is_some()).unwrap_or(true) {
+            if d.exists()
+                && std::fs::read_dir(&d)
+                    .map(|mut r| r.next().is_some())
+                    .unwrap_or(true)
+            {
                 return Err(ClientError::bad_input(format!(
                     "{} is not empty: give --dir a new (or empty) folder",
                     d.display()
                 )));
             }
-            std::fs::create_dir_all(&d).map_err(|e| ClientError::failed(format!("creating {}: {e}", d.display())))?;
+            std::fs::create_dir_all(&d)
+                .map_err(|e| ClientError::failed(format!("creating {}: {e}", d.display())))?;
             d
         }
         None => {
@@ -223,11 +259,13 @@ fn demo_dir(dir: Option<PathBuf>) -> Result<PathBuf, ClientError> {
                 .map(|c| (c as char).to_ascii_lowercase())
                 .collect();
             let d = std::env::temp_dir().join(format!("arctl-demo-{suffix}"));
-            std::fs::create_dir(&d).map_err(|e| ClientError::failed(format!("creating {}: {e}", d.display())))?;
+            std::fs::create_dir(&d)
+                .map_err(|e| ClientError::failed(format!("creating {}: {e}", d.display())))?;
             d
         }
     };
-    dir.canonicalize().map_err(|e| ClientError::failed(format!("{}: {e}", dir.display())))
+    dir.canonicalize()
+        .map_err(|e| ClientError::failed(format!("{}: {e}", dir.display())))
 }
 
 /// The socket inside the demo folder, unless that path is too long for a Unix socket.
@@ -237,7 +275,11 @@ fn socket_path(dir: &Path) -> PathBuf {
         return s;
     }
     std::env::temp_dir()
-        .join(format!("arctl-demo-{}-{}", std::process::id(), dir.file_name().unwrap_or_default().to_string_lossy()))
+        .join(format!(
+            "arctl-demo-{}-{}",
+            std::process::id(),
+            dir.file_name().unwrap_or_default().to_string_lossy()
+        ))
         .join("arctl.sock")
 }
 
@@ -355,7 +397,10 @@ fn sample_text() -> (String, String) {
     const TOP: &str = "the of and to in is that it was for with as his on be at by had not are but from or have an \
                        they which one you were her all she there would their we him been has";
     let mut vocab: Vec<String> = TOP.split_whitespace().map(str::to_string).collect();
-    let syl = ["ka", "lo", "mi", "ne", "ru", "sa", "ti", "vo", "ze", "po", "da", "fi", "gu", "ho", "je", "bu"];
+    let syl = [
+        "ka", "lo", "mi", "ne", "ru", "sa", "ti", "vo", "ze", "po", "da", "fi", "gu", "ho", "je",
+        "bu",
+    ];
     'fill: for a in syl {
         for b in syl {
             if vocab.len() == 300 {
@@ -371,11 +416,16 @@ fn sample_text() -> (String, String) {
     counts[10] = counts[9];
     let mut seq: Vec<&str> = Vec::new();
     for (w, &c) in vocab.iter().zip(&counts) {
-        seq.extend(std::iter::repeat_n(w.as_str(), if w == "with" { c - 1 } else { c }));
+        seq.extend(std::iter::repeat_n(
+            w.as_str(),
+            if w == "with" { c - 1 } else { c },
+        ));
     }
     let mut x: u64 = 12345;
     let mut rnd = |n: usize| {
-        x = x.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+        x = x
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
         ((x >> 33) % n as u64) as usize
     };
     for i in (1..seq.len()).rev() {
@@ -386,7 +436,11 @@ fn sample_text() -> (String, String) {
     let text: String = seq.chunks(12).map(|c| c.join(" ") + "\n").collect();
     let mut ranked: Vec<(usize, &String)> = counts.iter().copied().zip(&vocab).collect();
     ranked.sort_by(|a, b| b.0.cmp(&a.0).then(a.1.cmp(b.1)));
-    let expected: String = ranked.iter().take(10).map(|(c, w)| format!("{c} {w}\n")).collect();
+    let expected: String = ranked
+        .iter()
+        .take(10)
+        .map(|(c, w)| format!("{c} {w}\n"))
+        .collect();
     (text, expected)
 }
 
@@ -395,10 +449,19 @@ fn unified_diff(path: &str, old: &str, new: &str) -> String {
     let a: Vec<&str> = old.lines().collect();
     let b: Vec<&str> = new.lines().collect();
     let head = a.iter().zip(&b).take_while(|(x, y)| x == y).count();
-    let tail = a[head..].iter().rev().zip(b[head..].iter().rev()).take_while(|(x, y)| x == y).count();
+    let tail = a[head..]
+        .iter()
+        .rev()
+        .zip(b[head..].iter().rev())
+        .take_while(|(x, y)| x == y)
+        .count();
     let before = head.min(3);
     let after = tail.min(3);
-    let (from, to_a, to_b) = (head - before, a.len() - tail + after, b.len() - tail + after);
+    let (from, to_a, to_b) = (
+        head - before,
+        a.len() - tail + after,
+        b.len() - tail + after,
+    );
     let mut out = format!(
         "--- a/{path}\n+++ b/{path}\n@@ -{},{} +{},{} @@\n",
         from + 1,
@@ -423,9 +486,11 @@ fn unified_diff(path: &str, old: &str, new: &str) -> String {
 
 fn write(path: &Path, text: &str) -> CmdResult {
     if let Some(p) = path.parent() {
-        std::fs::create_dir_all(p).map_err(|e| ClientError::failed(format!("creating {}: {e}", p.display())))?;
+        std::fs::create_dir_all(p)
+            .map_err(|e| ClientError::failed(format!("creating {}: {e}", p.display())))?;
     }
-    std::fs::write(path, text).map_err(|e| ClientError::failed(format!("writing {}: {e}", path.display())))
+    std::fs::write(path, text)
+        .map_err(|e| ClientError::failed(format!("writing {}: {e}", path.display())))
 }
 
 /// Create the sample repo (branch main, one commit) and the patches; returns the repo path.
@@ -446,7 +511,8 @@ fn write_project(dir: &Path) -> Result<PathBuf, ClientError> {
     for (name, body) in files {
         write(&project.join(name), body)?;
     }
-    commit_all(&project).map_err(|e| ClientError::failed(format!("creating the sample repo: {e}")))?;
+    commit_all(&project)
+        .map_err(|e| ClientError::failed(format!("creating the sample repo: {e}")))?;
 
     // The hypotheses of run `sort`, in the order they are tried. 01 lands; 02-04 are
     // written against the tree after 01 (02 and 03 are reverted, 04 lands on top of 01).
@@ -480,7 +546,10 @@ fn write_project(dir: &Path) -> Result<PathBuf, ClientError> {
     for (name, description, from, to) in patches {
         write(
             &dir.join("hypotheses").join(name),
-            &format!("{description}\n\n{}", unified_diff("src/sort.awk", from, &to)),
+            &format!(
+                "{description}\n\n{}",
+                unified_diff("src/sort.awk", from, &to)
+            ),
         )?;
     }
     Ok(project)
@@ -494,7 +563,14 @@ fn commit_all(project: &Path) -> Result<(), git2::Error> {
     index.write()?;
     let tree = repo.find_tree(index.write_tree()?)?;
     let sig = git2::Signature::now("arctl demo", "demo@arctl.invalid")?;
-    repo.commit(Some("HEAD"), &sig, &sig, "wordfreq: count words, print the top ten", &tree, &[])?;
+    repo.commit(
+        Some("HEAD"),
+        &sig,
+        &sig,
+        "wordfreq: count words, print the top ten",
+        &tree,
+        &[],
+    )?;
     Ok(())
 }
 
@@ -528,7 +604,8 @@ command = "sh wordfreq.sh | head -n 10 | diff expected.txt - >/dev/null"
         ),
     )?;
     for f in ["sort.toml", "table.toml"] {
-        crate::spec::load(&dir.join(f)).map_err(|e| ClientError::failed(format!("demo spec: {e}")))?;
+        crate::spec::load(&dir.join(f))
+            .map_err(|e| ClientError::failed(format!("demo spec: {e}")))?;
     }
     Ok(())
 }
@@ -540,7 +617,10 @@ mod tests {
     #[test]
     fn diffs_have_context_and_counts() {
         let d = unified_diff("f", "a\nb\nc\nd\ne\nf\ng\n", "a\nb\nc\nX\ne\nf\ng\n");
-        assert_eq!(d, "--- a/f\n+++ b/f\n@@ -1,7 +1,7 @@\n a\n b\n c\n-d\n+X\n e\n f\n g\n");
+        assert_eq!(
+            d,
+            "--- a/f\n+++ b/f\n@@ -1,7 +1,7 @@\n a\n b\n c\n-d\n+X\n e\n f\n g\n"
+        );
         let d = unified_diff("f", "1\n2\n3\n4\n5\n", "1\n2\n3\n4\n5\n6\n7\n");
         assert!(d.contains("@@ -3,3 +3,5 @@"), "{d}");
     }

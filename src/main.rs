@@ -3,8 +3,15 @@ use clap::Parser;
 fn main() {
     let cli = arctl::cli::Cli::parse();
     // `init` and `demo` talk to a person: the daemon's info lines would drown the dialogue.
-    let quiet = matches!(cli.command, arctl::cli::Command::Init(_) | arctl::cli::Command::Demo { .. });
-    init_tracing(if quiet && cli.global.verbose == 0 { None } else { Some(cli.global.verbose) });
+    let quiet = matches!(
+        cli.command,
+        arctl::cli::Command::Init(_) | arctl::cli::Command::Demo { .. }
+    );
+    init_tracing(if quiet && cli.global.verbose == 0 {
+        None
+    } else {
+        Some(cli.global.verbose)
+    });
     std::process::exit(arctl::client::main(cli));
 }
 

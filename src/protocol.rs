@@ -99,9 +99,17 @@ pub enum ErrorKind {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum Response {
-    Hello { version: u32, daemon_pid: u32 },
-    Ok { message: String },
-    Error { kind: ErrorKind, message: String },
+    Hello {
+        version: u32,
+        daemon_pid: u32,
+    },
+    Ok {
+        message: String,
+    },
+    Error {
+        kind: ErrorKind,
+        message: String,
+    },
     Started(StartedRun),
     Status {
         runs: Vec<RunSummary>,
@@ -110,7 +118,11 @@ pub enum Response {
         problems: Vec<String>,
     },
     Detail(Box<RunDetail>),
-    Log { text: String, offset: u64, finished: bool },
+    Log {
+        text: String,
+        offset: u64,
+        finished: bool,
+    },
     Results(ResultsTable),
     /// `arctl report`: the seed's Phase 4 for one run.
     Report(Box<crate::run::report::RunReport>),
@@ -240,7 +252,10 @@ mod tests {
         let (mut raw, b) = tokio::io::duplex(1 << 16);
         let mut b = Connection::new(b);
         raw.write_all(&u32::MAX.to_be_bytes()).await.unwrap();
-        assert!(matches!(b.read::<Request>().await, Err(FrameError::TooLarge(_))));
+        assert!(matches!(
+            b.read::<Request>().await,
+            Err(FrameError::TooLarge(_))
+        ));
     }
 
     #[test]

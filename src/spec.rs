@@ -56,9 +56,9 @@ impl RunId {
     pub fn parse(s: &str) -> Result<RunId, String> {
         let ok = !s.is_empty()
             && s.len() <= 48
-            && s.bytes().enumerate().all(|(i, b)| {
-                b.is_ascii_lowercase() || b.is_ascii_digit() || (i > 0 && b == b'-')
-            });
+            && s.bytes()
+                .enumerate()
+                .all(|(i, b)| b.is_ascii_lowercase() || b.is_ascii_digit() || (i > 0 && b == b'-'));
         if ok {
             Ok(RunId(s.to_string()))
         } else {
@@ -210,18 +210,23 @@ fn parse_metric_timeout(s: &str) -> Result<MetricTimeout, String> {
     })
 }
 
-string_serde!(MetricTimeout, parse_metric_timeout, |v: &MetricTimeout| match v {
-    MetricTimeout::Factor(f) => format!("{f}x"),
-    MetricTimeout::Fixed(d) => format_duration(*d),
-});
+string_serde!(
+    MetricTimeout,
+    parse_metric_timeout,
+    |v: &MetricTimeout| match v {
+        MetricTimeout::Factor(f) => format!("{f}x"),
+        MetricTimeout::Fixed(d) => format_duration(*d),
+    }
+);
 
 /// A byte size written like `4GiB`, `512MiB`, `1GB`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ByteSize(pub u64);
 
 pub fn parse_size(s: &str) -> Result<u64, String> {
-    let expected =
-        || format!("invalid size {s:?}: expected a number with a unit (B, KiB, MiB, GiB, TiB, KB, MB, GB), e.g. \"4GiB\"");
+    let expected = || {
+        format!("invalid size {s:?}: expected a number with a unit (B, KiB, MiB, GiB, TiB, KB, MB, GB), e.g. \"4GiB\"")
+    };
     let t = s.trim();
     let split = t
         .find(|c: char| !(c.is_ascii_digit() || c == '.'))
@@ -247,7 +252,12 @@ pub fn parse_size(s: &str) -> Result<u64, String> {
 }
 
 pub fn format_size(b: u64) -> String {
-    for (unit, m) in [("TiB", 1u64 << 40), ("GiB", 1 << 30), ("MiB", 1 << 20), ("KiB", 1 << 10)] {
+    for (unit, m) in [
+        ("TiB", 1u64 << 40),
+        ("GiB", 1 << 30),
+        ("MiB", 1 << 20),
+        ("KiB", 1 << 10),
+    ] {
         if b >= m && b.is_multiple_of(m) {
             return format!("{}{unit}", b / m);
         }
@@ -269,7 +279,8 @@ string_serde!(
 pub struct Percent(pub f64);
 
 fn parse_percent(s: &str) -> Result<Percent, String> {
-    let err = || format!("invalid percentage {s:?}: expected a percentage from 0% to 100%, e.g. \"1%\"");
+    let err =
+        || format!("invalid percentage {s:?}: expected a percentage from 0% to 100%, e.g. \"1%\"");
     let n: f64 = s
         .trim()
         .strip_suffix('%')
@@ -295,7 +306,9 @@ pub struct Glob(pub String);
 impl Glob {
     pub fn parse(s: &str) -> Result<Glob, String> {
         if s.trim().is_empty() {
-            return Err("invalid glob \"\": expected a pattern over repo paths like \"src/**\"".into());
+            return Err(
+                "invalid glob \"\": expected a pattern over repo paths like \"src/**\"".into(),
+            );
         }
         if s.starts_with('/') || s.split('/').any(|c| c == "..") {
             return Err(format!(
@@ -404,8 +417,12 @@ impl<'de> Deserialize<'de> for Repeats {
         match Raw::deserialize(d).map_err(|_| serde::de::Error::custom(err))? {
             Raw::S(s) if s == "auto" => Ok(Repeats::Auto),
             Raw::N(n) if (1..=100).contains(&n) => Ok(Repeats::Fixed(n as u32)),
-            Raw::S(s) => Err(serde::de::Error::custom(format!("invalid repeats {s:?}: {err}"))),
-            Raw::N(n) => Err(serde::de::Error::custom(format!("invalid repeats {n}: {err}"))),
+            Raw::S(s) => Err(serde::de::Error::custom(format!(
+                "invalid repeats {s:?}: {err}"
+            ))),
+            Raw::N(n) => Err(serde::de::Error::custom(format!(
+                "invalid repeats {n}: {err}"
+            ))),
         }
     }
 }
@@ -493,16 +510,28 @@ pub struct ExecutorSpec {
 
 /// Options arctl sets itself on `salloc` / `srun`, refused in `extra_args` (what to use instead).
 const SLURM_RESERVED: &[(&str, Option<char>, &str)] = &[
-    ("--job-name", Some('J'), "arctl names its jobs (arctl-<run>...) to find them again"),
+    (
+        "--job-name",
+        Some('J'),
+        "arctl names its jobs (arctl-<run>...) to find them again",
+    ),
     ("--chdir", Some('D'), "commands run in the run's worktree"),
     ("--time", Some('t'), "set the command timeouts in the spec"),
     ("--mem", None, "use limits.memory"),
     ("--cpus-per-task", Some('c'), "use limits.cpus"),
-    ("--nodelist", Some('w'), "arctl pins the node of a paired round itself"),
+    (
+        "--nodelist",
+        Some('w'),
+        "arctl pins the node of a paired round itself",
+    ),
     ("--nodes", Some('N'), "commands run on one node"),
     ("--ntasks", Some('n'), "commands run as one task"),
     ("--jobid", None, "arctl makes its own allocations"),
-    ("--immediate", Some('I'), "arctl waits in the queue and records the wait"),
+    (
+        "--immediate",
+        Some('I'),
+        "arctl waits in the queue and records the wait",
+    ),
     ("--output", Some('o'), "arctl captures the output"),
     ("--error", Some('e'), "arctl captures the output"),
     ("--input", Some('i'), "arctl feeds stdin itself"),
@@ -553,10 +582,17 @@ impl ExecutorSpec {
             }
             return None;
         }
-        for (key, v) in [("partition", &self.partition), ("gres", &self.gres), ("account", &self.account)] {
+        for (key, v) in [
+            ("partition", &self.partition),
+            ("gres", &self.gres),
+            ("account", &self.account),
+        ] {
             if let Some(v) = v {
                 if v.trim().is_empty() || v.chars().any(|c| c.is_whitespace() || c.is_control()) {
-                    return Some((key, format!("executor.{key} = {v:?}: expected a Slurm name without spaces")));
+                    return Some((
+                        key,
+                        format!("executor.{key} = {v:?}: expected a Slurm name without spaces"),
+                    ));
                 }
             }
         }
@@ -564,10 +600,16 @@ impl ExecutorSpec {
             let reserved = SLURM_RESERVED.iter().find(|(long, short, _)| {
                 a == long
                     || a.starts_with(&format!("{long}="))
-                    || short.is_some_and(|c| !a.starts_with("--") && a.starts_with(&format!("-{c}")))
+                    || short
+                        .is_some_and(|c| !a.starts_with("--") && a.starts_with(&format!("-{c}")))
             });
             if let Some((long, _, why)) = reserved {
-                return Some(("extra_args", format!("executor.extra_args: {a:?} sets {long}, which arctl sets itself ({why})")));
+                return Some((
+                    "extra_args",
+                    format!(
+                        "executor.extra_args: {a:?} sets {long}, which arctl sets itself ({why})"
+                    ),
+                ));
             }
             if !a.starts_with('-') {
                 return Some(("extra_args", format!("executor.extra_args: {a:?} is not an option: expected Slurm options like \"--qos=short\"")));
@@ -928,13 +970,21 @@ pub fn parse(text: &str, file: &Path) -> Result<ResolvedSpec, SpecError> {
                 return Err(at_key(Some("metric"), "time", format!("metric.time = \"{t}\" cannot be measured on a Slurm cluster: use \"wall\" or a number the command prints")));
             }
             if e.proposer_on_cluster && spec.proposer.kind != ProposerKind::Agent {
-                return Err(at_key(Some("executor"), "proposer_on_cluster", "executor.proposer_on_cluster only applies to proposer kind = \"agent\"".into()));
+                return Err(at_key(
+                    Some("executor"),
+                    "proposer_on_cluster",
+                    "executor.proposer_on_cluster only applies to proposer kind = \"agent\"".into(),
+                ));
             }
         }
     }
     let m = &spec.metric;
     if m.command.trim().is_empty() {
-        return Err(at_key(Some("metric"), "command", "metric.command is empty: expected the shell command that produces the metric".into()));
+        return Err(at_key(
+            Some("metric"),
+            "command",
+            "metric.command is empty: expected the shell command that produces the metric".into(),
+        ));
     }
     let ways: Vec<&str> = [
         ("regex", m.regex.is_some()),
@@ -958,16 +1008,31 @@ pub fn parse(text: &str, file: &Path) -> Result<ResolvedSpec, SpecError> {
     }
     if let Some(r) = &m.regex {
         if r.0.captures_len() < 2 {
-            return Err(at_key(Some("metric"), "regex", format!("metric.regex {:?} has no capture group: expected one, e.g. 'mean: ([0-9.]+)'", r.0.as_str())));
+            return Err(at_key(
+                Some("metric"),
+                "regex",
+                format!(
+                    "metric.regex {:?} has no capture group: expected one, e.g. 'mean: ([0-9.]+)'",
+                    r.0.as_str()
+                ),
+            ));
         }
     }
     if let Some(j) = &m.json {
         if j.is_empty() || j.split('.').any(|p| p.is_empty()) {
-            return Err(at_key(Some("metric"), "json", format!("metric.json {j:?}: expected a dotted path like \"results.0.mean\"")));
+            return Err(at_key(
+                Some("metric"),
+                "json",
+                format!("metric.json {j:?}: expected a dotted path like \"results.0.mean\""),
+            ));
         }
     }
     if m.line == Some(0) {
-        return Err(at_key(Some("metric"), "line", "metric.line = 0: expected a line number (1 is the first, -1 the last)".into()));
+        return Err(at_key(
+            Some("metric"),
+            "line",
+            "metric.line = 0: expected a line number (1 is the first, -1 the last)".into(),
+        ));
     }
     if m.time == Some(TimeMode::Instructions) {
         if let Err(why) = crate::exec::instructions_supported() {
@@ -975,7 +1040,14 @@ pub fn parse(text: &str, file: &Path) -> Result<ResolvedSpec, SpecError> {
         }
     }
     if !(m.alpha > 0.0 && m.alpha < 0.5) {
-        return Err(at_key(Some("metric"), "alpha", format!("metric.alpha = {}: expected a significance level between 0 and 0.5, e.g. 0.05", m.alpha)));
+        return Err(at_key(
+            Some("metric"),
+            "alpha",
+            format!(
+                "metric.alpha = {}: expected a significance level between 0 and 0.5, e.g. 0.05",
+                m.alpha
+            ),
+        ));
     }
     if spec.scope.include.is_empty() {
         return Err(at_key(Some("scope"), "include", "scope.include is empty: expected at least one glob of editable paths, e.g. [\"src/**\"]".into()));
@@ -983,14 +1055,28 @@ pub fn parse(text: &str, file: &Path) -> Result<ResolvedSpec, SpecError> {
     for (i, g) in spec.guards.iter().enumerate() {
         if g.command.trim().is_empty() || g.name.trim().is_empty() {
             let (line, column) = find_nth_table(text, "guard", i).unwrap_or((1, 1));
-            return Err(error_at(text, file, line, column, format!("guard #{}: `name` and `command` must not be empty", i + 1)));
+            return Err(error_at(
+                text,
+                file,
+                line,
+                column,
+                format!("guard #{}: `name` and `command` must not be empty", i + 1),
+            ));
         }
     }
     if spec.budget.max_experiments == Some(0) {
-        return Err(at_key(Some("budget"), "max_experiments", "budget.max_experiments = 0: expected at least 1 (or leave it out for no limit)".into()));
+        return Err(at_key(
+            Some("budget"),
+            "max_experiments",
+            "budget.max_experiments = 0: expected at least 1 (or leave it out for no limit)".into(),
+        ));
     }
     if spec.limits.cpus == Some(0) {
-        return Err(at_key(Some("limits"), "cpus", "limits.cpus = 0: expected at least 1 (or leave it out)".into()));
+        return Err(at_key(
+            Some("limits"),
+            "cpus",
+            "limits.cpus = 0: expected at least 1 (or leave it out)".into(),
+        ));
     }
     let p = &spec.proposer;
     match p.kind {
@@ -1001,7 +1087,14 @@ pub fn parse(text: &str, file: &Path) -> Result<ResolvedSpec, SpecError> {
             if let Some(prompt) = &p.prompt {
                 let path = file.parent().unwrap_or(Path::new("/")).join(prompt);
                 if !path.is_file() {
-                    return Err(at_key(Some("proposer"), "prompt", format!("proposer.prompt {}: no such file (relative to the spec file)", path.display())));
+                    return Err(at_key(
+                        Some("proposer"),
+                        "prompt",
+                        format!(
+                            "proposer.prompt {}: no such file (relative to the spec file)",
+                            path.display()
+                        ),
+                    ));
                 }
             }
         }
@@ -1011,7 +1104,14 @@ pub fn parse(text: &str, file: &Path) -> Result<ResolvedSpec, SpecError> {
             };
             let path = file.parent().unwrap_or(Path::new("/")).join(dir);
             if !path.is_dir() {
-                return Err(at_key(Some("proposer"), "dir", format!("proposer.dir {}: no such folder (relative to the spec file)", path.display())));
+                return Err(at_key(
+                    Some("proposer"),
+                    "dir",
+                    format!(
+                        "proposer.dir {}: no such folder (relative to the spec file)",
+                        path.display()
+                    ),
+                ));
             }
         }
         ProposerKind::Params => {
@@ -1020,7 +1120,15 @@ pub fn parse(text: &str, file: &Path) -> Result<ResolvedSpec, SpecError> {
             }
             for (i, param) in p.params.iter().enumerate() {
                 let (line, column) = find_nth_table(text, "proposer.param", i).unwrap_or((1, 1));
-                let here = |msg: String| error_at(text, file, line, column, format!("proposer.param #{}: {msg}", i + 1));
+                let here = |msg: String| {
+                    error_at(
+                        text,
+                        file,
+                        line,
+                        column,
+                        format!("proposer.param #{}: {msg}", i + 1),
+                    )
+                };
                 if param.regex.0.captures_len() < 2 {
                     return Err(here("regex has no capture group: expected one around the value, e.g. 'BATCH = (\\d+)'".into()));
                 }
@@ -1029,14 +1137,26 @@ pub fn parse(text: &str, file: &Path) -> Result<ResolvedSpec, SpecError> {
                     (None, Some(min), Some(max), Some(step)) if step > 0.0 && max >= min => {}
                     _ => return Err(here("expected either a non-empty `values` list or all of `min`, `max` and `step` (step > 0, max >= min)".into())),
                 }
-                if param.file.is_absolute() || param.file.components().any(|c| c == std::path::Component::ParentDir) {
-                    return Err(here(format!("file {:?}: expected a path relative to the repo root", param.file)));
+                if param.file.is_absolute()
+                    || param
+                        .file
+                        .components()
+                        .any(|c| c == std::path::Component::ParentDir)
+                {
+                    return Err(here(format!(
+                        "file {:?}: expected a path relative to the repo root",
+                        param.file
+                    )));
                 }
             }
         }
     }
     if p.kind != ProposerKind::Agent && p.prompt.is_some() {
-        return Err(at_key(Some("proposer"), "prompt", "proposer.prompt is only used by kind = \"agent\"".into()));
+        return Err(at_key(
+            Some("proposer"),
+            "prompt",
+            "proposer.prompt is only used by kind = \"agent\"".into(),
+        ));
     }
 
     let repo = file.parent().unwrap_or(Path::new("/")).join(&spec.repo);
@@ -1183,7 +1303,10 @@ command = "claude -p"
         assert_eq!(parse_size("512MiB").unwrap(), 512 << 20);
         assert!(parse_size("4 gigs").is_err());
         assert!(parse_size("GiB").is_err());
-        assert_eq!(parse_metric_timeout("2x").unwrap(), MetricTimeout::Factor(2.0));
+        assert_eq!(
+            parse_metric_timeout("2x").unwrap(),
+            MetricTimeout::Factor(2.0)
+        );
         assert_eq!(
             parse_metric_timeout("90s").unwrap(),
             MetricTimeout::Fixed(Duration::from_secs(90))
@@ -1203,7 +1326,9 @@ command = "claude -p"
         assert!(RunId::parse("X").is_err());
         assert!(RunId::parse(&"a".repeat(49)).is_err());
         assert_eq!(
-            RunId::from_file_name(Path::new("My ETL_run.toml")).unwrap().as_str(),
+            RunId::from_file_name(Path::new("My ETL_run.toml"))
+                .unwrap()
+                .as_str(),
             "my-etl-run"
         );
         assert!(RunId::from_file_name(Path::new("___.toml")).is_none());
@@ -1255,7 +1380,10 @@ command = "claude -p"
         assert!(e.message.contains("both `regex` and `line`"), "{e}");
         assert_eq!(e.line, 6, "{e}");
 
-        let e = err(&MINIMAL.replace("direction = \"lower\"", "direction = \"lower\"\nregex = 'mean'"));
+        let e = err(&MINIMAL.replace(
+            "direction = \"lower\"",
+            "direction = \"lower\"\nregex = 'mean'",
+        ));
         assert!(e.message.contains("no capture group"), "{e}");
 
         let e = err(&MINIMAL.replace("command = \"claude -p\"", "kind = \"patches\""));
@@ -1289,11 +1417,16 @@ command = "claude -p"
         assert_eq!(e.kind, ExecutorKind::Slurm);
         assert_eq!(e.partition.as_deref(), Some("gpu"));
         assert!(e.proposer_on_cluster);
-        assert_eq!(e.describe(), "slurm (partition gpu, gres gpu:1, account lab)");
+        assert_eq!(
+            e.describe(),
+            "slurm (partition gpu, gres gpu:1, account lab)"
+        );
         let back: ResolvedSpec = serde_json::from_str(&serde_json::to_string(&s).unwrap()).unwrap();
         assert_eq!(back, s);
 
-        let e = err(&format!("{MINIMAL}\n[executor]\nkind = \"slurm\"\nqueue = \"x\"\n"));
+        let e = err(&format!(
+            "{MINIMAL}\n[executor]\nkind = \"slurm\"\nqueue = \"x\"\n"
+        ));
         assert!(e.message.contains("unknown field `queue`"), "{e}");
         assert_eq!(e.line, 14, "{e}");
         let e = err(&format!("{MINIMAL}\n[executor]\nkind = \"kubernetes\"\n"));
@@ -1301,14 +1434,28 @@ command = "claude -p"
         let e = err(&format!("{MINIMAL}\n[executor]\npartition = \"gpu\"\n"));
         assert!(e.message.contains("only used by kind = \"slurm\""), "{e}");
         assert_eq!((e.line, e.column), (13, 13), "{e}");
-        let e = err(&format!("{MINIMAL}\n[executor]\nkind = \"slurm\"\nextra_args = [\"--time=5\"]\n"));
+        let e = err(&format!(
+            "{MINIMAL}\n[executor]\nkind = \"slurm\"\nextra_args = [\"--time=5\"]\n"
+        ));
         assert!(e.message.contains("--time"), "{e}");
-        let e = err(&format!("{MINIMAL}\n[executor]\nkind = \"slurm\"\nextra_args = [\"-Jx\"]\n"));
+        let e = err(&format!(
+            "{MINIMAL}\n[executor]\nkind = \"slurm\"\nextra_args = [\"-Jx\"]\n"
+        ));
         assert!(e.message.contains("--job-name"), "{e}");
-        let e = err(&format!("{MINIMAL}\n[executor]\nkind = \"slurm\"\nextra_args = [\"qos\"]\n"));
+        let e = err(&format!(
+            "{MINIMAL}\n[executor]\nkind = \"slurm\"\nextra_args = [\"qos\"]\n"
+        ));
         assert!(e.message.contains("not an option"), "{e}");
-        let e = err(&format!("{MINIMAL}\n[executor]\nkind = \"slurm\"\n").replace("direction = \"lower\"", "direction = \"lower\"\ntime = \"cpu\""));
-        assert!(e.message.contains("cannot be measured on a Slurm cluster"), "{e}");
+        let e = err(
+            &format!("{MINIMAL}\n[executor]\nkind = \"slurm\"\n").replace(
+                "direction = \"lower\"",
+                "direction = \"lower\"\ntime = \"cpu\"",
+            ),
+        );
+        assert!(
+            e.message.contains("cannot be measured on a Slurm cluster"),
+            "{e}"
+        );
         assert_eq!(e.line, 5, "{e}");
         assert!(p(&format!("{MINIMAL}\n[executor]\nkind = \"slurm\"\nextra_args = [\"--exclusive\", \"--constraint=avx\"]\n")).is_ok());
     }

@@ -34,7 +34,10 @@ fn sigterm_and_shutdown_stop_cleanly_and_later_clients_get_exit_3() {
         let status = child.wait();
         assert!(status.success(), "{how}: {status:?}");
         assert!(!w.socket.exists(), "{how}: socket left behind");
-        assert!(!w.state_dir.join("daemon.pid").exists(), "{how}: pid file left behind");
+        assert!(
+            !w.state_dir.join("daemon.pid").exists(),
+            "{how}: pid file left behind"
+        );
         let o = w.arctl(&["--no-autostart", "status"]);
         assert_eq!(o.status.code(), Some(3), "{how}");
         assert!(String::from_utf8_lossy(&o.stderr).contains("daemon is not running"));
@@ -56,15 +59,23 @@ fn a_client_starts_a_daemon_when_none_answers() {
     let pid = std::fs::read_to_string(w.state_dir.join("daemon.pid")).unwrap();
     let pid: i32 = pid.trim().parse().unwrap();
     w.ok(&["shutdown"]);
-    wait_until("the autostarted daemon to exit", Duration::from_secs(20), || {
-        nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), None).is_err() || is_zombie(pid)
-    });
+    wait_until(
+        "the autostarted daemon to exit",
+        Duration::from_secs(20),
+        || nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), None).is_err() || is_zombie(pid),
+    );
     assert!(!w.socket.exists());
 }
 
 fn is_zombie(pid: i32) -> bool {
     std::fs::read_to_string(format!("/proc/{pid}/stat"))
-        .map(|s| s.rsplit(')').next().unwrap_or("").trim_start().starts_with('Z'))
+        .map(|s| {
+            s.rsplit(')')
+                .next()
+                .unwrap_or("")
+                .trim_start()
+                .starts_with('Z')
+        })
         .unwrap_or(true)
 }
 
@@ -89,22 +100,37 @@ fn socket_is_private_and_a_second_daemon_is_refused() {
     let mut child = DaemonProcess::spawn(&w);
     let mode = std::fs::metadata(&w.socket).unwrap().permissions().mode() & 0o777;
     assert_eq!(mode, 0o600);
-    let dir_mode = std::fs::metadata(w.socket.parent().unwrap()).unwrap().permissions().mode() & 0o777;
+    let dir_mode = std::fs::metadata(w.socket.parent().unwrap())
+        .unwrap()
+        .permissions()
+        .mode()
+        & 0o777;
     assert_eq!(dir_mode, 0o700);
 
     // Same state dir, another socket: the pid lock refuses and names the holder.
     let o = w
         .cmd()
-        .args(["daemon", "--socket", w.path().join("other.sock").to_str().unwrap()])
+        .args([
+            "daemon",
+            "--socket",
+            w.path().join("other.sock").to_str().unwrap(),
+        ])
         .output()
         .unwrap();
     assert_eq!(o.status.code(), Some(1));
     let err = String::from_utf8_lossy(&o.stderr);
-    assert!(err.contains(&format!("pid {}", child.pid())) && err.contains("state dir"), "{err}");
+    assert!(
+        err.contains(&format!("pid {}", child.pid())) && err.contains("state dir"),
+        "{err}"
+    );
     // Same socket, another state dir: the socket is live, so it is not replaced.
     let o = w
         .cmd()
-        .args(["daemon", "--state-dir", w.path().join("state2").to_str().unwrap()])
+        .args([
+            "daemon",
+            "--state-dir",
+            w.path().join("state2").to_str().unwrap(),
+        ])
         .output()
         .unwrap();
     assert_eq!(o.status.code(), Some(1));
@@ -146,7 +172,8 @@ fn raw(w: &World) -> UnixStream {
 }
 
 fn hello(s: &mut UnixStream) {
-    s.write_all(&frame(br#"{"type":"hello","version":1}"#)).unwrap();
+    s.write_all(&frame(br#"{"type":"hello","version":1}"#))
+        .unwrap();
     assert_eq!(read_frame(s).unwrap()["type"], "hello");
 }
 
@@ -160,7 +187,8 @@ fn malformed_input_gets_an_error_and_the_daemon_keeps_serving() {
 
     // Random bytes instead of a handshake.
     let mut s = raw(&w);
-    s.write_all(&frame(&[0xde, 0xad, 0xbe, 0xef, 0x00, 0xff])).unwrap();
+    s.write_all(&frame(&[0xde, 0xad, 0xbe, 0xef, 0x00, 0xff]))
+        .unwrap();
     let r = read_frame(&mut s).unwrap();
     assert_eq!(r["type"], "error");
     assert_eq!(r["kind"], "bad_input");
@@ -188,10 +216,14 @@ fn malformed_input_gets_an_error_and_the_daemon_keeps_serving() {
 
     // Another protocol version.
     let mut s = raw(&w);
-    s.write_all(&frame(br#"{"type":"hello","version":99}"#)).unwrap();
+    s.write_all(&frame(br#"{"type":"hello","version":99}"#))
+        .unwrap();
     let r = read_frame(&mut s).unwrap();
     assert_eq!(r["kind"], "version");
-    assert!(r["message"].as_str().unwrap().contains("client speaks 99"), "{r}");
+    assert!(
+        r["message"].as_str().unwrap().contains("client speaks 99"),
+        "{r}"
+    );
 
     // Garbage without a frame at all, then close.
     let mut s = raw(&w);
@@ -213,7 +245,11 @@ fn a_connection_from_another_uid_is_refused() {
     let w = World::new();
     // Let another user reach the socket file, so the peer-credential check is what stops it.
     std::fs::create_dir_all(w.socket.parent().unwrap()).unwrap();
-    std::fs::set_permissions(w.socket.parent().unwrap(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    std::fs::set_permissions(
+        w.socket.parent().unwrap(),
+        std::fs::Permissions::from_mode(0o755),
+    )
+    .unwrap();
     std::fs::set_permissions(w.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
     let _d = w.daemon();
     std::fs::set_permissions(&w.socket, std::fs::Permissions::from_mode(0o666)).unwrap();
@@ -234,7 +270,11 @@ print(s.recv(n).decode())
         .output()
         .unwrap();
     let out = String::from_utf8_lossy(&o.stdout);
-    assert!(out.contains("permission denied") && out.contains("uid 65534"), "{out} {}", String::from_utf8_lossy(&o.stderr));
+    assert!(
+        out.contains("permission denied") && out.contains("uid 65534"),
+        "{out} {}",
+        String::from_utf8_lossy(&o.stderr)
+    );
     // The owner is still served.
     assert_eq!(w.json(&["status", "--json"])["runs"], serde_json::json!([]));
 }
@@ -257,7 +297,12 @@ fn validate_prints_the_resolved_spec_and_rejects_bad_ones_with_locations() {
     let p = w.path().join("etl-runtime.toml");
     write(&p, SPEC);
     let out = w.ok(&["validate", p.to_str().unwrap()]);
-    assert!(out.contains("id = \"etl-runtime\"") && out.contains("timeout = \"2x\"") && out.contains("min_effect = \"1%\""), "{out}");
+    assert!(
+        out.contains("id = \"etl-runtime\"")
+            && out.contains("timeout = \"2x\"")
+            && out.contains("min_effect = \"1%\""),
+        "{out}"
+    );
     let v = w.json(&["validate", p.to_str().unwrap(), "--json"]);
     assert_eq!(v["id"], "etl-runtime");
     assert_eq!(v["spec"]["metric"]["repeats"], "auto");
@@ -265,13 +310,33 @@ fn validate_prints_the_resolved_spec_and_rejects_bad_ones_with_locations() {
     assert_eq!(v["spec"]["policy"]["web_search"], "no");
 
     let cases: &[(&str, &str, &str)] = &[
-        ("command = \"claude -p\"", "command = \"claude -p\"\nfrobnicate = 1", "unknown field `frobnicate`"),
+        (
+            "command = \"claude -p\"",
+            "command = \"claude -p\"\nfrobnicate = 1",
+            "unknown field `frobnicate`",
+        ),
         ("direction = \"lower\"\n", "", "missing field `direction`"),
         ("src/**", "src/[", "invalid glob"),
-        ("goal = \"faster\"", "goal = \"faster\"\n[budget]\nmax_wall = \"2x\"", "invalid duration \"2x\""),
-        ("goal = \"faster\"", "goal = \"faster\"\n[limits]\nmemory = \"4 gigs\"", "invalid size \"4 gigs\""),
-        ("goal = \"faster\"", "id = \"../x\"\ngoal = \"faster\"", "invalid run id \"../x\""),
-        ("direction = \"lower\"", "direction = \"down\"", "unknown variant `down`"),
+        (
+            "goal = \"faster\"",
+            "goal = \"faster\"\n[budget]\nmax_wall = \"2x\"",
+            "invalid duration \"2x\"",
+        ),
+        (
+            "goal = \"faster\"",
+            "goal = \"faster\"\n[limits]\nmemory = \"4 gigs\"",
+            "invalid size \"4 gigs\"",
+        ),
+        (
+            "goal = \"faster\"",
+            "id = \"../x\"\ngoal = \"faster\"",
+            "invalid run id \"../x\"",
+        ),
+        (
+            "direction = \"lower\"",
+            "direction = \"down\"",
+            "unknown variant `down`",
+        ),
     ];
     for (from, to, want) in cases {
         let bad = w.path().join("bad.toml");
@@ -282,10 +347,19 @@ fn validate_prints_the_resolved_spec_and_rejects_bad_ones_with_locations() {
         assert!(err.contains(want), "{want}: {err}");
         // file:line:column
         let loc = format!("{}:", bad.display());
-        let rest = err.split(&loc).nth(1).unwrap_or_else(|| panic!("{want}: no location in {err}"));
+        let rest = err
+            .split(&loc)
+            .nth(1)
+            .unwrap_or_else(|| panic!("{want}: no location in {err}"));
         let mut parts = rest.split(':');
-        assert!(parts.next().unwrap().parse::<usize>().unwrap() >= 1, "{err}");
-        assert!(parts.next().unwrap().parse::<usize>().unwrap() >= 1, "{err}");
+        assert!(
+            parts.next().unwrap().parse::<usize>().unwrap() >= 1,
+            "{err}"
+        );
+        assert!(
+            parts.next().unwrap().parse::<usize>().unwrap() >= 1,
+            "{err}"
+        );
         // start refuses the same spec with exit 2 (before any daemon is involved).
         let o = w.arctl(&["--no-autostart", "start", bad.to_str().unwrap()]);
         assert_eq!(o.status.code(), Some(2), "start {want}");

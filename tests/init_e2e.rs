@@ -14,13 +14,23 @@ fn project(w: &World) -> std::path::PathBuf {
     let repo = w.path().join("proj");
     common::repo(
         &repo,
-        &[("metric.sh", METRIC_SH), ("src/value.txt", "100\n"), ("src/other.txt", "x\n"), ("README.md", "readme\n")],
+        &[
+            ("metric.sh", METRIC_SH),
+            ("src/value.txt", "100\n"),
+            ("src/other.txt", "x\n"),
+            ("README.md", "readme\n"),
+        ],
     );
     repo
 }
 
 fn init_in(w: &World, dir: &Path, args: &[&str]) -> std::process::Output {
-    w.cmd().current_dir(dir).arg("init").args(args).output().expect("arctl runs")
+    w.cmd()
+        .current_dir(dir)
+        .arg("init")
+        .args(args)
+        .output()
+        .expect("arctl runs")
 }
 
 fn text(b: &[u8]) -> String {
@@ -76,8 +86,14 @@ fn non_interactive_writes_a_spec_that_validates() {
     let again = ["--non-interactive", "--set", "metric.command=./metric.sh"];
     let o = init_in(&w, &repo, &again);
     assert_eq!(o.status.code(), Some(2));
-    assert!(text(&o.stderr).contains("already exists; use --force"), "{}", text(&o.stderr));
-    assert!(std::fs::read_to_string(&spec).unwrap().contains("max_experiments = 12"));
+    assert!(
+        text(&o.stderr).contains("already exists; use --force"),
+        "{}",
+        text(&o.stderr)
+    );
+    assert!(std::fs::read_to_string(&spec)
+        .unwrap()
+        .contains("max_experiments = 12"));
     let o = init_in(
         &w,
         &repo,
@@ -99,7 +115,10 @@ fn non_interactive_writes_a_spec_that_validates() {
     assert_eq!(o.status.code(), Some(0), "{}", text(&o.stderr));
     let v = w.json(&["validate", spec.to_str().unwrap(), "--json"]);
     assert_eq!(v["spec"]["proposer"]["kind"], "params");
-    assert_eq!(v["spec"]["proposer"]["param"][0]["values"], serde_json::json!([90, 80]));
+    assert_eq!(
+        v["spec"]["proposer"]["param"][0]["values"],
+        serde_json::json!([90, 80])
+    );
     assert_eq!(v["spec"]["metric"]["direction"], "higher");
 }
 
@@ -109,7 +128,13 @@ fn presets_prefill_the_metric() {
     let repo = w.path().join("py");
     common::repo(
         &repo,
-        &[("fake-pytest.sh", "#!/bin/sh\necho '3 failed, 12 passed in 0.52s'\n"), ("src/app.py", "x = 1\n")],
+        &[
+            (
+                "fake-pytest.sh",
+                "#!/bin/sh\necho '3 failed, 12 passed in 0.52s'\n",
+            ),
+            ("src/app.py", "x = 1\n"),
+        ],
     );
     // The preset's command, with the test runner swapped for the fake; regex and direction stay.
     let o = init_in(
@@ -132,7 +157,11 @@ fn presets_prefill_the_metric() {
     let out = text(&o.stdout);
     assert_eq!(o.status.code(), Some(0), "{out}\n{}", text(&o.stderr));
     assert!(out.contains("| Trial reading     | 12.0"), "{out}");
-    let v = w.json(&["validate", repo.join("pass.toml").to_str().unwrap(), "--json"]);
+    let v = w.json(&[
+        "validate",
+        repo.join("pass.toml").to_str().unwrap(),
+        "--json",
+    ]);
     assert_eq!(v["id"], "pytest-passrate");
     assert_eq!(v["spec"]["metric"]["regex"], "([0-9]+) passed");
     assert_eq!(v["spec"]["metric"]["direction"], "higher");
@@ -180,7 +209,10 @@ fn presets_prefill_the_metric() {
     let o = init_in(&w, &repo, &["--preset", "no-such-preset"]);
     assert_eq!(o.status.code(), Some(2));
     let err = text(&o.stderr);
-    assert!(err.contains("unknown preset \"no-such-preset\"") && err.contains("cargo-bench"), "{err}");
+    assert!(
+        err.contains("unknown preset \"no-such-preset\"") && err.contains("cargo-bench"),
+        "{err}"
+    );
 }
 
 #[test]
@@ -209,23 +241,47 @@ fn bad_input_is_refused_with_exit_2_and_nothing_written() {
     let o = run(base(&["--set", "metric.comand=./metric.sh"]));
     assert_eq!(o.status.code(), Some(2));
     let err = text(&o.stderr);
-    assert!(err.contains("metric.comand") && err.contains("did you mean `metric.command`"), "{err}");
+    assert!(
+        err.contains("metric.comand") && err.contains("did you mean `metric.command`"),
+        "{err}"
+    );
 
     // A value of the wrong type names the key.
-    let o = run(base(&["--set", "metric.command=./metric.sh", "--set", "budget.max_experiments=many"]));
+    let o = run(base(&[
+        "--set",
+        "metric.command=./metric.sh",
+        "--set",
+        "budget.max_experiments=many",
+    ]));
     assert_eq!(o.status.code(), Some(2));
-    assert!(text(&o.stderr).contains("budget.max_experiments"), "{}", text(&o.stderr));
+    assert!(
+        text(&o.stderr).contains("budget.max_experiments"),
+        "{}",
+        text(&o.stderr)
+    );
 
     // A metric that prints no number.
     let o = run(base(&["--set", "metric.command=echo all good"]));
     assert_eq!(o.status.code(), Some(2));
     let err = text(&o.stderr);
-    assert!(err.contains("no number") && err.contains("all good"), "{err}");
+    assert!(
+        err.contains("no number") && err.contains("all good"),
+        "{err}"
+    );
 
     // A regex that matches nothing in the output.
-    let o = run(base(&["--set", "metric.command=./metric.sh", "--set", "metric.regex=mean: ([0-9]+)"]));
+    let o = run(base(&[
+        "--set",
+        "metric.command=./metric.sh",
+        "--set",
+        "metric.regex=mean: ([0-9]+)",
+    ]));
     assert_eq!(o.status.code(), Some(2));
-    assert!(text(&o.stderr).contains("matched nothing"), "{}", text(&o.stderr));
+    assert!(
+        text(&o.stderr).contains("matched nothing"),
+        "{}",
+        text(&o.stderr)
+    );
 
     // A metric that fails.
     let o = run(base(&["--set", "metric.command=echo 5; exit 3"]));
@@ -233,27 +289,64 @@ fn bad_input_is_refused_with_exit_2_and_nothing_written() {
     assert!(text(&o.stderr).contains("exit 3"), "{}", text(&o.stderr));
 
     // Answers missing.
-    let o = init_in(&w, &repo, &["--non-interactive", "--set", "metric.command=./metric.sh"]);
+    let o = init_in(
+        &w,
+        &repo,
+        &["--non-interactive", "--set", "metric.command=./metric.sh"],
+    );
     assert_eq!(o.status.code(), Some(2));
     let err = text(&o.stderr);
-    assert!(err.contains("metric.direction") && err.contains("scope.include") && err.contains("proposer.command"), "{err}");
+    assert!(
+        err.contains("metric.direction")
+            && err.contains("scope.include")
+            && err.contains("proposer.command"),
+        "{err}"
+    );
 
     // A spec-level mistake (bad duration) is caught before anything is written.
-    let o = run(base(&["--set", "metric.command=./metric.sh", "--set", "budget.max_wall=forever"]));
+    let o = run(base(&[
+        "--set",
+        "metric.command=./metric.sh",
+        "--set",
+        "budget.max_wall=forever",
+    ]));
     assert_eq!(o.status.code(), Some(2));
-    assert!(text(&o.stderr).contains("invalid duration"), "{}", text(&o.stderr));
+    assert!(
+        text(&o.stderr).contains("invalid duration"),
+        "{}",
+        text(&o.stderr)
+    );
 
     // Not a git repo.
     let plain = w.path().join("plain");
     std::fs::create_dir_all(&plain).unwrap();
-    let o = w.cmd().current_dir(&plain).args(["init", "--non-interactive"]).output().unwrap();
+    let o = w
+        .cmd()
+        .current_dir(&plain)
+        .args(["init", "--non-interactive"])
+        .output()
+        .unwrap();
     assert_eq!(o.status.code(), Some(2));
-    assert!(text(&o.stderr).contains("not a git repository"), "{}", text(&o.stderr));
+    assert!(
+        text(&o.stderr).contains("not a git repository"),
+        "{}",
+        text(&o.stderr)
+    );
 
     // Input that ends mid-dialogue (stdin piped, not a terminal).
-    let o = w.cmd().current_dir(&repo).arg("init").stdin(std::process::Stdio::piped()).output().unwrap();
+    let o = w
+        .cmd()
+        .current_dir(&repo)
+        .arg("init")
+        .stdin(std::process::Stdio::piped())
+        .output()
+        .unwrap();
     assert_eq!(o.status.code(), Some(2));
-    assert!(text(&o.stderr).contains("input ended"), "{}", text(&o.stderr));
+    assert!(
+        text(&o.stderr).contains("input ended"),
+        "{}",
+        text(&o.stderr)
+    );
 
     assert!(!repo.join("autoresearch.toml").exists());
 }
@@ -278,7 +371,9 @@ fn interactive_dialogue_through_a_pty() {
     t.expect("choice [last]: ");
     t.send("4");
     t.expect("no number could be read");
-    t.expect("What command produces the metric? (run with sh in the repo root) [echo no number here]: ");
+    t.expect(
+        "What command produces the metric? (run with sh in the repo root) [echo no number here]: ",
+    );
     t.send("./metric.sh");
     t.expect("choice [last]: ");
     t.send("regex");
@@ -395,7 +490,10 @@ fn interactive_dialogue_through_a_pty() {
     assert_eq!(s["proposer"]["kind"], "patches");
     assert_eq!(s["proposer"]["dir"], "hyp");
     assert_eq!(s["policy"]["simplicity"], false);
-    assert_eq!(s["policy"]["constraints"], serde_json::json!(["no new dependencies"]));
+    assert_eq!(
+        s["policy"]["constraints"],
+        serde_json::json!(["no new dependencies"])
+    );
 }
 
 #[test]
@@ -404,8 +502,19 @@ fn ctrl_c_in_the_dialogue_writes_nothing() {
     let repo = project(&w);
     let mut cmd = w.cmd();
     cmd.current_dir(&repo)
-        .args(["init", "--preset", "pytest-passrate", "--set", "metric.command=echo 4 passed"])
-        .args(["--set", "scope.include=src/**", "--set", "proposer.command=claude -p"]);
+        .args([
+            "init",
+            "--preset",
+            "pytest-passrate",
+            "--set",
+            "metric.command=echo 4 passed",
+        ])
+        .args([
+            "--set",
+            "scope.include=src/**",
+            "--set",
+            "proposer.command=claude -p",
+        ]);
     let mut t = pty::Pty::spawn(cmd);
     t.expect("preset pytest-passrate");
     // Enter through every question: the preset and --set values are the defaults.
@@ -430,4 +539,36 @@ fn ctrl_c_in_the_dialogue_writes_nothing() {
     let st = t.wait(Duration::from_secs(20));
     assert!(!st.success());
     assert!(!repo.join("autoresearch.toml").exists());
+}
+
+#[test]
+fn a_spec_written_outside_the_repo_points_back_at_it() {
+    let w = World::new();
+    let repo = project(&w);
+    std::fs::create_dir_all(w.path().join("specs")).unwrap();
+    let o = init_in(
+        &w,
+        &repo,
+        &[
+            "--non-interactive",
+            "-o",
+            "../specs/score.toml",
+            "--set",
+            "metric.command=./metric.sh",
+            "--set",
+            "metric.direction=lower",
+            "--set",
+            "scope.include=src/value.txt",
+            "--set",
+            "proposer.command=claude -p",
+        ],
+    );
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o.stderr));
+    let spec = w.path().join("specs/score.toml");
+    assert!(std::fs::read_to_string(&spec)
+        .unwrap()
+        .contains("repo = \"../proj\""));
+    let v = w.json(&["validate", spec.to_str().unwrap(), "--json"]);
+    assert_eq!(v["repo"], repo.canonicalize().unwrap().to_str().unwrap());
+    assert_eq!(v["id"], "score");
 }

@@ -83,14 +83,25 @@ timeout = "30s"
     assert_eq!(out.trim(), "loop");
     let wt = w.path().join("proj-loop");
     let st = w.wait_finished("loop", Duration::from_secs(120));
-    assert_eq!(st["summary"]["state"], "finished", "{st:#}\n{}", w.log("loop"));
+    assert_eq!(
+        st["summary"]["state"],
+        "finished",
+        "{st:#}\n{}",
+        w.log("loop")
+    );
 
     // git worktree list shows it, on its branch.
     let list = git(&repo, &["worktree", "list"]);
-    assert!(list.contains("proj-loop") && list.contains("[autoresearch/loop]"), "{list}");
+    assert!(
+        list.contains("proj-loop") && list.contains("[autoresearch/loop]"),
+        "{list}"
+    );
 
     let rows = tsv_rows(&wt.join("autoresearch-loop.tsv"));
-    let got: Vec<(String, String, String)> = rows.iter().map(|r| (r[0].clone(), r[2].clone(), r[3].clone())).collect();
+    let got: Vec<(String, String, String)> = rows
+        .iter()
+        .map(|r| (r[0].clone(), r[2].clone(), r[3].clone()))
+        .collect();
     let want = [
         ("0", "100.0", "baseline"),
         ("1", "90.0", "keep"),
@@ -104,12 +115,23 @@ timeout = "30s"
         ("9", "0.0", "inspector-reject"),
         ("10", "50.0", "keep"),
     ];
-    let want: Vec<(String, String, String)> = want.iter().map(|(a, b, c)| (a.to_string(), b.to_string(), c.to_string())).collect();
+    let want: Vec<(String, String, String)> = want
+        .iter()
+        .map(|(a, b, c)| (a.to_string(), b.to_string(), c.to_string()))
+        .collect();
     assert_eq!(got, want, "TSV:\n{:#?}\nlog:\n{}", rows, w.log("loop"));
     assert_eq!(rows[1][4], "lower to 90");
     assert!(rows[4][4].contains("timed out"), "{:?}", rows[4]);
-    assert!(rows[5][4].contains("out of scope: README.md"), "{:?}", rows[5]);
-    assert!(rows[7][4].contains("guard \"not-broken\" failed"), "{:?}", rows[7]);
+    assert!(
+        rows[5][4].contains("out of scope: README.md"),
+        "{:?}",
+        rows[5]
+    );
+    assert!(
+        rows[7][4].contains("guard \"not-broken\" failed"),
+        "{:?}",
+        rows[7]
+    );
     assert!(rows[8][4].contains("no change"), "{:?}", rows[8]);
     assert_eq!(rows[8][1], "-");
     assert!(rows[9][4].contains("detached HEAD"), "{:?}", rows[9]);
@@ -122,25 +144,47 @@ timeout = "30s"
     }
     let tip = git(&repo, &["rev-parse", "autoresearch/loop"]);
     assert!(tip.starts_with(&rows[10][1]), "tip {tip} vs {:?}", rows[10]);
-    assert_eq!(git(&repo, &["rev-parse", "refs/autoresearch/loop/discarded/2"])[..7], rows[2][1]);
+    assert_eq!(
+        git(&repo, &["rev-parse", "refs/autoresearch/loop/discarded/2"])[..7],
+        rows[2][1]
+    );
     // Only keeps moved the branch: base + 3 experiment commits, each "experiment: ...".
     let log = git(&repo, &["log", "--format=%s", "main..autoresearch/loop"]);
-    assert_eq!(log.lines().collect::<Vec<_>>(), vec!["experiment: crash then fix", "experiment: commit by itself", "experiment: lower to 90"]);
+    assert_eq!(
+        log.lines().collect::<Vec<_>>(),
+        vec![
+            "experiment: crash then fix",
+            "experiment: commit by itself",
+            "experiment: lower to 90"
+        ]
+    );
     // The kept agent commit was folded: its new file is in the experiment commit.
-    assert_eq!(std::fs::read_to_string(wt.join("src/new/file.txt")).unwrap(), "x\n");
+    assert_eq!(
+        std::fs::read_to_string(wt.join("src/new/file.txt")).unwrap(),
+        "x\n"
+    );
     // The worktree is clean and at the tip; the main worktree was never touched.
     assert_eq!(git(&wt, &["status", "--porcelain"]), "");
-    assert_eq!(std::fs::read_to_string(wt.join("src/value.txt")).unwrap(), "50\n");
+    assert_eq!(
+        std::fs::read_to_string(wt.join("src/value.txt")).unwrap(),
+        "50\n"
+    );
     assert_eq!(git(&repo, &["rev-parse", "HEAD"]), main_head);
     assert_eq!(git(&repo, &["status", "--porcelain"]), "");
-    assert_eq!(std::fs::read_to_string(repo.join("src/value.txt")).unwrap(), "100\n");
+    assert_eq!(
+        std::fs::read_to_string(repo.join("src/value.txt")).unwrap(),
+        "100\n"
+    );
     // TSV and log are excluded in the common dir.
     let exclude = std::fs::read_to_string(repo.join(".git/info/exclude")).unwrap();
     assert!(exclude.contains("autoresearch-loop.tsv") && exclude.contains("autoresearch-loop.log"));
 
     // The journal has one object per experiment with its why; the state dir has a TSV copy.
     let journal = std::fs::read_to_string(w.state_dir.join("runs/loop/journal.jsonl")).unwrap();
-    let entries: Vec<serde_json::Value> = journal.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    let entries: Vec<serde_json::Value> = journal
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
     assert_eq!(entries.len(), 11);
     assert_eq!(entries[3]["fix_attempts"], 2);
     assert_eq!(entries[10]["fix_attempts"], 1);
@@ -153,7 +197,10 @@ timeout = "30s"
 
     // The status summary and the results command agree.
     let s = &st["summary"];
-    assert_eq!(s["counts"], serde_json::json!({"kept": 3, "discarded": 2, "crashed": 2, "rejected": 3}));
+    assert_eq!(
+        s["counts"],
+        serde_json::json!({"kept": 3, "discarded": 2, "crashed": 2, "rejected": 3})
+    );
     assert_eq!(s["baseline"], 100.0);
     assert_eq!(s["best"], 50.0);
     assert_eq!(s["mode"], "deterministic");
@@ -161,23 +208,38 @@ timeout = "30s"
     assert_eq!(res["rows"].as_array().unwrap().len(), 11);
     assert!((res["rows"][1]["change"].as_f64().unwrap() - 0.1).abs() < 1e-9);
     let human = w.ok(&["results", "loop"]);
-    assert!(human.contains("lower to 90") && human.contains("+10.00%"), "{human}");
+    assert!(
+        human.contains("lower to 90") && human.contains("+10.00%"),
+        "{human}"
+    );
     let log = w.ok(&["log", "loop"]);
-    assert!(log.contains("baseline") && log.contains("finished"), "{log}");
+    assert!(
+        log.contains("baseline") && log.contains("finished"),
+        "{log}"
+    );
 }
 
 #[test]
 fn patches_proposer_tries_each_patch_once_in_order() {
     let w = World::new();
     let repo = w.path().join("proj");
-    common::repo(&repo, &[("metric.sh", METRIC_SH), ("src/value.txt", "100\n")]);
+    common::repo(
+        &repo,
+        &[("metric.sh", METRIC_SH), ("src/value.txt", "100\n")],
+    );
     let patch = |from: &str, to: &str| {
         format!("--- a/src/value.txt\n+++ b/src/value.txt\n@@ -1 +1 @@\n-{from}\n+{to}\n")
     };
     let pdir = w.path().join("hyp");
-    write(&pdir.join("01-lower.patch"), &format!("lower the value to 80\n{}", patch("100", "80")));
+    write(
+        &pdir.join("01-lower.patch"),
+        &format!("lower the value to 80\n{}", patch("100", "80")),
+    );
     write(&pdir.join("02-stale.patch"), &patch("100", "70")); // no longer applies after 01
-    write(&pdir.join("03-higher.patch"), &format!("Subject: [PATCH] raise it\n\n{}", patch("80", "95")));
+    write(
+        &pdir.join("03-higher.patch"),
+        &format!("Subject: [PATCH] raise it\n\n{}", patch("80", "95")),
+    );
     write(&pdir.join("notes.txt"), "not a patch");
     let spec = w.path().join("p.toml");
     write(
@@ -198,16 +260,32 @@ dir = "hyp"
     assert_eq!(w.ok(&["start", spec.to_str().unwrap()]).trim(), "p");
     let st = w.wait_finished("p", Duration::from_secs(60));
     assert_eq!(st["summary"]["state"], "finished");
-    assert!(st["summary"]["stop_reason"].as_str().unwrap().contains("all 3 patches tried"), "{st:#}");
+    assert!(
+        st["summary"]["stop_reason"]
+            .as_str()
+            .unwrap()
+            .contains("all 3 patches tried"),
+        "{st:#}"
+    );
     let rows = tsv_rows(&w.path().join("proj-p/autoresearch-p.tsv"));
-    let got: Vec<(&str, &str, &str)> = rows.iter().map(|r| (r[2].as_str(), r[3].as_str(), r[4].as_str())).collect();
+    let got: Vec<(&str, &str, &str)> = rows
+        .iter()
+        .map(|r| (r[2].as_str(), r[3].as_str(), r[4].as_str()))
+        .collect();
     assert_eq!(got[0], ("100.0", "baseline", "baseline"));
     assert_eq!(got[1], ("80.0", "keep", "lower the value to 80"));
     assert_eq!(got[2].1, "crash");
-    assert!(got[2].2.contains("02-stale.patch") && got[2].2.contains("does not apply"), "{:?}", got[2]);
+    assert!(
+        got[2].2.contains("02-stale.patch") && got[2].2.contains("does not apply"),
+        "{:?}",
+        got[2]
+    );
     assert_eq!(got[3], ("95.0", "discard", "raise it"));
     assert_eq!(rows.len(), 4);
-    assert_eq!(std::fs::read_to_string(w.path().join("proj-p/src/value.txt")).unwrap(), "80\n");
+    assert_eq!(
+        std::fs::read_to_string(w.path().join("proj-p/src/value.txt")).unwrap(),
+        "80\n"
+    );
 }
 
 #[test]
@@ -215,7 +293,13 @@ fn params_proposer_hill_climbs_to_the_optimum() {
     let w = World::new();
     let repo = w.path().join("proj");
     let metric = "#!/bin/sh\nn=$(sed -n 's/^N = \\([0-9]*\\)$/\\1/p' src/config.py)\necho \"distance $(( (n-7)*(n-7) ))\"\n";
-    common::repo(&repo, &[("metric.sh", metric), ("src/config.py", "# tuning\nN = 5\n")]);
+    common::repo(
+        &repo,
+        &[
+            ("metric.sh", metric),
+            ("src/config.py", "# tuning\nN = 5\n"),
+        ],
+    );
     let spec = repo.join("params.toml");
     write(
         &spec,
@@ -250,7 +334,11 @@ step = 1
     uniq.sort();
     uniq.dedup();
     assert_eq!(uniq.len(), descs.len(), "{descs:?}");
-    assert!(std::fs::read_to_string(w.path().join("proj-params/src/config.py")).unwrap().contains("N = 7"));
+    assert!(
+        std::fs::read_to_string(w.path().join("proj-params/src/config.py"))
+            .unwrap()
+            .contains("N = 7")
+    );
 }
 
 #[test]
@@ -268,14 +356,23 @@ fn start_refuses_and_creates_nothing_when_the_repo_or_base_is_wrong() {
         p
     };
     let o = w.arctl(&["start", spec(&notrepo, "").to_str().unwrap()]);
-    assert_eq!(o.status.code(), Some(2), "{}", String::from_utf8_lossy(&o.stderr));
+    assert_eq!(
+        o.status.code(),
+        Some(2),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
     assert!(String::from_utf8_lossy(&o.stderr).contains("not a git repository"));
 
     let repo = w.path().join("r");
     common::repo(&repo, &[("src/a.txt", "1\n")]);
     let o = w.arctl(&["start", spec(&repo, "base = \"nope\"").to_str().unwrap()]);
     assert_eq!(o.status.code(), Some(2));
-    assert!(String::from_utf8_lossy(&o.stderr).contains("base \"nope\" does not exist"), "{}", String::from_utf8_lossy(&o.stderr));
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains("base \"nope\" does not exist"),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
 
     // Branch taken.
     git(&repo, &["branch", "autoresearch/s"]);
@@ -309,7 +406,10 @@ fn start_refuses_and_creates_nothing_when_the_repo_or_base_is_wrong() {
 fn stop_pause_resume() {
     let w = World::new();
     let repo = w.path().join("proj");
-    common::repo(&repo, &[("metric.sh", METRIC_SH), ("src/value.txt", "100\n")]);
+    common::repo(
+        &repo,
+        &[("metric.sh", METRIC_SH), ("src/value.txt", "100\n")],
+    );
     // An agent that slowly lowers the value by one each time.
     write_exec(
         &w.path().join("agent.sh"),
@@ -325,7 +425,9 @@ fn stop_pause_resume() {
     );
     let _d = w.daemon();
     w.ok(&["start", spec.to_str().unwrap()]);
-    w.wait_run("slow", Duration::from_secs(30), |s| s["experiments"].as_u64().unwrap_or(0) >= 2);
+    w.wait_run("slow", Duration::from_secs(30), |s| {
+        s["experiments"].as_u64().unwrap_or(0) >= 2
+    });
     w.ok(&["pause", "slow"]);
     let st = w.wait_run("slow", Duration::from_secs(30), |s| s["state"] == "paused");
     let n = st["summary"]["experiments"].as_u64().unwrap();
@@ -336,11 +438,16 @@ fn stop_pause_resume() {
         assert_eq!(v["summary"]["state"], "paused");
     }
     w.ok(&["resume", "slow"]);
-    w.wait_run("slow", Duration::from_secs(30), |s| s["experiments"].as_u64().unwrap_or(0) >= n + 2);
+    w.wait_run("slow", Duration::from_secs(30), |s| {
+        s["experiments"].as_u64().unwrap_or(0) >= n + 2
+    });
     w.ok(&["stop", "slow", "--now"]);
     let st = w.wait_run("slow", Duration::from_secs(30), |s| s["state"] == "stopped");
     let rows = tsv_rows(&w.path().join("proj-slow/autoresearch-slow.tsv"));
-    assert_eq!(rows.len() as u64, st["summary"]["experiments"].as_u64().unwrap() + 1);
+    assert_eq!(
+        rows.len() as u64,
+        st["summary"]["experiments"].as_u64().unwrap() + 1
+    );
     // Rows are numbered without gaps, every one a keep, and the tree is clean at the tip.
     for (i, r) in rows.iter().enumerate() {
         assert_eq!(r[0], i.to_string());
@@ -348,7 +455,12 @@ fn stop_pause_resume() {
     let wt = w.path().join("proj-slow");
     assert_eq!(git(&wt, &["status", "--porcelain"]), "");
     let best = st["summary"]["best"].as_f64().unwrap();
-    assert_eq!(std::fs::read_to_string(wt.join("src/value.txt")).unwrap().trim(), format!("{best}"));
+    assert_eq!(
+        std::fs::read_to_string(wt.join("src/value.txt"))
+            .unwrap()
+            .trim(),
+        format!("{best}")
+    );
     // Stopping an unknown run is bad input.
     let o = w.arctl(&["stop", "nope"]);
     assert_eq!(o.status.code(), Some(2));

@@ -366,7 +366,12 @@ fn merge_orders_by_gain_remeasures_on_top_and_skips_conflicts_and_vanished_gains
 
     // Unknown and (below) active runs are bad input.
     let o = w.arctl(&["merge", "nope"]);
-    assert_eq!(o.status.code(), Some(2), "{}", String::from_utf8_lossy(&o.stderr));
+    assert_eq!(
+        o.status.code(),
+        Some(2),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
 }
 
 #[test]
@@ -739,8 +744,24 @@ fn merge_remeasures_a_noisy_run_in_paired_rounds() {
     let w = World::new();
     let repo = project_with(&w, NOISY_METRIC);
     let _d = w.daemon();
-    let a = patches_spec(&w, "a", "a", &[("01.patch", format!("lower a to 60\n{}", patch("a/v.txt", "100", "60")))]);
-    let c = patches_spec(&w, "c", "c", &[("01.patch", format!("lower c to 90\n{}", patch("c/v.txt", "100", "90")))]);
+    let a = patches_spec(
+        &w,
+        "a",
+        "a",
+        &[(
+            "01.patch",
+            format!("lower a to 60\n{}", patch("a/v.txt", "100", "60")),
+        )],
+    );
+    let c = patches_spec(
+        &w,
+        "c",
+        "c",
+        &[(
+            "01.patch",
+            format!("lower c to 90\n{}", patch("c/v.txt", "100", "90")),
+        )],
+    );
     for s in [&a, &c] {
         w.ok(&["start", s.to_str().unwrap()]);
     }
@@ -751,18 +772,32 @@ fn merge_remeasures_a_noisy_run_in_paired_rounds() {
     }
     let m = w.json(&["merge", "--json"]);
     let rows = m["rows"].as_array().unwrap();
-    assert_eq!((rows[0]["run"].as_str(), rows[0]["status"].as_str()), (Some("a"), Some("merged")), "{m:#}");
+    assert_eq!(
+        (rows[0]["run"].as_str(), rows[0]["status"].as_str()),
+        (Some("a"), Some("merged")),
+        "{m:#}"
+    );
     assert_eq!(rows[0]["method"], "fast-forward");
     let c = &rows[1];
-    assert_eq!((c["run"].as_str(), c["status"].as_str()), (Some("c"), Some("merged")), "{m:#}");
+    assert_eq!(
+        (c["run"].as_str(), c["status"].as_str()),
+        (Some("c"), Some("merged")),
+        "{m:#}"
+    );
     // Paired rounds of the updated base (≈160) against the merged tree (≈150).
     assert!(c["on_top"]["rounds"].as_u64().unwrap() >= 2, "{m:#}");
     assert!(c["on_top"]["p_value"].as_f64().unwrap() < 0.05, "{m:#}");
     let g = c["gain_on_top"].as_f64().unwrap();
     assert!((0.05..0.075).contains(&g), "about 10/160: {g}");
     assert!(w.log("c").contains("merge: round 1/"), "{}", w.log("c"));
-    assert_eq!(std::fs::read_to_string(repo.join("a/v.txt")).unwrap(), "60\n");
-    assert_eq!(std::fs::read_to_string(repo.join("c/v.txt")).unwrap(), "90\n");
+    assert_eq!(
+        std::fs::read_to_string(repo.join("a/v.txt")).unwrap(),
+        "60\n"
+    );
+    assert_eq!(
+        std::fs::read_to_string(repo.join("c/v.txt")).unwrap(),
+        "90\n"
+    );
     // The report of a noisy kept change says how sure it is.
     let r = w.json(&["report", "c", "--json"]);
     assert_eq!(r["kept"][0]["evidence"], "noisy");

@@ -14,10 +14,26 @@ n=$(cat src/work.txt)
 awk -v n="$n" 'BEGIN { s = 0; for (i = 0; i < n; i++) s += i * 2; print s }' > /dev/null
 "#;
 
-fn timed_run(agent: &str, budget: u32, extra: &str) -> (World, Vec<Vec<String>>, serde_json::Value, arctl::daemon::DaemonHandle) {
+fn timed_run(
+    agent: &str,
+    budget: u32,
+    extra: &str,
+) -> (
+    World,
+    Vec<Vec<String>>,
+    serde_json::Value,
+    arctl::daemon::DaemonHandle,
+) {
     let w = World::new();
     let repo = w.path().join("proj");
-    common::repo(&repo, &[("work.sh", WORK_SH), ("src/work.txt", "400000\n"), ("src/notes.txt", "notes\n")]);
+    common::repo(
+        &repo,
+        &[
+            ("work.sh", WORK_SH),
+            ("src/work.txt", "400000\n"),
+            ("src/notes.txt", "notes\n"),
+        ],
+    );
     write_exec(&w.path().join("agent.sh"), agent);
     let spec = w.path().join("timed.toml");
     write(
@@ -65,13 +81,32 @@ fn noop_changes_on_a_noisy_timing_metric_are_not_kept() {
     let e: serde_json::Value = serde_json::from_str(journal.lines().nth(1).unwrap()).unwrap();
     let d = &e["decision"];
     assert!(d["rounds"].as_u64().unwrap() >= 3, "{d}");
-    assert!(d["p_value"].is_number() && d["lower"].is_number() && d["upper"].is_number(), "{d}");
-    assert!(e["best_tree"].as_str().unwrap().contains("second worktree"), "{e}");
-    let roles: Vec<&str> = e["measurements"].as_array().unwrap().iter().map(|m| m["tree"].as_str().unwrap()).collect();
-    assert_eq!(roles[..4], ["best", "candidate", "candidate", "best"], "alternating order");
+    assert!(
+        d["p_value"].is_number() && d["lower"].is_number() && d["upper"].is_number(),
+        "{d}"
+    );
+    assert!(
+        e["best_tree"].as_str().unwrap().contains("second worktree"),
+        "{e}"
+    );
+    let roles: Vec<&str> = e["measurements"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["tree"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        roles[..4],
+        ["best", "candidate", "candidate", "best"],
+        "alternating order"
+    );
     // `results` shows change and confidence per row.
     let res = w.json(&["results", "timed", "--json"]);
-    assert!(res["rows"][1]["confidence"].is_number(), "{}", res["rows"][1]);
+    assert!(
+        res["rows"][1]["confidence"].is_number(),
+        "{}",
+        res["rows"][1]
+    );
 }
 
 #[test]
@@ -103,11 +138,20 @@ fn fixed_repeats_and_cpu_time() {
     assert_eq!(v["spec"]["metric"]["time"], "cpu");
     // "instructions" is refused at validate time where the kernel has no counter.
     let spec_ins = w.path().join("ins.toml");
-    write(&spec_ins, &std::fs::read_to_string(&spec_cpu).unwrap().replace("\"cpu\"", "\"instructions\""));
+    write(
+        &spec_ins,
+        &std::fs::read_to_string(&spec_cpu)
+            .unwrap()
+            .replace("\"cpu\"", "\"instructions\""),
+    );
     let o = w.arctl(&["validate", spec_ins.to_str().unwrap()]);
     if arctl::exec::instructions_supported().is_err() {
         assert_eq!(o.status.code(), Some(2));
-        assert!(String::from_utf8_lossy(&o.stderr).contains("instructions"), "{}", String::from_utf8_lossy(&o.stderr));
+        assert!(
+            String::from_utf8_lossy(&o.stderr).contains("instructions"),
+            "{}",
+            String::from_utf8_lossy(&o.stderr)
+        );
     } else {
         assert!(o.status.success());
     }

@@ -44,11 +44,21 @@ fn race(n: usize) {
     let w = World::new();
     let repo = w.path().join("proj");
     let ids: Vec<String> = (0..n).map(|i| format!("r{i}")).collect();
-    let files: Vec<(String, String)> = ids.iter().map(|id| (format!("src/{id}/value.txt"), "100\n".to_string())).collect();
-    let files: Vec<(&str, &str)> = files.iter().map(|(a, b)| (a.as_str(), b.as_str())).collect();
+    let files: Vec<(String, String)> = ids
+        .iter()
+        .map(|id| (format!("src/{id}/value.txt"), "100\n".to_string()))
+        .collect();
+    let files: Vec<(&str, &str)> = files
+        .iter()
+        .map(|(a, b)| (a.as_str(), b.as_str()))
+        .collect();
     common::repo(&repo, &files);
     write_exec(&w.path().join("agent.sh"), LOWER_AGENT);
-    let _d = w.daemon_with(arctl::config::Settings { max_parallel: 2, resume: true, ..Default::default() });
+    let _d = w.daemon_with(arctl::config::Settings {
+        max_parallel: 2,
+        resume: true,
+        ..Default::default()
+    });
     for id in &ids {
         let s = spec(&w, &repo, id, &format!("src/{id}/**"), "");
         assert_eq!(w.ok(&["start", s.to_str().unwrap()]).trim(), id);
@@ -60,9 +70,15 @@ fn race(n: usize) {
         let wt = w.path().join(format!("proj-{id}"));
         let rows = tsv_rows(&wt.join(format!("autoresearch-{id}.tsv")));
         assert_eq!(rows.len(), 5, "{id}");
-        assert!(rows.iter().skip(1).all(|r| r[3] == "keep"), "{id}: {rows:?}");
+        assert!(
+            rows.iter().skip(1).all(|r| r[3] == "keep"),
+            "{id}: {rows:?}"
+        );
         // Each branch holds only its own run's changes.
-        let changed = git(&repo, &["diff", "--name-only", "main", &format!("autoresearch/{id}")]);
+        let changed = git(
+            &repo,
+            &["diff", "--name-only", "main", &format!("autoresearch/{id}")],
+        );
         assert_eq!(changed, format!("src/{id}/value.txt"));
         assert_eq!(git(&wt, &["status", "--porcelain"]), "");
     }
@@ -83,25 +99,50 @@ fn five_runs_race_side_by_side_under_a_parallelism_cap() {
 fn overlapping_scopes_are_refused_naming_the_other_run() {
     let w = World::new();
     let repo = w.path().join("proj");
-    common::repo(&repo, &[("src/a/value.txt", "1\n"), ("src/a/x.rs", ""), ("src/b/value.txt", "1\n"), ("lib/c.txt", "")]);
+    common::repo(
+        &repo,
+        &[
+            ("src/a/value.txt", "1\n"),
+            ("src/a/x.rs", ""),
+            ("src/b/value.txt", "1\n"),
+            ("lib/c.txt", ""),
+        ],
+    );
     write_exec(&w.path().join("agent.sh"), "#!/bin/sh\nsleep 30\n");
     let _d = w.daemon();
     let first = spec(&w, &repo, "a", "src/**", "");
     w.ok(&["start", first.to_str().unwrap()]);
     // Overlap on a tracked file.
-    let o = w.arctl(&["start", spec(&w, &repo, "b", "src/b/**", "").to_str().unwrap()]);
+    let o = w.arctl(&[
+        "start",
+        spec(&w, &repo, "b", "src/b/**", "").to_str().unwrap(),
+    ]);
     assert_eq!(o.status.code(), Some(2));
     let err = String::from_utf8_lossy(&o.stderr);
-    assert!(err.contains("active run \"a\"") && err.contains("src/b/value.txt"), "{err}");
+    assert!(
+        err.contains("active run \"a\"") && err.contains("src/b/value.txt"),
+        "{err}"
+    );
     // Overlap through globs alone (no such files yet).
-    let o = w.arctl(&["start", spec(&w, &repo, "c", "src/new_dir/*.rs", "").to_str().unwrap()]);
+    let o = w.arctl(&[
+        "start",
+        spec(&w, &repo, "c", "src/new_dir/*.rs", "")
+            .to_str()
+            .unwrap(),
+    ]);
     assert_eq!(o.status.code(), Some(2));
     let err = String::from_utf8_lossy(&o.stderr);
-    assert!(err.contains("active run \"a\"") && err.contains("src/new_dir/*.rs"), "{err}");
+    assert!(
+        err.contains("active run \"a\"") && err.contains("src/new_dir/*.rs"),
+        "{err}"
+    );
     assert!(!w.state_dir.join("runs/c").exists());
     assert!(!git(&repo, &["branch"]).contains("autoresearch/c"));
     // Disjoint: fine.
-    w.ok(&["start", spec(&w, &repo, "d", "lib/**", "").to_str().unwrap()]);
+    w.ok(&[
+        "start",
+        spec(&w, &repo, "d", "lib/**", "").to_str().unwrap(),
+    ]);
     w.ok(&["stop", "a", "--now"]);
     w.ok(&["stop", "d", "--now"]);
 }
@@ -109,10 +150,19 @@ fn overlapping_scopes_are_refused_naming_the_other_run() {
 fn process_with(marker: &str) -> Vec<u32> {
     let mut out = Vec::new();
     for e in std::fs::read_dir("/proc").unwrap().flatten() {
-        let Ok(pid) = e.file_name().to_string_lossy().parse::<u32>() else { continue };
-        let Ok(cmd) = std::fs::read(format!("/proc/{pid}/cmdline")) else { continue };
+        let Ok(pid) = e.file_name().to_string_lossy().parse::<u32>() else {
+            continue;
+        };
+        let Ok(cmd) = std::fs::read(format!("/proc/{pid}/cmdline")) else {
+            continue;
+        };
         let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-        let zombie = stat.rsplit(')').next().unwrap_or("").trim_start().starts_with('Z');
+        let zombie = stat
+            .rsplit(')')
+            .next()
+            .unwrap_or("")
+            .trim_start()
+            .starts_with('Z');
         if !zombie && String::from_utf8_lossy(&cmd).contains(marker) {
             out.push(pid);
         }
@@ -140,7 +190,13 @@ echo "$v"
         &[
             ("metric.sh", metric.as_str()),
             ("src/lim/value.txt", "100\n"),
-            (&format!("{marker}.sh"), &format!("echo $$ >> {}/escapee-started\nsleep 1000\n", w.path().display())),
+            (
+                &format!("{marker}.sh"),
+                &format!(
+                    "echo $$ >> {}/escapee-started\nsleep 1000\n",
+                    w.path().display()
+                ),
+            ),
         ],
     );
     // Experiment 1 allocates past the limit, 2 hangs (its metric also leaves a setsid
@@ -192,9 +248,15 @@ command = "{}"
     assert_eq!(rows[3][3], "keep");
     assert_eq!(st["summary"]["best"], 90.0);
     // `status RUN` names the mechanism and the resource figures.
-    assert!(st["limits_mechanism"].as_str().unwrap().contains("rlimit") || st["limits_mechanism"].as_str().unwrap().contains("cgroup"));
+    assert!(
+        st["limits_mechanism"].as_str().unwrap().contains("rlimit")
+            || st["limits_mechanism"].as_str().unwrap().contains("cgroup")
+    );
     let human = w.ok(&["status", "lim"]);
-    assert!(human.contains("limits") && human.contains("peak RSS"), "{human}");
+    assert!(
+        human.contains("limits") && human.contains("peak RSS"),
+        "{human}"
+    );
     let journal = std::fs::read_to_string(w.state_dir.join("runs/lim/journal.jsonl")).unwrap();
     let alloc: serde_json::Value = serde_json::from_str(journal.lines().nth(1).unwrap()).unwrap();
     assert!(alloc["peak_rss"].as_u64().unwrap() > 0);
@@ -202,14 +264,23 @@ command = "{}"
     let started = std::fs::read_to_string(w.path().join("escapee-started")).unwrap();
     // The hanging metric ran three times (two quick fixes), the proposer once.
     assert_eq!(started.lines().count(), 4, "{started}");
-    wait_until("no escaped process", Duration::from_secs(10), || process_with(&marker).is_empty());
+    wait_until("no escaped process", Duration::from_secs(10), || {
+        process_with(&marker).is_empty()
+    });
 }
 
 #[test]
 fn dedicated_cores_and_exclusive_measurements() {
     let w = World::new();
     let repo = w.path().join("proj");
-    common::repo(&repo, &[("src/x/value.txt", "100\n"), ("src/y/value.txt", "100\n"), ("src/z/value.txt", "100\n")]);
+    common::repo(
+        &repo,
+        &[
+            ("src/x/value.txt", "100\n"),
+            ("src/y/value.txt", "100\n"),
+            ("src/z/value.txt", "100\n"),
+        ],
+    );
     write_exec(&w.path().join("agent.sh"), LOWER_AGENT);
     let cores = arctl::exec::available_cpus();
     let _d = w.daemon();
@@ -232,31 +303,60 @@ fn dedicated_cores_and_exclusive_measurements() {
     // No cores left for a third run.
     let o = w.arctl(&["start", mk("z").to_str().unwrap()]);
     assert_eq!(o.status.code(), Some(2));
-    assert!(String::from_utf8_lossy(&o.stderr).contains("cores"), "{}", String::from_utf8_lossy(&o.stderr));
-    let ids: Vec<&str> = if cores.len() >= 2 { vec!["x", "y"] } else { vec!["x"] };
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains("cores"),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    let ids: Vec<&str> = if cores.len() >= 2 {
+        vec!["x", "y"]
+    } else {
+        vec!["x"]
+    };
     let mut intervals = Vec::new();
     let mut seen_cores = Vec::new();
     for id in &ids {
         w.wait_finished(id, Duration::from_secs(120));
         let pinned = std::fs::read_to_string(w.path().join(format!("cpus-{id}.txt"))).unwrap();
-        let lists: Vec<&str> = pinned.lines().map(|l| l.split(':').nth(1).unwrap().trim()).collect();
-        assert!(lists.iter().all(|l| *l == lists[0] && !l.contains(',') && !l.contains('-')), "{id}: {pinned}");
+        let lists: Vec<&str> = pinned
+            .lines()
+            .map(|l| l.split(':').nth(1).unwrap().trim())
+            .collect();
+        assert!(
+            lists
+                .iter()
+                .all(|l| *l == lists[0] && !l.contains(',') && !l.contains('-')),
+            "{id}: {pinned}"
+        );
         seen_cores.push(lists[0].to_string());
-        let journal = std::fs::read_to_string(w.state_dir.join(format!("runs/{id}/journal.jsonl"))).unwrap();
+        let journal =
+            std::fs::read_to_string(w.state_dir.join(format!("runs/{id}/journal.jsonl"))).unwrap();
         for line in journal.lines() {
             let v: serde_json::Value = serde_json::from_str(line).unwrap();
             for m in v["measurements"].as_array().unwrap() {
                 assert!(m["lock_wait_ms"].is_u64(), "{m}");
-                intervals.push((m["started_at_ms"].as_u64().unwrap(), m["ended_at_ms"].as_u64().unwrap(), id.to_string()));
+                intervals.push((
+                    m["started_at_ms"].as_u64().unwrap(),
+                    m["ended_at_ms"].as_u64().unwrap(),
+                    id.to_string(),
+                ));
             }
         }
     }
     if ids.len() == 2 {
-        assert_ne!(seen_cores[0], seen_cores[1], "each run gets cores of its own");
+        assert_ne!(
+            seen_cores[0], seen_cores[1],
+            "each run gets cores of its own"
+        );
     }
     intervals.sort();
     for pair in intervals.windows(2) {
-        assert!(pair[0].1 <= pair[1].0, "measurements overlap: {:?} and {:?}", pair[0], pair[1]);
+        assert!(
+            pair[0].1 <= pair[1].0,
+            "measurements overlap: {:?} and {:?}",
+            pair[0],
+            pair[1]
+        );
     }
     // Once they end, their cores are free again.
     w.ok(&["start", mk("z").to_str().unwrap()]);

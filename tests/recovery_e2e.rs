@@ -29,33 +29,62 @@ fn check_run(w: &World, repo: &Path, id: &str, budget: usize) {
     let wt = w.path().join(format!("proj-{id}"));
     let rows = tsv_rows(&wt.join(format!("autoresearch-{id}.tsv")));
     let numbers: Vec<usize> = rows.iter().map(|r| r[0].parse().unwrap()).collect();
-    assert_eq!(numbers, (0..=budget).collect::<Vec<_>>(), "{id}: one row per experiment\n{rows:#?}");
+    assert_eq!(
+        numbers,
+        (0..=budget).collect::<Vec<_>>(),
+        "{id}: one row per experiment\n{rows:#?}"
+    );
     for r in &rows {
         if r[1] != "-" {
             git(repo, &["cat-file", "-e", &format!("{}^{{commit}}", r[1])]);
         }
     }
-    let last_kept = rows.iter().rev().find(|r| r[3] == "keep" || r[3] == "baseline").unwrap();
+    let last_kept = rows
+        .iter()
+        .rev()
+        .find(|r| r[3] == "keep" || r[3] == "baseline")
+        .unwrap();
     let tip = git(repo, &["rev-parse", &format!("autoresearch/{id}")]);
-    assert!(tip.starts_with(&last_kept[1]), "{id}: tip {tip} is not the last kept {:?}", last_kept);
-    assert_eq!(git(&wt, &["status", "--porcelain"]), "", "{id}: worktree not clean");
+    assert!(
+        tip.starts_with(&last_kept[1]),
+        "{id}: tip {tip} is not the last kept {:?}",
+        last_kept
+    );
+    assert_eq!(
+        git(&wt, &["status", "--porcelain"]),
+        "",
+        "{id}: worktree not clean"
+    );
     assert_eq!(git(&wt, &["rev-parse", "HEAD"]), tip);
     // The state dir's copy and the journal agree with the worktree's TSV.
     let copy = std::fs::read_to_string(w.state_dir.join(format!("runs/{id}/results.tsv"))).unwrap();
-    assert_eq!(copy, std::fs::read_to_string(wt.join(format!("autoresearch-{id}.tsv"))).unwrap());
-    let journal = std::fs::read_to_string(w.state_dir.join(format!("runs/{id}/journal.jsonl"))).unwrap();
+    assert_eq!(
+        copy,
+        std::fs::read_to_string(wt.join(format!("autoresearch-{id}.tsv"))).unwrap()
+    );
+    let journal =
+        std::fs::read_to_string(w.state_dir.join(format!("runs/{id}/journal.jsonl"))).unwrap();
     assert_eq!(journal.lines().count(), budget + 1, "{id}: journal lines");
 }
 
 fn soak(runs: usize, budget: usize, kills: usize) {
-    let seed: u64 = std::env::var("ARCTL_SOAK_SEED").ok().and_then(|s| s.parse().ok()).unwrap_or_else(rand::random);
+    let seed: u64 = std::env::var("ARCTL_SOAK_SEED")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(rand::random);
     eprintln!("soak seed: {seed} (rerun with ARCTL_SOAK_SEED={seed})");
     let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
     let w = World::new();
     let repo = w.path().join("proj");
     let ids: Vec<String> = (0..runs).map(|i| format!("soak{i}")).collect();
-    let files: Vec<(String, String)> = ids.iter().map(|id| (format!("src/{id}/value.txt"), "1000\n".into())).collect();
-    let files: Vec<(&str, &str)> = files.iter().map(|(a, b)| (a.as_str(), b.as_str())).collect();
+    let files: Vec<(String, String)> = ids
+        .iter()
+        .map(|id| (format!("src/{id}/value.txt"), "1000\n".into()))
+        .collect();
+    let files: Vec<(&str, &str)> = files
+        .iter()
+        .map(|(a, b)| (a.as_str(), b.as_str()))
+        .collect();
     common::repo(&repo, &files);
     write_exec(&w.path().join("agent.sh"), SOAK_AGENT);
     let mut daemon = DaemonProcess::spawn(&w);
@@ -82,7 +111,13 @@ fn soak(runs: usize, budget: usize, kills: usize) {
         daemon.wait();
         let done: Vec<String> = ids
             .iter()
-            .map(|id| std::fs::read_to_string(w.state_dir.join(format!("runs/{id}/journal.jsonl"))).unwrap_or_default().lines().count().to_string())
+            .map(|id| {
+                std::fs::read_to_string(w.state_dir.join(format!("runs/{id}/journal.jsonl")))
+                    .unwrap_or_default()
+                    .lines()
+                    .count()
+                    .to_string()
+            })
             .collect();
         eprintln!("kill {k} after {wait:?}; journal lines: {}", done.join(" "));
         daemon = DaemonProcess::spawn(&w);
@@ -90,17 +125,33 @@ fn soak(runs: usize, budget: usize, kills: usize) {
     for id in &ids {
         let st = w.wait_finished(id, Duration::from_secs(300));
         assert_eq!(st["summary"]["state"], "finished", "{id}: {st:#}");
-        assert_eq!(st["summary"]["experiments"].as_u64().unwrap() as usize, budget);
+        assert_eq!(
+            st["summary"]["experiments"].as_u64().unwrap() as usize,
+            budget
+        );
     }
     let status = w.json(&["status", "--json"]);
-    assert!(status["runs"].as_array().unwrap().iter().any(|r| r["recovered_at_ms"].is_u64()), "status says runs were recovered");
-    let recoveries: usize = ids.iter().map(|id| w.log(id).matches("recovery:").count()).sum();
+    assert!(
+        status["runs"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|r| r["recovered_at_ms"].is_u64()),
+        "status says runs were recovered"
+    );
+    let recoveries: usize = ids
+        .iter()
+        .map(|id| w.log(id).matches("recovery:").count())
+        .sum();
     eprintln!("recovery notes in the run logs: {recoveries}");
     for id in &ids {
         check_run(&w, &repo, id, budget);
     }
     // Nothing any daemon started is still running.
-    assert!(arctl::exec::tagged_processes(&tag_root).is_empty(), "leftover processes");
+    assert!(
+        arctl::exec::tagged_processes(&tag_root).is_empty(),
+        "leftover processes"
+    );
     w.ok(&["shutdown"]);
     daemon.wait();
 }
@@ -119,18 +170,47 @@ fn unreadable_and_newer_state_files_are_reported_not_lost() {
     let w = World::new();
     let runs = w.state_dir.join("runs");
     write(&runs.join("broken/run.json"), "{ this is not json");
-    write(&runs.join("future/run.json"), r#"{"schema": 99, "id": "future"}"#);
+    write(
+        &runs.join("future/run.json"),
+        r#"{"schema": 99, "id": "future"}"#,
+    );
     let _d = w.daemon();
     let st = w.json(&["status", "--json"]);
-    let problems: Vec<String> = st["problems"].as_array().unwrap().iter().map(|p| p.as_str().unwrap().to_string()).collect();
-    assert!(problems.iter().any(|p| p.contains("broken") && p.contains("moved aside")), "{problems:?}");
-    assert!(problems.iter().any(|p| p.contains("future") && p.contains("newer than this arctl")), "{problems:?}");
+    let problems: Vec<String> = st["problems"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p.as_str().unwrap().to_string())
+        .collect();
+    assert!(
+        problems
+            .iter()
+            .any(|p| p.contains("broken") && p.contains("moved aside")),
+        "{problems:?}"
+    );
+    assert!(
+        problems
+            .iter()
+            .any(|p| p.contains("future") && p.contains("newer than this arctl")),
+        "{problems:?}"
+    );
     // The broken file is kept aside; the newer one is left untouched for a newer arctl.
-    let aside: Vec<_> = std::fs::read_dir(runs.join("broken")).unwrap().flatten().map(|e| e.file_name().to_string_lossy().to_string()).collect();
-    assert!(aside.iter().any(|n| n.starts_with("run.json.corrupt-")), "{aside:?}");
+    let aside: Vec<_> = std::fs::read_dir(runs.join("broken"))
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().to_string())
+        .collect();
+    assert!(
+        aside.iter().any(|n| n.starts_with("run.json.corrupt-")),
+        "{aside:?}"
+    );
     assert!(runs.join("future/run.json").exists());
     let o = w.arctl(&["status"]);
-    assert!(String::from_utf8_lossy(&o.stderr).contains("problem"), "{}", String::from_utf8_lossy(&o.stderr));
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains("problem"),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
 }
 
 #[test]

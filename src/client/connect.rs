@@ -18,7 +18,11 @@ const AUTOSTART_DEADLINE: Duration = Duration::from_secs(15);
 impl Client {
     /// Connect to the daemon at `socket`; start one (with the same socket and state dir)
     /// when nothing answers and `autostart` is on.
-    pub async fn connect(socket: &Path, state_dir: &Path, autostart: bool) -> Result<Client, ClientError> {
+    pub async fn connect(
+        socket: &Path,
+        state_dir: &Path,
+        autostart: bool,
+    ) -> Result<Client, ClientError> {
         match Self::try_connect(socket).await {
             Ok(c) => return Ok(c),
             Err(Some(e)) => return Err(e),
@@ -66,13 +70,20 @@ impl Client {
         let mut c = Client {
             conn: Connection::new(stream),
         };
-        match c.call(&Request::Hello { version: PROTOCOL_VERSION }).await {
+        match c
+            .call(&Request::Hello {
+                version: PROTOCOL_VERSION,
+            })
+            .await
+        {
             Ok(Response::Hello { .. }) => Ok(c),
             Ok(Response::Error { kind, message }) => Err(Some(match kind {
                 ErrorKind::BadInput => ClientError::bad_input(message),
                 _ => ClientError::failed(message),
             })),
-            Ok(other) => Err(Some(ClientError::failed(format!("unexpected handshake answer: {other:?}")))),
+            Ok(other) => Err(Some(ClientError::failed(format!(
+                "unexpected handshake answer: {other:?}"
+            )))),
             Err(e) => Err(Some(e)),
         }
     }
@@ -92,15 +103,19 @@ impl Client {
 /// Start `arctl daemon` detached, its output in `<state_dir>/daemon.log`.
 fn spawn_daemon(socket: &Path, state_dir: &Path) -> Result<PathBuf, ClientError> {
     use std::os::unix::process::CommandExt;
-    crate::daemon::create_private_dir(state_dir).map_err(|e| ClientError::failed(format!("{e:#}")))?;
+    crate::daemon::create_private_dir(state_dir)
+        .map_err(|e| ClientError::failed(format!("{e:#}")))?;
     let log = state_dir.join("daemon.log");
     let out = std::fs::OpenOptions::new()
         .create(true)
         .append(true)
         .open(&log)
         .map_err(|e| ClientError::failed(format!("opening {}: {e}", log.display())))?;
-    let err = out.try_clone().map_err(|e| ClientError::failed(e.to_string()))?;
-    let exe = std::env::current_exe().map_err(|e| ClientError::failed(format!("finding arctl's own path: {e}")))?;
+    let err = out
+        .try_clone()
+        .map_err(|e| ClientError::failed(e.to_string()))?;
+    let exe = std::env::current_exe()
+        .map_err(|e| ClientError::failed(format!("finding arctl's own path: {e}")))?;
     let mut cmd = std::process::Command::new(exe);
     cmd.arg("daemon")
         .arg("--socket")
@@ -125,6 +140,10 @@ fn spawn_daemon(socket: &Path, state_dir: &Path) -> Result<PathBuf, ClientError>
         let mut child = child;
         let _ = child.wait();
     });
-    eprintln!("arctl: started a daemon (socket {}, state {})", socket.display(), state_dir.display());
+    eprintln!(
+        "arctl: started a daemon (socket {}, state {})",
+        socket.display(),
+        state_dir.display()
+    );
     Ok(log)
 }

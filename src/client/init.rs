@@ -48,7 +48,10 @@ const KEYS: &[(&str, Kind)] = &[
     ("metric.regex", Kind::Str),
     ("metric.json", Kind::Str),
     ("metric.line", Kind::Int),
-    ("metric.time", Kind::Choice(&["wall", "cpu", "instructions"])),
+    (
+        "metric.time",
+        Kind::Choice(&["wall", "cpu", "instructions"]),
+    ),
     ("metric.direction", Kind::Choice(&["lower", "higher"])),
     ("metric.timeout", Kind::Str),
     ("metric.repeats", Kind::Repeats),
@@ -63,7 +66,10 @@ const KEYS: &[(&str, Kind)] = &[
     ("limits.cpu_time", Kind::Str),
     ("limits.cpus", Kind::Int),
     ("limits.measure", Kind::Choice(&["exclusive", "shared"])),
-    ("proposer.kind", Kind::Choice(&["agent", "params", "patches"])),
+    (
+        "proposer.kind",
+        Kind::Choice(&["agent", "params", "patches"]),
+    ),
     ("proposer.command", Kind::Str),
     ("proposer.prompt", Kind::Str),
     ("proposer.timeout", Kind::Str),
@@ -88,7 +94,11 @@ fn edit_distance(a: &str, b: &str) -> usize {
     for (i, ca) in a.chars().enumerate() {
         let mut cur = vec![i + 1];
         for (j, cb) in b.iter().enumerate() {
-            cur.push((prev[j] + usize::from(ca != *cb)).min(prev[j + 1] + 1).min(cur[j] + 1));
+            cur.push(
+                (prev[j] + usize::from(ca != *cb))
+                    .min(prev[j + 1] + 1)
+                    .min(cur[j] + 1),
+            );
         }
         prev = cur;
     }
@@ -114,7 +124,9 @@ fn unknown_key(key: &str) -> ClientError {
 fn scalar_text(v: &Value, raw: &str) -> Option<String> {
     match v {
         Value::String(s) => Some(s.clone()),
-        Value::Integer(_) | Value::Float(_) | Value::Boolean(_) | Value::Datetime(_) => Some(raw.to_string()),
+        Value::Integer(_) | Value::Float(_) | Value::Boolean(_) | Value::Datetime(_) => {
+            Some(raw.to_string())
+        }
         _ => None,
     }
 }
@@ -122,7 +134,9 @@ fn scalar_text(v: &Value, raw: &str) -> Option<String> {
 /// Parse one `--set` value: TOML syntax, else the bare text as a string.
 fn parse_value(raw: &str) -> Value {
     match toml::from_str::<Table>(&format!("v = {raw}")) {
-        Ok(mut t) => t.remove("v").unwrap_or_else(|| Value::String(raw.to_string())),
+        Ok(mut t) => t
+            .remove("v")
+            .unwrap_or_else(|| Value::String(raw.to_string())),
         Err(_) => Value::String(raw.to_string()),
     }
 }
@@ -202,7 +216,11 @@ impl Draft {
     fn strings(&self, key: &str) -> Vec<String> {
         self.get(key)
             .and_then(Value::as_array)
-            .map(|a| a.iter().filter_map(|v| v.as_str().map(str::to_string)).collect())
+            .map(|a| {
+                a.iter()
+                    .filter_map(|v| v.as_str().map(str::to_string))
+                    .collect()
+            })
             .unwrap_or_default()
     }
 
@@ -221,7 +239,9 @@ impl Draft {
         let mut t = &mut self.0;
         if let Some(p) = parent {
             for part in p.split('.') {
-                let entry = t.entry(part.to_string()).or_insert_with(|| Value::Table(Table::new()));
+                let entry = t
+                    .entry(part.to_string())
+                    .or_insert_with(|| Value::Table(Table::new()));
                 if !entry.is_table() {
                     *entry = Value::Table(Table::new());
                 }
@@ -248,7 +268,11 @@ impl Draft {
         t.remove(last);
         // Drop tables left empty.
         if let Some(p) = parent {
-            if self.get(p).and_then(Value::as_table).is_some_and(Table::is_empty) {
+            if self
+                .get(p)
+                .and_then(Value::as_table)
+                .is_some_and(Table::is_empty)
+            {
                 self.remove(p);
             }
         }
@@ -280,8 +304,12 @@ impl Draft {
         self.set_str("goal", p.goal);
         self.set_str("metric.command", p.command);
         match p.read {
-            Read::Regex(r) => self.set_extraction(Some("metric.regex"), Some(Value::String(r.into()))),
-            Read::Json(j) => self.set_extraction(Some("metric.json"), Some(Value::String(j.into()))),
+            Read::Regex(r) => {
+                self.set_extraction(Some("metric.regex"), Some(Value::String(r.into())))
+            }
+            Read::Json(j) => {
+                self.set_extraction(Some("metric.json"), Some(Value::String(j.into())))
+            }
             Read::Last => self.set_extraction(None, None),
         }
         self.set_str("metric.direction", p.direction);
@@ -293,7 +321,9 @@ impl Draft {
     /// Apply one `--set KEY=VALUE`.
     fn apply_set(&mut self, arg: &str) -> Result<(), ClientError> {
         let Some((key, raw)) = arg.split_once('=') else {
-            return Err(ClientError::bad_input(format!("--set {arg:?}: expected KEY=VALUE, e.g. --set metric.command=./bench.sh")));
+            return Err(ClientError::bad_input(format!(
+                "--set {arg:?}: expected KEY=VALUE, e.g. --set metric.command=./bench.sh"
+            )));
         };
         let key = key.trim();
         let raw = raw.trim();
@@ -301,9 +331,14 @@ impl Draft {
             if name.is_empty() || name.contains('.') {
                 return Err(unknown_key(key));
             }
-            let mut guards: Vec<Table> = self.tables("guard").into_iter().filter(|g| g.get("name").and_then(Value::as_str) != Some(name)).collect();
+            let mut guards: Vec<Table> = self
+                .tables("guard")
+                .into_iter()
+                .filter(|g| g.get("name").and_then(Value::as_str) != Some(name))
+                .collect();
             if !raw.is_empty() {
-                let command = scalar_text(&parse_value(raw), raw).unwrap_or_else(|| raw.to_string());
+                let command =
+                    scalar_text(&parse_value(raw), raw).unwrap_or_else(|| raw.to_string());
                 let mut g = Table::new();
                 g.insert("name".into(), Value::String(name.into()));
                 g.insert("command".into(), Value::String(command));
@@ -326,7 +361,11 @@ impl Draft {
         match (kind, v) {
             (Kind::StrList, Value::Array(new)) if !raw.trim_start().starts_with('[') => {
                 // A single value appends: --set scope.include=a --set scope.include=b.
-                let mut all: Vec<Value> = self.get(key).and_then(Value::as_array).cloned().unwrap_or_default();
+                let mut all: Vec<Value> = self
+                    .get(key)
+                    .and_then(Value::as_array)
+                    .cloned()
+                    .unwrap_or_default();
                 all.extend(new);
                 self.set(key, Value::Array(all));
             }
@@ -344,15 +383,25 @@ impl Draft {
         if tables.is_empty() {
             self.remove(key);
         } else {
-            self.set(key, Value::Array(tables.into_iter().map(Value::Table).collect()));
+            self.set(
+                key,
+                Value::Array(tables.into_iter().map(Value::Table).collect()),
+            );
         }
     }
 
     /// The metric section as the spec type (a placeholder direction when none is chosen yet).
     fn metric_spec(&self) -> Result<MetricSpec, String> {
-        let mut m = self.get("metric").and_then(Value::as_table).cloned().unwrap_or_default();
-        m.entry("direction").or_insert_with(|| Value::String("lower".into()));
-        let spec: MetricSpec = Value::Table(m).try_into().map_err(|e: toml::de::Error| format!("[metric]: {}", e.message().trim()))?;
+        let mut m = self
+            .get("metric")
+            .and_then(Value::as_table)
+            .cloned()
+            .unwrap_or_default();
+        m.entry("direction")
+            .or_insert_with(|| Value::String("lower".into()));
+        let spec: MetricSpec = Value::Table(m)
+            .try_into()
+            .map_err(|e: toml::de::Error| format!("[metric]: {}", e.message().trim()))?;
         if let Some(r) = &spec.regex {
             if r.0.captures_len() < 2 {
                 return Err(format!("metric.regex {:?} has no capture group: put ( ) around the number, e.g. 'mean: ([0-9.]+)'", r.0.as_str()));
@@ -368,23 +417,31 @@ impl Draft {
     /// Required answers not given yet (non-interactive), with a hint each.
     fn missing(&self) -> Vec<String> {
         let mut out = Vec::new();
-        if self.str("metric.command").is_none_or(|c| c.trim().is_empty()) {
+        if self
+            .str("metric.command")
+            .is_none_or(|c| c.trim().is_empty())
+        {
             out.push("metric.command (the shell command that prints the number)".to_string());
         }
         if self.str("metric.direction").is_none() {
             out.push("metric.direction (lower or higher)".to_string());
         }
         if self.strings("scope.include").is_empty() {
-            out.push("scope.include (globs of the files the run may edit, e.g. 'src/**')".to_string());
+            out.push(
+                "scope.include (globs of the files the run may edit, e.g. 'src/**')".to_string(),
+            );
         }
         match self.kind() {
-            "agent" if self.str("proposer.command").is_none() => {
-                out.push("proposer.command (the agent, e.g. \"claude -p\"; or proposer.kind=params|patches)".to_string())
+            "agent" if self.str("proposer.command").is_none() => out.push(
+                "proposer.command (the agent, e.g. \"claude -p\"; or proposer.kind=params|patches)"
+                    .to_string(),
+            ),
+            "patches" if self.str("proposer.dir").is_none() => {
+                out.push("proposer.dir (the folder of *.patch files)".to_string())
             }
-            "patches" if self.str("proposer.dir").is_none() => out.push("proposer.dir (the folder of *.patch files)".to_string()),
-            "params" if self.tables("proposer.param").is_empty() => {
-                out.push("proposer.param ({file=\"...\", regex='...(\\d+)...', values=[...]})".to_string())
-            }
+            "params" if self.tables("proposer.param").is_empty() => out.push(
+                "proposer.param ({file=\"...\", regex='...(\\d+)...', values=[...]})".to_string(),
+            ),
             _ => {}
         }
         out
@@ -427,7 +484,9 @@ impl Draft {
             for t in tables {
                 s.push_str(&format!("\n[[{name}]]\n"));
                 // Known keys in a readable order, then any others.
-                let order = ["name", "command", "timeout", "file", "regex", "values", "min", "max", "step"];
+                let order = [
+                    "name", "command", "timeout", "file", "regex", "values", "min", "max", "step",
+                ];
                 let mut keys: Vec<&String> = t.keys().collect();
                 keys.sort_by_key(|k| order.iter().position(|o| o == k).unwrap_or(order.len()));
                 for k in keys {
@@ -436,7 +495,11 @@ impl Draft {
             }
             s
         };
-        out.push_str(&section("metric", "How the number is produced and read", &[]));
+        out.push_str(&section(
+            "metric",
+            "How the number is produced and read",
+            &[],
+        ));
         out.push_str(&section("scope", "Which files the run may edit", &[]));
         let guards = self.tables("guard");
         if !guards.is_empty() {
@@ -447,7 +510,11 @@ impl Draft {
         out.push_str(&section("limits", "Per-experiment resource limits", &[]));
         out.push_str(&section("proposer", "Who proposes each change", &["param"]));
         out.push_str(&array("proposer.param", self.tables("proposer.param")));
-        out.push_str(&section("policy", "Simplicity, web search and constraints handed to the agent", &[]));
+        out.push_str(&section(
+            "policy",
+            "Simplicity, web search and constraints handed to the agent",
+            &[],
+        ));
         out
     }
 
@@ -487,17 +554,34 @@ impl Draft {
             })
             .collect();
         constraints.extend(self.strings("policy.constraints"));
-        let limits: Vec<String> = [("memory", "limits.memory"), ("cpu time", "limits.cpu_time"), ("cores", "limits.cpus")]
-            .iter()
-            .filter_map(|(label, k)| self.get(k).map(|v| format!("{label} {}", v.as_str().map(str::to_string).unwrap_or_else(|| v.to_string()))))
-            .collect();
+        let limits: Vec<String> = [
+            ("memory", "limits.memory"),
+            ("cpu time", "limits.cpu_time"),
+            ("cores", "limits.cpus"),
+        ]
+        .iter()
+        .filter_map(|(label, k)| {
+            self.get(k).map(|v| {
+                format!(
+                    "{label} {}",
+                    v.as_str()
+                        .map(str::to_string)
+                        .unwrap_or_else(|| v.to_string())
+                )
+            })
+        })
+        .collect();
         let proposer = match self.kind() {
             "params" => format!(
                 "params: {}",
                 self.tables("proposer.param")
                     .iter()
                     .map(|p| {
-                        let n = p.get("name").or_else(|| p.get("file")).and_then(Value::as_str).unwrap_or("?");
+                        let n = p
+                            .get("name")
+                            .or_else(|| p.get("file"))
+                            .and_then(Value::as_str)
+                            .unwrap_or("?");
                         let vals = p.get("values").map(|v| v.to_string()).unwrap_or_else(|| {
                             format!(
                                 "{}..{} step {}",
@@ -514,15 +598,25 @@ impl Draft {
             "patches" => format!("patches from {}", self.str("proposer.dir").unwrap_or("?")),
             _ => format!("agent `{}`", self.str("proposer.command").unwrap_or("?")),
         };
-        let simplicity = if self.get("policy.simplicity").and_then(Value::as_bool).unwrap_or(true) {
+        let simplicity = if self
+            .get("policy.simplicity")
+            .and_then(Value::as_bool)
+            .unwrap_or(true)
+        {
             "default: simpler beats marginally better; removing code while holding the metric is a win"
         } else {
             "off: a change is kept only for a significant metric gain"
         };
         let rows: Vec<(&str, String)> = vec![
-            ("Run id", self.str("id").unwrap_or("(from the file name)").to_string()),
+            (
+                "Run id",
+                self.str("id").unwrap_or("(from the file name)").to_string(),
+            ),
             ("Goal", self.str("goal").unwrap_or("-").to_string()),
-            ("Metric command", self.str("metric.command").unwrap_or("-").to_string()),
+            (
+                "Metric command",
+                self.str("metric.command").unwrap_or("-").to_string(),
+            ),
             ("Metric extraction", self.extraction_text()),
             (
                 "Direction",
@@ -532,25 +626,59 @@ impl Draft {
                     None => "-".into(),
                 },
             ),
-            ("Trial reading", trial.map(|v| crate::run::journal::format_metric(Some(v))).unwrap_or_else(|| "-".into())),
+            (
+                "Trial reading",
+                trial
+                    .map(|v| crate::run::journal::format_metric(Some(v)))
+                    .unwrap_or_else(|| "-".into()),
+            ),
             ("In-scope", list("scope.include")),
             ("Out-of-scope", list("scope.exclude")),
-            ("Constraints", if constraints.is_empty() { "-".into() } else { constraints.join("; ") }),
+            (
+                "Constraints",
+                if constraints.is_empty() {
+                    "-".into()
+                } else {
+                    constraints.join("; ")
+                },
+            ),
             (
                 "Max experiments",
-                self.get("budget.max_experiments").map(|v| v.to_string()).unwrap_or_else(|| "unlimited".into()),
+                self.get("budget.max_experiments")
+                    .map(|v| v.to_string())
+                    .unwrap_or_else(|| "unlimited".into()),
             ),
-            ("Max wall time", self.str("budget.max_wall").unwrap_or("unlimited").to_string()),
-            ("Limits", if limits.is_empty() { "-".into() } else { limits.join(", ") }),
+            (
+                "Max wall time",
+                self.str("budget.max_wall")
+                    .unwrap_or("unlimited")
+                    .to_string(),
+            ),
+            (
+                "Limits",
+                if limits.is_empty() {
+                    "-".into()
+                } else {
+                    limits.join(", ")
+                },
+            ),
             ("Proposer", proposer),
             ("Simplicity policy", simplicity.to_string()),
             (
                 "Web search",
-                if self.kind() == "agent" { self.str("policy.web_search").unwrap_or("no").to_string() } else { "- (no agent)".into() },
+                if self.kind() == "agent" {
+                    self.str("policy.web_search").unwrap_or("no").to_string()
+                } else {
+                    "- (no agent)".into()
+                },
             ),
         ];
         let w = rows.iter().map(|(k, _)| k.len()).max().unwrap_or(9);
-        let mut out = format!("| {:<w$} | Value\n|{}|------\n", "Parameter", "-".repeat(w + 2));
+        let mut out = format!(
+            "| {:<w$} | Value\n|{}|------\n",
+            "Parameter",
+            "-".repeat(w + 2)
+        );
         for (k, v) in rows {
             out.push_str(&format!("| {k:<w$} | {v}\n"));
         }
@@ -574,7 +702,10 @@ fn open_repo(dir: &Path) -> Result<Repo, ClientError> {
         ))
     })?;
     let tracked = crate::run::setup::tracked_files(&repo);
-    Ok(Repo { root: info.root, tracked })
+    Ok(Repo {
+        root: info.root,
+        tracked,
+    })
 }
 
 fn matcher(glob: &str) -> Result<globset::GlobMatcher, String> {
@@ -587,7 +718,11 @@ fn matcher(glob: &str) -> Result<globset::GlobMatcher, String> {
 }
 
 /// One line per glob: how many tracked files it matches. The bool: some include matches none.
-fn scope_report(include: &[String], exclude: &[String], tracked: &[String]) -> Result<(String, bool), String> {
+fn scope_report(
+    include: &[String],
+    exclude: &[String],
+    tracked: &[String],
+) -> Result<(String, bool), String> {
     let mut out = String::new();
     let mut empty = false;
     let mut in_scope: Vec<&String> = Vec::new();
@@ -618,10 +753,16 @@ fn scope_report(include: &[String], exclude: &[String], tracked: &[String]) -> R
         let m = matcher(g)?;
         let n = in_scope.iter().filter(|p| m.is_match(p.as_str())).count();
         excluded += n;
-        out.push_str(&format!("  not {g}: takes {n} of those out{}\n", if n == 0 { " (warning: none)" } else { "" }));
+        out.push_str(&format!(
+            "  not {g}: takes {n} of those out{}\n",
+            if n == 0 { " (warning: none)" } else { "" }
+        ));
     }
     if !exclude.is_empty() || include.len() > 1 {
-        out.push_str(&format!("  in scope: {} tracked files\n", in_scope.len().saturating_sub(excluded)));
+        out.push_str(&format!(
+            "  in scope: {} tracked files\n",
+            in_scope.len().saturating_sub(excluded)
+        ));
     }
     Ok((out, empty))
 }
@@ -664,7 +805,11 @@ fn trial(draft: &Draft, root: &Path, ui: &mut dyn Write) -> Result<Trial, String
     let cancel = crate::exec::Cancel::new();
     // Ctrl-C cancels the trial (whose process group is not the terminal's), then quits.
     INTERRUPTED.store(false, Ordering::SeqCst);
-    let action = SigAction::new(SigHandler::Handler(on_sigint), SaFlags::empty(), SigSet::empty());
+    let action = SigAction::new(
+        SigHandler::Handler(on_sigint),
+        SaFlags::empty(),
+        SigSet::empty(),
+    );
     // SAFETY: the handler only stores to an atomic.
     let old = unsafe { sigaction(Signal::SIGINT, &action) }.ok();
     let done = AtomicBool::new(false);
@@ -687,8 +832,10 @@ fn trial(draft: &Draft, root: &Path, ui: &mut dyn Write) -> Result<Trial, String
         // SAFETY: restoring the previous disposition.
         let _ = unsafe { sigaction(Signal::SIGINT, &old) };
     }
-    let stdout = String::from_utf8_lossy(&std::fs::read(dir.join("stdout")).unwrap_or_default()).to_string();
-    let stderr = String::from_utf8_lossy(&std::fs::read(dir.join("stderr")).unwrap_or_default()).to_string();
+    let stdout =
+        String::from_utf8_lossy(&std::fs::read(dir.join("stdout")).unwrap_or_default()).to_string();
+    let stderr =
+        String::from_utf8_lossy(&std::fs::read(dir.join("stderr")).unwrap_or_default()).to_string();
     let _ = std::fs::remove_dir_all(&dir);
     let outcome = result.map_err(|e| format!("could not run `{}`: {e}", m.command))?;
     let tail = || {
@@ -705,17 +852,30 @@ fn trial(draft: &Draft, root: &Path, ui: &mut dyn Write) -> Result<Trial, String
         return Err("interrupted".into());
     }
     if !outcome.exit.success() {
-        return Err(format!("`{}` failed ({}) after {:.1}s\n{}", m.command, outcome.exit.describe(), wall.as_secs_f64(), tail()));
+        return Err(format!(
+            "`{}` failed ({}) after {:.1}s\n{}",
+            m.command,
+            outcome.exit.describe(),
+            wall.as_secs_f64(),
+            tail()
+        ));
     }
     let value = match m.extraction() {
         spec::Extraction::Time(TimeMode::Wall) => Ok(wall.as_secs_f64()),
         spec::Extraction::Time(TimeMode::Cpu) => Ok(outcome.cpu_ms as f64 / 1000.0),
-        spec::Extraction::Time(TimeMode::Instructions) => outcome.instructions.map(|i| i as f64).ok_or_else(|| "no instruction count".to_string()),
+        spec::Extraction::Time(TimeMode::Instructions) => outcome
+            .instructions
+            .map(|i| i as f64)
+            .ok_or_else(|| "no instruction count".to_string()),
         how => crate::run::extract::extract(&how, &stdout, &stderr),
     };
     match value {
         Ok(value) => Ok(Trial { value, wall }),
-        Err(why) => Err(format!("`{}` ran, but no number could be read: {why}\n{}", m.command, tail())),
+        Err(why) => Err(format!(
+            "`{}` ran, but no number could be read: {why}\n{}",
+            m.command,
+            tail()
+        )),
     }
 }
 
@@ -732,7 +892,28 @@ fn slug(goal: &str) -> Option<String> {
         .map(str::to_lowercase)
         .collect();
     let s: String = words.join("-").chars().take(40).collect();
-    spec::RunId::parse(s.trim_end_matches('-')).ok().map(|id| id.to_string())
+    spec::RunId::parse(s.trim_end_matches('-'))
+        .ok()
+        .map(|id| id.to_string())
+}
+
+/// `to` as seen from the folder `from` (both absolute): `/a/b`, `/a/c/d` -> `../c/d`.
+fn relative(from: &Path, to: &Path) -> PathBuf {
+    let (from, to) = (spec::normalize(from), spec::normalize(to));
+    let from: Vec<_> = from.components().collect();
+    let to: Vec<_> = to.components().collect();
+    let common = from.iter().zip(&to).take_while(|(a, b)| a == b).count();
+    let mut out = PathBuf::new();
+    for _ in common..from.len() {
+        out.push("..");
+    }
+    for c in &to[common..] {
+        out.push(c.as_os_str());
+    }
+    if out.as_os_str().is_empty() {
+        out.push(".");
+    }
+    out
 }
 
 pub fn run(args: &InitArgs) -> CmdResult {
@@ -743,10 +924,14 @@ pub fn run(args: &InitArgs) -> CmdResult {
             return Ok(());
         }
         Some(name) => Some(presets::find(name).ok_or_else(|| {
-            ClientError::bad_input(format!("unknown preset {name:?}\n{}", presets::list().trim_end()))
+            ClientError::bad_input(format!(
+                "unknown preset {name:?}\n{}",
+                presets::list().trim_end()
+            ))
         })?),
     };
-    let cwd = std::env::current_dir().map_err(|e| ClientError::failed(format!("current folder: {e}")))?;
+    let cwd =
+        std::env::current_dir().map_err(|e| ClientError::failed(format!("current folder: {e}")))?;
     let out_abs = spec::normalize(&cwd.join(&args.output));
     if out_abs.exists() && !args.force {
         return Err(ClientError::bad_input(format!(
@@ -756,7 +941,10 @@ pub fn run(args: &InitArgs) -> CmdResult {
     }
     let spec_dir = out_abs.parent().unwrap_or(Path::new("/")).to_path_buf();
     if !spec_dir.is_dir() {
-        return Err(ClientError::bad_input(format!("{}: no such folder", spec_dir.display())));
+        return Err(ClientError::bad_input(format!(
+            "{}: no such folder",
+            spec_dir.display()
+        )));
     }
 
     let mut draft = Draft::default();
@@ -769,6 +957,15 @@ pub fn run(args: &InitArgs) -> CmdResult {
     if draft.str("id").is_none() {
         if let Some(s) = draft.str("goal").and_then(slug) {
             draft.set_str("id", &s);
+        }
+    }
+    if draft.str("repo").is_none() && git2::Repository::discover(&spec_dir).is_err() {
+        // The spec goes outside any repo (-o ~/specs/x.toml): point it at the current one.
+        if let Ok(r) = crate::git::open_repo(&cwd) {
+            draft.set_str(
+                "repo",
+                &relative(&spec_dir, &r.1.root).display().to_string(),
+            );
         }
     }
     let repo_dir = spec::normalize(&spec_dir.join(draft.str("repo").unwrap_or(".")));
@@ -792,13 +989,20 @@ pub fn run(args: &InitArgs) -> CmdResult {
         dlg.run(&mut draft, &out_abs, &file_name)?
     };
     write_spec(&out_abs, &text, args.force)?;
-    let id = spec::parse(&text, &out_abs).map(|r| r.id.to_string()).unwrap_or_default();
+    let id = spec::parse(&text, &out_abs)
+        .map(|r| r.id.to_string())
+        .unwrap_or_default();
     println!("wrote {file_name} (run id {id})");
     println!("start it:  arctl start {file_name}");
     Ok(())
 }
 
-fn non_interactive(draft: &Draft, repo: &Repo, out_abs: &Path, file_name: &str) -> Result<String, ClientError> {
+fn non_interactive(
+    draft: &Draft,
+    repo: &Repo,
+    out_abs: &Path,
+    file_name: &str,
+) -> Result<String, ClientError> {
     let missing = draft.missing();
     if !missing.is_empty() {
         return Err(ClientError::bad_input(format!(
@@ -806,14 +1010,21 @@ fn non_interactive(draft: &Draft, repo: &Repo, out_abs: &Path, file_name: &str) 
             missing.join("\n  ")
         )));
     }
-    let (report, _) = scope_report(&draft.strings("scope.include"), &draft.strings("scope.exclude"), &repo.tracked)
-        .map_err(|e| ClientError::bad_input(format!("scope: {e}")))?;
+    let (report, _) = scope_report(
+        &draft.strings("scope.include"),
+        &draft.strings("scope.exclude"),
+        &repo.tracked,
+    )
+    .map_err(|e| ClientError::bad_input(format!("scope: {e}")))?;
     eprint!("scope:\n{report}");
     // Validate before spending time on the metric.
     let text = draft.render(file_name);
-    spec::parse(&text, out_abs).map_err(|e| ClientError::bad_input(format!("the spec would not be valid:\n{e}")))?;
+    spec::parse(&text, out_abs)
+        .map_err(|e| ClientError::bad_input(format!("the spec would not be valid:\n{e}")))?;
     let t = trial(draft, &repo.root, &mut std::io::stderr()).map_err(|e| {
-        ClientError::bad_input(format!("the metric command gives no number, so nothing was written: {e}"))
+        ClientError::bad_input(format!(
+            "the metric command gives no number, so nothing was written: {e}"
+        ))
     })?;
     eprintln!(
         "read {} from the metric's output ({:.1}s)",
@@ -840,7 +1051,10 @@ fn write_spec(path: &Path, text: &str, force: bool) -> CmdResult {
     }
     r.map_err(|e| {
         if e.kind() == std::io::ErrorKind::AlreadyExists {
-            ClientError::bad_input(format!("{} already exists; use --force to overwrite it", path.display()))
+            ClientError::bad_input(format!(
+                "{} already exists; use --force to overwrite it",
+                path.display()
+            ))
         } else {
             fail(e)
         }
@@ -864,8 +1078,18 @@ type Answer<T> = Result<T, ClientError>;
 
 /// What a trial's reading depends on: the command, how it is read, its timeout.
 fn trial_key(d: &Draft) -> String {
-    let keys = ["metric.command", "metric.regex", "metric.json", "metric.line", "metric.time", "metric.timeout"];
-    keys.iter().map(|k| d.get(k).map(|v| v.to_string()).unwrap_or_default()).collect::<Vec<_>>().join("\u{1}")
+    let keys = [
+        "metric.command",
+        "metric.regex",
+        "metric.json",
+        "metric.line",
+        "metric.time",
+        "metric.timeout",
+    ];
+    keys.iter()
+        .map(|k| d.get(k).map(|v| v.to_string()).unwrap_or_default())
+        .collect::<Vec<_>>()
+        .join("\u{1}")
 }
 
 /// Split a comma-separated answer (commas inside `{a,b}` belong to the glob).
@@ -886,11 +1110,17 @@ fn split_list(s: &str) -> Vec<String> {
         cur.push(c);
     }
     out.push(cur);
-    out.into_iter().map(|s| s.trim().to_string()).filter(|s| !s.is_empty()).collect()
+    out.into_iter()
+        .map(|s| s.trim().to_string())
+        .filter(|s| !s.is_empty())
+        .collect()
 }
 
 fn is_none_word(s: &str) -> bool {
-    matches!(s.trim().to_lowercase().as_str(), "none" | "-" | "no" | "unlimited")
+    matches!(
+        s.trim().to_lowercase().as_str(),
+        "none" | "-" | "no" | "unlimited"
+    )
 }
 
 fn on_path(program: &str) -> bool {
@@ -925,10 +1155,16 @@ impl Dialogue<'_> {
             .map_err(|e| ClientError::failed(format!("reading the answer: {e}")))?;
         if n == 0 {
             let _ = writeln!(self.ui);
-            return Err(ClientError::bad_input("the input ended before the setup was complete; nothing written"));
+            return Err(ClientError::bad_input(
+                "the input ended before the setup was complete; nothing written",
+            ));
         }
         let line = line.trim();
-        Ok(if line.is_empty() { default.unwrap_or("").to_string() } else { line.to_string() })
+        Ok(if line.is_empty() {
+            default.unwrap_or("").to_string()
+        } else {
+            line.to_string()
+        })
     }
 
     fn ask_required(&mut self, q: &str, default: Option<&str>) -> Answer<String> {
@@ -965,14 +1201,26 @@ impl Dialogue<'_> {
                     return Ok(options[n - 1].0.to_string());
                 }
             }
-            let hits: Vec<&str> = options.iter().map(|(k, _)| *k).filter(|k| k.starts_with(a.as_str())).collect();
+            let hits: Vec<&str> = options
+                .iter()
+                .map(|(k, _)| *k)
+                .filter(|k| k.starts_with(a.as_str()))
+                .collect();
             if let Some(exact) = options.iter().find(|(k, _)| *k == a) {
                 return Ok(exact.0.to_string());
             }
             if hits.len() == 1 && !a.is_empty() {
                 return Ok(hits[0].to_string());
             }
-            self.say(&format!("  please answer 1-{} or one of: {}", options.len(), options.iter().map(|(k, _)| *k).collect::<Vec<_>>().join(", ")));
+            self.say(&format!(
+                "  please answer 1-{} or one of: {}",
+                options.len(),
+                options
+                    .iter()
+                    .map(|(k, _)| *k)
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ));
         }
     }
 
@@ -1011,13 +1259,19 @@ impl Dialogue<'_> {
             match spec::parse(&text, out_abs) {
                 Ok(_) => {}
                 Err(e) => {
-                    self.say(&format!("this spec would not be valid:\n{e}\nlet's go over the answers again."));
+                    self.say(&format!(
+                        "this spec would not be valid:\n{e}\nlet's go over the answers again."
+                    ));
                     continue;
                 }
             }
             let a = self.choose(
                 &format!("Write {file_name}?"),
-                &[("yes", "write it"), ("edit", "go over the answers again"), ("no", "quit without writing")],
+                &[
+                    ("yes", "write it"),
+                    ("edit", "go over the answers again"),
+                    ("no", "quit without writing"),
+                ],
                 "yes",
             )?;
             match a.as_str() {
@@ -1040,7 +1294,10 @@ impl Dialogue<'_> {
         // 1.2 Metric: command, extraction, trial, direction
         self.say("\n2. Metric (see `arctl init --preset list` for ready-made ones)");
         loop {
-            let cmd = self.ask_required("What command produces the metric? (run with sh in the repo root)", d.str("metric.command"))?;
+            let cmd = self.ask_required(
+                "What command produces the metric? (run with sh in the repo root)",
+                d.str("metric.command"),
+            )?;
             d.set_str("metric.command", &cmd);
             self.ask_extraction(d)?;
             if let Err(e) = d.metric_spec() {
@@ -1051,7 +1308,10 @@ impl Dialogue<'_> {
             if let Some((ran, v)) = &self.trial {
                 if *ran == current {
                     let v = *v;
-                    self.say(&format!("  metric unchanged: it read {}", crate::run::journal::format_metric(Some(v))));
+                    self.say(&format!(
+                        "  metric unchanged: it read {}",
+                        crate::run::journal::format_metric(Some(v))
+                    ));
                     break;
                 }
             }
@@ -1065,13 +1325,26 @@ impl Dialogue<'_> {
                     self.trial = Some((current, t.value));
                     break;
                 }
-                Err(e) if e == "interrupted" => return Err(ClientError { code: 130, message: "interrupted; nothing written".into() }),
-                Err(e) => self.say(&format!("  {e}\n  That gives no number; let's fix the command or how it is read.")),
+                Err(e) if e == "interrupted" => {
+                    return Err(ClientError {
+                        code: 130,
+                        message: "interrupted; nothing written".into(),
+                    })
+                }
+                Err(e) => self.say(&format!(
+                    "  {e}\n  That gives no number; let's fix the command or how it is read."
+                )),
             }
         }
         let dir = self.choose(
             "Which direction is better?",
-            &[("lower", "lower is better (time, memory, errors, loss)"), ("higher", "higher is better (passes, coverage, accuracy, throughput)")],
+            &[
+                ("lower", "lower is better (time, memory, errors, loss)"),
+                (
+                    "higher",
+                    "higher is better (passes, coverage, accuracy, throughput)",
+                ),
+            ],
             d.str("metric.direction").unwrap_or("lower"),
         )?;
         d.set_str("metric.direction", &dir);
@@ -1080,7 +1353,10 @@ impl Dialogue<'_> {
         self.say("\n3. Scope: globs over repo paths, comma-separated (e.g. src/**, lib/*.py)");
         loop {
             let cur = d.strings("scope.include").join(", ");
-            let inc = split_list(&self.ask_required("Which files may be edited (in scope)?", Some(cur.as_str()).filter(|s| !s.is_empty()))?);
+            let inc = split_list(&self.ask_required(
+                "Which files may be edited (in scope)?",
+                Some(cur.as_str()).filter(|s| !s.is_empty()),
+            )?);
             match scope_report(&inc, &[], &self.repo.tracked) {
                 Err(e) => self.say(&format!("  {e}")),
                 Ok((report, empty)) => {
@@ -1088,21 +1364,34 @@ impl Dialogue<'_> {
                     if empty && !self.yes_no("  Keep it anyway?", false)? {
                         continue;
                     }
-                    d.set("scope.include", Value::Array(inc.into_iter().map(Value::String).collect()));
+                    d.set(
+                        "scope.include",
+                        Value::Array(inc.into_iter().map(Value::String).collect()),
+                    );
                     break;
                 }
             }
         }
         loop {
             let cur = d.strings("scope.exclude").join(", ");
-            let a = self.ask("Which are off-limits inside those (out of scope)?", Some(if cur.is_empty() { "none" } else { cur.as_str() }))?;
-            let exc = if is_none_word(&a) { Vec::new() } else { split_list(&a) };
+            let a = self.ask(
+                "Which are off-limits inside those (out of scope)?",
+                Some(if cur.is_empty() { "none" } else { cur.as_str() }),
+            )?;
+            let exc = if is_none_word(&a) {
+                Vec::new()
+            } else {
+                split_list(&a)
+            };
             match scope_report(&d.strings("scope.include"), &exc, &self.repo.tracked) {
                 Err(e) => self.say(&format!("  {e}")),
                 Ok((report, _)) => {
                     if !exc.is_empty() {
                         let _ = write!(self.ui, "{report}");
-                        d.set("scope.exclude", Value::Array(exc.into_iter().map(Value::String).collect()));
+                        d.set(
+                            "scope.exclude",
+                            Value::Array(exc.into_iter().map(Value::String).collect()),
+                        );
                     } else {
                         d.remove("scope.exclude");
                     }
@@ -1116,7 +1405,11 @@ impl Dialogue<'_> {
         let mut guards = d.tables("guard");
         if !guards.is_empty() {
             for g in &guards {
-                let line = format!("  guard {}: {}", g.get("name").and_then(Value::as_str).unwrap_or("?"), g.get("command").and_then(Value::as_str).unwrap_or("?"));
+                let line = format!(
+                    "  guard {}: {}",
+                    g.get("name").and_then(Value::as_str).unwrap_or("?"),
+                    g.get("command").and_then(Value::as_str).unwrap_or("?")
+                );
                 self.say(&line);
             }
             if !self.yes_no("Keep these guards?", true)? {
@@ -1129,8 +1422,21 @@ impl Dialogue<'_> {
                 break;
             }
             let (name, command) = match a.split_once(':') {
-                Some((n, c)) if !n.trim().is_empty() && !n.contains(' ') && !c.trim().is_empty() => (n.trim().to_string(), c.trim().to_string()),
-                _ => (a.split_whitespace().next().unwrap_or("guard").rsplit('/').next().unwrap_or("guard").to_string(), a.clone()),
+                Some((n, c))
+                    if !n.trim().is_empty() && !n.contains(' ') && !c.trim().is_empty() =>
+                {
+                    (n.trim().to_string(), c.trim().to_string())
+                }
+                _ => (
+                    a.split_whitespace()
+                        .next()
+                        .unwrap_or("guard")
+                        .rsplit('/')
+                        .next()
+                        .unwrap_or("guard")
+                        .to_string(),
+                    a.clone(),
+                ),
             };
             let mut g = Table::new();
             g.insert("name".into(), Value::String(name));
@@ -1146,37 +1452,62 @@ impl Dialogue<'_> {
         if is_none_word(&a) {
             d.remove("policy.constraints");
         } else {
-            d.set("policy.constraints", Value::Array(split_list(&a).into_iter().map(Value::String).collect()));
+            d.set(
+                "policy.constraints",
+                Value::Array(split_list(&a).into_iter().map(Value::String).collect()),
+            );
         }
 
         // 1.5 Budget
         self.say("\n5. Budget");
         let cur = d.get("budget.max_experiments").map(|v| v.to_string());
-        let a = self.ask_checked("How many experiments? (a number, or unlimited)", cur, "unlimited", |s| match s.parse::<u32>() {
-            Ok(n) if n >= 1 => Ok(()),
-            _ => Err("expected a number of at least 1, or unlimited".into()),
-        })?;
+        let a = self.ask_checked(
+            "How many experiments? (a number, or unlimited)",
+            cur,
+            "unlimited",
+            |s| match s.parse::<u32>() {
+                Ok(n) if n >= 1 => Ok(()),
+                _ => Err("expected a number of at least 1, or unlimited".into()),
+            },
+        )?;
         match a {
-            Some(n) => d.set("budget.max_experiments", Value::Integer(n.parse::<i64>().unwrap_or(1))),
+            Some(n) => d.set(
+                "budget.max_experiments",
+                Value::Integer(n.parse::<i64>().unwrap_or(1)),
+            ),
             None => d.remove("budget.max_experiments"),
         }
         let cur = d.str("budget.max_wall").map(str::to_string);
-        let a = self.ask_checked("Stop after how long? (e.g. 8h, or unlimited)", cur, "unlimited", |s| spec::parse_duration(s).map(|_| ()))?;
+        let a = self.ask_checked(
+            "Stop after how long? (e.g. 8h, or unlimited)",
+            cur,
+            "unlimited",
+            |s| spec::parse_duration(s).map(|_| ()),
+        )?;
         d.set_opt("budget.max_wall", a.as_deref());
 
         // Limits
         self.say("\n6. Limits per experiment (the whole process tree)");
         let cur = d.str("limits.memory").map(str::to_string);
-        let a = self.ask_checked("Memory limit (e.g. 4GiB, or none)", cur, "none", |s| spec::parse_size(s).map(|_| ()))?;
+        let a = self.ask_checked("Memory limit (e.g. 4GiB, or none)", cur, "none", |s| {
+            spec::parse_size(s).map(|_| ())
+        })?;
         d.set_opt("limits.memory", a.as_deref());
         let cur = d.str("limits.cpu_time").map(str::to_string);
-        let a = self.ask_checked("CPU-time limit (e.g. 10m, or none)", cur, "none", |s| spec::parse_duration(s).map(|_| ()))?;
+        let a = self.ask_checked("CPU-time limit (e.g. 10m, or none)", cur, "none", |s| {
+            spec::parse_duration(s).map(|_| ())
+        })?;
         d.set_opt("limits.cpu_time", a.as_deref());
         let cur = d.get("limits.cpus").map(|v| v.to_string());
-        let a = self.ask_checked("Dedicated cores (e.g. 1, or none)", cur, "none", |s| match s.parse::<u32>() {
-            Ok(n) if n >= 1 => Ok(()),
-            _ => Err("expected a number of at least 1, or none".into()),
-        })?;
+        let a = self.ask_checked(
+            "Dedicated cores (e.g. 1, or none)",
+            cur,
+            "none",
+            |s| match s.parse::<u32>() {
+                Ok(n) if n >= 1 => Ok(()),
+                _ => Err("expected a number of at least 1, or none".into()),
+            },
+        )?;
         match a {
             Some(n) => d.set("limits.cpus", Value::Integer(n.parse::<i64>().unwrap_or(1))),
             None => d.remove("limits.cpus"),
@@ -1187,9 +1518,15 @@ impl Dialogue<'_> {
         let kind = self.choose(
             "Which proposer?",
             &[
-                ("agent", "an AI coding agent command (claude -p, codex exec --full-auto, aider ...)"),
+                (
+                    "agent",
+                    "an AI coding agent command (claude -p, codex exec --full-auto, aider ...)",
+                ),
                 ("params", "search the values of parameters in files (no AI)"),
-                ("patches", "try each *.patch file of a folder once, in name order (no AI)"),
+                (
+                    "patches",
+                    "try each *.patch file of a folder once, in name order (no AI)",
+                ),
             ],
             d.kind(),
         )?;
@@ -1206,10 +1543,16 @@ impl Dialogue<'_> {
 
         // 1.4b Web search (an agent's)
         if kind == "agent" {
-            self.say("\n8. Web search: may the agent look up docs, papers and benchmarks for ideas?");
+            self.say(
+                "\n8. Web search: may the agent look up docs, papers and benchmarks for ideas?",
+            );
             let a = self.choose(
                 "Web search?",
-                &[("yes", "search freely"), ("ask", "propose each query before running it"), ("no", "stay offline, codebase only")],
+                &[
+                    ("yes", "search freely"),
+                    ("ask", "propose each query before running it"),
+                    ("no", "stay offline, codebase only"),
+                ],
                 d.str("policy.web_search").unwrap_or("no"),
             )?;
             if a == "no" {
@@ -1226,17 +1569,29 @@ impl Dialogue<'_> {
             "\n9. Simplicity policy. Default: simpler beats marginally better. Removing code while holding\n   \
              or improving the metric is a win; complexity has a cost weighed against the gain.",
         );
-        let keep = d.get("policy.simplicity").and_then(Value::as_bool).unwrap_or(true);
-        if self.yes_no("Proceed with this policy? (n: keep a change only for a significant gain)", keep)? {
+        let keep = d
+            .get("policy.simplicity")
+            .and_then(Value::as_bool)
+            .unwrap_or(true);
+        if self.yes_no(
+            "Proceed with this policy? (n: keep a change only for a significant gain)",
+            keep,
+        )? {
             d.remove("policy.simplicity");
         } else {
             d.set("policy.simplicity", Value::Boolean(false));
         }
 
         // Run id
-        let default_id = d.str("id").map(str::to_string).or_else(|| d.str("goal").and_then(slug));
+        let default_id = d
+            .str("id")
+            .map(str::to_string)
+            .or_else(|| d.str("goal").and_then(slug));
         loop {
-            let a = self.ask_required("\nRun id (names the branch autoresearch/<id>)", default_id.as_deref())?;
+            let a = self.ask_required(
+                "\nRun id (names the branch autoresearch/<id>)",
+                default_id.as_deref(),
+            )?;
             match spec::RunId::parse(&a) {
                 Ok(_) => {
                     d.set_str("id", &a);
@@ -1257,7 +1612,10 @@ impl Dialogue<'_> {
         let how = self.choose(
             "How is the number read from its output?",
             &[
-                ("regex", "a regular expression whose first group is the number"),
+                (
+                    "regex",
+                    "a regular expression whose first group is the number",
+                ),
                 ("json", "a dotted path into JSON output (results.0.mean)"),
                 ("line", "the number on a given line (-1: the last line)"),
                 ("last", "the last number printed"),
@@ -1267,7 +1625,10 @@ impl Dialogue<'_> {
         )?;
         match how.as_str() {
             "regex" => loop {
-                let r = self.ask_required("Regex (one capture group around the number)", d.str("metric.regex"))?;
+                let r = self.ask_required(
+                    "Regex (one capture group around the number)",
+                    d.str("metric.regex"),
+                )?;
                 match regex::Regex::new(&r) {
                     Ok(re) if re.captures_len() >= 2 => {
                         d.set_extraction(Some("metric.regex"), Some(Value::String(r)));
@@ -1278,12 +1639,21 @@ impl Dialogue<'_> {
                 }
             },
             "json" => {
-                let j = self.ask_required("JSON path (dotted; numbers index arrays)", d.str("metric.json"))?;
+                let j = self.ask_required(
+                    "JSON path (dotted; numbers index arrays)",
+                    d.str("metric.json"),
+                )?;
                 d.set_extraction(Some("metric.json"), Some(Value::String(j)));
             }
             "line" => loop {
-                let cur = d.get("metric.line").map(|v| v.to_string()).unwrap_or_else(|| "-1".into());
-                match self.ask("Line number (1 is the first, -1 the last)", Some(&cur))?.parse::<i64>() {
+                let cur = d
+                    .get("metric.line")
+                    .map(|v| v.to_string())
+                    .unwrap_or_else(|| "-1".into());
+                match self
+                    .ask("Line number (1 is the first, -1 the last)", Some(&cur))?
+                    .parse::<i64>()
+                {
                     Ok(n) if n != 0 => {
                         d.set_extraction(Some("metric.line"), Some(Value::Integer(n)));
                         break;
@@ -1292,11 +1662,15 @@ impl Dialogue<'_> {
                 }
             },
             "time" => {
-                let mut opts = vec![("wall", "wall-clock seconds"), ("cpu", "CPU seconds of the process tree")];
+                let mut opts = vec![
+                    ("wall", "wall-clock seconds"),
+                    ("cpu", "CPU seconds of the process tree"),
+                ];
                 if crate::exec::instructions_supported().is_ok() {
                     opts.push(("instructions", "user-space instructions (least noisy)"));
                 }
-                let t = self.choose("Which time?", &opts, d.str("metric.time").unwrap_or("wall"))?;
+                let t =
+                    self.choose("Which time?", &opts, d.str("metric.time").unwrap_or("wall"))?;
                 d.set_extraction(Some("metric.time"), Some(Value::String(t)));
             }
             _ => d.set_extraction(None, None),
@@ -1306,10 +1680,15 @@ impl Dialogue<'_> {
 
     fn ask_agent(&mut self, d: &mut Draft) -> Answer<()> {
         let default = d.str("proposer.command").unwrap_or("claude -p").to_string();
-        let cmd = self.ask_required("Agent command (run in the run's worktree, prompt on stdin)", Some(&default))?;
+        let cmd = self.ask_required(
+            "Agent command (run in the run's worktree, prompt on stdin)",
+            Some(&default),
+        )?;
         let program = cmd.split_whitespace().next().unwrap_or("");
         if !on_path(program) {
-            self.say(&format!("  warning: `{program}` is not on PATH here; the daemon needs it on its PATH"));
+            self.say(&format!(
+                "  warning: `{program}` is not on PATH here; the daemon needs it on its PATH"
+            ));
         }
         d.set_str("proposer.command", &cmd);
         d.remove("proposer.dir");
@@ -1319,16 +1698,29 @@ impl Dialogue<'_> {
 
     fn ask_patches(&mut self, d: &mut Draft) -> Answer<()> {
         loop {
-            let dir = self.ask_required("Folder of *.patch files (relative to the spec file)", Some(d.str("proposer.dir").unwrap_or("hypotheses")))?;
+            let dir = self.ask_required(
+                "Folder of *.patch files (relative to the spec file)",
+                Some(d.str("proposer.dir").unwrap_or("hypotheses")),
+            )?;
             let path = self.spec_dir.join(&dir);
             if !path.is_dir() {
-                self.say(&format!("  {}: no such folder; create it and put the patches in first", path.display()));
+                self.say(&format!(
+                    "  {}: no such folder; create it and put the patches in first",
+                    path.display()
+                ));
                 continue;
             }
             let n = std::fs::read_dir(&path)
-                .map(|r| r.filter_map(|e| e.ok()).filter(|e| e.path().extension().is_some_and(|x| x == "patch")).count())
+                .map(|r| {
+                    r.filter_map(|e| e.ok())
+                        .filter(|e| e.path().extension().is_some_and(|x| x == "patch"))
+                        .count()
+                })
                 .unwrap_or(0);
-            self.say(&format!("  {n} patch file{} there", if n == 1 { "" } else { "s" }));
+            self.say(&format!(
+                "  {n} patch file{} there",
+                if n == 1 { "" } else { "s" }
+            ));
             if n == 0 && !self.yes_no("  Use it anyway?", false)? {
                 continue;
             }
@@ -1348,8 +1740,16 @@ impl Dialogue<'_> {
             }
         }
         let scope = crate::spec::ScopeSpec {
-            include: d.strings("scope.include").iter().filter_map(|g| Glob::parse(g).ok()).collect(),
-            exclude: d.strings("scope.exclude").iter().filter_map(|g| Glob::parse(g).ok()).collect(),
+            include: d
+                .strings("scope.include")
+                .iter()
+                .filter_map(|g| Glob::parse(g).ok())
+                .collect(),
+            exclude: d
+                .strings("scope.exclude")
+                .iter()
+                .filter_map(|g| Glob::parse(g).ok())
+                .collect(),
         };
         let scope = crate::git::scope::Scope::new(&scope);
         while params.is_empty() || self.yes_no("Add another parameter?", false)? {
@@ -1363,21 +1763,28 @@ impl Dialogue<'_> {
                     }
                 };
                 if !scope.allows(&f) {
-                    self.say(&format!("  warning: {f} is not in scope; the run could not change it"));
+                    self.say(&format!(
+                        "  warning: {f} is not in scope; the run could not change it"
+                    ));
                     continue;
                 }
                 break (f, text);
             };
             let regex = loop {
-                let r = self.ask_required("Regex whose first group is the value (e.g. BATCH_SIZE = (\\d+))", None)?;
+                let r = self.ask_required(
+                    "Regex whose first group is the value (e.g. BATCH_SIZE = (\\d+))",
+                    None,
+                )?;
                 match regex::Regex::new(&r) {
-                    Ok(re) if re.captures_len() >= 2 => match re.captures(&file.1).and_then(|c| c.get(1)) {
-                        Some(m) => {
-                            self.say(&format!("  current value: {}", m.as_str()));
-                            break r;
+                    Ok(re) if re.captures_len() >= 2 => {
+                        match re.captures(&file.1).and_then(|c| c.get(1)) {
+                            Some(m) => {
+                                self.say(&format!("  current value: {}", m.as_str()));
+                                break r;
+                            }
+                            None => self.say(&format!("  it matches nothing in {}", file.0)),
                         }
-                        None => self.say(&format!("  it matches nothing in {}", file.0)),
-                    },
+                    }
                     Ok(_) => self.say("  it needs a capture group around the value"),
                     Err(e) => self.say(&format!("  not a valid regex: {e}")),
                 }
@@ -1386,12 +1793,25 @@ impl Dialogue<'_> {
             t.insert("file".into(), Value::String(file.0));
             t.insert("regex".into(), Value::String(regex));
             loop {
-                let a = self.ask_required("Values to try: comma-separated, or MIN..MAX step STEP", None)?;
+                let a = self.ask_required(
+                    "Values to try: comma-separated, or MIN..MAX step STEP",
+                    None,
+                )?;
                 if let Some((range, step)) = a.split_once("step") {
-                    let nums: Vec<Option<f64>> = range.split("..").chain([step]).map(|s| s.trim().parse::<f64>().ok()).collect();
+                    let nums: Vec<Option<f64>> = range
+                        .split("..")
+                        .chain([step])
+                        .map(|s| s.trim().parse::<f64>().ok())
+                        .collect();
                     if let [Some(min), Some(max), Some(step)] = nums[..] {
                         if step > 0.0 && max >= min {
-                            let num = |v: f64| if v.fract() == 0.0 { Value::Integer(v as i64) } else { Value::Float(v) };
+                            let num = |v: f64| {
+                                if v.fract() == 0.0 {
+                                    Value::Integer(v as i64)
+                                } else {
+                                    Value::Float(v)
+                                }
+                            };
                             t.insert("min".into(), num(min));
                             t.insert("max".into(), num(max));
                             t.insert("step".into(), num(step));
@@ -1451,10 +1871,26 @@ mod tests {
 
         let e = d.apply_set("metric.comand=x").unwrap_err();
         assert_eq!(e.code, 2);
-        assert!(e.message.contains("metric.comand") && e.message.contains("did you mean `metric.command`"), "{}", e.message);
-        assert_eq!(d.apply_set("budget.max_experiments=lots").unwrap_err().code, 2);
-        assert!(d.apply_set("metric.direction=sideways").unwrap_err().message.contains("lower, higher"));
-        assert!(d.apply_set("novalue").unwrap_err().message.contains("KEY=VALUE"));
+        assert!(
+            e.message.contains("metric.comand")
+                && e.message.contains("did you mean `metric.command`"),
+            "{}",
+            e.message
+        );
+        assert_eq!(
+            d.apply_set("budget.max_experiments=lots").unwrap_err().code,
+            2
+        );
+        assert!(d
+            .apply_set("metric.direction=sideways")
+            .unwrap_err()
+            .message
+            .contains("lower, higher"));
+        assert!(d
+            .apply_set("novalue")
+            .unwrap_err()
+            .message
+            .contains("KEY=VALUE"));
     }
 
     #[test]
@@ -1473,25 +1909,67 @@ mod tests {
             d.apply_set(s).unwrap();
         }
         let text = d.render("autoresearch.toml");
-        let r = spec::parse(&text, Path::new("/tmp/x/autoresearch.toml")).unwrap_or_else(|e| panic!("{e}\n{text}"));
+        let r = spec::parse(&text, Path::new("/tmp/x/autoresearch.toml"))
+            .unwrap_or_else(|e| panic!("{e}\n{text}"));
         assert_eq!(r.id.as_str(), "python-runtime");
         assert_eq!(r.spec.metric.json.as_deref(), Some("results.0.mean"));
         assert_eq!(r.spec.guards[0].command, "pytest -q");
-        assert!(text.find("[metric]").unwrap() < text.find("[scope]").unwrap(), "{text}");
+        assert!(
+            text.find("[metric]").unwrap() < text.find("[scope]").unwrap(),
+            "{text}"
+        );
         let table = d.table(Some(1.5));
-        assert!(table.contains("| Metric extraction") && table.contains("JSON path results.0.mean"), "{table}");
+        assert!(
+            table.contains("| Metric extraction") && table.contains("JSON path results.0.mean"),
+            "{table}"
+        );
         assert!(d.missing().is_empty());
         assert_eq!(Draft::default().missing().len(), 4);
     }
 
     #[test]
+    fn relative_paths() {
+        assert_eq!(
+            relative(Path::new("/a/b"), Path::new("/a/c/d")),
+            PathBuf::from("../c/d")
+        );
+        assert_eq!(
+            relative(Path::new("/a/b"), Path::new("/a/b")),
+            PathBuf::from(".")
+        );
+        assert_eq!(
+            relative(Path::new("/a"), Path::new("/a/b")),
+            PathBuf::from("b")
+        );
+    }
+
+    #[test]
     fn lists_and_slugs() {
-        assert_eq!(split_list("src/**, lib/{a,b}.py ,"), vec!["src/**", "lib/{a,b}.py"]);
-        assert_eq!(slug("Cut the ETL's wall time").as_deref(), Some("cut-the-etl-s"));
+        assert_eq!(
+            split_list("src/**, lib/{a,b}.py ,"),
+            vec!["src/**", "lib/{a,b}.py"]
+        );
+        assert_eq!(
+            slug("Cut the ETL's wall time").as_deref(),
+            Some("cut-the-etl-s")
+        );
         assert_eq!(slug("!!"), None);
-        let tracked: Vec<String> = ["src/a.py", "src/b.py", "src/fixtures/f.py", "README.md"].iter().map(|s| s.to_string()).collect();
-        let (r, empty) = scope_report(&["src/**".into(), "nope/**".into()], &["src/fixtures/**".into()], &tracked).unwrap();
+        let tracked: Vec<String> = ["src/a.py", "src/b.py", "src/fixtures/f.py", "README.md"]
+            .iter()
+            .map(|s| s.to_string())
+            .collect();
+        let (r, empty) = scope_report(
+            &["src/**".into(), "nope/**".into()],
+            &["src/fixtures/**".into()],
+            &tracked,
+        )
+        .unwrap();
         assert!(empty);
-        assert!(r.contains("src/**: 3 tracked files") && r.contains("nope/** matches no tracked file") && r.contains("in scope: 2"), "{r}");
+        assert!(
+            r.contains("src/**: 3 tracked files")
+                && r.contains("nope/** matches no tracked file")
+                && r.contains("in scope: 2"),
+            "{r}"
+        );
     }
 }

@@ -5,8 +5,8 @@ mod connect;
 pub mod init;
 pub mod presets;
 pub mod render;
-pub mod watch;
 pub mod reports;
+pub mod watch;
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -28,13 +28,22 @@ pub struct ClientError {
 
 impl ClientError {
     pub fn failed(m: impl Into<String>) -> Self {
-        ClientError { code: 1, message: m.into() }
+        ClientError {
+            code: 1,
+            message: m.into(),
+        }
     }
     pub fn bad_input(m: impl Into<String>) -> Self {
-        ClientError { code: 2, message: m.into() }
+        ClientError {
+            code: 2,
+            message: m.into(),
+        }
     }
     pub fn unreachable(m: impl Into<String>) -> Self {
-        ClientError { code: 3, message: m.into() }
+        ClientError {
+            code: 3,
+            message: m.into(),
+        }
     }
 }
 
@@ -49,7 +58,10 @@ impl Paths {
     pub fn from_args(g: &GlobalArgs) -> Paths {
         Paths {
             socket: g.socket.clone().unwrap_or_else(config::default_socket),
-            state_dir: g.state_dir.clone().unwrap_or_else(config::default_state_dir),
+            state_dir: g
+                .state_dir
+                .clone()
+                .unwrap_or_else(config::default_state_dir),
         }
     }
 }
@@ -108,7 +120,9 @@ fn absolute(p: &Path) -> PathBuf {
     if p.is_absolute() {
         p.to_path_buf()
     } else {
-        std::env::current_dir().map(|d| d.join(p)).unwrap_or_else(|_| p.to_path_buf())
+        std::env::current_dir()
+            .map(|d| d.join(p))
+            .unwrap_or_else(|_| p.to_path_buf())
     }
 }
 
@@ -127,7 +141,10 @@ fn validate(path: &Path, json: bool) -> CmdResult {
     shown.id = Some(resolved.id.clone());
     shown.repo = resolved.repo.clone();
     let text = toml::to_string(&shown).map_err(|e| ClientError::failed(e.to_string()))?;
-    println!("# {}: valid; resolved with defaults", resolved.spec_file.display());
+    println!(
+        "# {}: valid; resolved with defaults",
+        resolved.spec_file.display()
+    );
     print!("{text}");
     Ok(())
 }
@@ -135,7 +152,10 @@ fn validate(path: &Path, json: bool) -> CmdResult {
 /// Turn an error response into the matching exit code.
 fn expect_ok(resp: Response) -> Result<Response, ClientError> {
     match resp {
-        Response::Error { kind: ErrorKind::BadInput, message } => Err(ClientError::bad_input(message)),
+        Response::Error {
+            kind: ErrorKind::BadInput,
+            message,
+        } => Err(ClientError::bad_input(message)),
         Response::Error { message, .. } => Err(ClientError::failed(message)),
         other => Ok(other),
     }
@@ -188,7 +208,9 @@ async fn remote(cmd: Command, paths: &Paths, autostart: bool) -> CmdResult {
             match resp {
                 Response::Status { runs, problems } => {
                     if json {
-                        return json_out(&serde_json::json!({ "runs": runs, "problems": problems }));
+                        return json_out(
+                            &serde_json::json!({ "runs": runs, "problems": problems }),
+                        );
                     }
                     print!("{}", render::status_table(&runs));
                     for p in problems {
@@ -211,8 +233,20 @@ async fn remote(cmd: Command, paths: &Paths, autostart: bool) -> CmdResult {
         Command::Log { run, follow } => {
             let mut offset = 0;
             loop {
-                let resp = expect_ok(client.call(&Request::Log { run: run.clone(), offset }).await?)?;
-                let Response::Log { text, offset: next, finished } = resp else {
+                let resp = expect_ok(
+                    client
+                        .call(&Request::Log {
+                            run: run.clone(),
+                            offset,
+                        })
+                        .await?,
+                )?;
+                let Response::Log {
+                    text,
+                    offset: next,
+                    finished,
+                } = resp
+                else {
                     return Err(unexpected(resp));
                 };
                 print!("{text}");
@@ -226,31 +260,48 @@ async fn remote(cmd: Command, paths: &Paths, autostart: bool) -> CmdResult {
                 }
             }
         }
-        Command::Results { run, json } => match expect_ok(client.call(&Request::Results { run }).await?)? {
-            Response::Results(t) if json => json_out(&t),
-            Response::Results(t) => {
-                print!("{}", render::results(&t));
-                Ok(())
+        Command::Results { run, json } => {
+            match expect_ok(client.call(&Request::Results { run }).await?)? {
+                Response::Results(t) if json => json_out(&t),
+                Response::Results(t) => {
+                    print!("{}", render::results(&t));
+                    Ok(())
+                }
+                other => Err(unexpected(other)),
             }
-            other => Err(unexpected(other)),
-        },
-        Command::Report { run, json } => match expect_ok(client.call(&Request::Report { run }).await?)? {
-            Response::Report(v) if json => json_out(&v),
-            Response::Report(v) => {
-                print!("{}", reports::report(&v));
-                Ok(())
+        }
+        Command::Report { run, json } => {
+            match expect_ok(client.call(&Request::Report { run }).await?)? {
+                Response::Report(v) if json => json_out(&v),
+                Response::Report(v) => {
+                    print!("{}", reports::report(&v));
+                    Ok(())
+                }
+                other => Err(unexpected(other)),
             }
-            other => Err(unexpected(other)),
-        },
-        Command::Plot { run, output } => match expect_ok(client.call(&Request::Results { run }).await?)? {
-            Response::Results(t) => reports::write_plot(&t, &output),
-            other => Err(unexpected(other)),
-        },
-        Command::Merge { runs, into, squash, dry_run, json } => {
+        }
+        Command::Plot { run, output } => {
+            match expect_ok(client.call(&Request::Results { run }).await?)? {
+                Response::Results(t) => reports::write_plot(&t, &output),
+                other => Err(unexpected(other)),
+            }
+        }
+        Command::Merge {
+            runs,
+            into,
+            squash,
+            dry_run,
+            json,
+        } => {
             if !dry_run {
                 eprintln!("arctl: merging; runs merged on top of others are re-measured first (progress: `arctl log RUN -f`)");
             }
-            let req = Request::Merge(crate::protocol::MergeRequest { runs, into, squash, dry_run });
+            let req = Request::Merge(crate::protocol::MergeRequest {
+                runs,
+                into,
+                squash,
+                dry_run,
+            });
             match expect_ok(client.call(&req).await?)? {
                 Response::Merge(v) => {
                     if json {
@@ -266,8 +317,19 @@ async fn remote(cmd: Command, paths: &Paths, autostart: bool) -> CmdResult {
                 other => Err(unexpected(other)),
             }
         }
-        Command::Cleanup { runs, finished, force, keep_branch, json } => {
-            let req = Request::Cleanup(crate::protocol::CleanupRequest { runs, finished, force, keep_branch });
+        Command::Cleanup {
+            runs,
+            finished,
+            force,
+            keep_branch,
+            json,
+        } => {
+            let req = Request::Cleanup(crate::protocol::CleanupRequest {
+                runs,
+                finished,
+                force,
+                keep_branch,
+            });
             match expect_ok(client.call(&req).await?)? {
                 Response::Cleanup(v) => {
                     if json {
@@ -275,11 +337,19 @@ async fn remote(cmd: Command, paths: &Paths, autostart: bool) -> CmdResult {
                     } else {
                         print!("{}", reports::cleanup(&v));
                     }
-                    let failed: Vec<&str> = v.runs.iter().filter(|r| r.error.is_some()).map(|r| r.run.as_str()).collect();
+                    let failed: Vec<&str> = v
+                        .runs
+                        .iter()
+                        .filter(|r| r.error.is_some())
+                        .map(|r| r.run.as_str())
+                        .collect();
                     if failed.is_empty() {
                         Ok(())
                     } else {
-                        Err(ClientError::failed(format!("could not clean up: {}", failed.join(", "))))
+                        Err(ClientError::failed(format!(
+                            "could not clean up: {}",
+                            failed.join(", ")
+                        )))
                     }
                 }
                 other => Err(unexpected(other)),

@@ -149,7 +149,10 @@ pub fn list() -> String {
     let w = PRESETS.iter().map(|p| p.name.len()).max().unwrap_or(0);
     let mut out = String::from("presets (arctl init --preset NAME):\n");
     for p in PRESETS {
-        out.push_str(&format!("  {:<w$}  {} ({} is better)\n", p.name, p.about, p.direction));
+        out.push_str(&format!(
+            "  {:<w$}  {} ({} is better)\n",
+            p.name, p.about, p.direction
+        ));
     }
     out
 }
@@ -163,17 +166,29 @@ mod tests {
         use crate::run::extract::extract;
         use crate::spec::Extraction;
         let samples = [
-            ("python-runtime", r#"{"results":[{"command":"python x.py","mean":0.123,"stddev":0.01}]}"#),
+            (
+                "python-runtime",
+                r#"{"results":[{"command":"python x.py","mean":0.123,"stddev":0.01}]}"#,
+            ),
             ("python-memory", "peak_kb=1234.5\n"),
             ("pytest-passrate", "3 failed, 12 passed in 0.52s\n"),
             ("pytest-duration", "12 passed in 0.52s\n"),
             ("coverage", "TOTAL     120     12    90%\n"),
             ("ty-errors", "7\n"),
-            ("postgres-explain", r#"[{"Plan": {}, "Planning Time": 0.1, "Execution Time": 12.5}]"#),
-            ("pgbench-tps", "tps = 1234.567 (without initial connection time)\n"),
+            (
+                "postgres-explain",
+                r#"[{"Plan": {}, "Planning Time": 0.1, "Execution Time": 12.5}]"#,
+            ),
+            (
+                "pgbench-tps",
+                "tps = 1234.567 (without initial connection time)\n",
+            ),
             ("ml-val-loss", "epoch 10 val_loss=0.4321\n"),
             ("sklearn-cv", "f1=0.8123\n"),
-            ("cargo-bench", "test parse ... bench:       1,234 ns/iter (+/- 56)\n"),
+            (
+                "cargo-bench",
+                "test parse ... bench:       1,234 ns/iter (+/- 56)\n",
+            ),
         ];
         assert_eq!(samples.len(), PRESETS.len());
         for (name, out) in samples {
@@ -188,5 +203,20 @@ mod tests {
         }
         assert_eq!(find("coverage").map(|p| p.direction), Some("higher"));
         assert!(list().contains("cargo-bench"));
+    }
+
+    #[test]
+    fn init_help_names_every_preset() {
+        use clap::CommandFactory;
+        let mut cli = crate::cli::Cli::command();
+        let init = cli.find_subcommand_mut("init").unwrap();
+        let help = init.render_long_help().to_string().replace('\n', " ");
+        for p in PRESETS {
+            assert!(
+                help.contains(p.name),
+                "`arctl init --help` does not name {}:\n{help}",
+                p.name
+            );
+        }
     }
 }

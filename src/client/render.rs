@@ -23,7 +23,8 @@ pub fn duration_ms(ms: u64) -> String {
 }
 
 fn metric(v: Option<f64>) -> String {
-    v.map(|v| format_metric(Some(v))).unwrap_or_else(|| "-".into())
+    v.map(|v| format_metric(Some(v)))
+        .unwrap_or_else(|| "-".into())
 }
 
 /// Left-aligned columns separated by two spaces.
@@ -58,7 +59,8 @@ pub fn table(header: &[&str], rows: &[Vec<String>]) -> String {
 
 pub fn status_table(runs: &[RunSummary]) -> String {
     if runs.is_empty() {
-        return "no runs yet: start one with `arctl start SPEC.toml` (or try `arctl demo`)\n".into();
+        return "no runs yet: start one with `arctl start SPEC.toml` (or try `arctl demo`)\n"
+            .into();
     }
     let rows: Vec<Vec<String>> = runs
         .iter()
@@ -71,7 +73,10 @@ pub fn status_table(runs: &[RunSummary]) -> String {
                     Some(m) => format!("{}/{m}", r.experiments),
                     None => r.experiments.to_string(),
                 },
-                format!("{}/{}/{}/{}", r.counts.kept, r.counts.discarded, r.counts.crashed, r.counts.rejected),
+                format!(
+                    "{}/{}/{}/{}",
+                    r.counts.kept, r.counts.discarded, r.counts.crashed, r.counts.rejected
+                ),
                 metric(r.baseline),
                 metric(r.best),
                 pct(r.change),
@@ -81,7 +86,18 @@ pub fn status_table(runs: &[RunSummary]) -> String {
         })
         .collect();
     table(
-        &["RUN", "STATE", "STEP", "EXP", "K/D/C/R", "BASELINE", "BEST", "CHANGE", "ELAPSED", "BEST SO FAR"],
+        &[
+            "RUN",
+            "STATE",
+            "STEP",
+            "EXP",
+            "K/D/C/R",
+            "BASELINE",
+            "BEST",
+            "CHANGE",
+            "ELAPSED",
+            "BEST SO FAR",
+        ],
         &rows,
     )
 }
@@ -91,7 +107,15 @@ pub fn detail(d: &RunDetail) -> String {
     let mut out = String::new();
     let mut kv = |k: &str, v: String| out.push_str(&format!("{k:<14}{v}\n"));
     kv("run", s.id.clone());
-    kv("state", format!("{} ({} for {})", s.state.as_str(), s.step, duration_ms(s.step_elapsed_ms)));
+    kv(
+        "state",
+        format!(
+            "{} ({} for {})",
+            s.state.as_str(),
+            s.step,
+            duration_ms(s.step_elapsed_ms)
+        ),
+    );
     if let Some(r) = &s.stop_reason {
         kv("ended", r.clone());
     }
@@ -102,7 +126,14 @@ pub fn detail(d: &RunDetail) -> String {
         kv("recovered", format_time(t));
     }
     kv("goal", d.spec.spec.goal.clone());
-    kv("metric", format!("{} ({:?} is better)", d.spec.spec.metric.command, s.direction).to_string());
+    kv(
+        "metric",
+        format!(
+            "{} ({:?} is better)",
+            d.spec.spec.metric.command, s.direction
+        )
+        .to_string(),
+    );
     kv(
         "mode",
         match (&s.mode, s.cv) {
@@ -116,7 +147,9 @@ pub fn detail(d: &RunDetail) -> String {
         format!(
             "{}{} (kept {}, discarded {}, crashed {}, rejected {})",
             s.experiments,
-            s.max_experiments.map(|m| format!(" of {m}")).unwrap_or_default(),
+            s.max_experiments
+                .map(|m| format!(" of {m}"))
+                .unwrap_or_default(),
             s.counts.kept,
             s.counts.discarded,
             s.counts.crashed,
@@ -124,16 +157,38 @@ pub fn detail(d: &RunDetail) -> String {
         ),
     );
     kv("baseline", metric(s.baseline));
-    kv("best", format!("{} ({})  {}", metric(s.best), pct(s.change), s.sparkline));
+    kv(
+        "best",
+        format!("{} ({})  {}", metric(s.best), pct(s.change), s.sparkline),
+    );
     kv("elapsed", duration_ms(s.elapsed_ms));
     kv("worktree", s.worktree.display().to_string());
-    kv("branch", format!("{} (base {} at {})", s.branch, d.base, &d.base_commit[..7.min(d.base_commit.len())]));
-    kv("best commit", d.best_commit[..7.min(d.best_commit.len())].to_string());
+    kv(
+        "branch",
+        format!(
+            "{} (base {} at {})",
+            s.branch,
+            d.base,
+            &d.base_commit[..7.min(d.base_commit.len())]
+        ),
+    );
+    kv(
+        "best commit",
+        d.best_commit[..7.min(d.best_commit.len())].to_string(),
+    );
     kv("limits", d.limits_mechanism.clone());
+    if let Some(c) = &s.cluster {
+        kv("cluster", c.text.clone());
+    }
     if let (Some(rss), Some(cpu), Some(wall)) = (d.last_peak_rss, d.last_cpu_ms, d.last_wall_ms) {
         kv(
             "last exp.",
-            format!("peak RSS {:.1} MiB, CPU {}, wall {}", rss as f64 / 1048576.0, duration_ms(cpu), duration_ms(wall)),
+            format!(
+                "peak RSS {:.1} MiB, CPU {}, wall {}",
+                rss as f64 / 1048576.0,
+                duration_ms(cpu),
+                duration_ms(wall)
+            ),
         );
     }
     if !d.recent.is_empty() {
@@ -149,7 +204,11 @@ pub fn detail(d: &RunDetail) -> String {
 
 pub fn format_time(ms: u64) -> String {
     chrono::DateTime::from_timestamp_millis(ms as i64)
-        .map(|t| t.with_timezone(&chrono::Local).format("%Y-%m-%d %H:%M:%S").to_string())
+        .map(|t| {
+            t.with_timezone(&chrono::Local)
+                .format("%Y-%m-%d %H:%M:%S")
+                .to_string()
+        })
         .unwrap_or_else(|| ms.to_string())
 }
 
@@ -164,10 +223,23 @@ pub fn results(t: &ResultsTable) -> String {
                 format_metric(r.metric),
                 r.status.clone(),
                 pct(r.change),
-                r.confidence.map(|c| format!("{:.0}%", c * 100.0)).unwrap_or_else(|| "-".into()),
+                r.confidence
+                    .map(|c| format!("{:.0}%", c * 100.0))
+                    .unwrap_or_else(|| "-".into()),
                 r.description.clone(),
             ]
         })
         .collect();
-    table(&["EXP", "COMMIT", "METRIC", "STATUS", "CHANGE", "CONF", "DESCRIPTION"], &rows)
+    table(
+        &[
+            "EXP",
+            "COMMIT",
+            "METRIC",
+            "STATUS",
+            "CHANGE",
+            "CONF",
+            "DESCRIPTION",
+        ],
+        &rows,
+    )
 }

@@ -22,7 +22,11 @@ const POLL: Duration = Duration::from_millis(250);
 /// 1 when a watched run failed, or 130 on Ctrl-C.
 pub async fn watch(client: &mut Client, run: Option<String>) -> CmdResult {
     let bars = std::io::stdout().is_terminal();
-    let mut view: Box<dyn View> = if bars { Box::new(Bars::new()) } else { Box::new(Lines::default()) };
+    let mut view: Box<dyn View> = if bars {
+        Box::new(Bars::new())
+    } else {
+        Box::new(Lines::default())
+    };
     let result = tokio::select! {
         r = follow(client, run, view.as_mut()) => r,
         _ = tokio::signal::ctrl_c() => Err(ClientError {
@@ -50,7 +54,9 @@ async fn follow(client: &mut Client, run: Option<String>, view: &mut dyn View) -
         match &run {
             Some(id) => {
                 if !runs.iter().any(|r| r.id == *id) {
-                    return Err(ClientError::bad_input(format!("no run {id:?} (arctl status lists them)")));
+                    return Err(ClientError::bad_input(format!(
+                        "no run {id:?} (arctl status lists them)"
+                    )));
                 }
                 if followed.is_empty() {
                     followed.push(id.clone());
@@ -70,15 +76,23 @@ async fn follow(client: &mut Client, run: Option<String>, view: &mut dyn View) -
             }
         }
         first = false;
+        view.widen(followed.iter().map(String::len).max().unwrap_or(0));
         for r in runs.iter().filter(|r| followed.contains(&r.id)) {
+            if ended.contains_key(&r.id) {
+                continue;
+            }
             view.update(r);
-            if !r.state.is_active() && !ended.contains_key(&r.id) {
+            if !r.state.is_active() {
                 ended.insert(r.id.clone(), r.state);
                 view.ended(r);
             }
         }
         if followed.iter().all(|id| ended.contains_key(id)) {
-            let failed: Vec<&String> = ended.iter().filter(|(_, s)| **s == RunState::Failed).map(|(id, _)| id).collect();
+            let failed: Vec<&String> = ended
+                .iter()
+                .filter(|(_, s)| **s == RunState::Failed)
+                .map(|(id, _)| id)
+                .collect();
             if failed.is_empty() {
                 return Ok(());
             }
@@ -86,7 +100,11 @@ async fn follow(client: &mut Client, run: Option<String>, view: &mut dyn View) -
             return Err(ClientError::failed(format!(
                 "run{} {} failed (arctl status {} shows why)",
                 if failed.len() == 1 { "" } else { "s" },
-                failed.iter().map(|s| s.as_str()).collect::<Vec<_>>().join(", "),
+                failed
+                    .iter()
+                    .map(|s| s.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", "),
                 failed[0]
             )));
         }
@@ -133,6 +151,8 @@ fn summary(r: &RunSummary) -> String {
 }
 
 trait View {
+    /// The longest run id to make room for.
+    fn widen(&mut self, width: usize);
     fn update(&mut self, r: &RunSummary);
     fn ended(&mut self, r: &RunSummary);
     fn close(&mut self) {}
@@ -142,9 +162,15 @@ trait View {
 #[derive(Default)]
 struct Lines {
     last: BTreeMap<String, String>,
+    /// Widest run id so far, so the columns line up.
+    width: usize,
 }
 
 impl View for Lines {
+    fn widen(&mut self, width: usize) {
+        self.width = self.width.max(width);
+    }
+
     fn update(&mut self, r: &RunSummary) {
         let key = format!(
             "{}  exp {}  {}  {}  last {}",
@@ -156,7 +182,7 @@ impl View for Lines {
         );
         if self.last.get(&r.id) != Some(&key) {
             let now = chrono::Local::now().format("%H:%M:%S");
-            println!("{now}  {}  {key}", r.id);
+            println!("{now}  {:<w$}  {key}", r.id, w = self.width);
             let _ = std::io::stdout().flush();
             self.last.insert(r.id.clone(), key);
         }
@@ -186,7 +212,6 @@ impl Bars {
 
     fn bar(&mut self, r: &RunSummary) -> &ProgressBar {
         if !self.bars.contains_key(&r.id) {
-            self.width = self.width.max(r.id.len());
             let (pb, template) = match r.max_experiments {
                 Some(m) => (
                     ProgressBar::new(m as u64),
@@ -211,6 +236,10 @@ impl Bars {
 }
 
 impl View for Bars {
+    fn widen(&mut self, width: usize) {
+        self.width = self.width.max(width);
+    }
+
     fn update(&mut self, r: &RunSummary) {
         let pb = self.bar(r);
         pb.set_position(r.experiments as u64);
@@ -229,17 +258,24 @@ impl View for Bars {
 
     fn ended(&mut self, r: &RunSummary) {
         let pb = self.bar(r);
+        pb.disable_steady_tick();
         pb.finish_with_message(format!("{} · {}", r.state.as_str(), best(r)));
         let line = summary(r);
         let _ = self.multi.println(line);
     }
 
     fn close(&mut self) {
+        if self.bars.is_empty() {
+            return;
+        }
         for pb in self.bars.values() {
+            pb.disable_steady_tick();
             if !pb.is_finished() {
                 pb.abandon();
             }
         }
         self.bars.clear();
+        // indicatif leaves the cursor at the end of the last bar.
+        println!();
     }
 }

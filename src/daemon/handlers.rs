@@ -3,7 +3,7 @@
 use std::sync::Arc;
 
 use super::Registry;
-use crate::protocol::{Request, ResultRow, ResultsTable, Response, StartedRun};
+use crate::protocol::{Request, Response, ResultRow, ResultsTable, StartedRun};
 use crate::run::journal::ExperimentRecord;
 use crate::run::record::RunState;
 use crate::run::setup::{self, ActiveScope, SetupError};
@@ -22,9 +22,10 @@ pub async fn handle(reg: &Arc<Registry>, req: Request) -> Response {
         Request::Hello { .. } => Response::bad_input("hello was already exchanged"),
         Request::Status { run: None } => status(reg),
         Request::Status { run: Some(id) } => blocking(Box::new(move |r| detail(r, &id))).await,
-        Request::Start { spec_path, spec_text } => {
-            blocking(Box::new(move |r| start(r, &spec_path, &spec_text))).await
-        }
+        Request::Start {
+            spec_path,
+            spec_text,
+        } => blocking(Box::new(move |r| start(r, &spec_path, &spec_text))).await,
         Request::Stop { run, now } => stop(reg, &run, now),
         Request::Pause { run } => pause(reg, &run, true),
         Request::Resume { run } => pause(reg, &run, false),
@@ -143,7 +144,14 @@ fn start(reg: &Registry, spec_path: &std::path::Path, spec_text: &str) -> Respon
     };
     let paths = crate::run::record::RunPaths::new(&reg.config.state_dir, &id);
     let handle = Arc::new(RunHandle::new(record, paths, Vec::new()));
-    runner::run_log(&handle, &format!("created: worktree {} on {}", started.worktree.display(), started.branch));
+    runner::run_log(
+        &handle,
+        &format!(
+            "created: worktree {} on {}",
+            started.worktree.display(),
+            started.branch
+        ),
+    );
     if let Some(note) = cluster_note {
         runner::run_log(&handle, &note);
     }
@@ -190,7 +198,11 @@ fn pause(reg: &Registry, id: &str, pause: bool) -> Response {
     };
     let state = h.live().record.state;
     if !state.is_active() {
-        return Response::bad_input(format!("run {id} is {}: nothing to {}", state.as_str(), if pause { "pause" } else { "resume" }));
+        return Response::bad_input(format!(
+            "run {id} is {}: nothing to {}",
+            state.as_str(),
+            if pause { "pause" } else { "resume" }
+        ));
     }
     h.control(|c, _| c.pause = pause);
     if !pause && state == RunState::Paused && !h.is_thread_running() {
@@ -251,7 +263,9 @@ fn report(reg: &Registry, id: &str) -> Response {
     };
     let record = h.live().record.clone();
     match store::read_json_lines::<ExperimentRecord>(&h.paths.journal()) {
-        Ok((records, _)) => Response::Report(Box::new(crate::run::report::build(&record, &records))),
+        Ok((records, _)) => {
+            Response::Report(Box::new(crate::run::report::build(&record, &records)))
+        }
         Err(e) => Response::failed(format!("run {id}: {e:#}")),
     }
 }

@@ -30,7 +30,9 @@ impl DaemonHandle {
     fn stop_and_join(&mut self) -> Result<()> {
         let _ = self.stop.send(true);
         match self.thread.take() {
-            Some(t) => t.join().unwrap_or_else(|_| Err(anyhow::anyhow!("daemon thread panicked"))),
+            Some(t) => t
+                .join()
+                .unwrap_or_else(|_| Err(anyhow::anyhow!("daemon thread panicked"))),
             None => Ok(()),
         }
     }

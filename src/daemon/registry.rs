@@ -46,16 +46,23 @@ impl Registry {
     }
 
     pub fn problems(&self) -> Vec<String> {
-        self.problems.lock().unwrap_or_else(|e| e.into_inner()).clone()
+        self.problems
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
     }
 
     fn problem(&self, msg: String) {
         tracing::error!("{msg}");
-        self.problems.lock().unwrap_or_else(|e| e.into_inner()).push(msg);
+        self.problems
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(msg);
     }
 
     pub fn request_shutdown(&self) {
-        self.shutdown_flag.store(true, std::sync::atomic::Ordering::SeqCst);
+        self.shutdown_flag
+            .store(true, std::sync::atomic::Ordering::SeqCst);
         self.shutdown.notify_waiters();
     }
 
@@ -113,13 +120,19 @@ impl Registry {
                     let aside = store::quarantine(&paths.journal())
                         .map(|p| format!("moved aside to {}", p.display()))
                         .unwrap_or_else(|e2| format!("could not move it aside: {e2}"));
-                    self.problem(format!("run {id}: unreadable journal ({e:#}); {aside}; the run is not resumed"));
+                    self.problem(format!(
+                        "run {id}: unreadable journal ({e:#}); {aside}; the run is not resumed"
+                    ));
                     continue;
                 }
             };
             let active = record.state.is_active();
             let paused = record.state == RunState::Paused;
-            let handle = Arc::new(RunHandle::new(record, paths, runner::best_history(&records)));
+            let handle = Arc::new(RunHandle::new(
+                record,
+                paths,
+                runner::best_history(&records),
+            ));
             if active {
                 match runner::recover(&handle, &self.global) {
                     Ok(notes) => {

@@ -26,14 +26,20 @@ pub fn bind(socket: &Path) -> Result<UnixListener> {
             );
         }
         tracing::info!(socket = %socket.display(), "replacing a stale socket file");
-        std::fs::remove_file(socket).with_context(|| format!("removing stale socket {}", socket.display()))?;
+        std::fs::remove_file(socket)
+            .with_context(|| format!("removing stale socket {}", socket.display()))?;
     }
-    let listener = UnixListener::bind(socket).with_context(|| format!("binding {}", socket.display()))?;
+    let listener =
+        UnixListener::bind(socket).with_context(|| format!("binding {}", socket.display()))?;
     std::fs::set_permissions(socket, std::fs::Permissions::from_mode(0o600))?;
     Ok(listener)
 }
 
-pub async fn accept_loop(listener: UnixListener, registry: Arc<Registry>, mut stop: watch::Receiver<bool>) -> Result<()> {
+pub async fn accept_loop(
+    listener: UnixListener,
+    registry: Arc<Registry>,
+    mut stop: watch::Receiver<bool>,
+) -> Result<()> {
     let my_uid = nix::unistd::getuid().as_raw();
     loop {
         tokio::select! {
@@ -62,9 +68,13 @@ async fn connection(stream: UnixStream, registry: Arc<Registry>, my_uid: u32) ->
     let peer = stream.peer_cred()?;
     let mut conn = Connection::new(stream);
     if peer.uid() != my_uid {
-        tracing::warn!(peer_uid = peer.uid(), "refused a connection from another user");
+        tracing::warn!(
+            peer_uid = peer.uid(),
+            "refused a connection from another user"
+        );
         // Take its hello first, so the refusal reaches it instead of a broken pipe.
-        let _ = tokio::time::timeout(std::time::Duration::from_secs(2), conn.read::<Request>()).await;
+        let _ =
+            tokio::time::timeout(std::time::Duration::from_secs(2), conn.read::<Request>()).await;
         let _ = conn
             .write(&Response::bad_input(format!(
                 "permission denied: this daemon serves uid {my_uid} only, you are uid {}",
@@ -93,8 +103,10 @@ async fn connection(stream: UnixStream, registry: Arc<Registry>, my_uid: u32) ->
             return Ok(());
         }
         Ok(_) => {
-            conn.write(&Response::bad_input("expected a hello frame with the protocol version first"))
-                .await?;
+            conn.write(&Response::bad_input(
+                "expected a hello frame with the protocol version first",
+            ))
+            .await?;
             return Ok(());
         }
         Err(e) => return reply_frame_error(&mut conn, e).await,
@@ -117,7 +129,9 @@ async fn reply_frame_error(conn: &mut Connection<UnixStream>, e: FrameError) -> 
         FrameError::Io(e) => Err(e.into()),
         other => {
             tracing::warn!(error = %other, "bad frame; closing the connection");
-            let _ = conn.write(&Response::bad_input(format!("bad request: {other}"))).await;
+            let _ = conn
+                .write(&Response::bad_input(format!("bad request: {other}")))
+                .await;
             Ok(())
         }
     }

@@ -1,6 +1,7 @@
 //! The git layer (git2): worktrees, commits, revert, scope inputs, refs, the exclude file.
 
 pub mod exclude;
+mod fast;
 pub mod merge;
 pub mod scope;
 
@@ -25,11 +26,21 @@ pub fn open_repo(path: &Path) -> Result<(Repository, RepoInfo)> {
     if !path.exists() {
         bail!("repo {}: no such folder", path.display());
     }
-    let repo = Repository::discover(path)
-        .map_err(|e| anyhow!("repo {}: not a git repository ({})", path.display(), e.message()))?;
+    let repo = Repository::discover(path).map_err(|e| {
+        anyhow!(
+            "repo {}: not a git repository ({})",
+            path.display(),
+            e.message()
+        )
+    })?;
     let root = repo
         .workdir()
-        .ok_or_else(|| anyhow!("repo {}: a bare repository has no work tree", path.display()))?
+        .ok_or_else(|| {
+            anyhow!(
+                "repo {}: a bare repository has no work tree",
+                path.display()
+            )
+        })?
         .to_path_buf();
     let root = root.canonicalize().unwrap_or(root);
     let common_dir = repo.commondir().to_path_buf();
@@ -92,7 +103,10 @@ pub fn check_worktree_free(repo: &Repository, id: &str, branch: &str, path: &Pat
         bail!("branch {branch} already exists: choose another id, or `arctl cleanup {id}` / `git branch -D {branch}`");
     }
     if path.exists() {
-        bail!("worktree path {} already exists: choose another id or remove it", path.display());
+        bail!(
+            "worktree path {} already exists: choose another id or remove it",
+            path.display()
+        );
     }
     if repo.find_worktree(&worktree_name(id)).is_ok() {
         bail!("a worktree named {} is already registered: run `git worktree prune` or `arctl cleanup {id}`", worktree_name(id));
@@ -107,7 +121,13 @@ pub fn worktree_name(id: &str) -> String {
 
 /// Create branch `branch` at `base` and a worktree for it at `path`. On failure, nothing
 /// stays behind.
-pub fn create_worktree(repo: &Repository, id: &str, branch: &str, base: Oid, path: &Path) -> Result<()> {
+pub fn create_worktree(
+    repo: &Repository,
+    id: &str,
+    branch: &str,
+    base: Oid,
+    path: &Path,
+) -> Result<()> {
     check_worktree_free(repo, id, branch, path)?;
     let commit = repo.find_commit(base)?;
     let br = repo
@@ -123,14 +143,23 @@ pub fn create_worktree(repo: &Repository, id: &str, branch: &str, base: Oid, pat
         if let Ok(mut b) = repo.find_branch(branch, BranchType::Local) {
             let _ = b.delete();
         }
-        return Err(anyhow!("creating worktree {}: {}", path.display(), e.message()));
+        return Err(anyhow!(
+            "creating worktree {}: {}",
+            path.display(),
+            e.message()
+        ));
     }
     Ok(())
 }
 
 /// Create a detached worktree at `path` on `commit` (the run's second tree, for measuring
 /// the current best beside a candidate).
-pub fn create_detached_worktree(repo: &Repository, name: &str, path: &Path, commit: Oid) -> Result<()> {
+pub fn create_detached_worktree(
+    repo: &Repository,
+    name: &str,
+    path: &Path,
+    commit: Oid,
+) -> Result<()> {
     if let Ok(wt) = repo.find_worktree(name) {
         let mut po = git2::WorktreePruneOptions::new();
         po.valid(true).working_tree(true).locked(true);
@@ -242,46 +271,30 @@ impl WorkTree {
             .recurse_untracked_dirs(true)
             .show_untracked_content(false)
             .include_typechange(true);
+        // Only the paths a stat walk finds may differ, when it applies (see `fast`).
+        match self.paths_to_diff(&tree)? {
+            Some(paths) if paths.is_empty() => return Ok(Vec::new()),
+            Some(paths) => {
+                for p in paths {
+                    opts.pathspec(p);
+                }
+                opts.disable_pathspec_match(true);
+            }
+            None => {}
+        }
         let diff = self
             .repo
             .diff_tree_to_workdir_with_index(Some(&tree), Some(&mut opts))?;
-        let mut out = Vec::new();
-        for d in diff.deltas() {
-            use git2::Delta::*;
-            let kind = match d.status() {
-                Added | Untracked | Copied => ChangeKind::Added,
-                Deleted => ChangeKind::Deleted,
-                Modified | Renamed | Typechange => ChangeKind::Modified,
-                _ => continue,
-            };
-            let file = if kind == ChangeKind::Deleted {
-                d.old_file()
-            } else {
-                d.new_file()
-            };
-            if let Some(p) = file.path() {
-                out.push(Change {
-                    path: p.to_string_lossy().replace('\\', "/"),
-                    kind,
-                });
-            }
-            if d.status() == Renamed {
-                if let Some(p) = d.old_file().path() {
-                    out.push(Change {
-                        path: p.to_string_lossy().to_string(),
-                        kind: ChangeKind::Deleted,
-                    });
-                }
-            }
-        }
-        Ok(out)
+        Ok(deltas_to_changes(&diff))
     }
 
     fn signature(&self) -> Signature<'static> {
         self.repo
             .signature()
             .map(|s| s.to_owned())
-            .unwrap_or_else(|_| Signature::now("arctl", "arctl@localhost").expect("static signature"))
+            .unwrap_or_else(|_| {
+                Signature::now("arctl", "arctl@localhost").expect("static signature")
+            })
     }
 
     /// Stage everything (honouring ignores) and commit it on HEAD with `parent` as the only
@@ -306,11 +319,8 @@ impl WorkTree {
     pub fn amend_all(&self, commit: Oid) -> Result<Oid> {
         let c = self.repo.find_commit(commit)?;
         let parent = c.parent_id(0)?;
-        self.repo.reset(
-            &self.repo.find_object(parent, None)?,
-            ResetType::Soft,
-            None,
-        )?;
+        self.repo
+            .reset(&self.repo.find_object(parent, None)?, ResetType::Soft, None)?;
         self.commit_all(c.message().unwrap_or("experiment"), parent)
     }
 
@@ -323,6 +333,23 @@ impl WorkTree {
             .reference(&refname, oid, true, "arctl: restore")
             .with_context(|| format!("moving {refname}"))?;
         self.repo.set_head(&refname)?;
+        // The paths that differ only, when that applies (see `fast`); else the full reset.
+        if self.fast_revert(oid).unwrap_or(false) {
+            return Ok(());
+        }
+        self.reset_hard(oid)
+    }
+
+    /// `restore` without the fast path (the reference the fast path is tested against).
+    #[cfg(test)]
+    fn restore_full(&self, branch: &str, oid: Oid) -> Result<()> {
+        let refname = format!("refs/heads/{branch}");
+        self.repo.reference(&refname, oid, true, "arctl: restore")?;
+        self.repo.set_head(&refname)?;
+        self.reset_hard(oid)
+    }
+
+    fn reset_hard(&self, oid: Oid) -> Result<()> {
         let obj = self.repo.find_object(oid, None)?;
         let mut co = git2::build::CheckoutBuilder::new();
         co.force().remove_untracked(true);
@@ -422,7 +449,10 @@ impl WorkTree {
             Ok(())
         } else {
             let err = String::from_utf8_lossy(&out.stderr);
-            Err(anyhow!("does not apply: {}", err.lines().last().unwrap_or("git apply failed").trim()))
+            Err(anyhow!(
+                "does not apply: {}",
+                err.lines().last().unwrap_or("git apply failed").trim()
+            ))
         }
     }
 
@@ -437,6 +467,40 @@ impl WorkTree {
             .ok()
             .and_then(|c| c.message().map(str::to_string))
     }
+}
+
+/// The changes a diff lists, as the scope check reports them.
+fn deltas_to_changes(diff: &git2::Diff) -> Vec<Change> {
+    let mut out = Vec::new();
+    for d in diff.deltas() {
+        use git2::Delta::*;
+        let kind = match d.status() {
+            Added | Untracked | Copied => ChangeKind::Added,
+            Deleted => ChangeKind::Deleted,
+            Modified | Renamed | Typechange => ChangeKind::Modified,
+            _ => continue,
+        };
+        let file = if kind == ChangeKind::Deleted {
+            d.old_file()
+        } else {
+            d.new_file()
+        };
+        if let Some(p) = file.path() {
+            out.push(Change {
+                path: p.to_string_lossy().replace('\\', "/"),
+                kind,
+            });
+        }
+        if d.status() == Renamed {
+            if let Some(p) = d.old_file().path() {
+                out.push(Change {
+                    path: p.to_string_lossy().to_string(),
+                    kind: ChangeKind::Deleted,
+                });
+            }
+        }
+    }
+    out
 }
 
 pub fn short(oid: Oid) -> String {

@@ -28,7 +28,8 @@ impl Scope {
 
     /// May the run edit `path` (repo-relative, '/'-separated)?
     pub fn allows(&self, path: &str) -> bool {
-        self.include.iter().any(|g| g.is_match(path)) && !self.exclude.iter().any(|g| g.is_match(path))
+        self.include.iter().any(|g| g.is_match(path))
+            && !self.exclude.iter().any(|g| g.is_match(path))
     }
 
     /// The paths of `paths` the run may not edit.
@@ -87,7 +88,11 @@ pub fn globs_may_overlap(a: &str, b: &str) -> Option<String> {
                 // Any depth from here: the rest of the other glob can follow.
                 let rest_a = ca[i..].join("/");
                 let rest_b = cb[j..].join("/");
-                let tail = if ca.get(i) == Some(&"**") { rest_b } else { rest_a };
+                let tail = if ca.get(i) == Some(&"**") {
+                    rest_b
+                } else {
+                    rest_a
+                };
                 if !tail.is_empty() && tail != "**" {
                     example.push(tail);
                 } else {
@@ -105,7 +110,11 @@ pub fn globs_may_overlap(a: &str, b: &str) -> Option<String> {
                 if !ok {
                     return None;
                 }
-                example.push(if has_meta(x) { y.to_string() } else { x.to_string() });
+                example.push(if has_meta(x) {
+                    y.to_string()
+                } else {
+                    x.to_string()
+                });
                 i += 1;
                 j += 1;
             }
@@ -156,7 +165,10 @@ mod tests {
         assert!(s.allows("src/etl/deep/b.py"));
         assert!(!s.allows("src/etl/fixtures/x.csv"));
         assert!(!s.allows("src/api/a.py"));
-        assert_eq!(s.violations(["src/etl/a.py", "README.md"]), vec!["README.md"]);
+        assert_eq!(
+            s.violations(["src/etl/a.py", "README.md"]),
+            vec!["README.md"]
+        );
         let top = Scope::new(&scope(&["*.py"], &[]));
         assert!(top.allows("a.py") && !top.allows("src/a.py"));
     }
@@ -175,11 +187,25 @@ mod tests {
 
     #[test]
     fn overlap_names_tracked_files_first() {
-        let tracked = vec!["src/a.rs".to_string(), "src/b/c.rs".to_string(), "README".to_string()];
-        let ex = overlap(&scope(&["src/**"], &[]), &scope(&["src/b/**"], &[]), &tracked).unwrap();
+        let tracked = vec![
+            "src/a.rs".to_string(),
+            "src/b/c.rs".to_string(),
+            "README".to_string(),
+        ];
+        let ex = overlap(
+            &scope(&["src/**"], &[]),
+            &scope(&["src/b/**"], &[]),
+            &tracked,
+        )
+        .unwrap();
         assert_eq!(ex, vec!["src/b/c.rs"]);
         // Exclusions on either side count.
-        assert!(overlap(&scope(&["src/*.rs"], &["src/a.rs"]), &scope(&["src/a.rs"], &[]), &tracked).is_none());
+        assert!(overlap(
+            &scope(&["src/*.rs"], &["src/a.rs"]),
+            &scope(&["src/a.rs"], &[]),
+            &tracked
+        )
+        .is_none());
         assert!(overlap(&scope(&["lib/**"], &[]), &scope(&["src/**"], &[]), &tracked).is_none());
     }
 }

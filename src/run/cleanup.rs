@@ -20,7 +20,6 @@ use crate::git;
 use crate::protocol::CleanupRequest;
 use crate::run::merge::OpError;
 use crate::run::{runner, RunHandle};
-use crate::store;
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct CleanupReport {
@@ -132,7 +131,7 @@ fn one(h: &RunHandle, req: &CleanupRequest) -> CleanupRow {
                 rec.repo.display(),
                 e.message()
             ));
-            mark_cleaned(h);
+            h.update_record(|r| r.cleaned_up = true);
             return row;
         }
     };
@@ -293,7 +292,7 @@ fn one(h: &RunHandle, req: &CleanupRequest) -> CleanupRow {
             rec.id
         )),
     }
-    mark_cleaned(h);
+    h.update_record(|r| r.cleaned_up = true);
     runner::run_log(
         h,
         &format!(
@@ -312,15 +311,4 @@ fn one(h: &RunHandle, req: &CleanupRequest) -> CleanupRow {
         ),
     );
     row
-}
-
-fn mark_cleaned(h: &RunHandle) {
-    let rec = {
-        let mut l = h.live();
-        l.record.cleaned_up = true;
-        l.record.clone()
-    };
-    if let Err(e) = store::save_json(&h.paths.record(), &rec) {
-        tracing::error!(run = %h.id, error = %format!("{e:#}"), "saving the cleaned_up flag");
-    }
 }

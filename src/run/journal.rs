@@ -99,6 +99,45 @@ pub struct ExperimentRecord {
 }
 
 impl ExperimentRecord {
+    /// An experiment with nothing recorded yet.
+    pub fn new(experiment: u32, status: Status, started_at_ms: u64) -> ExperimentRecord {
+        ExperimentRecord {
+            experiment,
+            commit: None,
+            metric: None,
+            status,
+            description: String::new(),
+            reason: String::new(),
+            started_at_ms,
+            ended_at_ms: 0,
+            proposer: None,
+            measurements: vec![],
+            guards: vec![],
+            decision: None,
+            changes: vec![],
+            diff: None,
+            hypothesis: None,
+            proposal_key: None,
+            fix_attempts: 0,
+            best_tree: None,
+            peak_rss: 0,
+            cpu_ms: 0,
+            wall_ms: 0,
+        }
+    }
+
+    /// Sum up the resources of the experiment's commands: peak RSS, CPU and wall time.
+    pub fn tally_resources(&mut self) {
+        let all = self
+            .proposer
+            .iter()
+            .chain(&self.measurements)
+            .chain(&self.guards);
+        self.peak_rss = all.clone().map(|r| r.outcome.peak_rss).max().unwrap_or(0);
+        self.cpu_ms = all.clone().map(|r| r.outcome.cpu_ms).sum();
+        self.wall_ms = all.map(|r| r.outcome.wall_ms).sum();
+    }
+
     pub fn tsv_row(&self) -> String {
         let commit = self
             .commit
@@ -187,34 +226,25 @@ mod tests {
 
     fn rec(n: u32, status: Status, metric: Option<f64>, desc: &str) -> ExperimentRecord {
         ExperimentRecord {
-            experiment: n,
             commit: Some("a1b2c3d4e5f6".into()),
             metric,
-            status,
             description: desc.into(),
-            reason: String::new(),
-            started_at_ms: 0,
-            ended_at_ms: 0,
-            proposer: None,
-            measurements: vec![],
-            guards: vec![],
-            decision: None,
-            changes: vec![],
-            diff: None,
-            hypothesis: None,
-            proposal_key: None,
-            fix_attempts: 0,
-            best_tree: None,
-            peak_rss: 0,
-            cpu_ms: 0,
-            wall_ms: 0,
+            ..ExperimentRecord::new(n, status, 0)
         }
     }
 
     #[test]
     fn rows_in_the_seed_format() {
-        let r = rec(3, Status::InspectorReject, Some(128.9), "inline\tdict\nsecond line");
-        assert_eq!(r.tsv_row(), "3\ta1b2c3d\t128.9\tinspector-reject\tinline dict");
+        let r = rec(
+            3,
+            Status::InspectorReject,
+            Some(128.9),
+            "inline\tdict\nsecond line",
+        );
+        assert_eq!(
+            r.tsv_row(),
+            "3\ta1b2c3d\t128.9\tinspector-reject\tinline dict"
+        );
         let c = rec(4, Status::Crash, None, "add numba jit");
         assert_eq!(c.tsv_row(), "4\ta1b2c3d\t0.0\tcrash\tadd numba jit");
         assert_eq!(format_metric(Some(142.0)), "142.0");

@@ -473,7 +473,7 @@ impl Merger<'_> {
         if git::merge::is_ancestor(self.repo, best, self.tip) {
             out.reason = format!("already contained in {}", self.target);
             if !self.dry {
-                mark_merged(h);
+                h.update_record(|r| r.merged = true);
             }
             return Ok(out);
         }
@@ -609,7 +609,7 @@ impl Merger<'_> {
             Some(n) => format!("{method}; still improves {n}"),
             None => format!("{method}: the tree its run measured"),
         };
-        mark_merged(h);
+        h.update_record(|r| r.merged = true);
         runner::run_log(
             h,
             &format!(
@@ -733,17 +733,6 @@ impl Merger<'_> {
         let _ = git::remove_worktree(self.repo, &cand_name, &cand_path);
         let _ = std::fs::remove_dir(&dir);
         result
-    }
-}
-
-fn mark_merged(h: &RunHandle) {
-    let rec = {
-        let mut l = h.live();
-        l.record.merged = true;
-        l.record.clone()
-    };
-    if let Err(e) = store::save_json(&h.paths.record(), &rec) {
-        tracing::error!(run = %h.id, error = %format!("{e:#}"), "saving the merged flag");
     }
 }
 

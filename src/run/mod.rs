@@ -44,7 +44,10 @@ pub struct Global {
 
 impl Global {
     pub fn new(state_dir: PathBuf, max_parallel: usize) -> Global {
-        let tag_root = format!("arctl-{:016x}", fnv1a(state_dir.to_string_lossy().as_bytes()));
+        let tag_root = format!(
+            "arctl-{:016x}",
+            fnv1a(state_dir.to_string_lossy().as_bytes())
+        );
         Global {
             state_dir,
             tag_root,
@@ -66,12 +69,19 @@ impl Global {
         let taken: Vec<usize> = cores.values().flatten().copied().collect();
         let free: Vec<usize> = all.iter().copied().filter(|c| !taken.contains(c)).collect();
         if free.len() < n {
-            let holders: Vec<String> = cores.iter().map(|(k, v)| format!("{k} ({})", v.len())).collect();
+            let holders: Vec<String> = cores
+                .iter()
+                .map(|(k, v)| format!("{k} ({})", v.len()))
+                .collect();
             return Err(format!(
                 "limits.cpus = {n}, but only {} of the {} cores available to arctl are free{}",
                 free.len(),
                 all.len(),
-                if holders.is_empty() { String::new() } else { format!(" (reserved by: {})", holders.join(", ")) }
+                if holders.is_empty() {
+                    String::new()
+                } else {
+                    format!(" (reserved by: {})", holders.join(", "))
+                }
             ));
         }
         let mine: Vec<usize> = free.into_iter().take(n).collect();
@@ -80,11 +90,18 @@ impl Global {
     }
 
     pub fn release_cores(&self, id: &str) {
-        self.cores.lock().unwrap_or_else(|e| e.into_inner()).remove(id);
+        self.cores
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(id);
     }
 
     pub fn cores_of(&self, id: &str) -> Option<Vec<usize>> {
-        self.cores.lock().unwrap_or_else(|e| e.into_inner()).get(id).cloned()
+        self.cores
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(id)
+            .cloned()
     }
 
     pub fn run_tag(&self, id: &str) -> String {
@@ -217,7 +234,10 @@ impl RunHandle {
     }
 
     pub fn cancel_current(&self) {
-        self.cancel.lock().unwrap_or_else(|e| e.into_inner()).cancel();
+        self.cancel
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .cancel();
     }
 
     /// Apply a user request and wake the thread.
@@ -233,6 +253,18 @@ impl RunHandle {
         self.cond.notify_all();
     }
 
+    /// Change the record from outside the run's thread (merge, cleanup) and persist it.
+    pub fn update_record(&self, f: impl FnOnce(&mut RunRecord)) {
+        let rec = {
+            let mut l = self.live();
+            f(&mut l.record);
+            l.record.clone()
+        };
+        if let Err(e) = crate::store::save_json(&self.paths.record(), &rec) {
+            tracing::error!(run = %self.id, error = %format!("{e:#}"), "saving the run state");
+        }
+    }
+
     pub fn is_thread_running(&self) -> bool {
         self.thread
             .lock()
@@ -246,7 +278,11 @@ impl RunHandle {
             + l.session_started
                 .map(|s| s.elapsed().as_millis() as u64)
                 .unwrap_or(0);
-        let step = if l.record.state.is_active() { l.step.as_str() } else { "-" };
+        let step = if l.record.state.is_active() {
+            l.step.as_str()
+        } else {
+            "-"
+        };
         status::summarize(
             &l.record,
             step,

@@ -34,18 +34,30 @@ pub fn render(template: &str, vars: &[(&str, String)]) -> String {
 /// The seed's pattern hints, from the experiments so far.
 pub fn hints(records: &[ExperimentRecord]) -> String {
     let mut out = Vec::new();
-    let exps: Vec<&ExperimentRecord> = records.iter().filter(|r| r.status != Status::Baseline).collect();
+    let exps: Vec<&ExperimentRecord> = records
+        .iter()
+        .filter(|r| r.status != Status::Baseline)
+        .collect();
     let discards = exps
         .iter()
         .rev()
-        .take_while(|r| matches!(r.status, Status::Discard | Status::InspectorReject | Status::Crash))
+        .take_while(|r| {
+            matches!(
+                r.status,
+                Status::Discard | Status::InspectorReject | Status::Crash
+            )
+        })
         .count();
     if discards >= 3 {
         out.push(format!(
             "- {discards} experiments in a row were not kept: PIVOT to a different strategy or area."
         ));
     }
-    let keeps: Vec<&&ExperimentRecord> = exps.iter().rev().take_while(|r| r.status == Status::Keep).collect();
+    let keeps: Vec<&&ExperimentRecord> = exps
+        .iter()
+        .rev()
+        .take_while(|r| r.status == Status::Keep)
+        .collect();
     if keeps.len() >= 2 {
         let areas: Vec<String> = keeps
             .iter()
@@ -60,11 +72,22 @@ pub fn hints(records: &[ExperimentRecord]) -> String {
         out.push(format!(
             "- {} keeps in a row (in {}): PROBE DEEPER in this area.",
             keeps.len(),
-            if uniq.is_empty() { "the same area".to_string() } else { uniq.join(", ") }
+            if uniq.is_empty() {
+                "the same area".to_string()
+            } else {
+                uniq.join(", ")
+            }
         ));
     }
-    if exps.last().map(|r| r.status == Status::Crash).unwrap_or(false) {
-        out.push("- The last experiment crashed: look for a structural issue, not a parameter one.".into());
+    if exps
+        .last()
+        .map(|r| r.status == Status::Crash)
+        .unwrap_or(false)
+    {
+        out.push(
+            "- The last experiment crashed: look for a structural issue, not a parameter one."
+                .into(),
+        );
     }
     if out.is_empty() {
         "- No strong pattern yet.".into()
@@ -79,13 +102,24 @@ mod tests {
 
     #[test]
     fn render_replaces_known_and_keeps_unknown() {
-        let r = render("a {{x}} b {{ y }} {{z}} {{", &[("x", "1".into()), ("y", "2".into())]);
+        let r = render(
+            "a {{x}} b {{ y }} {{z}} {{",
+            &[("x", "1".into()), ("y", "2".into())],
+        );
         assert_eq!(r, "a 1 b 2 {{z}} {{");
     }
 
     #[test]
     fn default_template_has_the_seed_steps() {
-        for s in ["QUESTION", "THINK", "SCORE", "REFLECT", "{{results}}", "{{hints}}", "{{goal}}"] {
+        for s in [
+            "QUESTION",
+            "THINK",
+            "SCORE",
+            "REFLECT",
+            "{{results}}",
+            "{{hints}}",
+            "{{goal}}",
+        ] {
             assert!(DEFAULT_TEMPLATE.contains(s), "{s}");
         }
     }

@@ -70,12 +70,9 @@ pub fn build(spec: &ResolvedSpec, records: &[ExperimentRecord]) -> Result<Box<dy
             &spec.spec_relative(p.dir.as_deref().unwrap_or(Path::new("."))),
             records,
         )?),
-        ProposerKind::Params => Box::new(Params::new(
-            p.params.clone(),
-            p.strategy,
-            p.seed,
-            records,
-        )),
+        ProposerKind::Params => {
+            Box::new(Params::new(p.params.clone(), p.strategy, p.seed, records))
+        }
     })
 }
 
@@ -84,7 +81,8 @@ pub fn template(spec: &ResolvedSpec) -> Result<String> {
     match &spec.spec.proposer.prompt {
         Some(p) => {
             let path = spec.spec_relative(p);
-            std::fs::read_to_string(&path).with_context(|| format!("reading prompt template {}", path.display()))
+            std::fs::read_to_string(&path)
+                .with_context(|| format!("reading prompt template {}", path.display()))
         }
         None => Ok(crate::run::prompt::DEFAULT_TEMPLATE.to_string()),
     }
@@ -110,8 +108,14 @@ impl Proposer for Agent {
         let _ = std::fs::remove_file(&desc_file);
         let _ = std::fs::remove_file(&proposal_file);
         let mut env = ctx.env.clone();
-        env.push(("ARCTL_DESCRIPTION_FILE".into(), desc_file.display().to_string()));
-        env.push(("ARCTL_PROPOSAL_FILE".into(), proposal_file.display().to_string()));
+        env.push((
+            "ARCTL_DESCRIPTION_FILE".into(),
+            desc_file.display().to_string(),
+        ));
+        env.push((
+            "ARCTL_PROPOSAL_FILE".into(),
+            proposal_file.display().to_string(),
+        ));
         env.push(("ARCTL_FIX_ATTEMPT".into(), ctx.fix_attempt.to_string()));
         let spec = CommandSpec {
             command: self.command.clone(),
@@ -128,17 +132,38 @@ impl Proposer for Agent {
             tag: ctx.tag.clone(),
             count_instructions: false,
         };
-        let outcome = ctx.executor.run(&spec, ctx.cancel).with_context(|| format!("starting the agent `{}`", self.command))?;
+        let outcome = ctx
+            .executor
+            .run(&spec, ctx.cancel)
+            .with_context(|| format!("starting the agent `{}`", self.command))?;
         let failure = if outcome.exit.success() {
             None
         } else {
             let tail = tail_lines(&ctx.output_dir.join("proposer.err"), 5);
-            Some(format!("agent {}{}", outcome.exit.describe(), if tail.is_empty() { String::new() } else { format!(": {tail}") }))
+            Some(format!(
+                "agent {}{}",
+                outcome.exit.describe(),
+                if tail.is_empty() {
+                    String::new()
+                } else {
+                    format!(": {tail}")
+                }
+            ))
         };
         let description = std::fs::read_to_string(&desc_file)
             .ok()
-            .and_then(|t| t.lines().map(str::trim).find(|l| !l.is_empty()).map(str::to_string))
-            .unwrap_or_else(|| format!("experiment {} (the agent wrote no description)", ctx.experiment));
+            .and_then(|t| {
+                t.lines()
+                    .map(str::trim)
+                    .find(|l| !l.is_empty())
+                    .map(str::to_string)
+            })
+            .unwrap_or_else(|| {
+                format!(
+                    "experiment {} (the agent wrote no description)",
+                    ctx.experiment
+                )
+            });
         let hypothesis = std::fs::read_to_string(&proposal_file)
             .ok()
             .and_then(|t| serde_json::from_str(&t).ok());
@@ -183,7 +208,10 @@ impl Patches {
         files.sort();
         Ok(Patches {
             files,
-            tried: records.iter().filter_map(|r| r.proposal_key.clone()).collect(),
+            tried: records
+                .iter()
+                .filter_map(|r| r.proposal_key.clone())
+                .collect(),
         })
     }
 }
@@ -193,12 +221,20 @@ fn patch_description(name: &str, text: &str) -> String {
     for line in text.lines().take(30) {
         if let Some(s) = line.strip_prefix("Subject:") {
             let s = s.trim();
-            let s = if s.starts_with('[') { s.split_once(']').map(|x| x.1).unwrap_or(s) } else { s };
+            let s = if s.starts_with('[') {
+                s.split_once(']').map(|x| x.1).unwrap_or(s)
+            } else {
+                s
+            };
             return s.trim().to_string();
         }
     }
     let first = text.lines().next().unwrap_or("").trim();
-    if !first.is_empty() && !["diff ", "--- ", "From ", "Index:", "+++ "].iter().any(|p| first.starts_with(p)) {
+    if !first.is_empty()
+        && !["diff ", "--- ", "From ", "Index:", "+++ "]
+            .iter()
+            .any(|p| first.starts_with(p))
+    {
         return first.to_string();
     }
     name.to_string()
@@ -209,12 +245,26 @@ impl Proposer for Patches {
         let Some(next) = self
             .files
             .iter()
-            .find(|f| !self.tried.contains(&f.file_name().unwrap_or_default().to_string_lossy().to_string()))
+            .find(|f| {
+                !self.tried.contains(
+                    &f.file_name()
+                        .unwrap_or_default()
+                        .to_string_lossy()
+                        .to_string(),
+                )
+            })
             .cloned()
         else {
-            return Ok(Proposed::Exhausted(format!("all {} patches tried", self.files.len())));
+            return Ok(Proposed::Exhausted(format!(
+                "all {} patches tried",
+                self.files.len()
+            )));
         };
-        let name = next.file_name().unwrap_or_default().to_string_lossy().to_string();
+        let name = next
+            .file_name()
+            .unwrap_or_default()
+            .to_string_lossy()
+            .to_string();
         self.tried.insert(name.clone());
         let text = std::fs::read(&next).with_context(|| format!("reading {}", next.display()))?;
         let description = patch_description(&name, &String::from_utf8_lossy(&text));
@@ -249,7 +299,11 @@ struct Params {
 }
 
 fn key_of(combo: &[usize]) -> String {
-    combo.iter().map(|i| i.to_string()).collect::<Vec<_>>().join(",")
+    combo
+        .iter()
+        .map(|i| i.to_string())
+        .collect::<Vec<_>>()
+        .join(",")
 }
 
 fn combo_of(key: &str) -> Option<Vec<usize>> {
@@ -257,7 +311,12 @@ fn combo_of(key: &str) -> Option<Vec<usize>> {
 }
 
 impl Params {
-    fn new(params: Vec<ParamSpec>, strategy: SearchStrategy, seed: Option<u64>, records: &[ExperimentRecord]) -> Params {
+    fn new(
+        params: Vec<ParamSpec>,
+        strategy: SearchStrategy,
+        seed: Option<u64>,
+        records: &[ExperimentRecord],
+    ) -> Params {
         let candidates = params.iter().map(|p| p.candidates()).collect();
         let mut me = Params {
             params,
@@ -285,13 +344,26 @@ impl Params {
             .iter()
             .zip(&self.candidates)
             .map(|(p, cands)| {
-                let text = std::fs::read_to_string(wt.join(&p.file))
-                    .with_context(|| format!("param {}: reading {}", p.display_name(), p.file.display()))?;
+                let text = std::fs::read_to_string(wt.join(&p.file)).with_context(|| {
+                    format!("param {}: reading {}", p.display_name(), p.file.display())
+                })?;
                 let caps = p.regex.0.captures(&text).ok_or_else(|| {
-                    anyhow!("param {}: regex {:?} matches nothing in {}", p.display_name(), p.regex.0.as_str(), p.file.display())
+                    anyhow!(
+                        "param {}: regex {:?} matches nothing in {}",
+                        p.display_name(),
+                        p.regex.0.as_str(),
+                        p.file.display()
+                    )
                 })?;
                 let v = caps.get(1).map(|m| m.as_str()).unwrap_or("");
-                Ok(cands.iter().position(|c| c == v || c.parse::<f64>().ok().zip(v.parse::<f64>().ok()).map(|(a, b)| a == b).unwrap_or(false)))
+                Ok(cands.iter().position(|c| {
+                    c == v
+                        || c.parse::<f64>()
+                            .ok()
+                            .zip(v.parse::<f64>().ok())
+                            .map(|(a, b)| a == b)
+                            .unwrap_or(false)
+                }))
             })
             .collect()
     }
@@ -317,7 +389,11 @@ impl Params {
             return None;
         }
         for _ in 0..1000 {
-            let c: Vec<usize> = self.candidates.iter().map(|c| self.rng.gen_range(0..c.len().max(1))).collect();
+            let c: Vec<usize> = self
+                .candidates
+                .iter()
+                .map(|c| self.rng.gen_range(0..c.len().max(1)))
+                .collect();
             if !self.tried.contains(&c) {
                 return Some(c);
             }
@@ -348,14 +424,22 @@ impl Proposer for Params {
     fn propose(&mut self, ctx: &ProposeContext) -> Result<Proposed> {
         // Learn from the previous proposal's fate (the records are the truth).
         if let Some(p) = self.pending.take() {
-            if ctx.records.iter().any(|r| r.status == Status::Keep && r.proposal_key.as_deref() == Some(&key_of(&p))) {
+            if ctx
+                .records
+                .iter()
+                .any(|r| r.status == Status::Keep && r.proposal_key.as_deref() == Some(&key_of(&p)))
+            {
                 self.best = Some(p);
             }
         }
         let current = self.current(&ctx.worktree.path)?;
         let start: Vec<usize> = match &self.best {
             Some(b) => b.clone(),
-            None => current.iter().zip(&self.candidates).map(|(c, cands)| c.unwrap_or(cands.len() / 2)).collect(),
+            None => current
+                .iter()
+                .zip(&self.candidates)
+                .map(|(c, cands)| c.unwrap_or(cands.len() / 2))
+                .collect(),
         };
         if self.best.is_none() && current.iter().all(Option::is_some) {
             // The starting values count as tried: they are the baseline.
@@ -374,7 +458,9 @@ impl Proposer for Params {
             SearchStrategy::Random => self.random_untried(),
         };
         let Some(next) = next else {
-            return Ok(Proposed::Exhausted("every parameter combination has been tried".into()));
+            return Ok(Proposed::Exhausted(
+                "every parameter combination has been tried".into(),
+            ));
         };
         self.tried.insert(next.clone());
         self.pending = Some(next.clone());
@@ -383,8 +469,13 @@ impl Proposer for Params {
         for (i, p) in self.params.iter().enumerate() {
             let path = ctx.worktree.path.join(&p.file);
             let text = std::fs::read_to_string(&path)?;
-            let caps = p.regex.0.captures(&text).ok_or_else(|| anyhow!("param {}: regex no longer matches", p.display_name()))?;
-            let m = caps.get(1).ok_or_else(|| anyhow!("param {}: regex has no group", p.display_name()))?;
+            let caps =
+                p.regex.0.captures(&text).ok_or_else(|| {
+                    anyhow!("param {}: regex no longer matches", p.display_name())
+                })?;
+            let m = caps
+                .get(1)
+                .ok_or_else(|| anyhow!("param {}: regex has no group", p.display_name()))?;
             let new = &self.candidates[i][next[i]];
             if m.as_str() != new {
                 parts.push(format!("{}={} (was {})", p.display_name(), new, m.as_str()));
@@ -396,7 +487,11 @@ impl Proposer for Params {
             }
         }
         Ok(Proposed::Change(Box::new(Proposal {
-            description: if parts.is_empty() { "parameters unchanged".into() } else { format!("set {}", parts.join(", ")) },
+            description: if parts.is_empty() {
+                "parameters unchanged".into()
+            } else {
+                format!("set {}", parts.join(", "))
+            },
             key: Some(key_of(&next)),
             ..Proposal::default()
         })))
@@ -409,9 +504,21 @@ mod tests {
 
     #[test]
     fn patch_descriptions() {
-        assert_eq!(patch_description("a.patch", "From 123\nSubject: [PATCH] use a set\n\ndiff --git"), "use a set");
-        assert_eq!(patch_description("a.patch", "cache lookups\ndiff --git a/x b/x"), "cache lookups");
-        assert_eq!(patch_description("02-x.patch", "diff --git a/x b/x"), "02-x.patch");
+        assert_eq!(
+            patch_description(
+                "a.patch",
+                "From 123\nSubject: [PATCH] use a set\n\ndiff --git"
+            ),
+            "use a set"
+        );
+        assert_eq!(
+            patch_description("a.patch", "cache lookups\ndiff --git a/x b/x"),
+            "cache lookups"
+        );
+        assert_eq!(
+            patch_description("02-x.patch", "diff --git a/x b/x"),
+            "02-x.patch"
+        );
     }
 
     #[test]

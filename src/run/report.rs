@@ -806,27 +806,10 @@ mod tests {
 
     fn rec(n: u32, status: Status, metric: Option<f64>, desc: &str) -> ExperimentRecord {
         ExperimentRecord {
-            experiment: n,
             commit: Some(format!("{n:07}abcdef")),
             metric,
-            status,
             description: desc.into(),
-            reason: String::new(),
-            started_at_ms: 0,
-            ended_at_ms: 0,
-            proposer: None,
-            measurements: vec![],
-            guards: vec![],
-            decision: None,
-            changes: vec![],
-            diff: None,
-            hypothesis: None,
-            proposal_key: None,
-            fix_attempts: 0,
-            best_tree: None,
-            peak_rss: 0,
-            cpu_ms: 0,
-            wall_ms: 0,
+            ..ExperimentRecord::new(n, status, 0)
         }
     }
 

@@ -13,8 +13,8 @@ use git2::Oid;
 
 use crate::exec::{self, Cancel, CommandSpec, Exit, Limits};
 use crate::git::{self, scope::Scope, HeadState, WorkTree};
-use crate::run::measure::{self, Measured, Meter, Once};
 use crate::run::journal::{self, CommandRecord, ExperimentRecord, Status};
+use crate::run::measure::{self, Measured, Meter, Once};
 use crate::run::proposer::{self, Proposal, Proposed, Proposer};
 use crate::run::record::{Inflight, RunRecord, RunState, Step};
 use crate::run::{prompt, Global, RunHandle};
@@ -81,8 +81,15 @@ fn thread_main(h: Arc<RunHandle>, g: Arc<Global>) {
 
 /// Append a timestamped line to the run's log (state dir).
 pub fn run_log(h: &RunHandle, msg: &str) {
-    let line = format!("{} {msg}\n", chrono::Local::now().format("%Y-%m-%d %H:%M:%S"));
-    if let Ok(mut f) = std::fs::OpenOptions::new().create(true).append(true).open(h.paths.log()) {
+    let line = format!(
+        "{} {msg}\n",
+        chrono::Local::now().format("%Y-%m-%d %H:%M:%S")
+    );
+    if let Ok(mut f) = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(h.paths.log())
+    {
         let _ = f.write_all(line.as_bytes());
     }
 }
@@ -145,7 +152,12 @@ impl Runner {
             l.step = step;
             l.step_started = Instant::now();
         }
-        let started = self.rec.inflight.as_ref().filter(|i| i.experiment == experiment).map(|i| i.started_at_ms);
+        let started = self
+            .rec
+            .inflight
+            .as_ref()
+            .filter(|i| i.experiment == experiment)
+            .map(|i| i.started_at_ms);
         self.update(|r| {
             r.inflight = Some(Inflight {
                 experiment,
@@ -234,9 +246,15 @@ impl Runner {
         }
         if let Some(w) = b.max_wall {
             let l = self.h.live();
-            let ms = l.record.active_ms + l.session_started.map(|s| s.elapsed().as_millis() as u64).unwrap_or(0);
+            let ms = l.record.active_ms
+                + l.session_started
+                    .map(|s| s.elapsed().as_millis() as u64)
+                    .unwrap_or(0);
             if ms >= w.0.as_millis() as u64 {
-                return Some(format!("budget reached: max_wall {}", crate::spec::format_duration(w.0)));
+                return Some(format!(
+                    "budget reached: max_wall {}",
+                    crate::spec::format_duration(w.0)
+                ));
             }
         }
         None
@@ -297,8 +315,18 @@ impl Runner {
         vec![
             ("ARCTL_RUN_ID".into(), self.rec.id.clone()),
             ("ARCTL_EXPERIMENT".into(), experiment.to_string()),
-            ("ARCTL_WORKTREE".into(), self.rec.worktree.display().to_string()),
-            ("ARCTL_RESULTS".into(), self.rec.worktree.join(self.rec.spec.tsv_name()).display().to_string()),
+            (
+                "ARCTL_WORKTREE".into(),
+                self.rec.worktree.display().to_string(),
+            ),
+            (
+                "ARCTL_RESULTS".into(),
+                self.rec
+                    .worktree
+                    .join(self.rec.spec.tsv_name())
+                    .display()
+                    .to_string(),
+            ),
             ("ARCTL_GOAL".into(), self.rec.spec.spec.goal.clone()),
         ]
     }
@@ -324,7 +352,13 @@ impl Runner {
     }
 
     /// Run the metric once in `tree`.
-    fn measure_once(&self, tree: &Path, experiment: u32, role: &str, cancel: &Cancel) -> Result<Once> {
+    fn measure_once(
+        &self,
+        tree: &Path,
+        experiment: u32,
+        role: &str,
+        cancel: &Cancel,
+    ) -> Result<Once> {
         self.meter(experiment).once(tree, role, cancel)
     }
 
@@ -346,7 +380,15 @@ impl Runner {
         if self.interrupted() {
             return Ok(());
         }
-        if !self.executor.is_local() && !super::cluster::check_visible(&*self.executor, &self.rec, &self.h.paths, self.tag(0, "check"), &cancel)? {
+        if !self.executor.is_local()
+            && !super::cluster::check_visible(
+                &*self.executor,
+                &self.rec,
+                &self.h.paths,
+                self.tag(0, "check"),
+                &cancel,
+            )?
+        {
             return Ok(());
         }
         let wt = self.rec.worktree.clone();
@@ -359,12 +401,17 @@ impl Runner {
                     recs.push(r);
                 }
                 Once::Failed(why, tail, _) => {
-                    return Err(anyhow!("the baseline measurement failed on the base commit: {why}\n{tail}"));
+                    return Err(anyhow!(
+                        "the baseline measurement failed on the base commit: {why}\n{tail}"
+                    ));
                 }
                 Once::Interrupted => return Ok(()),
             }
             // Deterministic metrics stop probing early: three equal values settle it.
-            if i >= 2 && values.iter().all(|v| *v == values[0]) && self.rec.spec.spec.metric.repeats == Repeats::Auto {
+            if i >= 2
+                && values.iter().all(|v| *v == values[0])
+                && self.rec.spec.spec.metric.repeats == Repeats::Auto
+            {
                 break;
             }
         }
@@ -391,29 +438,17 @@ impl Runner {
             Mode::Deterministic => "deterministic".to_string(),
             Mode::Noisy { cv } => format!("noisy, cv {:.2}%", cv * 100.0),
         };
-        let record = ExperimentRecord {
-            experiment: 0,
+        let mut record = ExperimentRecord {
             commit: Some(self.rec.base_commit.clone()),
             metric: Some(value),
-            status: Status::Baseline,
             description: "baseline".into(),
             reason: format!("{} runs: {:?} ({mode_desc})", values.len(), values),
-            started_at_ms: started,
             ended_at_ms: store::now_ms(),
-            proposer: None,
-            peak_rss: recs.iter().map(|r| r.outcome.peak_rss).max().unwrap_or(0),
-            cpu_ms: recs.iter().map(|r| r.outcome.cpu_ms).sum(),
-            wall_ms: recs.iter().map(|r| r.outcome.wall_ms).sum(),
             measurements: recs,
             guards,
-            decision: None,
-            changes: vec![],
-            diff: None,
-            hypothesis: None,
-            proposal_key: None,
-            fix_attempts: 0,
-            best_tree: None,
+            ..ExperimentRecord::new(0, Status::Baseline, started)
         };
+        record.tally_resources();
         self.set_step(Step::Logging, 0, None)?;
         self.append(&record)?;
         self.update(|r| {
@@ -441,14 +476,23 @@ impl Runner {
         let path = self.h.paths.best_tree();
         if self.best_tree.is_none() {
             let (repo, _) = git::open_repo(&self.rec.repo)?;
-            git::create_detached_worktree(&repo, &format!("arctl-best-{}", self.rec.id), &path, best)?;
+            git::create_detached_worktree(
+                &repo,
+                &format!("arctl-best-{}", self.rec.id),
+                &path,
+                best,
+            )?;
             self.best_tree = Some(WorkTree::open(&path)?);
         }
         let bt = self.best_tree.as_ref().expect("just created");
         if !matches!(bt.head_state(), HeadState::Detached(o) if o == best) || !bt.is_clean()? {
             bt.checkout_detached(best)?;
         }
-        Ok(format!("second worktree {} detached at {}", path.display(), git::short(best)))
+        Ok(format!(
+            "second worktree {} detached at {}",
+            path.display(),
+            git::short(best)
+        ))
     }
 
     fn drop_best_tree(&mut self) {
@@ -459,16 +503,31 @@ impl Runner {
         }
     }
 
-    fn measure_candidate(&mut self, experiment: u32, fewer_lines: bool, cancel: &Cancel) -> Result<Measured> {
+    fn measure_candidate(
+        &mut self,
+        experiment: u32,
+        fewer_lines: bool,
+        cancel: &Cancel,
+    ) -> Result<Measured> {
         let cfg = self.decision_config();
         let wt = self.rec.worktree.clone();
         let best_value = self.rec.best.unwrap_or(f64::NAN);
         match self.rec.mode.clone().unwrap_or(Mode::Deterministic) {
-            Mode::Deterministic => self.meter(experiment).deterministic(best_value, &wt, &cfg, fewer_lines, cancel),
+            Mode::Deterministic => {
+                self.meter(experiment)
+                    .deterministic(best_value, &wt, &cfg, fewer_lines, cancel)
+            }
             Mode::Noisy { .. } => {
                 let how = self.ensure_best_tree()?;
                 let best_path = self.h.paths.best_tree();
-                let mut m = self.meter(experiment).paired(&best_path, &wt, &cfg, fewer_lines, cancel, |_, _| {})?;
+                let mut m = self.meter(experiment).paired(
+                    &best_path,
+                    &wt,
+                    &cfg,
+                    fewer_lines,
+                    cancel,
+                    |_, _| {},
+                )?;
                 if let Measured::Value { best_tree, .. } = &mut m {
                     *best_tree = Some(how);
                 }
@@ -484,7 +543,11 @@ impl Runner {
         experiment: u32,
         cancel: &Cancel,
     ) -> Result<(bool, CommandRecord)> {
-        let name: String = g.name.chars().map(|c| if c.is_ascii_alphanumeric() { c } else { '_' }).collect();
+        let name: String = g
+            .name
+            .chars()
+            .map(|c| if c.is_ascii_alphanumeric() { c } else { '_' })
+            .collect();
         let spec = CommandSpec {
             command: g.command.clone(),
             cwd: tree.to_path_buf(),
@@ -497,7 +560,10 @@ impl Runner {
             tag: self.tag(experiment, &format!("guard-{name}")),
             count_instructions: false,
         };
-        let outcome = self.executor.run(&spec, cancel).with_context(|| format!("running guard {:?}", g.name))?;
+        let outcome = self
+            .executor
+            .run(&spec, cancel)
+            .with_context(|| format!("running guard {:?}", g.name))?;
         let ok = outcome.exit.success();
         Ok((
             ok,
@@ -528,18 +594,34 @@ impl Runner {
             .records
             .iter()
             .rev()
-            .find_map(|r| r.commit.as_deref().filter(|_| r.status != Status::Baseline).map(|c| (c.to_string(), r)))
+            .find_map(|r| {
+                r.commit
+                    .as_deref()
+                    .filter(|_| r.status != Status::Baseline)
+                    .map(|c| (c.to_string(), r))
+            })
             .and_then(|(c, _)| {
                 let oid = git::parse_oid(&c).ok()?;
                 let parent = self.wt.repo.find_commit(oid).ok()?.parent_id(0).ok()?;
                 self.wt.diff_text(parent, oid, 8000).ok()
             })
             .unwrap_or_else(|| "(none yet)".into());
-        let list = |v: Vec<String>| if v.is_empty() { "(none)".to_string() } else { v.join(", ") };
+        let list = |v: Vec<String>| {
+            if v.is_empty() {
+                "(none)".to_string()
+            } else {
+                v.join(", ")
+            }
+        };
         let constraints = if s.policy.constraints.is_empty() {
             "- (none beyond the guards)".to_string()
         } else {
-            s.policy.constraints.iter().map(|c| format!("- {c}")).collect::<Vec<_>>().join("\n")
+            s.policy
+                .constraints
+                .iter()
+                .map(|c| format!("- {c}"))
+                .collect::<Vec<_>>()
+                .join("\n")
         };
         let failure = failure
             .map(|f| format!("\n## QUICK FIX (attempt {})\nThe last change made the metric fail. Fix the error with a minimal edit (typo, import, simple error); do not start a new idea.\nLast lines of the failure:\n```\n{f}\n```\n", self.rec.inflight.as_ref().map(|_| "").unwrap_or("")))
@@ -547,18 +629,42 @@ impl Runner {
         let vars = [
             ("run_id", self.rec.id.clone()),
             ("experiment", experiment.to_string()),
-            ("goal", if s.goal.is_empty() { "(not stated: improve the metric)".into() } else { s.goal.clone() }),
+            (
+                "goal",
+                if s.goal.is_empty() {
+                    "(not stated: improve the metric)".into()
+                } else {
+                    s.goal.clone()
+                },
+            ),
             ("metric_command", m.command.clone()),
             ("extraction", extraction),
             ("direction", format!("{:?}", m.direction).to_lowercase()),
             ("min_effect", format!("{}%", m.min_effect.0 * 100.0)),
             ("baseline", journal::format_metric(self.rec.baseline)),
             ("best", journal::format_metric(self.rec.best)),
-            ("scope_include", list(s.scope.include.iter().map(|g| g.0.clone()).collect())),
-            ("scope_exclude", list(s.scope.exclude.iter().map(|g| g.0.clone()).collect())),
+            (
+                "scope_include",
+                list(s.scope.include.iter().map(|g| g.0.clone()).collect()),
+            ),
+            (
+                "scope_exclude",
+                list(s.scope.exclude.iter().map(|g| g.0.clone()).collect()),
+            ),
             ("constraints", constraints),
-            ("guards", list(s.guards.iter().map(|g| format!("{} (`{}`)", g.name, g.command)).collect())),
-            ("web_search", format!("{:?}", s.policy.web_search).to_lowercase()),
+            (
+                "guards",
+                list(
+                    s.guards
+                        .iter()
+                        .map(|g| format!("{} (`{}`)", g.name, g.command))
+                        .collect(),
+                ),
+            ),
+            (
+                "web_search",
+                format!("{:?}", s.policy.web_search).to_lowercase(),
+            ),
             (
                 "simplicity",
                 if s.policy.simplicity {
@@ -576,7 +682,12 @@ impl Runner {
         prompt::render(&self.template, &vars)
     }
 
-    fn propose(&mut self, experiment: u32, fix: Option<(u32, &str)>, cancel: &Cancel) -> Result<Proposed> {
+    fn propose(
+        &mut self,
+        experiment: u32,
+        fix: Option<(u32, &str)>,
+        cancel: &Cancel,
+    ) -> Result<Proposed> {
         let prompt = if self.proposer.can_fix() {
             self.render_prompt(experiment, fix.map(|f| f.1))
         } else {
@@ -595,14 +706,26 @@ impl Runner {
             cancel,
             cpus: self.cpus(),
             fix_attempt: fix.map(|f| f.0).unwrap_or(0),
-            executor: if self.rec.spec.spec.executor.as_ref().is_some_and(|e| e.proposer_on_cluster) { &*self.executor } else { &exec::Local },
+            executor: if self
+                .rec
+                .spec
+                .spec
+                .executor
+                .as_ref()
+                .is_some_and(|e| e.proposer_on_cluster)
+            {
+                &*self.executor
+            } else {
+                &exec::Local
+            },
         };
         self.proposer.propose(&ctx)
     }
 
     /// After the proposer: fold its own commits, refuse branch switches. Returns a
     /// rejection reason when HEAD was moved off the run's branch.
-    fn settle_head(&self, best: Oid) -> Result<(Option<String>, usize)> {
+    fn settle_head(&self, expected: Oid) -> Result<(Option<String>, usize)> {
+        let best = expected;
         match self.wt.head_state() {
             HeadState::Branch { name, oid } if name == self.rec.branch => {
                 if oid == best {
@@ -615,7 +738,12 @@ impl Runner {
                 self.wt.repo.reset(&obj, git2::ResetType::Soft, None)?;
                 Ok((None, n))
             }
-            HeadState::Branch { name, .. } => Ok((Some(format!("the proposer switched the worktree to branch {name}")), 0)),
+            HeadState::Branch { name, .. } => Ok((
+                Some(format!(
+                    "the proposer switched the worktree to branch {name}"
+                )),
+                0,
+            )),
             HeadState::Detached(_) => Ok((Some("the proposer detached HEAD".into()), 0)),
             HeadState::Unborn => Ok((Some("the proposer left HEAD unborn".into()), 0)),
         }
@@ -643,29 +771,7 @@ impl Runner {
             return Ok(());
         }
         self.set_step(Step::Proposing, n, None)?;
-        let mut rec = ExperimentRecord {
-            experiment: n,
-            commit: None,
-            metric: None,
-            status: Status::Discard,
-            description: String::new(),
-            reason: String::new(),
-            started_at_ms,
-            ended_at_ms: 0,
-            proposer: None,
-            measurements: vec![],
-            guards: vec![],
-            decision: None,
-            changes: vec![],
-            diff: None,
-            hypothesis: None,
-            proposal_key: None,
-            fix_attempts: 0,
-            best_tree: None,
-            peak_rss: 0,
-            cpu_ms: 0,
-            wall_ms: 0,
-        };
+        let mut rec = ExperimentRecord::new(n, Status::Discard, started_at_ms);
         let proposal = match self.propose(n, None, &cancel)? {
             Proposed::Exhausted(why) => {
                 self.wt.restore(&self.rec.branch, best)?;
@@ -676,19 +782,32 @@ impl Runner {
         if self.interrupted() {
             return self.interrupt(n, best);
         }
-        let Proposal { description, hypothesis, key, command, failure } = proposal;
+        let Proposal {
+            description,
+            hypothesis,
+            key,
+            command,
+            failure,
+        } = proposal;
         rec.description = description;
         rec.hypothesis = hypothesis;
         rec.proposal_key = key;
         rec.proposer = command;
 
-        let verdict = self.check_proposal(&mut rec, best, failure)?;
+        let verdict = self.check_proposal(&mut rec, best, best, failure)?;
         if let Some((status, reason)) = verdict {
             return self.conclude(rec, status, reason, None, best);
         }
 
         self.set_step(Step::Committing, n, None)?;
-        let mut commit = self.wt.commit_all(&format!("experiment: {}", journal::clean_description(&rec.description)), best)?;
+        let mut commit = self.wt.commit_changes(
+            &rec.changes,
+            &format!(
+                "experiment: {}",
+                journal::clean_description(&rec.description)
+            ),
+            best,
+        )?;
         rec.commit = Some(commit.to_string());
         self.set_step(Step::Measuring, n, Some(commit.to_string()))?;
 
@@ -699,12 +818,26 @@ impl Runner {
             let fewer_lines = stat.deletions > stat.insertions;
             let m = self.measure_candidate(n, fewer_lines, &cancel)?;
             match m {
-                Measured::Crash { reason, tail, records } if self.proposer.can_fix() && rec.fix_attempts < MAX_FIX_ATTEMPTS && !self.interrupted() => {
+                Measured::Crash {
+                    reason,
+                    tail,
+                    records,
+                } if self.proposer.can_fix()
+                    && rec.fix_attempts < MAX_FIX_ATTEMPTS
+                    && !self.interrupted() =>
+                {
                     rec.measurements.extend(records);
                     rec.fix_attempts += 1;
-                    self.log(&format!("experiment {n}: {reason}; quick fix {} of {MAX_FIX_ATTEMPTS}", rec.fix_attempts));
+                    self.log(&format!(
+                        "experiment {n}: {reason}; quick fix {} of {MAX_FIX_ATTEMPTS}",
+                        rec.fix_attempts
+                    ));
                     self.set_step(Step::Proposing, n, Some(commit.to_string()))?;
-                    let fix = self.propose(n, Some((rec.fix_attempts, &format!("{reason}\n{tail}"))), &cancel)?;
+                    let fix = self.propose(
+                        n,
+                        Some((rec.fix_attempts, &format!("{reason}\n{tail}"))),
+                        &cancel,
+                    )?;
                     if self.interrupted() {
                         return self.interrupt(n, best);
                     }
@@ -713,7 +846,9 @@ impl Runner {
                         Proposed::Exhausted(_) => None,
                     };
                     // The fix must obey the same rules as the proposal.
-                    if let Some((status, reason)) = self.check_proposal(&mut rec, best, failure)? {
+                    if let Some((status, reason)) =
+                        self.check_proposal(&mut rec, best, commit, failure)?
+                    {
                         return self.conclude(rec, status, reason, None, best);
                     }
                     commit = self.wt.amend_all(commit)?;
@@ -725,11 +860,18 @@ impl Runner {
         };
         let (value, evaluation) = match measured {
             Measured::Interrupted => return self.interrupt(n, best),
-            Measured::Crash { reason, records, .. } => {
+            Measured::Crash {
+                reason, records, ..
+            } => {
                 rec.measurements.extend(records);
                 return self.conclude(rec, Status::Crash, reason, None, best);
             }
-            Measured::Value { value, evaluation, records, best_tree } => {
+            Measured::Value {
+                value,
+                evaluation,
+                records,
+                best_tree,
+            } => {
                 rec.measurements.extend(records);
                 rec.best_tree = best_tree;
                 (value, evaluation)
@@ -754,9 +896,16 @@ impl Runner {
         }
 
         self.set_step(Step::Deciding, n, Some(commit.to_string()))?;
-        let status = if evaluation.verdict == Verdict::Keep { Status::Keep } else { Status::Discard };
+        let status = if evaluation.verdict == Verdict::Keep {
+            Status::Keep
+        } else {
+            Status::Discard
+        };
         let reason = evaluation.reason.clone();
-        if evaluation.simplification && status == Status::Keep && !rec.description.contains("simplif") {
+        if evaluation.simplification
+            && status == Status::Keep
+            && !rec.description.contains("simplif")
+        {
             rec.description = format!("{} (simplification)", rec.description);
         }
         rec.decision = Some(evaluation);
@@ -765,13 +914,24 @@ impl Runner {
 
     /// Reject what must not be measured: a failed proposer, a moved HEAD, no change, or
     /// paths out of scope. Fills the record's changes.
-    fn check_proposal(&mut self, rec: &mut ExperimentRecord, best: Oid, failure: Option<String>) -> Result<Option<(Status, String)>> {
-        let (head_problem, folded) = self.settle_head(best)?;
+    /// `head` is where HEAD should be: the best commit, or the experiment's own commit
+    /// during a quick fix.
+    fn check_proposal(
+        &mut self,
+        rec: &mut ExperimentRecord,
+        best: Oid,
+        head: Oid,
+        failure: Option<String>,
+    ) -> Result<Option<(Status, String)>> {
+        let (head_problem, folded) = self.settle_head(head)?;
         if let Some(why) = head_problem {
             return Ok(Some((Status::InspectorReject, why)));
         }
         if folded > 0 {
-            self.log(&format!("experiment {}: folded {folded} commit(s) the proposer made", rec.experiment));
+            self.log(&format!(
+                "experiment {}: folded {folded} commit(s) the proposer made",
+                rec.experiment
+            ));
         }
         if let Some(f) = failure {
             rec.changes = self.wt.changes_since(best).unwrap_or_default();
@@ -781,12 +941,22 @@ impl Runner {
         if rec.changes.is_empty() {
             return Ok(Some((Status::Discard, "no change".into())));
         }
-        let bad = self.scope.violations(rec.changes.iter().map(|c| c.path.as_str()));
+        let bad = self
+            .scope
+            .violations(rec.changes.iter().map(|c| c.path.as_str()));
         if !bad.is_empty() {
             let shown: Vec<&str> = bad.iter().take(5).map(String::as_str).collect();
             return Ok(Some((
                 Status::InspectorReject,
-                format!("out of scope: {}{}", shown.join(", "), if bad.len() > 5 { format!(" and {} more", bad.len() - 5) } else { String::new() }),
+                format!(
+                    "out of scope: {}{}",
+                    shown.join(", "),
+                    if bad.len() > 5 {
+                        format!(" and {} more", bad.len() - 5)
+                    } else {
+                        String::new()
+                    }
+                ),
             )));
         }
         Ok(None)
@@ -797,19 +967,33 @@ impl Runner {
     fn interrupt(&mut self, n: u32, best: Oid) -> Result<()> {
         self.wt.restore(&self.rec.branch, best)?;
         self.update(|r| r.inflight = None)?;
-        self.log(&format!("experiment {n}: interrupted; worktree reverted to {}", git::short(best)));
+        self.log(&format!(
+            "experiment {n}: interrupted; worktree reverted to {}",
+            git::short(best)
+        ));
         Ok(())
     }
 
     /// Decide the branch, write the journal line and the TSV row, update the record.
-    fn conclude(&mut self, mut rec: ExperimentRecord, status: Status, reason: String, value: Option<f64>, best: Oid) -> Result<()> {
+    fn conclude(
+        &mut self,
+        mut rec: ExperimentRecord,
+        status: Status,
+        reason: String,
+        value: Option<f64>,
+        best: Oid,
+    ) -> Result<()> {
         let n = rec.experiment;
         self.set_step(Step::Logging, n, rec.commit.clone())?;
         rec.status = status;
         rec.metric = value.or(rec.metric);
         match status {
             Status::Discard if reason == "no change" => {
-                rec.description = if rec.description.is_empty() { "no change".into() } else { format!("{} (no change)", rec.description) };
+                rec.description = if rec.description.is_empty() {
+                    "no change".into()
+                } else {
+                    format!("{} (no change)", rec.description)
+                };
             }
             Status::Keep | Status::Baseline => {}
             _ => {
@@ -824,10 +1008,7 @@ impl Runner {
             rec.description = format!("experiment {n}");
         }
         rec.reason = reason;
-        let all = rec.proposer.iter().chain(&rec.measurements).chain(&rec.guards);
-        rec.peak_rss = all.clone().map(|r| r.outcome.peak_rss).max().unwrap_or(0);
-        rec.cpu_ms = all.clone().map(|r| r.outcome.cpu_ms).sum();
-        rec.wall_ms = all.map(|r| r.outcome.wall_ms).sum();
+        rec.tally_resources();
         rec.ended_at_ms = store::now_ms();
 
         let kept = status == Status::Keep;
@@ -836,7 +1017,11 @@ impl Runner {
             if kept {
                 // The branch already points at it.
             } else {
-                self.wt.set_ref(&format!("refs/autoresearch/{}/discarded/{n}", self.rec.id), oid, "arctl: discarded experiment")?;
+                self.wt.set_ref(
+                    &format!("refs/autoresearch/{}/discarded/{n}", self.rec.id),
+                    oid,
+                    "arctl: discarded experiment",
+                )?;
             }
         }
         if !kept {
@@ -880,7 +1065,8 @@ impl Runner {
     fn append(&mut self, rec: &ExperimentRecord) -> Result<()> {
         store::append_json_line(&self.h.paths.journal(), rec)?;
         let tsv = self.rec.worktree.join(self.rec.spec.tsv_name());
-        journal::append_tsv(&tsv, rec).with_context(|| format!("appending to {}", tsv.display()))?;
+        journal::append_tsv(&tsv, rec)
+            .with_context(|| format!("appending to {}", tsv.display()))?;
         journal::append_tsv(&self.h.paths.tsv(), rec)?;
         self.records.push(rec.clone());
         Ok(())
@@ -888,7 +1074,9 @@ impl Runner {
 }
 
 fn count_commits(repo: &git2::Repository, tip: Oid, base: Oid) -> usize {
-    let Ok(mut walk) = repo.revwalk() else { return 0 };
+    let Ok(mut walk) = repo.revwalk() else {
+        return 0;
+    };
     if walk.push(tip).is_err() {
         return 0;
     }
@@ -902,13 +1090,18 @@ pub fn recover(h: &RunHandle, g: &Global) -> Result<Vec<String>> {
     let mut notes = Vec::new();
     let killed = exec::kill_tagged(&g.run_tag(&h.id));
     if killed > 0 {
-        notes.push(format!("killed {killed} process(es) left by the previous daemon"));
+        notes.push(format!(
+            "killed {killed} process(es) left by the previous daemon"
+        ));
     }
     // Jobs on a cluster: by the ids recorded and the names given.
     let executor = g.executor(&h.live().record.clone());
     match executor.recover() {
         Ok(n) => notes.extend(n),
-        Err(e) => notes.push(format!("could not cancel the jobs the previous daemon left on {}: {e}", executor.describe())),
+        Err(e) => notes.push(format!(
+            "could not cancel the jobs the previous daemon left on {}: {e}",
+            executor.describe()
+        )),
     }
     let (records, torn) = store::read_json_lines::<ExperimentRecord>(&h.paths.journal())?;
     if torn {
@@ -945,7 +1138,10 @@ pub fn recover(h: &RunHandle, g: &Global) -> Result<Vec<String>> {
             Status::Crash => rec.counts.crashed += 1,
             Status::InspectorReject => rec.counts.rejected += 1,
         }
-        notes.push(format!("applied journal entry {} missing from the run state", r.experiment));
+        notes.push(format!(
+            "applied journal entry {} missing from the run state",
+            r.experiment
+        ));
     }
     let tsv = journal::render_tsv(&records);
     for path in [h.paths.tsv(), rec.worktree.join(rec.spec.tsv_name())] {
@@ -956,7 +1152,10 @@ pub fn recover(h: &RunHandle, g: &Global) -> Result<Vec<String>> {
         }
     }
     if rec.inflight.is_some() && rec.state.is_active() {
-        notes.push(format!("experiment {} was interrupted and will run again", rec.next_experiment));
+        notes.push(format!(
+            "experiment {} was interrupted and will run again",
+            rec.next_experiment
+        ));
     }
     rec.inflight = None;
     if rec.state.is_active() && rec.worktree.exists() {
@@ -969,7 +1168,10 @@ pub fn recover(h: &RunHandle, g: &Global) -> Result<Vec<String>> {
         let at_best = matches!(wt.head_state(), HeadState::Branch { ref name, oid } if *name == rec.branch && oid == best);
         if !at_best || !wt.is_clean()? {
             wt.restore(&rec.branch, best)?;
-            notes.push(format!("worktree reset to the last kept commit {}", git::short(best)));
+            notes.push(format!(
+                "worktree reset to the last kept commit {}",
+                git::short(best)
+            ));
         }
     }
     rec.recovered_at_ms = Some(store::now_ms());

@@ -27,7 +27,12 @@ pub struct ActiveScope {
     pub scope: ScopeSpec,
 }
 
-pub fn create(g: &Global, spec_path: &Path, spec_text: &str, active: &[ActiveScope]) -> Result<RunRecord, SetupError> {
+pub fn create(
+    g: &Global,
+    spec_path: &Path,
+    spec_text: &str,
+    active: &[ActiveScope],
+) -> Result<RunRecord, SetupError> {
     let bad = |m: String| SetupError::BadInput(m);
     let resolved = spec::parse(spec_text, spec_path).map_err(|e| bad(e.to_string()))?;
     let id = resolved.id.to_string();
@@ -39,9 +44,10 @@ pub fn create(g: &Global, spec_path: &Path, spec_text: &str, active: &[ActiveSco
             spec_path.display()
         )));
     }
-    let (repo, info) = git::open_repo(&resolved.repo).map_err(|e| bad(format!("{}: {e:#}", spec_path.display())))?;
-    let (base, base_oid) =
-        git::resolve_base(&repo, resolved.spec.base.as_deref()).map_err(|e| bad(format!("{}: {e:#}", spec_path.display())))?;
+    let (repo, info) = git::open_repo(&resolved.repo)
+        .map_err(|e| bad(format!("{}: {e:#}", spec_path.display())))?;
+    let (base, base_oid) = git::resolve_base(&repo, resolved.spec.base.as_deref())
+        .map_err(|e| bad(format!("{}: {e:#}", spec_path.display())))?;
 
     for other in active.iter().filter(|a| a.repo == info.root) {
         let tracked = tracked_files(&repo);
@@ -62,7 +68,8 @@ pub fn create(g: &Global, spec_path: &Path, spec_text: &str, active: &[ActiveSco
     resolved.spec.executor = cluster::effective(&resolved.spec, g.default_executor.as_ref());
     let local = resolved.spec.executor.as_ref().is_none_or(|e| e.is_local());
     // Dedicated cores (this machine's): reserved now, released again if anything below fails.
-    let cores = CoreReservation::new(g, &id, resolved.spec.limits.cpus.filter(|_| local)).map_err(bad)?;
+    let cores =
+        CoreReservation::new(g, &id, resolved.spec.limits.cpus.filter(|_| local)).map_err(bad)?;
 
     // Build the state folder under a temporary name, then rename: a crash leaves no
     // half-made run behind.
@@ -70,7 +77,8 @@ pub fn create(g: &Global, spec_path: &Path, spec_text: &str, active: &[ActiveSco
     let tmp = runs.join(format!(".{id}.creating"));
     let _ = std::fs::remove_dir_all(&tmp);
     let fail = |m: String| SetupError::Failed(m);
-    std::fs::create_dir_all(tmp.join("output")).map_err(|e| fail(format!("creating {}: {e}", tmp.display())))?;
+    std::fs::create_dir_all(tmp.join("output"))
+        .map_err(|e| fail(format!("creating {}: {e}", tmp.display())))?;
     let record = RunRecord {
         id: id.clone(),
         spec: resolved.clone(),
@@ -132,7 +140,11 @@ pub fn create(g: &Global, spec_path: &Path, spec_text: &str, active: &[ActiveSco
 /// For a spec (or daemon default) that runs commands on a cluster: the checks that must pass
 /// before anything is created (see [`cluster::check_start`]); Err is bad input (exit 2).
 /// Ok(Some(note)): something for the run's log.
-pub fn check_executor(g: &Global, spec_path: &Path, spec_text: &str) -> Result<Option<String>, String> {
+pub fn check_executor(
+    g: &Global,
+    spec_path: &Path,
+    spec_text: &str,
+) -> Result<Option<String>, String> {
     cluster::check_start(g, spec_path, spec_text)
 }
 
@@ -148,7 +160,11 @@ impl<'a> CoreReservation<'a> {
         if let Some(n) = n {
             g.reserve_cores(id, n as usize)?;
         }
-        Ok(CoreReservation { g, id: id.to_string(), keep: n.is_none() })
+        Ok(CoreReservation {
+            g,
+            id: id.to_string(),
+            keep: n.is_none(),
+        })
     }
 
     fn keep(mut self) {
@@ -186,7 +202,8 @@ pub fn undo_interrupted(tmp: &Path) {
                     let _ = b.delete();
                 }
             }
-            let _ = git::exclude::remove(&rec.common_dir, &[rec.spec.tsv_name(), rec.spec.log_name()]);
+            let _ =
+                git::exclude::remove(&rec.common_dir, &[rec.spec.tsv_name(), rec.spec.log_name()]);
         }
         tracing::info!(run = %rec.id, "removed a run whose creation was interrupted");
     }

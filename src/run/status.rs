@@ -63,7 +63,13 @@ pub struct RunDetail {
     pub last_wall_ms: Option<u64>,
 }
 
-pub fn summarize(r: &RunRecord, step: &str, step_elapsed_ms: u64, elapsed_ms: u64, sparkline: String) -> RunSummary {
+pub fn summarize(
+    r: &RunRecord,
+    step: &str,
+    step_elapsed_ms: u64,
+    elapsed_ms: u64,
+    sparkline: String,
+) -> RunSummary {
     let direction = r.spec.spec.metric.direction;
     let change = match (r.baseline, r.best) {
         (Some(b), Some(x)) => Some(direction.gain(b, x)).filter(|g| g.is_finite()),

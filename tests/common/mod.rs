@@ -20,7 +20,10 @@ pub struct World {
 
 impl World {
     pub fn new() -> World {
-        let tmp = tempfile::Builder::new().prefix("arctl-test-").tempdir().unwrap();
+        let tmp = tempfile::Builder::new()
+            .prefix("arctl-test-")
+            .tempdir()
+            .unwrap();
         let home = tmp.path().join("home");
         std::fs::create_dir_all(&home).unwrap();
         World {
@@ -89,11 +92,17 @@ impl World {
 
     pub fn json(&self, args: &[&str]) -> serde_json::Value {
         let out = self.ok(args);
-        serde_json::from_str(&out).unwrap_or_else(|e| panic!("arctl {args:?}: not JSON ({e}): {out}"))
+        serde_json::from_str(&out)
+            .unwrap_or_else(|e| panic!("arctl {args:?}: not JSON ({e}): {out}"))
     }
 
     /// Poll `status RUN --json` until `done(summary)` or the deadline.
-    pub fn wait_run(&self, id: &str, timeout: Duration, done: impl Fn(&serde_json::Value) -> bool) -> serde_json::Value {
+    pub fn wait_run(
+        &self,
+        id: &str,
+        timeout: Duration,
+        done: impl Fn(&serde_json::Value) -> bool,
+    ) -> serde_json::Value {
         let deadline = Instant::now() + timeout;
         loop {
             let v = self.json(&["--no-autostart", "status", id, "--json"]);
@@ -101,7 +110,10 @@ impl World {
                 return v;
             }
             if Instant::now() > deadline {
-                panic!("run {id} did not get there in {timeout:?}; last status: {v:#}\nlog:\n{}", self.log(id));
+                panic!(
+                    "run {id} did not get there in {timeout:?}; last status: {v:#}\nlog:\n{}",
+                    self.log(id)
+                );
             }
             std::thread::sleep(Duration::from_millis(100));
         }
@@ -115,7 +127,8 @@ impl World {
     }
 
     pub fn log(&self, id: &str) -> String {
-        std::fs::read_to_string(self.state_dir.join("runs").join(id).join("run.log")).unwrap_or_default()
+        std::fs::read_to_string(self.state_dir.join("runs").join(id).join("run.log"))
+            .unwrap_or_default()
     }
 }
 
@@ -136,7 +149,13 @@ impl DaemonProcess {
             .append(true)
             .open(w.path().join("daemon.log"))
             .unwrap();
-        let child = w.cmd().args(["daemon"]).stdout(Stdio::null()).stderr(log).spawn().unwrap();
+        let child = w
+            .cmd()
+            .args(["daemon"])
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .unwrap();
         let d = DaemonProcess(child);
         wait_until("the daemon's socket", Duration::from_secs(20), || {
             std::os::unix::net::UnixStream::connect(&w.socket).is_ok()
@@ -195,7 +214,12 @@ pub fn git(dir: &Path, args: &[&str]) -> String {
         .env("HOME", dir)
         .output()
         .expect("git runs");
-    assert!(o.status.success(), "git {args:?} in {}: {}", dir.display(), String::from_utf8_lossy(&o.stderr));
+    assert!(
+        o.status.success(),
+        "git {args:?} in {}: {}",
+        dir.display(),
+        String::from_utf8_lossy(&o.stderr)
+    );
     String::from_utf8_lossy(&o.stdout).trim().to_string()
 }
 
@@ -242,6 +266,11 @@ echo "score: $v"
 pub fn tsv_rows(path: &Path) -> Vec<Vec<String>> {
     let text = std::fs::read_to_string(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
     let mut lines = text.lines();
-    assert_eq!(lines.next(), Some("experiment\tcommit\tmetric\tstatus\tdescription"));
-    lines.map(|l| l.split('\t').map(str::to_string).collect()).collect()
+    assert_eq!(
+        lines.next(),
+        Some("experiment\tcommit\tmetric\tstatus\tdescription")
+    );
+    lines
+        .map(|l| l.split('\t').map(str::to_string).collect())
+        .collect()
 }

@@ -21,17 +21,37 @@ impl Pty {
     pub fn spawn(mut cmd: Command) -> Pty {
         use std::os::unix::process::CommandExt;
         // SAFETY: plain libc pty calls; every result is checked.
-        let master_fd = unsafe { libc::posix_openpt(libc::O_RDWR | libc::O_NOCTTY | libc::O_CLOEXEC) };
-        assert!(master_fd >= 0, "posix_openpt: {}", std::io::Error::last_os_error());
+        let master_fd =
+            unsafe { libc::posix_openpt(libc::O_RDWR | libc::O_NOCTTY | libc::O_CLOEXEC) };
+        assert!(
+            master_fd >= 0,
+            "posix_openpt: {}",
+            std::io::Error::last_os_error()
+        );
         assert_eq!(unsafe { libc::grantpt(master_fd) }, 0, "grantpt");
         assert_eq!(unsafe { libc::unlockpt(master_fd) }, 0, "unlockpt");
         let mut name = [0 as libc::c_char; 128];
-        assert_eq!(unsafe { libc::ptsname_r(master_fd, name.as_mut_ptr(), name.len()) }, 0, "ptsname_r");
-        let slave_path = unsafe { std::ffi::CStr::from_ptr(name.as_ptr()) }.to_string_lossy().to_string();
+        assert_eq!(
+            unsafe { libc::ptsname_r(master_fd, name.as_mut_ptr(), name.len()) },
+            0,
+            "ptsname_r"
+        );
+        let slave_path = unsafe { std::ffi::CStr::from_ptr(name.as_ptr()) }
+            .to_string_lossy()
+            .to_string();
         let master = unsafe { std::fs::File::from_raw_fd(master_fd) };
-        let slave = std::fs::OpenOptions::new().read(true).write(true).open(&slave_path).expect("open the pty slave");
+        let slave = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open(&slave_path)
+            .expect("open the pty slave");
         // A sensible window size (some renderers ask).
-        let ws = libc::winsize { ws_row: 40, ws_col: 120, ws_xpixel: 0, ws_ypixel: 0 };
+        let ws = libc::winsize {
+            ws_row: 40,
+            ws_col: 120,
+            ws_xpixel: 0,
+            ws_ypixel: 0,
+        };
         unsafe { libc::ioctl(master_fd, libc::TIOCSWINSZ, &ws) };
         cmd.stdin(Stdio::from(slave.try_clone().unwrap()))
             .stdout(Stdio::from(slave.try_clone().unwrap()))
@@ -62,7 +82,12 @@ impl Pty {
                 sink.lock().unwrap().extend_from_slice(&buf[..n]);
             }
         });
-        Pty { master, child, out, cursor: 0 }
+        Pty {
+            master,
+            child,
+            out,
+            cursor: 0,
+        }
     }
 
     /// Everything the command printed so far (lossy UTF-8).
@@ -99,7 +124,9 @@ impl Pty {
 
     /// Type a line (the pty's line discipline delivers it on the newline).
     pub fn send(&mut self, line: &str) {
-        self.master.write_all(format!("{line}\n").as_bytes()).unwrap();
+        self.master
+            .write_all(format!("{line}\n").as_bytes())
+            .unwrap();
         self.master.flush().unwrap();
     }
 
@@ -118,7 +145,10 @@ impl Pty {
             }
             if Instant::now() > deadline {
                 let _ = self.child.kill();
-                panic!("the command did not exit within {timeout:?}; output:\n{}", self.output());
+                panic!(
+                    "the command did not exit within {timeout:?}; output:\n{}",
+                    self.output()
+                );
             }
             std::thread::sleep(Duration::from_millis(20));
         }
