@@ -199,6 +199,8 @@ echo "$v"
             ),
         ],
     );
+    let started = w.path().join("escapee-started");
+    let started = started.display();
     // Experiment 1 allocates past the limit, 2 hangs (its metric also leaves a setsid
     // grandchild), 3 forks an escaping grandchild from the proposer and improves.
     write_exec(
@@ -208,7 +210,10 @@ echo "$v"
 case "$ARCTL_EXPERIMENT" in
   1) echo alloc > src/lim/value.txt;;
   2) echo hang > src/lim/value.txt;;
-  3) (setsid sh -c 'exec sh ./{marker}.sh' &) ; echo 90 > src/lim/value.txt;;
+  3) (setsid sh -c 'exec sh ./{marker}.sh' &)
+     # Exit only once the escapee runs (the sweep after the agent must find it alive).
+     i=0; while [ "$(wc -l < {started} 2>/dev/null || echo 0)" -lt 4 ] && [ $i -lt 200 ]; do sleep 0.05; i=$((i+1)); done
+     echo 90 > src/lim/value.txt;;
 esac
 "#
         ),

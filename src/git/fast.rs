@@ -495,8 +495,18 @@ mod tests {
                 continue;
             }
             // Commit: the fast staging against add_all + update_all.
-            let ca = wa.commit_changes(&fast, "experiment", head).unwrap();
-            let cb = wb.commit_all("experiment", head).unwrap();
+            let (ca, cb) = match (
+                wa.commit_changes(&fast, "experiment", head),
+                wb.commit_all("experiment", head),
+            ) {
+                (Ok(ca), Ok(cb)) => (ca, cb),
+                // libgit2's add_all refuses a nested repository: both paths fail alike.
+                (Err(ea), Err(eb)) => {
+                    assert_eq!(format!("{ea:#}"), format!("{eb:#}"), "scenario {s}");
+                    continue;
+                }
+                (ra, rb) => panic!("scenario {s}: commit_changes {ra:?}, commit_all {rb:?}"),
+            };
             let (ta, tb) = (
                 wa.repo.find_commit(ca).unwrap().tree_id(),
                 wb.repo.find_commit(cb).unwrap().tree_id(),
@@ -512,7 +522,11 @@ mod tests {
                 write(&wt.join("src/d0/metric-out.txt"), "out\n");
                 write(&wt.join("build/cache.o"), "ignored\n");
             }
-            wa.restore(name_of(&a), head).unwrap();
+            // `restore`, asserting that the fast path was taken.
+            let refname = format!("refs/heads/{}", name_of(&a));
+            wa.repo.reference(&refname, head, true, "t").unwrap();
+            wa.repo.set_head(&refname).unwrap();
+            assert!(wa.fast_revert(head).unwrap(), "scenario {s}: fast revert not taken");
             wb.restore_full(name_of(&b), head).unwrap();
             assert_eq!(
                 snapshot(&a),

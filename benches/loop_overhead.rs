@@ -1,0 +1,287 @@
+//! Loop overhead: what arctl adds to each experiment beyond the proposer and the metric,
+//! against a shell loop doing the seed's steps with the git CLI, on generated repos of
+//! 10,000 and 100,000 files (issue 9). Run with `cargo bench --bench loop_overhead`.
+//!
+//! The proposer changes one line of one file; the metric prints a constant, so every
+//! experiment is committed, measured, discarded and reverted (the most git work a
+//! deterministic experiment can cause).
+//!
+//! * arctl: the real daemon (release binary, own process) runs the loop. Per experiment,
+//!   overhead = (start of the next experiment − start of this one) − (the proposer's and the
+//!   metric's own wall time), from the journal: every step of the daemon's cycle (scope
+//!   check, commit, diff stat, state writes with fsync, journal + TSV, revert, bookkeeping,
+//!   starting and sweeping the children) is in it.
+//! * reference: `loop.sh` in a worktree of the same repo at the same commit runs, per
+//!   experiment, the same proposer and metric plus `git status --porcelain -uall` (scope
+//!   check), `git add -A`, `git commit`, `git rev-parse --short HEAD`, `git reset --hard`,
+//!   `git clean -fd` and appends a TSV row. Overhead = median cycle of that loop − median
+//!   cycle of the same loop with the git and TSV steps removed (proposer + metric only).
+//! * Targets: arctl ≤ 0.5 × the shell loop at 10,000 files; from 10,000 to 100,000 files
+//!   arctl's overhead grows by at most 1.2 × the git CLI's growth factor.
+//! * Also printed: each git step timed in-process (arctl's git layer, as the daemon calls
+//!   it) beside its git CLI equivalent: the profile behind the figures.
+//!
+//! Knobs: ARCTL_BENCH_QUICK / ARCTL_BENCH_SKIP_100K (see benches/support),
+//! ARCTL_BENCH_ROUNDS (default 3), ARCTL_BENCH_EXPERIMENTS (default 20 per round at 10k,
+//! half that at 100k).
+
+mod support;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::{bail, Context, Result};
+use support::*;
+
+const AGENT: &str = "#!/bin/sh\nsed -i \"2s/.*/value = $ARCTL_EXPERIMENT/\" src/d000/d00/f000000.txt\n";
+const CHANGED: &str = "src/d000/d00/f000000.txt";
+const METRIC: &str = "echo 1";
+
+/// The reference loop. `loop.sh MODE N AGENT TSV TIMES`: MODE full = the seed's git steps,
+/// null = proposer and metric only. Prints nothing; one timestamp (ns) per cycle to TIMES.
+const LOOP_SH: &str = r#"#!/bin/sh
+mode=$1; n=$2; agent=$3; tsv=$4; times=$5
+best=$(git rev-parse HEAD)
+i=1
+while [ "$i" -le "$n" ]; do
+  date +%s%N >> "$times"
+  ARCTL_EXPERIMENT=$i sh -c "$agent"
+  if [ "$mode" = full ]; then
+    git status --porcelain -uall > /dev/null
+    git add -A
+    git commit -q -m "experiment $i"
+    c=$(git rev-parse --short HEAD)
+  fi
+  m=$(sh -c 'echo 1')
+  if [ "$mode" = full ]; then
+    git reset -q --hard "$best"
+    git clean -fdq
+    printf '%s\t%s\t%s\tdiscard\texperiment %s\n' "$i" "$c" "$m" "$i" >> "$tsv"
+  fi
+  i=$((i+1))
+done
+date +%s%N >> "$times"
+"#;
+
+struct Size {
+    files: usize,
+    repo: PathBuf,
+    arctl: Vec<f64>,
+    shell_full: Vec<f64>,
+    shell_null: Vec<f64>,
+    rows_ok: bool,
+}
+
+impl Size {
+    fn arctl_ms(&self) -> f64 {
+        median(&self.arctl)
+    }
+    fn shell_ms(&self) -> f64 {
+        median(&self.shell_full) - median(&self.shell_null)
+    }
+}
+
+fn main() -> ExitCode {
+    run("loop overhead per experiment (issue 9)", |r| {
+        let w = World::new("loop");
+        let rounds: usize = env_num("ARCTL_BENCH_ROUNDS", 3);
+        let exps: u32 = env_num("ARCTL_BENCH_EXPERIMENTS", 20);
+        write_exec(&w.path("agent.sh"), AGENT)?;
+        write_exec(&w.path("loop.sh"), LOOP_SH)?;
+        let daemon = w.daemon(None)?;
+        let mut sizes = vec![(10_000usize, exps, rounds)];
+        if with_100k() {
+            sizes.push((100_000, (exps / 2).max(4), rounds.clamp(1, 2)));
+        } else {
+            r.note("100,000-file part skipped (ARCTL_BENCH_QUICK / ARCTL_BENCH_SKIP_100K)");
+        }
+        let mut done: Vec<Size> = Vec::new();
+        for (files, n, rounds) in sizes {
+            let repo = w.path(&format!("repo{files}"));
+            let (t, res) = time_ms(|| gen_repo(&w, &repo, files, &[]));
+            res?;
+            say(format!("{files} files: repo generated in {:.1} s", t / 1000.0));
+            let mut s = Size { files, repo, arctl: vec![], shell_full: vec![], shell_null: vec![], rows_ok: true };
+            for round in 0..rounds {
+                shell_round(&w, &mut s, round, n)?;
+                arctl_round(&w, &daemon, &mut s, round, n)?;
+                say(format!(
+                    "{files} files, round {}: arctl {:.1} ms, shell {:.1} ms (full {:.1} − null {:.1})",
+                    round + 1,
+                    s.arctl_ms(),
+                    s.shell_ms(),
+                    median(&s.shell_full),
+                    median(&s.shell_null)
+                ));
+            }
+            steps(&w, &s, r)?;
+            done.push(s);
+        }
+        daemon.shutdown()?;
+        for s in &done {
+            let name = format!("loop overhead/experiment, {}k files", s.files / 1000);
+            let target = if s.files == 10_000 { Target::RatioAtMost(0.5) } else { Target::Info };
+            r.compare(&name, s.arctl_ms(), s.shell_ms(), "ms", target);
+            r.check(
+                &format!("TSV rows present and discarded, {}k files", s.files / 1000),
+                if s.rows_ok { "all rows" } else { "missing/wrong rows" },
+                s.rows_ok,
+            );
+        }
+        if let [a, b] = &done[..] {
+            let ga = b.arctl_ms() / a.arctl_ms();
+            let gs = b.shell_ms() / a.shell_ms();
+            r.compare("growth 10k -> 100k files (arctl vs git CLI)", ga, gs, "x", Target::RatioAtMost(1.2));
+        }
+        for s in &done {
+            r.note(format!(
+                "{}k files: {} arctl cycles, {} + {} shell cycles; medians",
+                s.files / 1000,
+                s.arctl.len(),
+                s.shell_full.len(),
+                s.shell_null.len()
+            ));
+        }
+        Ok(())
+    })
+}
+
+/// The shell loop, null then full, in a fresh worktree at main.
+fn shell_round(w: &World, s: &mut Size, round: usize, n: u32) -> Result<()> {
+    let wt = w.path(&format!("shell-{}-{round}", s.files));
+    let br = format!("shell-{}-{round}", s.files);
+    w.git(&s.repo, &["worktree", "add", "-q", "-b", &br, &wt.display().to_string(), "main"])?;
+    for mode in ["null", "full"] {
+        let times = w.path(&format!("times-{}-{round}-{mode}", s.files));
+        let tsv = w.path(&format!("shell-{}-{round}.tsv", s.files));
+        let mut c = std::process::Command::new("sh");
+        w.env(&mut c);
+        let st = c
+            .current_dir(&wt)
+            .arg(w.path("loop.sh"))
+            .args([mode, &n.to_string()])
+            .arg(w.path("agent.sh"))
+            .arg(&tsv)
+            .arg(&times)
+            .status()?;
+        if !st.success() {
+            bail!("loop.sh {mode} failed: {st}");
+        }
+        let t: Vec<f64> = std::fs::read_to_string(&times)?.lines().filter_map(|l| l.trim().parse::<f64>().ok()).collect();
+        let cycles: Vec<f64> = t.windows(2).map(|p| (p[1] - p[0]) / 1e6).collect();
+        if mode == "full" {
+            s.shell_full.extend(cycles);
+            let rows = std::fs::read_to_string(&tsv)?.lines().count();
+            s.rows_ok &= rows == n as usize;
+        } else {
+            s.shell_null.extend(cycles);
+        }
+    }
+    drop_worktree(w, &s.repo, &wt, Some(&br));
+    Ok(())
+}
+
+fn arctl_round(w: &World, d: &Daemon, s: &mut Size, round: usize, n: u32) -> Result<()> {
+    let id = format!("ov{}k-{round}", s.files / 1000);
+    let spec = w.path(&format!("{id}.toml"));
+    write(
+        &spec,
+        &format!(
+            "id = \"{id}\"\nrepo = \"{}\"\n[metric]\ncommand = \"{METRIC}\"\ndirection = \"lower\"\n[scope]\ninclude = [\"src/**\"]\n[budget]\nmax_experiments = {n}\n[proposer]\ncommand = \"{}\"\n",
+            s.repo.display(),
+            w.path("agent.sh").display()
+        ),
+    )?;
+    let mut c = d.client()?;
+    c.start(&spec)?;
+    c.wait_states(std::slice::from_ref(&id), Duration::from_secs(3600), is_ended)?;
+    let journal = w.state_dir.join("runs").join(&id).join("journal.jsonl");
+    let (recs, _) = arctl::store::read_json_lines::<arctl::run::journal::ExperimentRecord>(&journal)?;
+    let ex: Vec<_> = recs.iter().filter(|r| r.experiment > 0).collect();
+    if ex.len() != n as usize {
+        bail!("run {id}: {} experiments in the journal, expected {n}", ex.len());
+    }
+    for p in ex.windows(2) {
+        let cycle = p[1].started_at_ms as f64 - p[0].started_at_ms as f64;
+        s.arctl.push(cycle - p[0].wall_ms as f64);
+    }
+    let wt = s.repo.with_file_name(format!("repo{}-{id}", s.files));
+    let tsv = std::fs::read_to_string(wt.join(format!("autoresearch-{id}.tsv"))).context("the run's TSV")?;
+    let rows: Vec<&str> = tsv.lines().skip(2).collect();
+    s.rows_ok &= rows.len() == n as usize && rows.iter().all(|l| l.split('\t').nth(3) == Some("discard"));
+    drop_worktree(w, &s.repo, &wt, Some(&format!("autoresearch/{id}")));
+    Ok(())
+}
+
+/// Each git step of an experiment, in-process through arctl's git layer, beside the git CLI
+/// doing the same, in a worktree of its own.
+fn steps(w: &World, s: &Size, r: &mut Report) -> Result<()> {
+    use arctl::git::WorkTree;
+    let k = if s.files >= 100_000 { 5 } else { 10 };
+    let wt_path = w.path(&format!("steps-{}", s.files));
+    let br = format!("steps-{}", s.files);
+    w.git(&s.repo, &["worktree", "add", "-q", "-b", &br, &wt_path.display().to_string(), "main"])?;
+    let wt = WorkTree::open(&wt_path)?;
+    let best = arctl::git::parse_oid(&w.git(&wt_path, &["rev-parse", "HEAD"])?)?;
+    let file = wt_path.join(CHANGED);
+    let original = std::fs::read_to_string(&file)?;
+    let mut t: std::collections::BTreeMap<&str, Vec<f64>> = Default::default();
+    let mut add = |k: &'static str, v: f64| t.entry(k).or_default().push(v);
+    let state = w.path("steps-state");
+    std::fs::create_dir_all(&state)?;
+    let big_record = serde_json::json!({"blob": "x".repeat(6000)});
+    for i in 0..k {
+        // arctl's git layer
+        std::fs::write(&file, format!("{original}{i}\n"))?;
+        let (ms1, ch) = time_ms(|| wt.changes_since(best));
+        if ch?.len() != 1 {
+            bail!("changes_since: expected one change");
+        }
+        add("a scope check (changes_since)", ms1);
+        let (ms2, c) = time_ms(|| wt.commit_all("experiment", best));
+        let c = c?;
+        add("a commit (commit_all)", ms2);
+        add("a diff stat", time_ms(|| wt.diff_stat(best, c)).0);
+        add("a discarded ref", time_ms(|| wt.set_ref(&format!("refs/bench/{i}"), c, "bench")).0);
+        let (ms3, res) = time_ms(|| wt.restore(&br, best));
+        res?;
+        add("a revert (restore)", ms3);
+        add("a state write (save_json, fsync)", time_ms(|| arctl::store::save_json(&state.join("run.json"), &big_record)).0);
+        add("a journal line (append, fsync)", time_ms(|| arctl::store::append_json_line(&state.join("j.jsonl"), &big_record)).0);
+        if std::fs::read_to_string(&file)? != original {
+            bail!("restore did not revert the change");
+        }
+        // the git CLI
+        std::fs::write(&file, format!("{original}{i}\n"))?;
+        let g = |args: &[&str]| time_ms(|| w.git(&wt_path, args));
+        add("g scope check (status --porcelain -uall)", g(&["status", "--porcelain", "-uall"]).0);
+        let (a, _) = g(&["add", "-A"]);
+        let (b, _) = g(&["commit", "-q", "-m", "experiment"]);
+        add("g commit (add -A + commit)", a + b);
+        add("g diff stat (diff --shortstat)", g(&["diff", "--shortstat", "HEAD~1", "HEAD"]).0);
+        add("g discarded ref (update-ref)", g(&["update-ref", &format!("refs/benchg/{i}"), "HEAD"]).0);
+        let (a, _) = g(&["reset", "-q", "--hard", &best.to_string()]);
+        let (b, _) = g(&["clean", "-fdq"]);
+        add("g revert (reset --hard + clean -fd)", a + b);
+    }
+    let _ = std::fs::remove_file(&file);
+    drop(wt);
+    drop_worktree(w, &s.repo, &wt_path, Some(&br));
+    say(format!("steps at {}k files (median of {k}):", s.files / 1000));
+    let pairs = [
+        ("a scope check (changes_since)", "g scope check (status --porcelain -uall)"),
+        ("a commit (commit_all)", "g commit (add -A + commit)"),
+        ("a diff stat", "g diff stat (diff --shortstat)"),
+        ("a discarded ref", "g discarded ref (update-ref)"),
+        ("a revert (restore)", "g revert (reset --hard + clean -fd)"),
+    ];
+    for (a, g) in pairs {
+        let (ma, mg) = (median(&t[a]), median(&t[g]));
+        r.compare(&format!("  step {}k: {}", s.files / 1000, &a[2..]), ma, mg, "ms", Target::Info);
+    }
+    for a in ["a state write (save_json, fsync)", "a journal line (append, fsync)"] {
+        r.figure(&format!("  step {}k: {}", s.files / 1000, &a[2..]), median(&t[a]), "ms", Target::Info);
+    }
+    Ok(())
+}
