@@ -28,7 +28,7 @@ case "$ARCTL_EXPERIMENT" in
      git add -A && git -c user.name=a -c user.email=a@b commit -qm "agent's own commit"
      echo "commit by itself" > "$d";;
   7) echo 70 > src/value.txt; touch src/broken; echo "break the guard" > "$d";;
-  8) echo "nothing to do" > "$d";;
+  8) : > "$ARCTL_RESULTS"; echo "nothing to do" > "$d";;  # and wipe the TSV: rows must survive
   9) git checkout -q --detach; echo 60 > src/value.txt; echo "detach head" > "$d";;
   10) echo crash > src/value.txt; echo "crash then fix" > "$d";;
 esac

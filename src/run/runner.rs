@@ -1064,11 +1064,13 @@ impl Runner {
     /// Journal first (the truth), then the TSV copies.
     fn append(&mut self, rec: &ExperimentRecord) -> Result<()> {
         store::append_json_line(&self.h.paths.journal(), rec)?;
-        let tsv = self.rec.worktree.join(self.rec.spec.tsv_name());
-        journal::append_tsv(&tsv, rec)
-            .with_context(|| format!("appending to {}", tsv.display()))?;
-        journal::append_tsv(&self.h.paths.tsv(), rec)?;
         self.records.push(rec.clone());
+        journal::append_tsv(&self.h.paths.tsv(), rec)?;
+        // The worktree's copy is within the agent's reach: rewrite it whole from the
+        // journal, so a TSV the agent edited or deleted never loses a recorded row.
+        let tsv = self.rec.worktree.join(self.rec.spec.tsv_name());
+        store::write_atomic(&tsv, journal::render_tsv(&self.records).as_bytes())
+            .with_context(|| format!("writing {}", tsv.display()))?;
         Ok(())
     }
 }
