@@ -61,7 +61,21 @@ command = "{}"
     );
     let d = w.daemon();
     w.ok(&["start", spec.to_str().unwrap()]);
-    let st = w.wait_finished("timed", Duration::from_secs(600));
+    // Until it ends, watch for the progress of the paired rounds in `status`.
+    let saw_rounds = std::cell::Cell::new(false);
+    let st = w.wait_run("timed", Duration::from_secs(600), |s| {
+        if s["step_detail"]
+            .as_str()
+            .unwrap_or("")
+            .starts_with("round ")
+        {
+            saw_rounds.set(true);
+        }
+        ["finished", "stopped", "failed"].contains(&s["state"].as_str().unwrap_or(""))
+    });
+    if budget >= 20 {
+        assert!(saw_rounds.get(), "status showed no round progress");
+    }
     let rows = tsv_rows(&w.path().join("proj-timed/autoresearch-timed.tsv"));
     (w, rows, st, d)
 }

@@ -182,12 +182,25 @@ async fn remote(cmd: Command, paths: &Paths, autostart: bool) -> CmdResult {
             let resolved = spec::load(&path).map_err(|e| ClientError::bad_input(e.to_string()))?;
             let text = std::fs::read_to_string(&path)
                 .map_err(|e| ClientError::bad_input(format!("{}: {e}", path.display())))?;
+            // Creating a worktree of a big repo takes a while: show that something happens.
+            let spinner = std::io::IsTerminal::is_terminal(&std::io::stderr()).then(|| {
+                let pb = indicatif::ProgressBar::new_spinner();
+                pb.set_message(format!(
+                    "creating the worktree and branch for {}",
+                    resolved.id
+                ));
+                pb.enable_steady_tick(std::time::Duration::from_millis(100));
+                pb
+            });
             let resp = client
                 .call(&Request::Start {
                     spec_path: resolved.spec_file.clone(),
                     spec_text: text,
                 })
                 .await?;
+            if let Some(pb) = spinner {
+                pb.finish_and_clear();
+            }
             match expect_ok(resp)? {
                 Response::Started(s) if json => json_out(&s),
                 Response::Started(s) => {

@@ -68,7 +68,7 @@ pub fn status_table(runs: &[RunSummary]) -> String {
             vec![
                 r.id.clone(),
                 r.state.as_str().to_string(),
-                r.step.clone(),
+                r.step_text(),
                 match r.max_experiments {
                     Some(m) => format!("{}/{m}", r.experiments),
                     None => r.experiments.to_string(),
@@ -112,7 +112,7 @@ pub fn detail(d: &RunDetail) -> String {
         format!(
             "{} ({} for {})",
             s.state.as_str(),
-            s.step,
+            s.step_text(),
             duration_ms(s.step_elapsed_ms)
         ),
     );

@@ -176,7 +176,7 @@ impl View for Lines {
             "{}  exp {}  {}  {}  last {}",
             r.state.as_str(),
             experiments(r),
-            r.step,
+            r.step_text(),
             best(r),
             r.last_status.as_deref().unwrap_or("-")
         );
@@ -250,7 +250,7 @@ impl View for Bars {
         pb.set_message(format!(
             "{state}{} · {} {} · last {}",
             best(r),
-            r.step,
+            r.step_text(),
             duration_ms(r.step_elapsed_ms),
             r.last_status.as_deref().unwrap_or("-")
         ));

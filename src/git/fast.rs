@@ -65,8 +65,9 @@ pub(crate) fn candidates(repo: &Repository, index: &Index) -> Option<Vec<Vec<u8>
     let stamp = std::fs::metadata(repo.path().join("index")).ok()?;
     let index_time = (stamp.mtime(), stamp.mtime_nsec());
     let entries: Vec<IndexEntry> = index.iter().collect();
-    let mut by_path: HashMap<&[u8], usize> = HashMap::with_capacity(entries.len());
-    let mut dirs: HashSet<&[u8]> = HashSet::new();
+    let mut by_path: HashMap<&[u8], usize, FnvBuild> =
+        HashMap::with_capacity_and_hasher(entries.len(), FnvBuild::default());
+    let mut dirs: HashSet<&[u8], FnvBuild> = HashSet::default();
     let odd = IndexEntryExtendedFlag::INTENT_TO_ADD | IndexEntryExtendedFlag::SKIP_WORKTREE;
     for (i, e) in entries.iter().enumerate() {
         let stage = (e.flags >> 12) & 3;
@@ -125,8 +126,8 @@ const PARALLEL_FROM: usize = 4096;
 
 /// What the stat walk compares the work tree with.
 struct Walk<'a> {
-    by_path: &'a HashMap<&'a [u8], usize>,
-    dirs: &'a HashSet<&'a [u8]>,
+    by_path: &'a HashMap<&'a [u8], usize, FnvBuild>,
+    dirs: &'a HashSet<&'a [u8], FnvBuild>,
     entries: &'a [IndexEntry],
     index_time: (i64, i64),
 }
@@ -227,6 +228,13 @@ impl Walk<'_> {
         let Ok(rd) = std::fs::read_dir(abs) else {
             return false;
         };
+        // `rel/` + each name, in one buffer: a path is only copied when it is kept.
+        let mut r = Vec::with_capacity(rel.len() + 64);
+        r.extend_from_slice(rel);
+        if !r.is_empty() {
+            r.push(b'/');
+        }
+        let base = r.len();
         for de in rd {
             let Ok(de) = de else { return false };
             let name = de.file_name();
@@ -237,40 +245,62 @@ impl Walk<'_> {
                 }
                 return false; // a nested repository: libgit2 reports it as one entry
             }
-            let mut r = Vec::with_capacity(rel.len() + 1 + name.len());
-            r.extend_from_slice(rel);
-            if !r.is_empty() {
-                r.push(b'/');
-            }
+            r.truncate(base);
             r.extend_from_slice(name);
-            // DirEntry::metadata is a stat relative to the open folder (no path walk),
-            // without following symlinks.
-            let Ok(md) = de.metadata() else { return false };
-            if md.file_type().is_dir() {
+            // The type comes with the folder listing (d_type): only tracked files are
+            // stat'ed, relative to the open folder (no path walk), symlinks not followed.
+            let Ok(ft) = de.file_type() else { return false };
+            if ft.is_dir() {
                 if let Some(&i) = self.by_path.get(&r[..]) {
                     found.seen.push(i); // a tracked file became a folder
                     found.out.push(r.clone());
                 }
                 if self.dirs.contains(&r[..]) {
-                    next.push((de.path(), r));
+                    next.push((de.path(), r.clone()));
                 } else {
-                    found.untracked_dirs.push((de.path(), r));
+                    found.untracked_dirs.push((de.path(), r.clone()));
                 }
             } else {
                 match self.by_path.get(&r[..]) {
                     Some(&i) => {
                         found.seen.push(i);
+                        let Ok(md) = de.metadata() else { return false };
                         if !same_stat(&self.entries[i], &md, self.index_time) {
-                            found.out.push(r);
+                            found.out.push(r.clone());
                         }
                     }
-                    None => found.out.push(r),
+                    None => found.out.push(r.clone()),
                 }
             }
         }
         true
     }
 }
+
+/// FNV-1a: the walk hashes every index path twice; SipHash's DoS resistance buys nothing
+/// for paths read from our own index.
+#[derive(Default)]
+struct Fnv(u64);
+
+impl std::hash::Hasher for Fnv {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        let mut h = if self.0 == 0 {
+            0xcbf29ce484222325
+        } else {
+            self.0
+        };
+        for b in bytes {
+            h ^= *b as u64;
+            h = h.wrapping_mul(0x100000001b3);
+        }
+        self.0 = h;
+    }
+}
+
+type FnvBuild = std::hash::BuildHasherDefault<Fnv>;
 
 /// Does the file look exactly as the index entry recorded it, and was it recorded long
 /// enough before the index was written to trust that?

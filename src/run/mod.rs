@@ -184,6 +184,8 @@ pub struct Live {
     pub record: RunRecord,
     pub step: Step,
     pub step_started: Instant,
+    /// Progress within the step ("round 3/12", "noise probe 2/5"); cleared with the step.
+    pub step_detail: String,
     pub control: Control,
     /// When this daemon started running it (for `active_ms`).
     pub session_started: Option<Instant>,
@@ -211,6 +213,7 @@ impl RunHandle {
                 record,
                 step: Step::Idle,
                 step_started: Instant::now(),
+                step_detail: String::new(),
                 control: Control::default(),
                 session_started: None,
                 best_history,
@@ -224,6 +227,11 @@ impl RunHandle {
 
     pub fn live(&self) -> MutexGuard<'_, Live> {
         self.live.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Show progress within the current step in `status` and `watch`.
+    pub fn set_detail(&self, detail: String) {
+        self.live().step_detail = detail;
     }
 
     /// A fresh cancel token for the next command.
@@ -278,17 +286,18 @@ impl RunHandle {
             + l.session_started
                 .map(|s| s.elapsed().as_millis() as u64)
                 .unwrap_or(0);
-        let step = if l.record.state.is_active() {
-            l.step.as_str()
-        } else {
-            "-"
-        };
-        status::summarize(
+        let active = l.record.state.is_active();
+        let step = if active { l.step.as_str() } else { "-" };
+        let mut summary = status::summarize(
             &l.record,
             step,
             l.step_started.elapsed().as_millis() as u64,
             elapsed,
             status::sparkline(&l.best_history),
-        )
+        );
+        if active && !l.step_detail.is_empty() {
+            summary.step_detail = Some(l.step_detail.clone());
+        }
+        summary
     }
 }

@@ -151,6 +151,7 @@ impl Runner {
             let mut l = self.h.live();
             l.step = step;
             l.step_started = Instant::now();
+            l.step_detail.clear();
         }
         let started = self
             .rec
@@ -395,6 +396,7 @@ impl Runner {
         let mut values = Vec::new();
         let mut recs = Vec::new();
         for i in 0..runs {
+            self.h.set_detail(format!("noise probe {}/{runs}", i + 1));
             match self.measure_once(&wt, 0, "baseline", &cancel)? {
                 Once::Value(v, r) => {
                     values.push(v);
@@ -526,7 +528,10 @@ impl Runner {
                     &cfg,
                     fewer_lines,
                     cancel,
-                    |_, _| {},
+                    |round, _| {
+                        self.h
+                            .set_detail(format!("round {round}/{}", cfg.max_rounds()))
+                    },
                 )?;
                 if let Measured::Value { best_tree, .. } = &mut m {
                     *best_tree = Some(how);
@@ -760,6 +765,7 @@ impl Runner {
             let mut l = self.h.live();
             l.step = Step::Waiting;
             l.step_started = Instant::now();
+            l.step_detail.clear();
         }
         let Some(_slot) = g.slots.acquire(abort) else {
             return Ok(());

@@ -15,6 +15,9 @@ pub struct RunSummary {
     pub state: RunState,
     /// The step of the current experiment ("proposing", "measuring", ...).
     pub step: String,
+    /// Progress within the step: "round 3/12", "noise probe 2/5".
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub step_detail: Option<String>,
     /// Experiments done (the baseline not counted).
     pub experiments: u32,
     pub max_experiments: Option<u32>,
@@ -63,6 +66,16 @@ pub struct RunDetail {
     pub last_wall_ms: Option<u64>,
 }
 
+impl RunSummary {
+    /// The step with its progress, for people: "measuring (round 3/12)".
+    pub fn step_text(&self) -> String {
+        match &self.step_detail {
+            Some(d) => format!("{} ({d})", self.step),
+            None => self.step.clone(),
+        }
+    }
+}
+
 pub fn summarize(
     r: &RunRecord,
     step: &str,
@@ -84,6 +97,7 @@ pub fn summarize(
         id: r.id.clone(),
         state: r.state,
         step: step.to_string(),
+        step_detail: None,
         experiments: r.next_experiment.saturating_sub(1),
         max_experiments: r.spec.spec.budget.max_experiments,
         counts: r.counts,
