@@ -11,7 +11,7 @@ mod common;
 
 use std::io::Write;
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::sync::{Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
@@ -162,35 +162,6 @@ impl Drop for Blocker {
     fn drop(&mut self) {
         let _ = Command::new("scancel").arg(self.0.to_string()).status();
     }
-}
-
-fn spawn_daemon(w: &World) -> Child {
-    let child = w
-        .cmd()
-        .args(["daemon"])
-        .stdout(Stdio::null())
-        .stderr(
-            std::fs::OpenOptions::new()
-                .create(true)
-                .append(true)
-                .open(w.path().join("daemon.log"))
-                .unwrap(),
-        )
-        .spawn()
-        .unwrap();
-    wait_until("the daemon's socket", Duration::from_secs(20), || {
-        std::os::unix::net::UnixStream::connect(&w.socket).is_ok()
-    });
-    child
-}
-
-fn kill_9(child: &mut Child) {
-    nix::sys::signal::kill(
-        nix::unistd::Pid::from_raw(child.id() as i32),
-        nix::sys::signal::Signal::SIGKILL,
-    )
-    .unwrap();
-    child.wait().unwrap();
 }
 
 fn journal(w: &World, id: &str) -> Vec<Value> {
@@ -443,7 +414,7 @@ fn slurm_jobs_of_a_killed_daemon_are_cancelled_on_restart() {
         &w.path().join("k.toml"),
         "repo = \"proj\"\n[metric]\ncommand = \"./metric.sh\"\ndirection = \"lower\"\ntimeout = \"10m\"\n[scope]\ninclude = [\"src/**\"]\n[limits]\nmemory = \"1GiB\"\n[proposer]\ncommand = \"true\"\n[executor]\nkind = \"slurm\"\n",
     );
-    let mut daemon = spawn_daemon(&w);
+    let mut daemon = DaemonProcess::spawn(&w);
 
     // 1. Killed while its baseline job waits in the queue: the job stays queued.
     let blocker = Blocker::new();
@@ -451,13 +422,14 @@ fn slurm_jobs_of_a_killed_daemon_are_cancelled_on_restart() {
     w.wait_run("k", Duration::from_secs(60), |s| {
         s["cluster"]["queued"] == 1
     });
-    kill_9(&mut daemon);
+    daemon.signal(nix::sys::signal::Signal::SIGKILL);
+    daemon.wait();
     let left = live_jobs(&w, "k");
     assert_eq!(left.len(), 1, "{left:?}");
     assert_eq!(left[0].1, "PENDING");
     let ledger = std::fs::read_to_string(w.state_dir.join("runs/k/cluster-jobs.json")).unwrap();
     assert!(ledger.contains(&left[0].0.to_string()), "{ledger}");
-    daemon = spawn_daemon(&w);
+    daemon = DaemonProcess::spawn(&w);
     wait_until("the recovery", Duration::from_secs(30), || {
         w.log("k").contains("recovery:")
     });
@@ -478,8 +450,9 @@ fn slurm_jobs_of_a_killed_daemon_are_cancelled_on_restart() {
     });
     let running = live_jobs(&w, "k");
     assert_eq!(running.len(), 1, "{running:?}");
-    kill_9(&mut daemon);
-    daemon = spawn_daemon(&w);
+    daemon.signal(nix::sys::signal::Signal::SIGKILL);
+    daemon.wait();
+    daemon = DaemonProcess::spawn(&w);
     // The old job is gone (and with it its task), whatever the new daemon runs since.
     let deadline = Instant::now() + Duration::from_secs(30);
     while live_jobs(&w, "k").iter().any(|j| j.0 == running[0].0) {
@@ -492,7 +465,7 @@ fn slurm_jobs_of_a_killed_daemon_are_cancelled_on_restart() {
         std::thread::sleep(Duration::from_millis(100));
     }
     w.ok(&["shutdown"]);
-    assert!(daemon.wait().unwrap().success());
+    assert!(daemon.wait().success());
     // Daemon shutdown cancels the jobs of the running metric too: nothing keeps running.
     wait_no_jobs(&w, "k", Duration::from_secs(20));
     wait_until("no task left", Duration::from_secs(20), || {
@@ -613,7 +586,7 @@ fn slurm_start_refuses_what_cannot_work_and_creates_nothing() {
         assert!(!git(&repo, &["branch", "--list"]).contains(id), "no branch");
     };
 
-    let mut daemon = spawn_daemon(&w);
+    let mut daemon = DaemonProcess::spawn(&w);
     refused(
         &w,
         &spec("part", "partition = \"nope\"\n"),
@@ -643,7 +616,7 @@ fn slurm_start_refuses_what_cannot_work_and_creates_nothing() {
         &["refuses", "gres"],
     );
     w.ok(&["shutdown"]);
-    daemon.wait().unwrap();
+    daemon.wait();
 
     // The daemon config's default executor applies to a spec without [executor].
     let plain = w.path().join("plain.toml");
@@ -665,16 +638,8 @@ fn slurm_start_refuses_what_cannot_work_and_creates_nothing() {
     d.shutdown().unwrap();
 
     // No srun on the daemon's PATH.
-    let mut cmd = w.cmd();
-    cmd.env("PATH", path_without_slurm(&w.path().join("bin")));
-    let mut daemon = cmd
-        .args(["daemon"])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    wait_until("the daemon's socket", Duration::from_secs(20), || {
-        std::os::unix::net::UnixStream::connect(&w.socket).is_ok()
+    let mut daemon = DaemonProcess::spawn_with(&w, |c| {
+        c.env("PATH", path_without_slurm(&w.path().join("bin")));
     });
     refused(
         &w,
@@ -683,7 +648,7 @@ fn slurm_start_refuses_what_cannot_work_and_creates_nothing() {
         &["`srun` is not on PATH"],
     );
     w.ok(&["shutdown"]);
-    daemon.wait().unwrap();
+    daemon.wait();
 
     // No controller: a config naming a port nothing listens on.
     let conf = std::fs::read_to_string("/etc/slurm/slurm.conf").unwrap_or_default();
@@ -694,16 +659,8 @@ fn slurm_start_refuses_what_cannot_work_and_creates_nothing() {
         .to_string();
     let bogus = w.path().join("slurm.conf");
     write(&bogus, &format!("ClusterName=nowhere\nSlurmctldHost={host}\nSlurmctldPort=9\nAuthType=auth/munge\nMessageTimeout=2\nNodeName={host} CPUs=1\nPartitionName=debug Nodes={host} Default=YES\n"));
-    let mut cmd = w.cmd();
-    cmd.env("SLURM_CONF", &bogus);
-    let mut daemon = cmd
-        .args(["daemon"])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    wait_until("the daemon's socket", Duration::from_secs(20), || {
-        std::os::unix::net::UnixStream::connect(&w.socket).is_ok()
+    let mut daemon = DaemonProcess::spawn_with(&w, |c| {
+        c.env("SLURM_CONF", &bogus);
     });
     refused(
         &w,
@@ -712,5 +669,5 @@ fn slurm_start_refuses_what_cannot_work_and_creates_nothing() {
         &["controller is not reachable"],
     );
     w.ok(&["shutdown"]);
-    daemon.wait().unwrap();
+    daemon.wait();
 }

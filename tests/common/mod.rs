@@ -144,13 +144,19 @@ pub struct DaemonProcess(pub std::process::Child);
 
 impl DaemonProcess {
     pub fn spawn(w: &World) -> DaemonProcess {
+        Self::spawn_with(w, |_| {})
+    }
+
+    /// Spawn with a changed environment (PATH, SLURM_CONF, ...).
+    pub fn spawn_with(w: &World, tweak: impl FnOnce(&mut Command)) -> DaemonProcess {
         let log = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
             .open(w.path().join("daemon.log"))
             .unwrap();
-        let child = w
-            .cmd()
+        let mut cmd = w.cmd();
+        tweak(&mut cmd);
+        let child = cmd
             .args(["daemon"])
             .stdout(Stdio::null())
             .stderr(log)
