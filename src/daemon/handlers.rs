@@ -48,15 +48,8 @@ pub async fn handle(reg: &Arc<Registry>, req: Request) -> Response {
 
 fn find(reg: &Registry, id: &str) -> Result<Arc<RunHandle>, Response> {
     reg.get(id).ok_or_else(|| {
-        let known: Vec<String> = reg.runs().keys().cloned().collect();
-        Response::bad_input(format!(
-            "no run {id:?}{}",
-            if known.is_empty() {
-                " (no runs yet)".to_string()
-            } else {
-                format!("; runs: {}", known.join(", "))
-            }
-        ))
+        let runs = reg.runs();
+        Response::bad_input(crate::run::unknown_run(id, runs.keys().map(String::as_str)))
     })
 }
 

@@ -270,6 +270,9 @@ pub(crate) struct TreeTracker {
     /// periodically; in between these identities are followed by pid).
     known_tagged: HashSet<Ident>,
     last_environ_scan: Option<Instant>,
+    /// The leader's start time: a process started before it cannot be one of its
+    /// descendants, so its environment is not read (most of the machine's processes).
+    min_start: Option<u64>,
 }
 
 /// One sample of a command's tree.
@@ -289,6 +292,7 @@ impl TreeTracker {
             tag: tag.to_string(),
             known_tagged: HashSet::new(),
             last_environ_scan: None,
+            min_start: process_start_time(leader),
         }
     }
 
@@ -315,6 +319,7 @@ impl TreeTracker {
                 in_tree.insert(s.pid);
             } else if scan_environ {
                 if !s.is_dead()
+                    && self.min_start.is_none_or(|m| s.starttime >= m)
                     && read_tag(s.pid).is_some_and(|v| TagMatch::Exact(&self.tag).matches(&v))
                 {
                     in_tree.insert(s.pid);

@@ -30,7 +30,7 @@
 //! operation, which stays the reference: the tests below compare both on every kind of
 //! change a proposer can make.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::ffi::OsStr;
 use std::fs::Metadata;
 use std::os::unix::ffi::OsStrExt;
@@ -65,27 +65,63 @@ pub(crate) fn candidates(repo: &Repository, index: &Index) -> Option<Vec<Vec<u8>
     let stamp = std::fs::metadata(repo.path().join("index")).ok()?;
     let index_time = (stamp.mtime(), stamp.mtime_nsec());
     let entries: Vec<IndexEntry> = index.iter().collect();
-    let mut by_path: HashMap<&[u8], usize, FnvBuild> =
-        HashMap::with_capacity_and_hasher(entries.len(), FnvBuild::default());
-    let mut dirs: HashSet<&[u8], FnvBuild> = HashSet::default();
+    // Folder → its files (name, entry), in name order: the index is sorted by path, so the
+    // files of one folder come in name order, and consecutive entries mostly share a folder.
+    let mut dirs: Dirs =
+        HashMap::with_capacity_and_hasher(entries.len() / 8 + 1, FnvBuild::default());
     let odd = IndexEntryExtendedFlag::INTENT_TO_ADD | IndexEntryExtendedFlag::SKIP_WORKTREE;
+    let mut last: Option<(&[u8], usize)> = None;
+    let mut files: Vec<Vec<(&[u8], usize)>> = Vec::new();
     for (i, e) in entries.iter().enumerate() {
         let stage = (e.flags >> 12) & 3;
         if stage != 0 || e.flags_extended & odd.bits() != 0 || e.mode == GITLINK {
             return None;
         }
-        by_path.insert(&e.path[..], i);
-        let mut p = &e.path[..];
-        while let Some(slash) = p.iter().rposition(|b| *b == b'/') {
-            p = &p[..slash];
-            if !dirs.insert(p) {
-                break;
+        let p = &e.path[..];
+        let (dir, name) = match p.iter().rposition(|b| *b == b'/') {
+            Some(slash) => (&p[..slash], &p[slash + 1..]),
+            None => (&p[..0], p),
+        };
+        let slot = match last {
+            Some((d, slot)) if d == dir => slot,
+            _ => {
+                let slot = match dirs.get(dir) {
+                    Some(&slot) => slot,
+                    None => {
+                        // A new folder, and its parents.
+                        files.push(Vec::new());
+                        let slot = files.len() - 1;
+                        dirs.insert(dir, slot);
+                        let mut parent = dir;
+                        while !parent.is_empty() {
+                            parent =
+                                &parent[..parent.iter().rposition(|b| *b == b'/').unwrap_or(0)];
+                            if dirs.contains_key(parent) {
+                                break;
+                            }
+                            files.push(Vec::new());
+                            dirs.insert(parent, files.len() - 1);
+                        }
+                        slot
+                    }
+                };
+                last = Some((dir, slot));
+                slot
             }
-        }
+        };
+        files[slot].push((name, i));
+    }
+    if !dirs.contains_key(&b""[..]) {
+        files.push(Vec::new());
+        dirs.insert(&b""[..], files.len() - 1);
+    }
+    for f in &mut files {
+        // Sorted already unless a name sorts around a folder's (`a-b` vs `a/`).
+        f.sort_unstable_by(|a, b| a.0.cmp(b.0));
     }
     let walk = Walk {
-        by_path: &by_path,
         dirs: &dirs,
+        files: &files,
         entries: &entries,
         index_time,
     };
@@ -126,11 +162,15 @@ const PARALLEL_FROM: usize = 4096;
 
 /// What the stat walk compares the work tree with.
 struct Walk<'a> {
-    by_path: &'a HashMap<&'a [u8], usize, FnvBuild>,
-    dirs: &'a HashSet<&'a [u8], FnvBuild>,
+    /// Folder (relative path) → slot in `files`.
+    dirs: &'a Dirs<'a>,
+    /// Per folder: its files' names and index entries, sorted by name.
+    files: &'a [Vec<(&'a [u8], usize)>],
     entries: &'a [IndexEntry],
     index_time: (i64, i64),
 }
+
+type Dirs<'a> = HashMap<&'a [u8], usize, FnvBuild>;
 
 /// What a walk found.
 #[derive(Default)]
@@ -228,6 +268,17 @@ impl Walk<'_> {
         let Ok(rd) = std::fs::read_dir(abs) else {
             return false;
         };
+        // This folder's files in the index (none for an untracked folder).
+        let mine: &[(&[u8], usize)] = self
+            .dirs
+            .get(rel)
+            .map(|&slot| &self.files[slot][..])
+            .unwrap_or(&[]);
+        let lookup = |name: &[u8]| {
+            mine.binary_search_by(|e| e.0.cmp(name))
+                .ok()
+                .map(|k| mine[k].1)
+        };
         // `rel/` + each name, in one buffer: a path is only copied when it is kept.
         let mut r = Vec::with_capacity(rel.len() + 64);
         r.extend_from_slice(rel);
@@ -251,18 +302,18 @@ impl Walk<'_> {
             // stat'ed, relative to the open folder (no path walk), symlinks not followed.
             let Ok(ft) = de.file_type() else { return false };
             if ft.is_dir() {
-                if let Some(&i) = self.by_path.get(&r[..]) {
+                if let Some(i) = lookup(name) {
                     found.seen.push(i); // a tracked file became a folder
                     found.out.push(r.clone());
                 }
-                if self.dirs.contains(&r[..]) {
+                if self.dirs.contains_key(&r[..]) {
                     next.push((de.path(), r.clone()));
                 } else {
                     found.untracked_dirs.push((de.path(), r.clone()));
                 }
             } else {
-                match self.by_path.get(&r[..]) {
-                    Some(&i) => {
+                match lookup(name) {
+                    Some(i) => {
                         found.seen.push(i);
                         let Ok(md) = de.metadata() else { return false };
                         if !same_stat(&self.entries[i], &md, self.index_time) {
@@ -320,6 +371,104 @@ fn same_stat(e: &IndexEntry, m: &Metadata, index_time: (i64, i64)) -> bool {
         && e.ctime.seconds() == m.ctime() as i32
         && e.ctime.nanoseconds() == m.ctime_nsec() as u32
         && e.ino == m.ino() as u32
+}
+
+/// Paths whose entry (id or mode) differs between two trees — changed, added, deleted,
+/// type changes — found by descending only into subtrees whose ids differ. libgit2's tree
+/// diff visits every entry of both trees (20 ms at 100,000 files); diffing exactly these
+/// paths gives the same deltas.
+pub(crate) fn tree_changes(repo: &Repository, a: &Tree, b: &Tree) -> Result<Vec<Vec<u8>>> {
+    let mut out = Vec::new();
+    if a.id() != b.id() {
+        tree_walk(repo, Some(a.id()), Some(b.id()), &mut Vec::new(), &mut out)?;
+    }
+    out.sort();
+    out.dedup();
+    Ok(out)
+}
+
+/// (name, id, mode, is a tree) of a tree's entries.
+type TreeItem = (Vec<u8>, Oid, i32, bool);
+
+fn tree_items(repo: &Repository, id: Option<Oid>) -> Result<Vec<TreeItem>> {
+    let Some(id) = id else { return Ok(Vec::new()) };
+    let t = repo.find_tree(id)?;
+    let items = t
+        .iter()
+        .map(|e| {
+            (
+                e.name_bytes().to_vec(),
+                e.id(),
+                e.filemode(),
+                e.kind() == Some(ObjectType::Tree),
+            )
+        })
+        .collect();
+    Ok(items)
+}
+
+fn tree_walk(
+    repo: &Repository,
+    a: Option<Oid>,
+    b: Option<Oid>,
+    prefix: &mut Vec<u8>,
+    out: &mut Vec<Vec<u8>>,
+) -> Result<()> {
+    let (ia, ib) = (tree_items(repo, a)?, tree_items(repo, b)?);
+    let in_b: HashMap<&[u8], &TreeItem, FnvBuild> = ib.iter().map(|e| (&e.0[..], e)).collect();
+    let in_a: HashMap<&[u8], &TreeItem, FnvBuild> = ia.iter().map(|e| (&e.0[..], e)).collect();
+    let base = prefix.len();
+    let both = ia
+        .iter()
+        .map(|x| (&x.0[..], Some(x), in_b.get(&x.0[..]).copied()));
+    let only_b = ib
+        .iter()
+        .filter(|y| !in_a.contains_key(&y.0[..]))
+        .map(|y| (&y.0[..], None, Some(y)));
+    for (name, x, y) in both.chain(only_b) {
+        if let (Some(x), Some(y)) = (x, y) {
+            if x.1 == y.1 && x.2 == y.2 {
+                continue;
+            }
+        }
+        prefix.truncate(base);
+        if base > 0 {
+            prefix.push(b'/');
+        }
+        prefix.extend_from_slice(name);
+        let end = prefix.len();
+        let sub = |e: Option<&TreeItem>| e.filter(|e| e.3).map(|e| e.1);
+        let (ta, tb) = (sub(x), sub(y));
+        if ta.is_some() || tb.is_some() {
+            tree_walk(repo, ta, tb, prefix, out)?;
+            prefix.truncate(end);
+        }
+        // A blob (or gitlink) on either side: the path itself.
+        if x.is_some_and(|e| !e.3) || y.is_some_and(|e| !e.3) {
+            out.push(prefix.clone());
+        }
+    }
+    prefix.truncate(base);
+    Ok(())
+}
+
+impl WorkTree {
+    /// libgit2's diff of two trees, on the paths that differ only (see [`tree_changes`]).
+    pub(crate) fn diff_trees(&self, a: &Tree, b: &Tree) -> Result<git2::Diff<'_>> {
+        let paths = tree_changes(&self.repo, a, b)?;
+        let mut opts = git2::DiffOptions::new();
+        opts.disable_pathspec_match(true);
+        if paths.is_empty() {
+            // Same trees: a path in neither, so the diff is empty without a walk.
+            opts.pathspec("\u{1}arctl: no path");
+        }
+        for p in paths {
+            opts.pathspec(p);
+        }
+        Ok(self
+            .repo
+            .diff_tree_to_tree(Some(a), Some(b), Some(&mut opts))?)
+    }
 }
 
 /// The repo's index, re-read if it changed on disk.
@@ -409,16 +558,7 @@ impl WorkTree {
         };
         if current != target.id() {
             let from = self.repo.find_tree(current)?;
-            let diff = self
-                .repo
-                .diff_tree_to_tree(Some(&from), Some(&target), None)?;
-            for d in diff.deltas() {
-                for f in [d.old_file(), d.new_file()] {
-                    if let Some(p) = f.path_bytes() {
-                        paths.push(p.to_vec());
-                    }
-                }
-            }
+            paths.extend(tree_changes(&self.repo, &from, &target)?);
             paths.sort();
             paths.dedup();
         }
@@ -799,6 +939,43 @@ mod tests {
         }
         let all = wt.changes_since(head).unwrap();
         assert_eq!(all.len(), 3, "{all:?}");
+    }
+
+    #[test]
+    fn tree_diff_on_changed_paths_matches_the_full_tree_diff() {
+        let (_d, a, _b, head) = twins();
+        let wt = WorkTree::open(&a).unwrap();
+        let patch = |d: &git2::Diff| {
+            let mut out = Vec::new();
+            d.print(git2::DiffFormat::Patch, |_, _, l| {
+                out.push((l.origin(), l.content().to_vec()));
+                true
+            })
+            .unwrap();
+            (
+                out,
+                d.stats().unwrap().files_changed(),
+                d.stats().unwrap().insertions(),
+            )
+        };
+        let mut prev = head;
+        for s in [0usize, 1, 2, 4, 5, 6, 11] {
+            change(&a, s);
+            git(&a, &["add", "-A"]);
+            git(&a, &["commit", "-qm", "step", "--allow-empty"]);
+            let now = Oid::from_str(git(&a, &["rev-parse", "HEAD"]).trim()).unwrap();
+            for (x, y) in [(prev, now), (now, prev), (head, now)] {
+                let tx = wt.repo.find_commit(x).unwrap().tree().unwrap();
+                let ty = wt.repo.find_commit(y).unwrap().tree().unwrap();
+                let fast = wt.diff_trees(&tx, &ty).unwrap();
+                let full = wt
+                    .repo
+                    .diff_tree_to_tree(Some(&tx), Some(&ty), None)
+                    .unwrap();
+                assert_eq!(patch(&fast), patch(&full), "scenario {s}");
+            }
+            prev = now;
+        }
     }
 
     fn name_of(p: &Path) -> &str {

@@ -403,7 +403,7 @@ impl WorkTree {
     pub fn diff_stat(&self, from: Oid, to: Oid) -> Result<DiffStat> {
         let a = self.repo.find_commit(from)?.tree()?;
         let b = self.repo.find_commit(to)?.tree()?;
-        let diff = self.repo.diff_tree_to_tree(Some(&a), Some(&b), None)?;
+        let diff = self.diff_trees(&a, &b)?; // the paths that differ only (see `fast`)
         let s = diff.stats()?;
         Ok(DiffStat {
             files: s.files_changed(),
@@ -416,7 +416,7 @@ impl WorkTree {
     pub fn diff_text(&self, from: Oid, to: Oid, max: usize) -> Result<String> {
         let a = self.repo.find_commit(from)?.tree()?;
         let b = self.repo.find_commit(to)?.tree()?;
-        let diff = self.repo.diff_tree_to_tree(Some(&a), Some(&b), None)?;
+        let diff = self.diff_trees(&a, &b)?; // the paths that differ only (see `fast`)
         let mut out = String::new();
         diff.print(git2::DiffFormat::Patch, |_, _, line| {
             if out.len() < max {

@@ -65,14 +65,9 @@ pub fn cleanup(runs: &[Arc<RunHandle>], req: &CleanupRequest) -> Result<CleanupR
     } else {
         for name in &req.runs {
             let Some(h) = runs.iter().find(|h| h.id == *name) else {
-                let known: Vec<&str> = runs.iter().map(|h| h.id.as_str()).collect();
-                return Err(OpError::BadInput(format!(
-                    "no run {name:?}; runs: {}",
-                    if known.is_empty() {
-                        "(none)".into()
-                    } else {
-                        known.join(", ")
-                    }
+                return Err(OpError::BadInput(crate::run::unknown_run(
+                    name,
+                    runs.iter().map(|h| h.id.as_str()),
                 )));
             };
             if !chosen.iter().any(|c| c.id == h.id) {

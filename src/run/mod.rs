@@ -24,6 +24,16 @@ use std::time::{Duration, Instant};
 use crate::exec::Cancel;
 use record::{RunPaths, RunRecord, RunState, Step};
 
+/// The message for a run id nobody knows, listing the known ones.
+pub fn unknown_run<'a>(name: &str, known: impl IntoIterator<Item = &'a str>) -> String {
+    let known: Vec<&str> = known.into_iter().collect();
+    if known.is_empty() {
+        format!("no run {name:?} (no runs yet)")
+    } else {
+        format!("no run {name:?}; runs: {}", known.join(", "))
+    }
+}
+
 /// What runs share across the daemon.
 pub struct Global {
     pub state_dir: PathBuf,
