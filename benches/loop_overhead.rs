@@ -34,7 +34,8 @@ use std::time::Duration;
 use anyhow::{bail, Context, Result};
 use support::*;
 
-const AGENT: &str = "#!/bin/sh\nsed -i \"2s/.*/value = $ARCTL_EXPERIMENT/\" src/d000/d00/f000000.txt\n";
+const AGENT: &str =
+    "#!/bin/sh\nsed -i \"2s/.*/value = $ARCTL_EXPERIMENT/\" src/d000/d00/f000000.txt\n";
 const CHANGED: &str = "src/d000/d00/f000000.txt";
 const METRIC: &str = "echo 1";
 
@@ -101,8 +102,18 @@ fn main() -> ExitCode {
             let repo = w.path(&format!("repo{files}"));
             let (t, res) = time_ms(|| gen_repo(&w, &repo, files, &[]));
             res?;
-            say(format!("{files} files: repo generated in {:.1} s", t / 1000.0));
-            let mut s = Size { files, repo, arctl: vec![], shell_full: vec![], shell_null: vec![], rows_ok: true };
+            say(format!(
+                "{files} files: repo generated in {:.1} s",
+                t / 1000.0
+            ));
+            let mut s = Size {
+                files,
+                repo,
+                arctl: vec![],
+                shell_full: vec![],
+                shell_null: vec![],
+                rows_ok: true,
+            };
             for round in 0..rounds {
                 shell_round(&w, &mut s, round, n)?;
                 arctl_round(&w, &daemon, &mut s, round, n)?;
@@ -121,18 +132,32 @@ fn main() -> ExitCode {
         daemon.shutdown()?;
         for s in &done {
             let name = format!("loop overhead/experiment, {}k files", s.files / 1000);
-            let target = if s.files == 10_000 { Target::RatioAtMost(0.5) } else { Target::Info };
+            let target = if s.files == 10_000 {
+                Target::RatioAtMost(0.5)
+            } else {
+                Target::Info
+            };
             r.compare(&name, s.arctl_ms(), s.shell_ms(), "ms", target);
             r.check(
                 &format!("TSV rows present and discarded, {}k files", s.files / 1000),
-                if s.rows_ok { "all rows" } else { "missing/wrong rows" },
+                if s.rows_ok {
+                    "all rows"
+                } else {
+                    "missing/wrong rows"
+                },
                 s.rows_ok,
             );
         }
         if let [a, b] = &done[..] {
             let ga = b.arctl_ms() / a.arctl_ms();
             let gs = b.shell_ms() / a.shell_ms();
-            r.compare("growth 10k -> 100k files (arctl vs git CLI)", ga, gs, "x", Target::RatioAtMost(1.2));
+            r.compare(
+                "growth 10k -> 100k files (arctl vs git CLI)",
+                ga,
+                gs,
+                "x",
+                Target::RatioAtMost(1.2),
+            );
         }
         for s in &done {
             r.note(format!(
@@ -151,7 +176,18 @@ fn main() -> ExitCode {
 fn shell_round(w: &World, s: &mut Size, round: usize, n: u32) -> Result<()> {
     let wt = w.path(&format!("shell-{}-{round}", s.files));
     let br = format!("shell-{}-{round}", s.files);
-    w.git(&s.repo, &["worktree", "add", "-q", "-b", &br, &wt.display().to_string(), "main"])?;
+    w.git(
+        &s.repo,
+        &[
+            "worktree",
+            "add",
+            "-q",
+            "-b",
+            &br,
+            &wt.display().to_string(),
+            "main",
+        ],
+    )?;
     for mode in ["null", "full"] {
         let times = w.path(&format!("times-{}-{round}-{mode}", s.files));
         let tsv = w.path(&format!("shell-{}-{round}.tsv", s.files));
@@ -168,7 +204,10 @@ fn shell_round(w: &World, s: &mut Size, round: usize, n: u32) -> Result<()> {
         if !st.success() {
             bail!("loop.sh {mode} failed: {st}");
         }
-        let t: Vec<f64> = std::fs::read_to_string(&times)?.lines().filter_map(|l| l.trim().parse::<f64>().ok()).collect();
+        let t: Vec<f64> = std::fs::read_to_string(&times)?
+            .lines()
+            .filter_map(|l| l.trim().parse::<f64>().ok())
+            .collect();
         let cycles: Vec<f64> = t.windows(2).map(|p| (p[1] - p[0]) / 1e6).collect();
         if mode == "full" {
             s.shell_full.extend(cycles);
@@ -195,93 +234,158 @@ fn arctl_round(w: &World, d: &Daemon, s: &mut Size, round: usize, n: u32) -> Res
     )?;
     let mut c = d.client()?;
     c.start(&spec)?;
-    c.wait_states(std::slice::from_ref(&id), Duration::from_secs(3600), is_ended)?;
+    c.wait_states(
+        std::slice::from_ref(&id),
+        Duration::from_secs(3600),
+        is_ended,
+    )?;
     let journal = w.state_dir.join("runs").join(&id).join("journal.jsonl");
-    let (recs, _) = arctl::store::read_json_lines::<arctl::run::journal::ExperimentRecord>(&journal)?;
+    let (recs, _) =
+        arctl::store::read_json_lines::<arctl::run::journal::ExperimentRecord>(&journal)?;
     let ex: Vec<_> = recs.iter().filter(|r| r.experiment > 0).collect();
     if ex.len() != n as usize {
-        bail!("run {id}: {} experiments in the journal, expected {n}", ex.len());
+        bail!(
+            "run {id}: {} experiments in the journal, expected {n}",
+            ex.len()
+        );
     }
     for p in ex.windows(2) {
         let cycle = p[1].started_at_ms as f64 - p[0].started_at_ms as f64;
         s.arctl.push(cycle - p[0].wall_ms as f64);
     }
     let wt = s.repo.with_file_name(format!("repo{}-{id}", s.files));
-    let tsv = std::fs::read_to_string(wt.join(format!("autoresearch-{id}.tsv"))).context("the run's TSV")?;
+    let tsv = std::fs::read_to_string(wt.join(format!("autoresearch-{id}.tsv")))
+        .context("the run's TSV")?;
     let rows: Vec<&str> = tsv.lines().skip(2).collect();
-    s.rows_ok &= rows.len() == n as usize && rows.iter().all(|l| l.split('\t').nth(3) == Some("discard"));
+    s.rows_ok &=
+        rows.len() == n as usize && rows.iter().all(|l| l.split('\t').nth(3) == Some("discard"));
     drop_worktree(w, &s.repo, &wt, Some(&format!("autoresearch/{id}")));
     Ok(())
 }
 
-/// Each git step of an experiment, in-process through arctl's git layer, beside the git CLI
-/// doing the same, in a worktree of its own.
+/// Each git step of an experiment, in-process through arctl's git layer (the calls the
+/// loop makes, in its order), beside the git CLI doing the same in a second worktree of the
+/// same commit (separate trees: a CLI command rewriting the index would make the next
+/// libgit2 call re-read it).
 fn steps(w: &World, s: &Size, r: &mut Report) -> Result<()> {
     use arctl::git::WorkTree;
     let k = if s.files >= 100_000 { 5 } else { 10 };
-    let wt_path = w.path(&format!("steps-{}", s.files));
-    let br = format!("steps-{}", s.files);
-    w.git(&s.repo, &["worktree", "add", "-q", "-b", &br, &wt_path.display().to_string(), "main"])?;
-    let wt = WorkTree::open(&wt_path)?;
-    let best = arctl::git::parse_oid(&w.git(&wt_path, &["rev-parse", "HEAD"])?)?;
-    let file = wt_path.join(CHANGED);
-    let original = std::fs::read_to_string(&file)?;
+    let mk = |name: &str| -> Result<PathBuf> {
+        let p = w.path(&format!("{name}-{}", s.files));
+        w.git(
+            &s.repo,
+            &[
+                "worktree",
+                "add",
+                "-q",
+                "-b",
+                &format!("{name}-{}", s.files),
+                &p.display().to_string(),
+                "main",
+            ],
+        )?;
+        Ok(p)
+    };
+    let (a_path, g_path) = (mk("steps-a")?, mk("steps-g")?);
+    let wt = WorkTree::open(&a_path)?;
+    let br = format!("steps-a-{}", s.files);
+    let best = arctl::git::parse_oid(&w.git(&a_path, &["rev-parse", "HEAD"])?)?;
+    let original = std::fs::read_to_string(a_path.join(CHANGED))?;
     let mut t: std::collections::BTreeMap<&str, Vec<f64>> = Default::default();
     let mut add = |k: &'static str, v: f64| t.entry(k).or_default().push(v);
     let state = w.path("steps-state");
     std::fs::create_dir_all(&state)?;
-    let big_record = serde_json::json!({"blob": "x".repeat(6000)});
+    let record = serde_json::json!({"blob": "x".repeat(6000)});
     for i in 0..k {
         // arctl's git layer
-        std::fs::write(&file, format!("{original}{i}\n"))?;
+        std::fs::write(a_path.join(CHANGED), format!("{original}{i}\n"))?;
         let (ms1, ch) = time_ms(|| wt.changes_since(best));
-        if ch?.len() != 1 {
-            bail!("changes_since: expected one change");
+        let ch = ch?;
+        if ch.len() != 1 {
+            bail!("changes_since: expected one change, got {ch:?}");
         }
         add("a scope check (changes_since)", ms1);
-        let (ms2, c) = time_ms(|| wt.commit_all("experiment", best));
+        let (ms2, c) = time_ms(|| wt.commit_changes(&ch, "experiment", best));
         let c = c?;
-        add("a commit (commit_all)", ms2);
+        add("a commit (commit_changes)", ms2);
         add("a diff stat", time_ms(|| wt.diff_stat(best, c)).0);
-        add("a discarded ref", time_ms(|| wt.set_ref(&format!("refs/bench/{i}"), c, "bench")).0);
+        add(
+            "a discarded ref",
+            time_ms(|| wt.set_ref(&format!("refs/bench/{i}"), c, "bench")).0,
+        );
         let (ms3, res) = time_ms(|| wt.restore(&br, best));
         res?;
         add("a revert (restore)", ms3);
-        add("a state write (save_json, fsync)", time_ms(|| arctl::store::save_json(&state.join("run.json"), &big_record)).0);
-        add("a journal line (append, fsync)", time_ms(|| arctl::store::append_json_line(&state.join("j.jsonl"), &big_record)).0);
-        if std::fs::read_to_string(&file)? != original {
+        add(
+            "a state write (save_json, fsync)",
+            time_ms(|| arctl::store::save_json(&state.join("run.json"), &record)).0,
+        );
+        add(
+            "a journal line (append, fsync)",
+            time_ms(|| arctl::store::append_json_line(&state.join("j.jsonl"), &record)).0,
+        );
+        if std::fs::read_to_string(a_path.join(CHANGED))? != original {
             bail!("restore did not revert the change");
         }
         // the git CLI
-        std::fs::write(&file, format!("{original}{i}\n"))?;
-        let g = |args: &[&str]| time_ms(|| w.git(&wt_path, args));
-        add("g scope check (status --porcelain -uall)", g(&["status", "--porcelain", "-uall"]).0);
+        std::fs::write(g_path.join(CHANGED), format!("{original}{i}\n"))?;
+        let g = |args: &[&str]| time_ms(|| w.git(&g_path, args));
+        add(
+            "g scope check (status --porcelain -uall)",
+            g(&["status", "--porcelain", "-uall"]).0,
+        );
         let (a, _) = g(&["add", "-A"]);
         let (b, _) = g(&["commit", "-q", "-m", "experiment"]);
         add("g commit (add -A + commit)", a + b);
-        add("g diff stat (diff --shortstat)", g(&["diff", "--shortstat", "HEAD~1", "HEAD"]).0);
-        add("g discarded ref (update-ref)", g(&["update-ref", &format!("refs/benchg/{i}"), "HEAD"]).0);
+        add(
+            "g diff stat (diff --shortstat)",
+            g(&["diff", "--shortstat", "HEAD~1", "HEAD"]).0,
+        );
+        add(
+            "g discarded ref (update-ref)",
+            g(&["update-ref", &format!("refs/benchg/{i}"), "HEAD"]).0,
+        );
         let (a, _) = g(&["reset", "-q", "--hard", &best.to_string()]);
         let (b, _) = g(&["clean", "-fdq"]);
         add("g revert (reset --hard + clean -fd)", a + b);
     }
-    let _ = std::fs::remove_file(&file);
     drop(wt);
-    drop_worktree(w, &s.repo, &wt_path, Some(&br));
-    say(format!("steps at {}k files (median of {k}):", s.files / 1000));
+    drop_worktree(w, &s.repo, &a_path, Some(&br));
+    drop_worktree(w, &s.repo, &g_path, Some(&format!("steps-g-{}", s.files)));
+    say(format!(
+        "steps at {}k files (median of {k}):",
+        s.files / 1000
+    ));
     let pairs = [
-        ("a scope check (changes_since)", "g scope check (status --porcelain -uall)"),
-        ("a commit (commit_all)", "g commit (add -A + commit)"),
+        (
+            "a scope check (changes_since)",
+            "g scope check (status --porcelain -uall)",
+        ),
+        ("a commit (commit_changes)", "g commit (add -A + commit)"),
         ("a diff stat", "g diff stat (diff --shortstat)"),
         ("a discarded ref", "g discarded ref (update-ref)"),
         ("a revert (restore)", "g revert (reset --hard + clean -fd)"),
     ];
     for (a, g) in pairs {
         let (ma, mg) = (median(&t[a]), median(&t[g]));
-        r.compare(&format!("  step {}k: {}", s.files / 1000, &a[2..]), ma, mg, "ms", Target::Info);
+        r.compare(
+            &format!("  step {}k: {} vs {}", s.files / 1000, &a[2..], &g[2..]),
+            ma,
+            mg,
+            "ms",
+            Target::Info,
+        );
     }
-    for a in ["a state write (save_json, fsync)", "a journal line (append, fsync)"] {
-        r.figure(&format!("  step {}k: {}", s.files / 1000, &a[2..]), median(&t[a]), "ms", Target::Info);
+    for a in [
+        "a state write (save_json, fsync)",
+        "a journal line (append, fsync)",
+    ] {
+        r.figure(
+            &format!("  step {}k: {}", s.files / 1000, &a[2..]),
+            median(&t[a]),
+            "ms",
+            Target::Info,
+        );
     }
     Ok(())
 }

@@ -22,11 +22,16 @@ use arctl::protocol::{Request, Response, PROTOCOL_VERSION};
 pub const BIN: &str = env!("CARGO_BIN_EXE_arctl");
 
 pub fn env_flag(name: &str) -> bool {
-    std::env::var(name).map(|v| !v.is_empty() && v != "0").unwrap_or(false)
+    std::env::var(name)
+        .map(|v| !v.is_empty() && v != "0")
+        .unwrap_or(false)
 }
 
 pub fn env_num<T: std::str::FromStr>(name: &str, default: T) -> T {
-    std::env::var(name).ok().and_then(|v| v.trim().parse().ok()).unwrap_or(default)
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or(default)
 }
 
 pub fn quick() -> bool {
@@ -40,7 +45,10 @@ pub fn with_100k() -> bool {
 
 /// The idle-CPU measurement window.
 pub fn idle_window() -> Duration {
-    Duration::from_secs_f64(env_num("ARCTL_BENCH_IDLE_SECS", if quick() { 10.0 } else { 60.0 }))
+    Duration::from_secs_f64(env_num(
+        "ARCTL_BENCH_IDLE_SECS",
+        if quick() { 10.0 } else { 60.0 },
+    ))
 }
 
 // ---------------------------------------------------------------------------------------
@@ -59,7 +67,9 @@ impl World {
     pub fn new(name: &str) -> World {
         // Under the target dir's tmp (same disk as the build, not tmpfs): the figures are
         // for a real file system. TMPDIR overrides.
-        let base = std::env::var_os("TMPDIR").map(PathBuf::from).unwrap_or_else(std::env::temp_dir);
+        let base = std::env::var_os("TMPDIR")
+            .map(PathBuf::from)
+            .unwrap_or_else(std::env::temp_dir);
         let tmp = tempfile::Builder::new()
             .prefix(&format!("arctl-bench-{name}-"))
             .tempdir_in(base)
@@ -93,7 +103,10 @@ impl World {
     /// and metric) gets: nothing from the caller's but PATH.
     pub fn env(&self, c: &mut Command) {
         c.env_clear()
-            .env("PATH", std::env::var("PATH").unwrap_or_else(|_| "/usr/bin:/bin".into()))
+            .env(
+                "PATH",
+                std::env::var("PATH").unwrap_or_else(|_| "/usr/bin:/bin".into()),
+            )
             .env("HOME", &self.home)
             .env("LANG", "C")
             .env("XDG_RUNTIME_DIR", self.root.join("xdg-run"))
@@ -118,9 +131,17 @@ impl World {
 
     /// Run git in `dir`; its stdout, trimmed.
     pub fn git(&self, dir: &Path, args: &[&str]) -> Result<String> {
-        let o = self.git_cmd(dir).args(args).output().context("running git")?;
+        let o = self
+            .git_cmd(dir)
+            .args(args)
+            .output()
+            .context("running git")?;
         if !o.status.success() {
-            bail!("git {args:?} in {}: {}", dir.display(), String::from_utf8_lossy(&o.stderr));
+            bail!(
+                "git {args:?} in {}: {}",
+                dir.display(),
+                String::from_utf8_lossy(&o.stderr)
+            );
         }
         Ok(String::from_utf8_lossy(&o.stdout).trim().to_string())
     }
@@ -152,7 +173,10 @@ impl World {
         if let Some(s) = settings {
             write(&self.root.join("xdg-config/arctl/daemon.toml"), s)?;
         }
-        let log = self.root.join(format!("daemon-{}.log", Instant::now().elapsed().as_nanos()));
+        let log = self.root.join(format!(
+            "daemon-{}.log",
+            Instant::now().elapsed().as_nanos()
+        ));
         let out = std::fs::File::create(&log)?;
         let mut c = self.arctl_cmd();
         c.args(["daemon", "--socket"])
@@ -176,7 +200,10 @@ impl World {
                 return Ok(d);
             }
             if let Some(st) = d.child.try_wait()? {
-                bail!("the daemon exited ({st}): {}", std::fs::read_to_string(&d.log).unwrap_or_default());
+                bail!(
+                    "the daemon exited ({st}): {}",
+                    std::fs::read_to_string(&d.log).unwrap_or_default()
+                );
             }
             if Instant::now() > deadline {
                 bail!("the daemon did not answer within 30 s");
@@ -255,7 +282,9 @@ impl Client {
     pub fn connect(socket: &Path) -> Result<Client> {
         let s = UnixStream::connect(socket)?;
         let mut c = Client { s };
-        match c.call(&Request::Hello { version: PROTOCOL_VERSION })? {
+        match c.call(&Request::Hello {
+            version: PROTOCOL_VERSION,
+        })? {
             Response::Hello { .. } => Ok(c),
             other => Err(anyhow!("handshake refused: {other:?}")),
         }
@@ -277,7 +306,10 @@ impl Client {
     /// Start a run from a spec file; its id.
     pub fn start(&mut self, spec: &Path) -> Result<String> {
         let text = std::fs::read_to_string(spec)?;
-        match self.call(&Request::Start { spec_path: spec.to_path_buf(), spec_text: text })? {
+        match self.call(&Request::Start {
+            spec_path: spec.to_path_buf(),
+            spec_text: text,
+        })? {
             Response::Started(s) => Ok(s.id),
             other => Err(anyhow!("start {}: {other:?}", spec.display())),
         }
@@ -291,7 +323,12 @@ impl Client {
     }
 
     /// Wait until every run in `ids` is in a state for which `done` holds.
-    pub fn wait_states(&mut self, ids: &[String], timeout: Duration, done: impl Fn(&str) -> bool) -> Result<()> {
+    pub fn wait_states(
+        &mut self,
+        ids: &[String],
+        timeout: Duration,
+        done: impl Fn(&str) -> bool,
+    ) -> Result<()> {
         let deadline = Instant::now() + timeout;
         loop {
             let runs = self.summaries()?;
@@ -310,7 +347,11 @@ impl Client {
                     .take(5)
                     .map(|r| format!("{}: {}", r.id, r.state.as_str()))
                     .collect();
-                bail!("{} run(s) not done after {timeout:?}: {}", pending.len(), states.join(", "));
+                bail!(
+                    "{} run(s) not done after {timeout:?}: {}",
+                    pending.len(),
+                    states.join(", ")
+                );
             }
             std::thread::sleep(Duration::from_millis(50));
         }
@@ -349,13 +390,24 @@ pub fn gen_repo(w: &World, dir: &Path, files: usize, extra: &[(&str, &str)]) -> 
             Ok(mark)
         };
         for i in 0..files {
-            let text = format!("// generated file {i}\nvalue = {}\nlast line\n", i * 7919 % 10007);
+            let text = format!(
+                "// generated file {i}\nvalue = {}\nlast line\n",
+                i * 7919 % 10007
+            );
             let m = blob(&mut s, text.as_bytes())?;
             paths.push((file_path(i), m, "100644"));
         }
         for (p, text) in extra {
             let m = blob(&mut s, text.as_bytes())?;
-            paths.push((p.to_string(), m, if p.ends_with(".sh") { "100755" } else { "100644" }));
+            paths.push((
+                p.to_string(),
+                m,
+                if p.ends_with(".sh") {
+                    "100755"
+                } else {
+                    "100644"
+                },
+            ));
         }
         let msg = format!("{files} generated files");
         write!(s, "commit refs/heads/main\ncommitter bench <bench@example.com> 1700000000 +0000\ndata {}\n{msg}\n", msg.len())?;
@@ -375,7 +427,16 @@ pub fn gen_repo(w: &World, dir: &Path, files: usize, extra: &[(&str, &str)]) -> 
 
 /// Remove a worktree made by the bench (folder, admin entry, branch).
 pub fn drop_worktree(w: &World, repo: &Path, path: &Path, branch: Option<&str>) {
-    let _ = w.git(repo, &["worktree", "remove", "--force", "--force", &path.display().to_string()]);
+    let _ = w.git(
+        repo,
+        &[
+            "worktree",
+            "remove",
+            "--force",
+            "--force",
+            &path.display().to_string(),
+        ],
+    );
     let _ = std::fs::remove_dir_all(path);
     let _ = w.git(repo, &["worktree", "prune"]);
     if let Some(b) = branch {
@@ -410,7 +471,10 @@ pub fn proc_cpu(pid: u32) -> Option<Duration> {
 
 pub fn proc_threads(pid: u32) -> Option<u64> {
     let s = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
-    s.lines().find(|l| l.starts_with("Threads:")).and_then(|l| l.split_whitespace().nth(1)).and_then(|v| v.parse().ok())
+    s.lines()
+        .find(|l| l.starts_with("Threads:"))
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|v| v.parse().ok())
 }
 
 /// CPU used by `pid` over `window`, as a fraction of one core (and its context switches).
@@ -424,12 +488,17 @@ pub fn idle_cpu(pid: u32, window: Duration) -> Result<f64> {
 
 /// Voluntary + involuntary context switches of all threads of `pid` (wakeups).
 pub fn proc_wakeups(pid: u32) -> u64 {
-    let Ok(dir) = std::fs::read_dir(format!("/proc/{pid}/task")) else { return 0 };
+    let Ok(dir) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
+        return 0;
+    };
     dir.flatten()
         .filter_map(|t| std::fs::read_to_string(t.path().join("status")).ok())
         .map(|s| {
             s.lines()
-                .filter(|l| l.starts_with("voluntary_ctxt_switches") || l.starts_with("nonvoluntary_ctxt_switches"))
+                .filter(|l| {
+                    l.starts_with("voluntary_ctxt_switches")
+                        || l.starts_with("nonvoluntary_ctxt_switches")
+                })
                 .filter_map(|l| l.split_whitespace().nth(1)?.parse::<u64>().ok())
                 .sum::<u64>()
         })
@@ -509,13 +578,22 @@ pub fn fmt_num(v: f64, unit: &str) -> String {
     if v.is_nan() {
         return "-".into();
     }
-    let digits = if v.abs() >= 100.0 { 0 } else if v.abs() >= 10.0 { 1 } else { 2 };
+    let digits = if v.abs() >= 100.0 {
+        0
+    } else if v.abs() >= 10.0 {
+        1
+    } else {
+        2
+    };
     format!("{v:.digits$} {unit}").trim().to_string()
 }
 
 impl Report {
     pub fn new(title: &str) -> Report {
-        Report { title: title.to_string(), ..Default::default() }
+        Report {
+            title: title.to_string(),
+            ..Default::default()
+        }
     }
 
     /// A figure against a reference measured in the same run.
@@ -545,7 +623,14 @@ impl Report {
             Target::Holds(b) => ("holds".into(), Some(b)),
             Target::Info => ("(info)".into(), None),
         };
-        self.rows.push(Row { name: name.into(), figure: fmt_num(figure, unit), reference: "-".into(), ratio: None, target: t, pass });
+        self.rows.push(Row {
+            name: name.into(),
+            figure: fmt_num(figure, unit),
+            reference: "-".into(),
+            ratio: None,
+            target: t,
+            pass,
+        });
     }
 
     pub fn check(&mut self, name: &str, what: &str, ok: bool) {
@@ -570,21 +655,54 @@ impl Report {
     }
 
     pub fn print(&self) {
-        let w0 = self.rows.iter().map(|r| r.name.len()).max().unwrap_or(6).max(6);
-        let w1 = self.rows.iter().map(|r| r.figure.len()).max().unwrap_or(5).max(5);
-        let w2 = self.rows.iter().map(|r| r.reference.len()).max().unwrap_or(9).max(9);
-        let w4 = self.rows.iter().map(|r| r.target.len()).max().unwrap_or(6).max(6);
+        let w0 = self
+            .rows
+            .iter()
+            .map(|r| r.name.len())
+            .max()
+            .unwrap_or(6)
+            .max(6);
+        let w1 = self
+            .rows
+            .iter()
+            .map(|r| r.figure.len())
+            .max()
+            .unwrap_or(5)
+            .max(5);
+        let w2 = self
+            .rows
+            .iter()
+            .map(|r| r.reference.len())
+            .max()
+            .unwrap_or(9)
+            .max(9);
+        let w4 = self
+            .rows
+            .iter()
+            .map(|r| r.target.len())
+            .max()
+            .unwrap_or(6)
+            .max(6);
         println!();
         println!("== {} ==", self.title);
-        println!("{:<w0$}  {:>w1$}  {:>w2$}  {:>6}  {:<w4$}  result", "figure", "arctl", "reference", "ratio", "target");
+        println!(
+            "{:<w0$}  {:>w1$}  {:>w2$}  {:>6}  {:<w4$}  result",
+            "figure", "arctl", "reference", "ratio", "target"
+        );
         for r in &self.rows {
-            let ratio = r.ratio.map(|x| format!("{x:.2}")).unwrap_or_else(|| "-".into());
+            let ratio = r
+                .ratio
+                .map(|x| format!("{x:.2}"))
+                .unwrap_or_else(|| "-".into());
             let res = match r.pass {
                 Some(true) => "PASS",
                 Some(false) => "FAIL",
                 None => "info",
             };
-            println!("{:<w0$}  {:>w1$}  {:>w2$}  {:>6}  {:<w4$}  {res}", r.name, r.figure, r.reference, ratio, r.target);
+            println!(
+                "{:<w0$}  {:>w1$}  {:>w2$}  {:>6}  {:<w4$}  {res}",
+                r.name, r.figure, r.reference, ratio, r.target
+            );
         }
         for n in &self.notes {
             println!("  note: {n}");
@@ -606,11 +724,21 @@ impl Report {
 
 /// Cores, load, git version: what the figures were measured under.
 pub fn conditions() -> String {
-    let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0);
+    let cores = std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(0);
     let load = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
     let load: Vec<&str> = load.split_whitespace().take(3).collect();
-    let git = Command::new("git").arg("--version").output().map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string()).unwrap_or_default();
-    format!("{cores} cores, load average {} at the end, {git}, libgit2 {}", load.join(" "), libgit2_version())
+    let git = Command::new("git")
+        .arg("--version")
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
+        .unwrap_or_default();
+    format!(
+        "{cores} cores, load average {} at the end, {git}, libgit2 {}",
+        load.join(" "),
+        libgit2_version()
+    )
 }
 
 fn libgit2_version() -> String {
@@ -632,4 +760,126 @@ pub fn run(title: &str, body: impl FnOnce(&mut Report) -> Result<()>) -> ExitCod
 /// Progress line on stderr.
 pub fn say(msg: impl AsRef<str>) {
     eprintln!("  {}", msg.as_ref());
+}
+
+// ---------------------------------------------------------------------------------------
+// Runs and status
+
+/// A run spec: `include` is the scope, `proposer` the agent command.
+pub fn spec_text(
+    id: &str,
+    repo: &Path,
+    metric: &str,
+    include: &str,
+    max_experiments: u32,
+    proposer: &Path,
+) -> String {
+    format!(
+        "id = \"{id}\"\nrepo = \"{}\"\n[metric]\ncommand = \"{metric}\"\ndirection = \"lower\"\n[scope]\ninclude = [\"{include}\"]\n[budget]\nmax_experiments = {max_experiments}\n[proposer]\ncommand = \"{}\"\n",
+        repo.display(),
+        proposer.display()
+    )
+}
+
+/// `status` (all runs) round trips on one connected client, after a warm-up: every
+/// sample in ms, and the number of runs in the answer.
+pub fn status_round_trips(d: &Daemon, n: usize) -> Result<(Vec<f64>, usize)> {
+    let mut c = d.client()?;
+    let mut runs = 0;
+    for _ in 0..20 {
+        runs = c.summaries()?.len();
+    }
+    let mut v = Vec::with_capacity(n);
+    for _ in 0..n {
+        let t = Instant::now();
+        let r = c.call(&Request::Status { run: None })?;
+        v.push(ms(t.elapsed()));
+        if !matches!(r, Response::Status { .. }) {
+            bail!("status: {r:?}");
+        }
+    }
+    Ok((v, runs))
+}
+
+/// Wall time of whole `arctl --no-autostart status --json` processes, in ms.
+pub fn cli_status_times(w: &World, n: usize) -> Result<Vec<f64>> {
+    let mut v = Vec::with_capacity(n);
+    for _ in 0..n {
+        let t = Instant::now();
+        let o = w
+            .arctl_cmd()
+            .args(["--no-autostart", "status", "--json"])
+            .output()?;
+        v.push(ms(t.elapsed()));
+        if !o.status.success() {
+            bail!(
+                "arctl status --json: {}",
+                String::from_utf8_lossy(&o.stderr)
+            );
+        }
+    }
+    Ok(v)
+}
+
+/// The status rows of a bench: protocol p99 (target) and the CLI process (information).
+pub fn report_status(
+    r: &mut Report,
+    w: &World,
+    d: &Daemon,
+    label: &str,
+    target_ms: f64,
+) -> Result<()> {
+    let n = env_num("ARCTL_BENCH_STATUS_CALLS", 2000);
+    let (v, runs) = status_round_trips(d, n)?;
+    r.figure(
+        &format!("status round trip p99, {label} ({runs} runs, {n} calls)"),
+        percentile(&v, 99.0),
+        "ms",
+        Target::AtMost(target_ms),
+    );
+    r.figure(
+        &format!("status round trip median, {label}"),
+        median(&v),
+        "ms",
+        Target::Info,
+    );
+    let cli = cli_status_times(w, 30)?;
+    r.figure(
+        &format!("`arctl status --json` process, {label}, median"),
+        median(&cli),
+        "ms",
+        Target::Info,
+    );
+    r.figure(
+        &format!("`arctl status --json` process, {label}, p99"),
+        percentile(&cli, 99.0),
+        "ms",
+        Target::Info,
+    );
+    Ok(())
+}
+
+/// Idle CPU of the daemon over the configured window, as a row (target: under 0.5% of a core).
+pub fn report_idle_cpu(r: &mut Report, d: &Daemon, label: &str) -> Result<()> {
+    let window = idle_window();
+    say(format!(
+        "measuring idle CPU {label} over {:.0} s (ARCTL_BENCH_IDLE_SECS)",
+        window.as_secs_f64()
+    ));
+    let w0 = proc_wakeups(d.pid);
+    let cpu = idle_cpu(d.pid, window)?;
+    let wakeups = (proc_wakeups(d.pid) - w0) as f64 / window.as_secs_f64();
+    r.figure(
+        &format!("idle CPU, {label} ({:.0} s window)", window.as_secs_f64()),
+        cpu * 100.0,
+        "% core",
+        Target::AtMost(0.5),
+    );
+    r.figure(
+        &format!("idle wakeups (context switches), {label}"),
+        wakeups,
+        "/s",
+        Target::Info,
+    );
+    Ok(())
 }

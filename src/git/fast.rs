@@ -32,10 +32,11 @@
 
 use std::collections::HashMap;
 use std::ffi::OsStr;
-use std::fs::Metadata;
+use std::ffi::{CStr, CString};
+use std::os::fd::{AsRawFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::MetadataExt;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use anyhow::{Context, Result};
 use git2::{Index, IndexEntry, IndexEntryExtendedFlag, ObjectType, Oid, Repository, Tree};
@@ -119,15 +120,17 @@ pub(crate) fn candidates(repo: &Repository, index: &Index) -> Option<Vec<Vec<u8>
         // Sorted already unless a name sorts around a folder's (`a-b` vs `a/`).
         f.sort_unstable_by(|a, b| a.0.cmp(b.0));
     }
+    let root: OwnedFd = std::fs::File::open(&workdir).ok()?.into();
     let walk = Walk {
+        root: &root,
         dirs: &dirs,
         files: &files,
         entries: &entries,
         index_time,
     };
-    let mut found = walk.tracked(workdir)?;
+    let mut found = walk.tracked()?;
     // Untracked folders, one by one: libgit2 does not enter an ignored one either.
-    while let Some((abs, rel)) = found.untracked_dirs.pop() {
+    while let Some(rel) = found.untracked_dirs.pop() {
         let mut probe = rel.clone();
         probe.push(b'/');
         if repo
@@ -137,7 +140,7 @@ pub(crate) fn candidates(repo: &Repository, index: &Index) -> Option<Vec<Vec<u8>
             continue;
         }
         let mut next = Vec::new();
-        if !walk.dir(&abs, &rel, &mut found, &mut next) {
+        if !walk.dir(&rel, &mut found, &mut next) {
             return None;
         }
         debug_assert!(next.is_empty(), "no tracked folder under an untracked one");
@@ -162,6 +165,8 @@ const PARALLEL_FROM: usize = 4096;
 
 /// What the stat walk compares the work tree with.
 struct Walk<'a> {
+    /// The work tree, open: folders are opened relative to it.
+    root: &'a OwnedFd,
     /// Folder (relative path) → slot in `files`.
     dirs: &'a Dirs<'a>,
     /// Per folder: its files' names and index entries, sorted by name.
@@ -180,16 +185,95 @@ struct Found {
     /// Index entries met in the work tree.
     seen: Vec<usize>,
     /// Folders no index entry lies in (checked against the ignore rules by the caller).
-    untracked_dirs: Vec<(PathBuf, Vec<u8>)>,
+    untracked_dirs: Vec<Vec<u8>>,
 }
 
-type Job = (PathBuf, Vec<u8>);
+/// A folder to list, by its path relative to the work tree.
+type Job = Vec<u8>;
+
+/// An open folder listing (closed on drop).
+struct DirStream(*mut libc::DIR);
+
+impl DirStream {
+    /// `rel` opened relative to `root` (not following a symlink in its last component).
+    fn open(root: &OwnedFd, rel: &[u8]) -> Option<DirStream> {
+        let path = CString::new(if rel.is_empty() { &b"."[..] } else { rel }).ok()?;
+        // SAFETY: openat on a valid fd with a NUL-terminated path.
+        let fd = unsafe {
+            libc::openat(
+                root.as_raw_fd(),
+                path.as_ptr(),
+                libc::O_RDONLY | libc::O_DIRECTORY | libc::O_CLOEXEC | libc::O_NOFOLLOW,
+            )
+        };
+        if fd < 0 {
+            return None;
+        }
+        // SAFETY: fd is ours; on success fdopendir owns it (closedir closes it).
+        let dir = unsafe { libc::fdopendir(fd) };
+        if dir.is_null() {
+            // SAFETY: fdopendir failed, the fd is still ours.
+            unsafe { libc::close(fd) };
+            return None;
+        }
+        Some(DirStream(dir))
+    }
+
+    /// The next entry's d_type, its name (NUL-terminated) copied into `name`; `.` and
+    /// `..` skipped; Err on a read error.
+    fn next(&mut self, name: &mut Vec<u8>) -> Result<Option<u8>, ()> {
+        loop {
+            // SAFETY: errno is thread-local; readdir64 on our open stream; the entry is
+            // copied out before the next call.
+            unsafe {
+                *libc::__errno_location() = 0;
+                let ent = libc::readdir64(self.0);
+                if ent.is_null() {
+                    return if *libc::__errno_location() == 0 {
+                        Ok(None)
+                    } else {
+                        Err(())
+                    };
+                }
+                let n = CStr::from_ptr((*ent).d_name.as_ptr()).to_bytes_with_nul();
+                if matches!(n, b".\0" | b"..\0") {
+                    continue;
+                }
+                name.clear();
+                name.extend_from_slice(n);
+                return Ok(Some((*ent).d_type));
+            }
+        }
+    }
+
+    /// lstat of an entry of this folder (no path walk, symlinks not followed).
+    fn stat(&self, name: &CStr) -> Option<libc::stat64> {
+        // SAFETY: stat64 is plain data; fstatat64 fills it for a name in our open folder.
+        unsafe {
+            let mut st: libc::stat64 = std::mem::zeroed();
+            let r = libc::fstatat64(
+                libc::dirfd(self.0),
+                name.as_ptr(),
+                &mut st,
+                libc::AT_SYMLINK_NOFOLLOW,
+            );
+            (r == 0).then_some(st)
+        }
+    }
+}
+
+impl Drop for DirStream {
+    fn drop(&mut self) {
+        // SAFETY: the stream is open and closed only here.
+        unsafe { libc::closedir(self.0) };
+    }
+}
 
 impl Walk<'_> {
     /// Every folder holding index entries, from the root: on a few threads for big
     /// indexes (the cost is the kernel's, per `fstatat`; git's own status spreads its lstat
     /// calls over threads too). None when the walk cannot be trusted.
-    fn tracked(&self, root: PathBuf) -> Option<Found> {
+    fn tracked(&self) -> Option<Found> {
         let threads = if self.entries.len() < PARALLEL_FROM {
             1
         } else {
@@ -199,16 +283,16 @@ impl Walk<'_> {
         };
         if threads == 1 {
             let mut found = Found::default();
-            let mut stack = vec![(root, Vec::new())];
-            while let Some((abs, rel)) = stack.pop() {
-                if !self.dir(&abs, &rel, &mut found, &mut stack) {
+            let mut stack = vec![Vec::new()];
+            while let Some(rel) = stack.pop() {
+                if !self.dir(&rel, &mut found, &mut stack) {
                     return None;
                 }
             }
             return Some(found);
         }
         // A shared stack of folders; a worker ends when it is empty and nobody is busy.
-        let queue = std::sync::Mutex::new((vec![(root, Vec::new())], 0usize));
+        let queue = std::sync::Mutex::new((vec![Vec::new()], 0usize));
         let wake = std::sync::Condvar::new();
         let failed = std::sync::atomic::AtomicBool::new(false);
         let worker = || {
@@ -227,21 +311,25 @@ impl Walk<'_> {
                         q = wake.wait(q).unwrap_or_else(|e| e.into_inner());
                     }
                 };
-                let Some((abs, rel)) = job else {
+                let Some(rel) = job else {
                     wake.notify_all();
                     return found;
                 };
                 let mut next = Vec::new();
                 if !failed.load(std::sync::atomic::Ordering::Relaxed)
-                    && !self.dir(&abs, &rel, &mut found, &mut next)
+                    && !self.dir(&rel, &mut found, &mut next)
                 {
                     failed.store(true, std::sync::atomic::Ordering::Relaxed);
                 }
                 let mut q = queue.lock().unwrap_or_else(|e| e.into_inner());
+                let more = !next.is_empty();
                 q.0.extend(next);
                 q.1 -= 1;
+                let done = q.1 == 0 && q.0.is_empty();
                 drop(q);
-                wake.notify_all();
+                if more || done {
+                    wake.notify_all();
+                }
             }
         };
         let mut all = Found::default();
@@ -263,9 +351,9 @@ impl Walk<'_> {
 
     /// One folder: files compared with their index entries, tracked subfolders pushed to
     /// `next`, untracked ones to `found.untracked_dirs`. False: something this walk does
-    /// not handle (unreadable entry, nested repository).
-    fn dir(&self, abs: &Path, rel: &[u8], found: &mut Found, next: &mut Vec<Job>) -> bool {
-        let Ok(rd) = std::fs::read_dir(abs) else {
+    /// not handle (unreadable folder or entry, nested repository).
+    fn dir(&self, rel: &[u8], found: &mut Found, next: &mut Vec<Job>) -> bool {
+        let Some(mut dir) = DirStream::open(self.root, rel) else {
             return false;
         };
         // This folder's files in the index (none for an untracked folder).
@@ -286,37 +374,56 @@ impl Walk<'_> {
             r.push(b'/');
         }
         let base = r.len();
-        for de in rd {
-            let Ok(de) = de else { return false };
-            let name = de.file_name();
-            let name = name.as_bytes();
-            if name == b".git" {
+        let mut buf = Vec::with_capacity(64);
+        loop {
+            let d_type = match dir.next(&mut buf) {
+                Ok(Some(t)) => t,
+                Ok(None) => break,
+                Err(()) => return false,
+            };
+            let Ok(name) = CStr::from_bytes_with_nul(&buf) else {
+                return false;
+            };
+            let bytes = name.to_bytes();
+            if bytes == b".git" {
                 if rel.is_empty() {
                     continue;
                 }
                 return false; // a nested repository: libgit2 reports it as one entry
             }
             r.truncate(base);
-            r.extend_from_slice(name);
-            // The type comes with the folder listing (d_type): only tracked files are
-            // stat'ed, relative to the open folder (no path walk), symlinks not followed.
-            let Ok(ft) = de.file_type() else { return false };
-            if ft.is_dir() {
-                if let Some(i) = lookup(name) {
+            r.extend_from_slice(bytes);
+            // The type comes with the listing (d_type): only tracked files are stat'ed.
+            let mut st = None;
+            let is_dir = match d_type {
+                libc::DT_DIR => true,
+                libc::DT_UNKNOWN => {
+                    let Some(s) = dir.stat(name) else {
+                        return false;
+                    };
+                    st = Some(s);
+                    s.st_mode & libc::S_IFMT == libc::S_IFDIR
+                }
+                _ => false,
+            };
+            if is_dir {
+                if let Some(i) = lookup(bytes) {
                     found.seen.push(i); // a tracked file became a folder
                     found.out.push(r.clone());
                 }
                 if self.dirs.contains_key(&r[..]) {
-                    next.push((de.path(), r.clone()));
+                    next.push(r.clone());
                 } else {
-                    found.untracked_dirs.push((de.path(), r.clone()));
+                    found.untracked_dirs.push(r.clone());
                 }
             } else {
-                match lookup(name) {
+                match lookup(bytes) {
                     Some(i) => {
                         found.seen.push(i);
-                        let Ok(md) = de.metadata() else { return false };
-                        if !same_stat(&self.entries[i], &md, self.index_time) {
+                        let Some(st) = st.or_else(|| dir.stat(name)) else {
+                            return false;
+                        };
+                        if !same_stat(&self.entries[i], &st, self.index_time) {
                             found.out.push(r.clone());
                         }
                     }
@@ -355,9 +462,9 @@ type FnvBuild = std::hash::BuildHasherDefault<Fnv>;
 
 /// Does the file look exactly as the index entry recorded it, and was it recorded long
 /// enough before the index was written to trust that?
-fn same_stat(e: &IndexEntry, m: &Metadata, index_time: (i64, i64)) -> bool {
-    let mode = match m.mode() & libc::S_IFMT {
-        libc::S_IFREG if m.mode() & 0o100 != 0 => 0o100755,
+fn same_stat(e: &IndexEntry, st: &libc::stat64, index_time: (i64, i64)) -> bool {
+    let mode = match st.st_mode & libc::S_IFMT {
+        libc::S_IFREG if st.st_mode & 0o100 != 0 => 0o100755,
         libc::S_IFREG => 0o100644,
         libc::S_IFLNK => 0o120000,
         _ => return false,
@@ -365,12 +472,12 @@ fn same_stat(e: &IndexEntry, m: &Metadata, index_time: (i64, i64)) -> bool {
     let racy = (e.mtime.seconds() as i64, e.mtime.nanoseconds() as i64) >= index_time;
     e.mode == mode
         && !racy
-        && e.file_size == m.size() as u32
-        && e.mtime.seconds() == m.mtime() as i32
-        && e.mtime.nanoseconds() == m.mtime_nsec() as u32
-        && e.ctime.seconds() == m.ctime() as i32
-        && e.ctime.nanoseconds() == m.ctime_nsec() as u32
-        && e.ino == m.ino() as u32
+        && e.file_size == st.st_size as u32
+        && e.mtime.seconds() == st.st_mtime as i32
+        && e.mtime.nanoseconds() == st.st_mtime_nsec as u32
+        && e.ctime.seconds() == st.st_ctime as i32
+        && e.ctime.nanoseconds() == st.st_ctime_nsec as u32
+        && e.ino == st.st_ino as u32
 }
 
 /// Paths whose entry (id or mode) differs between two trees — changed, added, deleted,
@@ -605,6 +712,7 @@ mod tests {
     //! The fast paths against the full libgit2 operations, on twin worktrees put through
     //! the same changes.
     use super::*;
+    use std::path::PathBuf;
     use std::process::Command;
 
     fn git(dir: &Path, args: &[&str]) -> String {
