@@ -18,6 +18,7 @@ fn timed_run(
     agent: &str,
     budget: u32,
     extra: &str,
+    work: u64,
 ) -> (
     World,
     Vec<Vec<String>>,
@@ -30,7 +31,7 @@ fn timed_run(
         &repo,
         &[
             ("work.sh", WORK_SH),
-            ("src/work.txt", "400000\n"),
+            ("src/work.txt", &format!("{work}\n")),
             ("src/notes.txt", "notes\n"),
         ],
     );
@@ -84,7 +85,7 @@ command = "{}"
 fn noop_changes_on_a_noisy_timing_metric_are_not_kept() {
     // Each experiment appends a line to a notes file: a real change that does nothing.
     let agent = "#!/bin/sh\necho \"note $ARCTL_EXPERIMENT\" >> src/notes.txt\necho \"note $ARCTL_EXPERIMENT\" > \"$ARCTL_DESCRIPTION_FILE\"\n";
-    let (w, rows, st, _d) = timed_run(agent, 20, "");
+    let (w, rows, st, _d) = timed_run(agent, 20, "", 400_000);
     assert_eq!(rows.len(), 21, "{rows:?}\n{}", w.log("timed"));
     let kept = rows.iter().filter(|r| r[3] == "keep").count();
     assert!(kept <= 1, "{kept} no-op changes kept:\n{rows:#?}");
@@ -126,7 +127,7 @@ fn noop_changes_on_a_noisy_timing_metric_are_not_kept() {
 #[test]
 fn a_change_that_halves_the_work_is_kept() {
     let agent = "#!/bin/sh\nn=$(cat src/work.txt)\necho $((n / 2)) > src/work.txt\necho \"halve the work to $((n / 2))\" > \"$ARCTL_DESCRIPTION_FILE\"\n";
-    let (w, rows, st, _d) = timed_run(agent, 1, "");
+    let (w, rows, st, _d) = timed_run(agent, 1, "", 2_000_000);
     assert_eq!(rows[1][3], "keep", "{rows:?}\n{}", w.log("timed"));
     let gain = st["summary"]["change"].as_f64().unwrap();
     assert!(gain > 0.2, "gain {gain}");
@@ -136,7 +137,7 @@ fn a_change_that_halves_the_work_is_kept() {
 fn fixed_repeats_and_cpu_time() {
     // repeats = N: every decision takes exactly N rounds; time = "cpu" reads the tree's CPU.
     let agent = "#!/bin/sh\necho x >> src/notes.txt\n";
-    let (w, rows, _, _d) = timed_run(agent, 2, "repeats = 4");
+    let (w, rows, _, _d) = timed_run(agent, 2, "repeats = 4", 400_000);
     assert_eq!(rows.len(), 3);
     let journal = std::fs::read_to_string(w.state_dir.join("runs/timed/journal.jsonl")).unwrap();
     for line in journal.lines().skip(1) {
