@@ -21,6 +21,9 @@
 //! * Also printed: each git step timed in-process (arctl's git layer, as the daemon calls
 //!   it) beside its git CLI equivalent: the profile behind the figures.
 //!
+//! * Each size starts after `settle()` (ext4's recently freed inodes slow down file
+//!   creation for ~35 s after a mass deletion); worktrees are removed once a size is done.
+//!
 //! Knobs: ARCTL_BENCH_QUICK / ARCTL_BENCH_SKIP_100K (see benches/support),
 //! ARCTL_BENCH_ROUNDS (default 3), ARCTL_BENCH_EXPERIMENTS (default 20 per round at 10k,
 //! half that at 100k).
@@ -72,6 +75,9 @@ struct Size {
     shell_full: Vec<f64>,
     shell_null: Vec<f64>,
     rows_ok: bool,
+    /// Worktrees to remove once the size is done (not between rounds: ext4's recently
+    /// freed inodes would slow down the next round's file creation).
+    made: Vec<(PathBuf, String)>,
 }
 
 impl Size {
@@ -113,7 +119,9 @@ fn main() -> ExitCode {
                 shell_full: vec![],
                 shell_null: vec![],
                 rows_ok: true,
+                made: vec![],
             };
+            settle();
             for round in 0..rounds {
                 shell_round(&w, &mut s, round, n)?;
                 arctl_round(&w, &daemon, &mut s, round, n)?;
@@ -127,6 +135,9 @@ fn main() -> ExitCode {
                 ));
             }
             steps(&w, &s, r)?;
+            for (path, br) in std::mem::take(&mut s.made) {
+                drop_worktree(&w, &s.repo, &path, Some(&br));
+            }
             done.push(s);
         }
         daemon.shutdown()?;
@@ -217,7 +228,7 @@ fn shell_round(w: &World, s: &mut Size, round: usize, n: u32) -> Result<()> {
             s.shell_null.extend(cycles);
         }
     }
-    drop_worktree(w, &s.repo, &wt, Some(&br));
+    s.made.push((wt, br));
     Ok(())
 }
 
@@ -259,7 +270,7 @@ fn arctl_round(w: &World, d: &Daemon, s: &mut Size, round: usize, n: u32) -> Res
     let rows: Vec<&str> = tsv.lines().skip(2).collect();
     s.rows_ok &=
         rows.len() == n as usize && rows.iter().all(|l| l.split('\t').nth(3) == Some("discard"));
-    drop_worktree(w, &s.repo, &wt, Some(&format!("autoresearch/{id}")));
+    s.made.push((wt, format!("autoresearch/{id}")));
     Ok(())
 }
 

@@ -486,22 +486,36 @@ pub fn idle_cpu(pid: u32, window: Duration) -> Result<f64> {
     Ok((b - a).as_secs_f64() / t.elapsed().as_secs_f64())
 }
 
-/// Voluntary + involuntary context switches of all threads of `pid` (wakeups).
-pub fn proc_wakeups(pid: u32) -> u64 {
+/// Context switches (voluntary + involuntary) of each thread of `pid`, by thread id.
+pub fn proc_switches(pid: u32) -> std::collections::HashMap<u32, u64> {
     let Ok(dir) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
-        return 0;
+        return Default::default();
     };
     dir.flatten()
-        .filter_map(|t| std::fs::read_to_string(t.path().join("status")).ok())
-        .map(|s| {
-            s.lines()
+        .filter_map(|t| {
+            let tid = t.file_name().to_str()?.parse::<u32>().ok()?;
+            let s = std::fs::read_to_string(t.path().join("status")).ok()?;
+            let n = s
+                .lines()
                 .filter(|l| {
                     l.starts_with("voluntary_ctxt_switches")
                         || l.starts_with("nonvoluntary_ctxt_switches")
                 })
                 .filter_map(|l| l.split_whitespace().nth(1)?.parse::<u64>().ok())
-                .sum::<u64>()
+                .sum::<u64>();
+            Some((tid, n))
         })
+        .collect()
+}
+
+/// Wakeups of `pid`'s threads between two `proc_switches` readings (threads that came or
+/// went in between count from zero / are lost).
+pub fn switches_between(
+    a: &std::collections::HashMap<u32, u64>,
+    b: &std::collections::HashMap<u32, u64>,
+) -> u64 {
+    b.iter()
+        .map(|(tid, n)| n.saturating_sub(a.get(tid).copied().unwrap_or(0)))
         .sum()
 }
 
@@ -866,9 +880,9 @@ pub fn report_idle_cpu(r: &mut Report, d: &Daemon, label: &str) -> Result<()> {
         "measuring idle CPU {label} over {:.0} s (ARCTL_BENCH_IDLE_SECS)",
         window.as_secs_f64()
     ));
-    let w0 = proc_wakeups(d.pid);
+    let w0 = proc_switches(d.pid);
     let cpu = idle_cpu(d.pid, window)?;
-    let wakeups = (proc_wakeups(d.pid) - w0) as f64 / window.as_secs_f64();
+    let wakeups = switches_between(&w0, &proc_switches(d.pid)) as f64 / window.as_secs_f64();
     r.figure(
         &format!("idle CPU, {label} ({:.0} s window)", window.as_secs_f64()),
         cpu * 100.0,
@@ -882,4 +896,19 @@ pub fn report_idle_cpu(r: &mut Report, d: &Daemon, label: &str) -> Result<()> {
         Target::Info,
     );
     Ok(())
+}
+
+/// Wait for ext4 to forget recently deleted inodes before timing file creation: for about
+/// 35 s after many files are deleted (a previous bench's temp dir, the last round's
+/// worktrees), ext4's inode allocator skips each recently freed inode one by one, which
+/// makes creating files several times slower for whoever creates them (git and arctl
+/// alike). ARCTL_BENCH_SETTLE_SECS (default 40; 0 to skip).
+pub fn settle() {
+    let secs: u64 = env_num("ARCTL_BENCH_SETTLE_SECS", if quick() { 0 } else { 40 });
+    if secs > 0 {
+        say(format!(
+            "letting the file system settle for {secs} s (ARCTL_BENCH_SETTLE_SECS)"
+        ));
+        std::thread::sleep(Duration::from_secs(secs));
+    }
 }

@@ -110,10 +110,15 @@ fn start(reg: &Registry, spec_path: &std::path::Path, spec_text: &str) -> Respon
         Ok(note) => note,
         Err(e) => return Response::bad_input(e),
     };
-    // The registry lock is held across creation so two starts can't race past the
-    // id and scope-overlap checks.
-    let mut runs = reg.runs();
-    let active: Vec<ActiveScope> = runs
+    // One creation at a time, so two starts can't race past the id and scope-overlap
+    // checks; the registry itself is only locked to read the active scopes and to add the
+    // run, so `status` and the other requests are not held up by a checkout (issue 9).
+    let _creating = reg.creating.lock().unwrap_or_else(|e| e.into_inner());
+    if reg.shutting_down() {
+        return Response::failed("the daemon is shutting down");
+    }
+    let active: Vec<ActiveScope> = reg
+        .runs()
         .values()
         .filter_map(|h| {
             let l = h.live();
@@ -149,8 +154,8 @@ fn start(reg: &Registry, spec_path: &std::path::Path, spec_text: &str) -> Respon
         runner::run_log(&handle, &note);
     }
     tracing::info!(run = %id, worktree = %started.worktree.display(), "run created");
-    runner::spawn(handle.clone(), reg.global.clone());
-    runs.insert(id, handle);
+    reg.runs().insert(id, handle.clone());
+    runner::spawn(handle, reg.global.clone());
     Response::Started(started)
 }
 
@@ -169,6 +174,7 @@ fn stop(reg: &Registry, id: &str, now: bool) -> Response {
         c.stop = true;
         c.stop_now |= now;
     });
+    reg.global.slots.wake(); // a run waiting for a slot sees it at once
     {
         let mut l = h.live();
         if l.record.state != RunState::Starting {
@@ -198,6 +204,7 @@ fn pause(reg: &Registry, id: &str, pause: bool) -> Response {
         ));
     }
     h.control(|c, _| c.pause = pause);
+    reg.global.slots.wake(); // a run waiting for a slot sees it at once
     if !pause && state == RunState::Paused && !h.is_thread_running() {
         return Response::failed(format!("run {id} has no running loop; restart the daemon"));
     }

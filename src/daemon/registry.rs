@@ -20,6 +20,9 @@ pub struct Registry {
     problems: Mutex<Vec<String>>,
     shutdown: Notify,
     shutdown_flag: std::sync::atomic::AtomicBool,
+    /// Held while a run is created: one creation at a time (the id and scope checks see
+    /// every other run), without holding `runs` across a checkout that can take seconds.
+    pub creating: Mutex<()>,
 }
 
 impl Registry {
@@ -34,6 +37,7 @@ impl Registry {
             problems: Mutex::new(Vec::new()),
             shutdown: Notify::new(),
             shutdown_flag: Default::default(),
+            creating: Mutex::new(()),
         }
     }
 
@@ -160,10 +164,13 @@ impl Registry {
 
     /// Interrupt every run (revert the experiment under way) and wait for their threads.
     pub fn shutdown_all(&self) {
+        // A run being created is registered before this looks.
+        let _creating = self.creating.lock().unwrap_or_else(|e| e.into_inner());
         let runs: Vec<Arc<RunHandle>> = self.runs().values().cloned().collect();
         for r in &runs {
             r.control(|c, _| c.shutdown = true);
         }
+        self.global.slots.wake();
         for r in &runs {
             let t = r.thread.lock().unwrap_or_else(|e| e.into_inner()).take();
             if let Some(t) = t {

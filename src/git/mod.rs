@@ -135,6 +135,12 @@ pub fn create_worktree(
         .with_context(|| format!("creating branch {branch}"))?;
     let mut opts = WorktreeAddOptions::new();
     let reference = br.into_reference();
+    // Big trees: written on a few threads, without per-file attribute lookups (see `fast`);
+    // libgit2's checkout where the tree or the repo needs it.
+    let refname = reference.name().unwrap_or_default().to_string();
+    if let Ok(true) = fast::add_worktree(repo, &worktree_name(id), path, &refname, base) {
+        return Ok(());
+    }
     opts.reference(Some(&reference));
     if let Err(e) = repo.worktree(&worktree_name(id), path, Some(&opts)) {
         // Undo: the branch, a half-made folder and the admin dir.

@@ -170,14 +170,28 @@ impl Slots {
                 self.cond.notify_all();
                 return None;
             }
+            // Woken by a released slot or by `wake` (a control change): no polling.
             g = self
                 .cond
-                .wait_timeout(g, Duration::from_millis(200))
+                .wait_timeout(g, SAFETY_WAKE)
                 .unwrap_or_else(|e| e.into_inner())
                 .0;
         }
     }
+
+    /// Wake every waiter to re-check its `abort()`: call after changing a run's controls
+    /// (stop, pause, shutdown). The lock makes the wake-up impossible to miss: a waiter
+    /// checks `abort()` and starts waiting under it.
+    pub fn wake(&self) {
+        let _g = self.inner.lock().unwrap_or_else(|e| e.into_inner());
+        self.cond.notify_all();
+    }
 }
+
+/// How long an idle waiter (a paused run, a run waiting for a slot) sleeps when nothing
+/// wakes it. Only a safety net: control changes and released slots wake the waiters, so an
+/// idle daemon does not poll (issue 9: no busy waiting).
+pub const SAFETY_WAKE: Duration = Duration::from_secs(30);
 
 /// Requests from the user, read by the run's thread between steps.
 #[derive(Debug, Default, Clone)]

@@ -232,7 +232,7 @@ impl Runner {
             l = self
                 .h
                 .cond
-                .wait_timeout(l, Duration::from_secs(1))
+                .wait_timeout(l, super::SAFETY_WAKE) // woken by `RunHandle::control`
                 .unwrap_or_else(|e| e.into_inner())
                 .0;
         }
