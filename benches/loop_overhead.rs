@@ -22,7 +22,7 @@
 //!   it) beside its git CLI equivalent: the profile behind the figures.
 //!
 //! * Each size starts after `settle()` (ext4's recently freed inodes slow down file
-//!   creation for ~35 s after a mass deletion); worktrees are removed once a size is done.
+//!   creation for a minute after a mass deletion); worktrees are removed once a size is done.
 //!
 //! Knobs: ARCTL_BENCH_QUICK / ARCTL_BENCH_SKIP_100K (see benches/support),
 //! ARCTL_BENCH_ROUNDS (default 3), ARCTL_BENCH_EXPERIMENTS (default 20 per round at 10k,

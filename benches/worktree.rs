@@ -8,11 +8,13 @@
 //! * reference: `git worktree add -q -b BRANCH PATH main` (the process's wall time).
 //! * also printed: `arctl::git::create_worktree` alone (in-process).
 //!
-//! Trials alternate (git, arctl, library); the worktrees are removed once a size is done
-//! (not in between: see below), and each size starts after `settle()` (ext4's recently
-//! freed inodes slow down file creation for ~35 s). Target: arctl ≤ 1.0 × git.
-//! Knobs: ARCTL_BENCH_QUICK / ARCTL_BENCH_SKIP_100K, ARCTL_BENCH_TRIALS (default 5 at 10k,
-//! 3 at 100k).
+//! Each trial times all three, in an order that turns from trial to trial; nothing is
+//! deleted before the end, and each size starts after `settle()` (ext4 skips recently freed
+//! inodes: file creation is slow for minutes after a mass deletion). Before each timed step dirty pages are written back and the disk is let
+//! go quiet (`flush`): on this shared virtual disk a previous checkout's writeback otherwise
+//! costs whoever comes next seconds. Target: arctl ≤ 1.0 × git (medians).
+//! Knobs: ARCTL_BENCH_QUICK / ARCTL_BENCH_SKIP_100K, ARCTL_BENCH_TRIALS (default 5);
+//! disk: ~7 GB (every worktree stays to the end).
 
 mod support;
 
@@ -21,6 +23,33 @@ use std::time::{Duration, Instant};
 
 use support::*;
 
+/// Write back dirty pages and wait until the disk has been quiet for half a second (at
+/// most 30 s) before a timed checkout: otherwise the previous trial's hundreds of MB being
+/// flushed, and ext4's journal checkpointing after it, throttle whoever writes next
+/// (seconds at 100,000 files).
+fn flush() {
+    // SAFETY: sync has no preconditions.
+    unsafe { libc::sync() };
+    let written = || {
+        std::fs::read_to_string("/proc/diskstats").map_or(0u64, |t| {
+            // Field 10 is sectors written; whole disks and partitions alike.
+            t.lines()
+                .filter_map(|l| l.split_whitespace().nth(9)?.parse::<u64>().ok())
+                .sum()
+        })
+    };
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let mut last = written();
+    while Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(500));
+        let now = written();
+        if now == last {
+            return;
+        }
+        last = now;
+    }
+}
+
 fn main() -> ExitCode {
     run("worktree creation for a run (issue 9)", |r| {
         let w = World::new("worktree");
@@ -28,7 +57,7 @@ fn main() -> ExitCode {
         let daemon = w.daemon(None)?;
         let mut sizes = vec![(10_000usize, env_num("ARCTL_BENCH_TRIALS", 5usize))];
         if with_100k() {
-            sizes.push((100_000, env_num("ARCTL_BENCH_TRIALS", 3usize)));
+            sizes.push((100_000, env_num("ARCTL_BENCH_TRIALS", 5usize)));
         } else {
             r.note("100,000-file part skipped (ARCTL_BENCH_QUICK / ARCTL_BENCH_SKIP_100K)");
         }
@@ -42,57 +71,48 @@ fn main() -> ExitCode {
             ));
             settle();
             let (mut a, mut g, mut lib) = (Vec::new(), Vec::new(), Vec::new());
-            // Worktrees stay until the size is done: creating many files right after
-            // deleting many makes ext4's inode allocator skip the recently freed ones one by
-            // one, which would dominate both figures.
-            let mut made = Vec::new();
+            // Nothing is deleted before the end (the temp dir goes with the World): creating
+            // many files after deleting many makes ext4's inode allocator skip the recently
+            // freed ones one by one for minutes, which would dominate both figures.
             for i in 0..trials {
-                // git worktree add
-                let br = format!("g{files}-{i}");
-                let path = w.path(&format!("git-wt-{files}-{i}"));
-                let t = Instant::now();
-                w.git(
-                    &repo,
-                    &[
-                        "worktree",
-                        "add",
-                        "-q",
-                        "-b",
-                        &br,
-                        &path.display().to_string(),
-                        "main",
-                    ],
-                )?;
-                g.push(ms(t.elapsed()));
-                made.push((path, Some(br)));
-                // arctl start
-                let id = format!("wt{}k-{i}", files / 1000);
-                let spec = w.path(&format!("{id}.toml"));
-                write(
-                    &spec,
-                    &spec_text(&id, &repo, "echo 1", "src/**", 1, &w.path("agent.sh")),
-                )?;
-                let mut c = daemon.client()?;
-                let t = Instant::now();
-                c.start(&spec)?;
-                a.push(ms(t.elapsed()));
-                // (The run measures its baseline and makes its one experiment: no change.)
-                c.wait_states(
-                    std::slice::from_ref(&id),
-                    Duration::from_secs(600),
-                    is_ended,
-                )?;
-                made.push((repo.with_file_name(format!("repo{files}-{id}")), None));
-                // the library call alone
-                let lid = format!("lib{files}-{i}");
-                let path = w.path(&format!("lib-wt-{files}-{i}"));
-                let (repo2, _) = arctl::git::open_repo(&repo)?;
-                let base = repo2.revparse_single("main")?.peel_to_commit()?.id();
-                let t = Instant::now();
-                arctl::git::create_worktree(&repo2, &lid, &lid, base, &path)?;
-                lib.push(ms(t.elapsed()));
-                drop(repo2);
-                made.push((path, Some(lid)));
+                // The order turns each trial (git, arctl, library; arctl, library, git; ...):
+                // no one always follows the same neighbour.
+                for step in 0..3 {
+                    flush();
+                    match (i + step) % 3 {
+                        0 => {
+                            let br = format!("g{files}-{i}");
+                            let path = w.path(&format!("git-wt-{files}-{i}"));
+                            let p = path.display().to_string();
+                            let t = Instant::now();
+                            w.git(&repo, &["worktree", "add", "-q", "-b", &br, &p, "main"])?;
+                            g.push(ms(t.elapsed()));
+                        }
+                        1 => {
+                            let id = format!("wt{}k-{i}", files / 1000);
+                            let spec = w.path(&format!("{id}.toml"));
+                            let agent = w.path("agent.sh");
+                            write(&spec, &spec_text(&id, &repo, "echo 1", "src/**", 1, &agent))?;
+                            let mut c = daemon.client()?;
+                            let t = Instant::now();
+                            c.start(&spec)?;
+                            a.push(ms(t.elapsed()));
+                            // (The run measures its baseline and makes its one experiment:
+                            // no change.)
+                            let ids = std::slice::from_ref(&id);
+                            c.wait_states(ids, Duration::from_secs(600), is_ended)?;
+                        }
+                        _ => {
+                            let lid = format!("lib{files}-{i}");
+                            let path = w.path(&format!("lib-wt-{files}-{i}"));
+                            let (repo2, _) = arctl::git::open_repo(&repo)?;
+                            let base = repo2.revparse_single("main")?.peel_to_commit()?.id();
+                            let t = Instant::now();
+                            arctl::git::create_worktree(&repo2, &lid, &lid, base, &path)?;
+                            lib.push(ms(t.elapsed()));
+                        }
+                    }
+                }
                 say(format!(
                     "{files} files, trial {}: git {:.0} ms, arctl start {:.0} ms, create_worktree {:.0} ms",
                     i + 1,
@@ -100,9 +120,6 @@ fn main() -> ExitCode {
                     a[i],
                     lib[i]
                 ));
-            }
-            for (path, br) in made {
-                drop_worktree(&w, &repo, &path, br.as_deref());
             }
             let k = files / 1000;
             r.compare(

@@ -898,14 +898,20 @@ pub fn report_idle_cpu(r: &mut Report, d: &Daemon, label: &str) -> Result<()> {
     Ok(())
 }
 
-/// Wait for ext4 to forget recently deleted inodes before timing file creation: for about
-/// 35 s after many files are deleted (a previous bench's temp dir, the last round's
-/// worktrees), ext4's inode allocator skips each recently freed inode one by one, which
-/// makes creating files several times slower for whoever creates them (git and arctl
-/// alike). ARCTL_BENCH_SETTLE_SECS (default 40; 0 to skip).
+/// Wait for ext4 to forget recently deleted inodes before timing file creation. ext4's
+/// inode allocator (`recently_deleted` in fs/ext4/ialloc.c) skips, one by one, every inode
+/// freed less than 60 s ago (up to 360 s while its inode-table block is still dirty): after a
+/// mass deletion (a previous bench's temp dir, the last round's worktrees) creating files
+/// is up to ten times slower for whoever creates them, git and arctl alike (the profile of a
+/// `git worktree add` of 100,000 files right after one: 24 s, ~65% of it in
+/// `recently_deleted`; 3.3 s a minute later). So: write everything back (the blocks are
+/// clean, the 60 s rule applies), then wait 65 s. ARCTL_BENCH_SETTLE_SECS (default 65; 0
+/// to skip).
 pub fn settle() {
-    let secs: u64 = env_num("ARCTL_BENCH_SETTLE_SECS", if quick() { 0 } else { 40 });
+    let secs: u64 = env_num("ARCTL_BENCH_SETTLE_SECS", if quick() { 0 } else { 65 });
     if secs > 0 {
+        // SAFETY: sync has no preconditions.
+        unsafe { libc::sync() };
         say(format!(
             "letting the file system settle for {secs} s (ARCTL_BENCH_SETTLE_SECS)"
         ));

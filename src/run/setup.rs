@@ -117,14 +117,20 @@ pub fn create(
         undo_tmp();
         return Err(fail(format!("writing the run's state: {e:#}")));
     }
-    if let Err(e) = git::create_worktree(&repo, &id, &branch, base_oid, &worktree) {
+    // The exclude lines (written durably) before the checkout: an fsync right after
+    // writing a big tree makes ext4 commit the whole checkout's metadata first (seconds at
+    // 100,000 files), which `git worktree add` never waits for.
+    let excludes = vec![resolved.tsv_name(), resolved.log_name()];
+    if let Err(e) = git::exclude::add(&info.common_dir, &excludes) {
         undo_tmp();
         return Err(fail(format!("{e:#}")));
     }
-    let excludes = vec![resolved.tsv_name(), resolved.log_name()];
-    let finish = git::exclude::add(&info.common_dir, &excludes)
-        .and_then(|_| std::fs::rename(&tmp, &paths.dir).map_err(anyhow::Error::from));
-    if let Err(e) = finish {
+    if let Err(e) = git::create_worktree(&repo, &id, &branch, base_oid, &worktree) {
+        let _ = git::exclude::remove(&info.common_dir, &excludes);
+        undo_tmp();
+        return Err(fail(format!("{e:#}")));
+    }
+    if let Err(e) = std::fs::rename(&tmp, &paths.dir) {
         let _ = git::remove_worktree(&repo, &git::worktree_name(&id), &worktree);
         if let Ok(mut b) = repo.find_branch(&branch, git2::BranchType::Local) {
             let _ = b.delete();
