@@ -221,9 +221,17 @@ async fn remote(cmd: Command, paths: &Paths, autostart: bool) -> CmdResult {
             match resp {
                 Response::Status { runs, problems } => {
                     if json {
-                        return json_out(
-                            &serde_json::json!({ "runs": runs, "problems": problems }),
-                        );
+                        // Typed, not through serde_json::Value: a third of this command's
+                        // CPU time with 100 runs went to building and sorting Value maps.
+                        #[derive(serde::Serialize)]
+                        struct Out<'a> {
+                            runs: &'a [crate::run::status::RunSummary],
+                            problems: &'a [String],
+                        }
+                        return json_out(&Out {
+                            runs: &runs,
+                            problems: &problems,
+                        });
                     }
                     print!("{}", render::status_table(&runs));
                     for p in problems {
