@@ -450,6 +450,80 @@ fn merge_fast_forwards_then_squashes_with_the_kept_experiments() {
     assert_eq!(git(&repo, &["rev-parse", "main"]), head);
 }
 
+#[test]
+fn merge_runs_the_guards_on_the_merged_tree() {
+    // a (200 → 160) lands first; c (200 → 190) still improves on top of it (160 → 150), but
+    // c's guard, which passed in every experiment of its run, fails once a's change is in.
+    let w = World::new();
+    let repo = project(&w);
+    let _d = w.daemon();
+    let a = patches_spec(
+        &w,
+        "a",
+        "a",
+        &[(
+            "01.patch",
+            format!("lower a to 60\n{}", patch("a/v.txt", "100", "60")),
+        )],
+    );
+    let c = patches_spec(
+        &w,
+        "c",
+        "c",
+        &[(
+            "01.patch",
+            format!("lower c to 90\n{}", patch("c/v.txt", "100", "90")),
+        )],
+    );
+    let mut text = read(&c);
+    text.push_str("[[guard]]\nname = \"a stays\"\ncommand = \"grep -qx 100 a/v.txt\"\n");
+    write(&c, &text);
+    for s in [&a, &c] {
+        w.ok(&["start", s.to_str().unwrap()]);
+    }
+    for id in ["a", "c"] {
+        let st = w.wait_finished(id, T);
+        assert_eq!(st["summary"]["state"], "finished", "{st:#}\n{}", w.log(id));
+        assert_eq!(st["summary"]["counts"]["kept"], 1, "{st:#}\n{}", w.log(id));
+    }
+
+    let plan = w.json(&["merge", "--dry-run", "--json"]);
+    assert!(
+        plan["rows"][1]["reason"]
+            .as_str()
+            .unwrap()
+            .contains("guards pass"),
+        "{plan:#}"
+    );
+    let m = w.json(&["merge", "--json"]);
+    let rows = m["rows"].as_array().unwrap();
+    assert_eq!(
+        (rows[0]["run"].as_str(), rows[1]["run"].as_str()),
+        (Some("a"), Some("c"))
+    );
+    assert_eq!(rows[0]["status"], "merged", "{m:#}");
+    assert_eq!(rows[1]["status"], "skipped", "{m:#}");
+    assert_eq!(rows[1]["remeasured"], true, "{m:#}");
+    let reason = rows[1]["reason"].as_str().unwrap();
+    assert!(
+        reason.contains("guard \"a stays\" fails on top of main + a")
+            && reason.contains("autoresearch/c"),
+        "{reason}"
+    );
+    assert_eq!(read(&repo.join("a/v.txt")), "60\n");
+    assert_eq!(read(&repo.join("c/v.txt")), "100\n", "c did not land");
+    assert!(
+        w.log("c").contains("merge: skipped: guard"),
+        "{}",
+        w.log("c")
+    );
+    // The guard's output from the merge is kept beside the run's other outputs.
+    assert!(w
+        .state_dir
+        .join("runs/c/output/merge-guard-a_stays.out")
+        .exists());
+}
+
 const AGENT_A: &str = r#"#!/bin/sh
 cd "$ARCTL_WORKTREE" || exit 9
 d="$ARCTL_DESCRIPTION_FILE"

@@ -95,6 +95,51 @@ pub struct Meter<'a> {
 }
 
 impl Meter<'_> {
+    /// Run guard `g` in `tree` (with the run's limits, its own timeout); whether it passed,
+    /// and its record. Output in the run's `output/` folder as `guard-NAME.out|err`.
+    pub fn guard(
+        &self,
+        g: &crate::spec::GuardSpec,
+        tree: &Path,
+        cancel: &Cancel,
+    ) -> Result<(bool, CommandRecord)> {
+        let name: String = g
+            .name
+            .chars()
+            .map(|c| if c.is_ascii_alphanumeric() { c } else { '_' })
+            .collect();
+        let file = |ext: &str| {
+            self.paths
+                .output(&format!("{}guard-{name}.{ext}", self.output_prefix))
+        };
+        let spec = CommandSpec {
+            command: g.command.clone(),
+            cwd: tree.to_path_buf(),
+            env: self.env.clone(),
+            stdin: None,
+            stdout: file("out"),
+            stderr: file("err"),
+            timeout: Some(g.timeout.0),
+            limits: self.limits.clone(),
+            tag: format!("{}guard-{name}", self.tag_prefix),
+            count_instructions: false,
+        };
+        let outcome = self
+            .executor
+            .run(&spec, cancel)
+            .with_context(|| format!("running guard {:?}", g.name))?;
+        Ok((
+            outcome.exit.success(),
+            CommandRecord {
+                role: format!("guard:{}", g.name),
+                outcome,
+                value: None,
+                lock_wait_ms: None,
+                tree: None,
+            },
+        ))
+    }
+
     /// Run the metric once in `tree`; `role` names the tree ("baseline", "best", "candidate").
     pub fn once(&self, tree: &Path, role: &str, cancel: &Cancel) -> Result<Once> {
         let m = &self.rec.spec.spec.metric;

@@ -2,8 +2,9 @@
 //! relative improvement first. The first whose tree is exactly what its run measured lands
 //! as it is (fast-forward, or a merge commit / squash commit with that tree); every other one
 //! is merged onto the updated base in a temporary worktree and re-measured against that base
-//! with the run's own metric command and decision rule ([`crate::run::measure`]); it lands
-//! only if it still improves. A conflict skips a run and names the files; its branch stays.
+//! with the run's own metric command and decision rule ([`crate::run::measure`]), then its
+//! guards; it lands only if it still improves and every guard passes. A conflict skips a run
+//! and names the files; its branch stays.
 //!
 //! Safety of the base branch: when it is checked out in a work tree (usually the main repo)
 //! whose *tracked* files have changes (staged or not), the merge is refused before anything
@@ -22,7 +23,7 @@ use anyhow::Result;
 use git2::{Oid, Repository};
 use serde::{Deserialize, Serialize};
 
-use crate::exec::{Cancel, Limits};
+use crate::exec::{Cancel, Exit, Limits};
 use crate::git::{self, merge::TreeMerge};
 use crate::protocol::MergeRequest;
 use crate::run::journal::{clean_description, format_metric, ExperimentRecord, Status};
@@ -514,8 +515,13 @@ impl Merger<'_> {
             out.status = MergeStatus::WouldMerge;
             out.reason = if remeasure {
                 format!(
-                    "{method} after re-measuring on top of {}; lands only if it still improves",
-                    self.on_top_of()
+                    "{method} after re-measuring on top of {}; lands only if it still improves{}",
+                    self.on_top_of(),
+                    if rec.spec.spec.guards.is_empty() {
+                        ""
+                    } else {
+                        " and its guards pass"
+                    }
                 )
             } else {
                 format!("{method}: the tree its run measured")
@@ -716,6 +722,27 @@ impl Merger<'_> {
             Ok(match measured {
                 Measured::Value { evaluation, .. } => {
                     runner::run_log(h, &format!("merge: on top: {}", evaluation.reason));
+                    if evaluation.verdict != Verdict::Keep {
+                        return Ok(Ok(evaluation));
+                    }
+                    // Kept in the loop meant: better and every guard passing. The merged
+                    // tree is a tree the run never saw, so its guards run on it too.
+                    for g in &rec.spec.spec.guards {
+                        let (ok, r) = meter.guard(g, &cand_path, self.cancel)?;
+                        if r.outcome.exit == Exit::Cancelled {
+                            return Ok(Err("interrupted (the daemon is shutting down)".into()));
+                        }
+                        if !ok {
+                            return Ok(Err(format!(
+                                "guard {:?} fails on top of {} ({}); branch {} kept",
+                                g.name,
+                                self.on_top_of(),
+                                r.outcome.exit.describe(),
+                                rec.branch
+                            )));
+                        }
+                        runner::run_log(h, &format!("merge: guard {:?} passes on top", g.name));
+                    }
                     Ok(evaluation)
                 }
                 Measured::Crash { reason, .. } => {

@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use anyhow::{anyhow, Context, Result};
 use git2::Oid;
 
-use crate::exec::{self, Cancel, CommandSpec, Exit, Limits};
+use crate::exec::{self, Cancel, Exit, Limits};
 use crate::git::{self, scope::Scope, HeadState, WorkTree};
 use crate::run::journal::{self, CommandRecord, ExperimentRecord, Status};
 use crate::run::measure::{self, Measured, Meter, Once};
@@ -548,38 +548,7 @@ impl Runner {
         experiment: u32,
         cancel: &Cancel,
     ) -> Result<(bool, CommandRecord)> {
-        let name: String = g
-            .name
-            .chars()
-            .map(|c| if c.is_ascii_alphanumeric() { c } else { '_' })
-            .collect();
-        let spec = CommandSpec {
-            command: g.command.clone(),
-            cwd: tree.to_path_buf(),
-            env: self.base_env(experiment),
-            stdin: None,
-            stdout: self.h.paths.output(&format!("guard-{name}.out")),
-            stderr: self.h.paths.output(&format!("guard-{name}.err")),
-            timeout: Some(g.timeout.0),
-            limits: self.limits(),
-            tag: self.tag(experiment, &format!("guard-{name}")),
-            count_instructions: false,
-        };
-        let outcome = self
-            .executor
-            .run(&spec, cancel)
-            .with_context(|| format!("running guard {:?}", g.name))?;
-        let ok = outcome.exit.success();
-        Ok((
-            ok,
-            CommandRecord {
-                role: format!("guard:{}", g.name),
-                outcome,
-                value: None,
-                lock_wait_ms: None,
-                tree: None,
-            },
-        ))
+        self.meter(experiment).guard(g, tree, cancel)
     }
 
     // -----------------------------------------------------------------------------------
