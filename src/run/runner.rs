@@ -77,6 +77,17 @@ fn thread_main(h: Arc<RunHandle>, g: Arc<Global>) {
         tracing::error!(error = %format!("{e:#}"), "saving run state");
     }
     h.cond.notify_all();
+    // Detach this thread (drop its handle): a joinable thread's stack stays mapped until it
+    // is joined, and nothing joins a run that ended by itself (shutdown joins running ones).
+    drop(h.thread.lock().unwrap_or_else(|e| e.into_inner()).take());
+    // Hand what the run's thread freed (its repository, caches, buffers) back to the system:
+    // glibc keeps freed memory in per-thread arenas otherwise, and an overnight daemon that
+    // ran 100 runs held ~38 MiB of it.
+    #[cfg(target_env = "gnu")]
+    // SAFETY: malloc_trim only releases free memory; no pointer is touched.
+    unsafe {
+        libc::malloc_trim(0);
+    }
 }
 
 /// Append a timestamped line to the run's log (state dir).
