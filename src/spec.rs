@@ -935,8 +935,8 @@ pub fn load(path: &Path) -> Result<ResolvedSpec, SpecError> {
 /// resolving relative paths.
 pub fn parse(text: &str, file: &Path) -> Result<ResolvedSpec, SpecError> {
     let spec: RunSpec = toml::from_str(text).map_err(|e| {
-        let offset = e.span().map(|s| s.start).unwrap_or(0);
         let message = e.message().trim().to_string();
+        let offset = e.span().map_or(0, |s| element_offset(text, s, &message));
         located_at_offset(text, file, offset, message)
     })?;
     let at_key = |table: Option<&str>, key: &str, msg: String| {
@@ -1184,6 +1184,23 @@ pub fn normalize(p: &Path) -> PathBuf {
     out
 }
 
+/// toml reports a bad element of an array at the array's `[`: point at the element whose
+/// literal the message quotes (our value errors quote it: `invalid glob "a/[b": ...`).
+fn element_offset(text: &str, span: std::ops::Range<usize>, message: &str) -> usize {
+    let array = match text.get(span.clone()) {
+        Some(a) if a.starts_with('[') => a,
+        _ => return span.start,
+    };
+    let quoted = message.split('"').nth(1).filter(|q| !q.is_empty());
+    quoted
+        .and_then(|q| {
+            [format!("\"{q}\""), format!("'{q}'")]
+                .iter()
+                .find_map(|lit| array.find(lit.as_str()))
+        })
+        .map_or(span.start, |i| span.start + i)
+}
+
 fn located_at_offset(text: &str, file: &Path, offset: usize, message: String) -> SpecError {
     let before = &text[..offset.min(text.len())];
     let line = before.matches('\n').count() + 1;
@@ -1363,8 +1380,12 @@ command = "claude -p"
         assert!(e.message.contains("invalid size"), "{e}");
 
         let e = err(&MINIMAL.replace("src/**", "src/[a"));
-        assert_eq!((e.line, e.column), (7, 11), "{e}");
+        assert_eq!((e.line, e.column), (7, 12), "{e}");
         assert!(e.message.contains("invalid glob"), "{e}");
+        // The bad element of a longer array, not the array.
+        let e = err(&MINIMAL.replace("[\"src/**\"]", "[\n  \"src/**\",\n  'docs/[b',\n]"));
+        assert_eq!((e.line, e.column), (9, 3), "{e}");
+        assert!(e.message.contains("invalid glob \"docs/[b\""), "{e}");
 
         let e = err(&format!("id = \"../x\"\n{MINIMAL}"));
         assert_eq!((e.line, e.column), (1, 6), "{e}");
