@@ -13,7 +13,7 @@ use git2::Oid;
 
 use crate::exec::{self, Cancel, Exit, Limits};
 use crate::git::{self, scope::Scope, HeadState, WorkTree};
-use crate::run::journal::{self, CommandRecord, ExperimentRecord, Status};
+use crate::run::journal::{self, ExperimentRecord, Status};
 use crate::run::measure::{self, Measured, Meter, Once};
 use crate::run::proposer::{self, Proposal, Proposed, Proposer};
 use crate::run::record::{Inflight, RunRecord, RunState, Step};
@@ -433,7 +433,7 @@ impl Runner {
         let duration = recs.iter().map(|r| r.outcome.wall_ms).max().unwrap_or(0);
         let mut guards = Vec::new();
         for g in self.rec.spec.spec.guards.clone() {
-            match self.run_guard(&g, &wt, 0, &cancel)? {
+            match self.meter(0).guard(&g, &wt, &cancel)? {
                 (true, r) => guards.push(r),
                 (false, r) => {
                     return Err(anyhow!(
@@ -550,16 +550,6 @@ impl Runner {
                 Ok(m)
             }
         }
-    }
-
-    fn run_guard(
-        &self,
-        g: &crate::spec::GuardSpec,
-        tree: &Path,
-        experiment: u32,
-        cancel: &Cancel,
-    ) -> Result<(bool, CommandRecord)> {
-        self.meter(experiment).guard(g, tree, cancel)
     }
 
     // -----------------------------------------------------------------------------------
@@ -868,7 +858,7 @@ impl Runner {
         self.set_step(Step::Guards, n, Some(commit.to_string()))?;
         let wt = self.rec.worktree.clone();
         for g in self.rec.spec.spec.guards.clone() {
-            let (ok, r) = self.run_guard(&g, &wt, n, &cancel)?;
+            let (ok, r) = self.meter(n).guard(&g, &wt, &cancel)?;
             let exit = r.outcome.exit.clone();
             rec.guards.push(r);
             if exit == Exit::Cancelled {
