@@ -221,8 +221,8 @@ async fn remote(cmd: Command, paths: &Paths, autostart: bool) -> CmdResult {
             match resp {
                 Response::Status { runs, problems } => {
                     if json {
-                        // Typed, not through serde_json::Value: a third of this command's
-                        // CPU time with 100 runs went to building and sorting Value maps.
+                        // Typed, not through serde_json::Value: building, sorting and
+                        // dropping Value maps was ~7% of this command's CPU with 128 runs.
                         #[derive(serde::Serialize)]
                         struct Out<'a> {
                             runs: &'a [crate::run::status::RunSummary],
