@@ -34,7 +34,7 @@ fn main() -> ExitCode {
             let w = World::new("daemon");
             let daemon = w.daemon(None)?;
             std::thread::sleep(Duration::from_secs(1));
-            let rss = proc_kib(daemon.pid, "VmRSS").unwrap_or(0) as f64 / 1024.0;
+            let rss = proc_status(daemon.pid, "VmRSS").unwrap_or(0) as f64 / 1024.0;
             r.figure(
                 "daemon RSS, idle (no runs)",
                 rss,
@@ -43,7 +43,7 @@ fn main() -> ExitCode {
             );
             r.figure(
                 "daemon threads, idle (no runs)",
-                proc_threads(daemon.pid).unwrap_or(0) as f64,
+                proc_status(daemon.pid, "Threads").unwrap_or(0) as f64,
                 "",
                 Target::Info,
             );
@@ -53,31 +53,12 @@ fn main() -> ExitCode {
             let n = 100;
             let ids: Vec<String> = (0..n).map(|i| format!("r{i:03}")).collect();
             let repo = w.path("repo");
-            let files: Vec<(String, String)> = ids
-                .iter()
-                .map(|id| (format!("runs/{id}/value.txt"), "100\n".to_string()))
-                .collect();
-            let extra: Vec<(&str, &str)> = files
-                .iter()
-                .map(|(a, b)| (a.as_str(), b.as_str()))
-                .collect();
-            gen_repo(&w, &repo, 1_000, &extra)?;
+            gen_runs_repo(&w, &repo, 1_000, &ids, "100\n")?;
             write_exec(&w.path("agent.sh"), AGENT)?;
             let mut c = daemon.client()?;
             let (t, res) = time_ms(|| -> Result<()> {
                 for id in &ids {
-                    let spec = w.path(&format!("{id}.toml"));
-                    write(
-                        &spec,
-                        &spec_text(
-                            id,
-                            &repo,
-                            &format!("cat runs/{id}/value.txt"),
-                            &format!("runs/{id}/**"),
-                            3,
-                            &w.path("agent.sh"),
-                        ),
-                    )?;
+                    let spec = runs_repo_spec(&w, &repo, id, 3)?;
                     c.start(&spec)?;
                 }
                 Ok(())
@@ -103,7 +84,7 @@ fn main() -> ExitCode {
                 ok && runs.len() == n,
             );
             report_status(r, &w, &daemon, "100 runs", 5.0)?;
-            let rss = proc_kib(daemon.pid, "VmRSS").unwrap_or(0) as f64 / 1024.0;
+            let rss = proc_status(daemon.pid, "VmRSS").unwrap_or(0) as f64 / 1024.0;
             r.figure(
                 "daemon RSS, 100 runs registered (4 paused)",
                 rss,
@@ -112,7 +93,7 @@ fn main() -> ExitCode {
             );
             r.figure(
                 "daemon peak RSS (VmHWM) so far",
-                proc_kib(daemon.pid, "VmHWM").unwrap_or(0) as f64 / 1024.0,
+                proc_status(daemon.pid, "VmHWM").unwrap_or(0) as f64 / 1024.0,
                 "MiB",
                 Target::Info,
             );

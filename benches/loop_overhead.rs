@@ -106,12 +106,7 @@ fn main() -> ExitCode {
         let mut done: Vec<Size> = Vec::new();
         for (files, n, rounds) in sizes {
             let repo = w.path(&format!("repo{files}"));
-            let (t, res) = time_ms(|| gen_repo(&w, &repo, files, &[]));
-            res?;
-            say(format!(
-                "{files} files: repo generated in {:.1} s",
-                t / 1000.0
-            ));
+            gen_repo_timed(&w, &repo, files)?;
             let mut s = Size {
                 files,
                 repo,
@@ -185,20 +180,9 @@ fn main() -> ExitCode {
 
 /// The shell loop, null then full, in a fresh worktree at main.
 fn shell_round(w: &World, s: &mut Size, round: usize, n: u32) -> Result<()> {
-    let wt = w.path(&format!("shell-{}-{round}", s.files));
     let br = format!("shell-{}-{round}", s.files);
-    w.git(
-        &s.repo,
-        &[
-            "worktree",
-            "add",
-            "-q",
-            "-b",
-            &br,
-            &wt.display().to_string(),
-            "main",
-        ],
-    )?;
+    let wt = w.path(&br);
+    w.add_worktree(&s.repo, &wt, &br)?;
     for mode in ["null", "full"] {
         let times = w.path(&format!("times-{}-{round}-{mode}", s.files));
         let tsv = w.path(&format!("shell-{}-{round}.tsv", s.files));
@@ -282,19 +266,9 @@ fn steps(w: &World, s: &Size, r: &mut Report) -> Result<()> {
     use arctl::git::WorkTree;
     let k = if s.files >= 100_000 { 5 } else { 10 };
     let mk = |name: &str| -> Result<PathBuf> {
-        let p = w.path(&format!("{name}-{}", s.files));
-        w.git(
-            &s.repo,
-            &[
-                "worktree",
-                "add",
-                "-q",
-                "-b",
-                &format!("{name}-{}", s.files),
-                &p.display().to_string(),
-                "main",
-            ],
-        )?;
+        let br = format!("{name}-{}", s.files);
+        let p = w.path(&br);
+        w.add_worktree(&s.repo, &p, &br)?;
         Ok(p)
     };
     let (a_path, g_path) = (mk("steps-a")?, mk("steps-g")?);

@@ -65,15 +65,7 @@ fn bench(r: &mut Report) -> Result<()> {
         .chain((0..PAUSED).map(|i| format!("p{i:02}")))
         .collect();
     let repo = w.path("repo");
-    let values: Vec<(String, String)> = all
-        .iter()
-        .map(|id| (format!("runs/{id}/value.txt"), "1000\n".to_string()))
-        .collect();
-    let extra: Vec<(&str, &str)> = values
-        .iter()
-        .map(|(a, b)| (a.as_str(), b.as_str()))
-        .collect();
-    gen_repo(&w, &repo, files, &extra)?;
+    gen_runs_repo(&w, &repo, files, &all, "1000\n")?;
     write_exec(&w.path("agent.sh"), AGENT)?;
     let daemon = w.daemon(None)?;
     let settings = arctl::config::Settings::default();
@@ -86,18 +78,7 @@ fn bench(r: &mut Report) -> Result<()> {
     ));
     let mut c = daemon.client()?;
     let start_paused = |c: &mut Client, id: &String| -> Result<()> {
-        let spec = w.path(&format!("{id}.toml"));
-        write(
-            &spec,
-            &spec_text(
-                id,
-                &repo,
-                &format!("cat runs/{id}/value.txt"),
-                &format!("runs/{id}/**"),
-                EXPERIMENTS,
-                &w.path("agent.sh"),
-            ),
-        )?;
+        let spec = runs_repo_spec(&w, &repo, id, EXPERIMENTS)?;
         c.start(&spec)?;
         c.call(&Request::Pause { run: id.clone() })?;
         Ok(())
@@ -120,7 +101,7 @@ fn bench(r: &mut Report) -> Result<()> {
         let (stop, peak, pid) = (stop.clone(), peak.clone(), daemon.pid);
         std::thread::spawn(move || {
             while !stop.load(Ordering::Relaxed) {
-                if let Some(kib) = proc_kib(pid, "VmRSS") {
+                if let Some(kib) = proc_status(pid, "VmRSS") {
                     peak.fetch_max(kib, Ordering::Relaxed);
                 }
                 std::thread::sleep(Duration::from_millis(20));
@@ -134,7 +115,7 @@ fn bench(r: &mut Report) -> Result<()> {
         c.call(&Request::Resume { run: id.clone() })?;
     }
     std::thread::sleep(Duration::from_millis(300));
-    let threads_active = proc_threads(daemon.pid).unwrap_or(0);
+    let threads_active = proc_status(daemon.pid, "Threads").unwrap_or(0);
     c.wait_states(ids, Duration::from_secs(3600), is_ended)?;
     let elapsed = t0.elapsed();
     stop.store(true, Ordering::Relaxed);
@@ -145,7 +126,7 @@ fn bench(r: &mut Report) -> Result<()> {
     let wakeups =
         switches_between(&switches, &proc_switches(daemon.pid)) as f64 / elapsed.as_secs_f64();
     let active_peak = peak.load(Ordering::Relaxed);
-    let hwm = proc_kib(daemon.pid, "VmHWM").unwrap_or(0);
+    let hwm = proc_status(daemon.pid, "VmHWM").unwrap_or(0);
 
     // Every row of every TSV.
     let (rows_ok, rows, problems) = check_rows(&w, &repo, ids, &c.summaries()?)?;
@@ -226,13 +207,13 @@ fn bench(r: &mut Report) -> Result<()> {
     report_status(r, &w, &daemon, "128 runs", 5.0)?;
     r.figure(
         "daemon RSS, 128 runs (96 paused)",
-        proc_kib(daemon.pid, "VmRSS").unwrap_or(0) as f64 / 1024.0,
+        proc_status(daemon.pid, "VmRSS").unwrap_or(0) as f64 / 1024.0,
         "MiB",
         Target::Info,
     );
     r.figure(
         "daemon threads, 128 runs (96 paused)",
-        proc_threads(daemon.pid).unwrap_or(0) as f64,
+        proc_status(daemon.pid, "Threads").unwrap_or(0) as f64,
         "",
         Target::Info,
     );

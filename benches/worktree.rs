@@ -63,12 +63,7 @@ fn main() -> ExitCode {
         }
         for (files, trials) in sizes {
             let repo = w.path(&format!("repo{files}"));
-            let (t, res) = time_ms(|| gen_repo(&w, &repo, files, &[]));
-            res?;
-            say(format!(
-                "{files} files: repo generated in {:.1} s",
-                t / 1000.0
-            ));
+            gen_repo_timed(&w, &repo, files)?;
             settle();
             let (mut a, mut g, mut lib) = (Vec::new(), Vec::new(), Vec::new());
             // Nothing is deleted before the end (the temp dir goes with the World): creating
@@ -83,9 +78,8 @@ fn main() -> ExitCode {
                         0 => {
                             let br = format!("g{files}-{i}");
                             let path = w.path(&format!("git-wt-{files}-{i}"));
-                            let p = path.display().to_string();
                             let t = Instant::now();
-                            w.git(&repo, &["worktree", "add", "-q", "-b", &br, &p, "main"])?;
+                            w.add_worktree(&repo, &path, &br)?;
                             g.push(ms(t.elapsed()));
                         }
                         1 => {

@@ -80,6 +80,18 @@ dir = "{id}-patches"
     spec
 }
 
+/// A patches run `id` editing `id/**` with one patch: `id/v.txt` from 100 to `to`.
+fn lower_spec(w: &World, id: &str, to: u32) -> PathBuf {
+    let file = format!("{id}/v.txt");
+    let p = patch(&file, "100", &to.to_string());
+    patches_spec(
+        w,
+        id,
+        id,
+        &[("01.patch", format!("lower {id} to {to}\n{p}"))],
+    )
+}
+
 fn agent_spec(w: &World, id: &str, dir: &str, agent: &str, extra: &str) -> PathBuf {
     let specs = w.path().join("specs");
     let script = specs.join(format!("{id}-agent.sh"));
@@ -130,24 +142,8 @@ fn three_runs(w: &World) {
             ),
         ],
     );
-    let b = patches_spec(
-        w,
-        "b",
-        "b",
-        &[(
-            "01.patch",
-            format!("lower b to 80\n{}", patch("b/v.txt", "100", "80")),
-        )],
-    );
-    let c = patches_spec(
-        w,
-        "c",
-        "c",
-        &[(
-            "01.patch",
-            format!("lower c to 90\n{}", patch("c/v.txt", "100", "90")),
-        )],
-    );
+    let b = lower_spec(w, "b", 80);
+    let c = lower_spec(w, "c", 90);
     for s in [&a, &b, &c] {
         w.ok(&["start", s.to_str().unwrap()]);
     }
@@ -457,24 +453,8 @@ fn merge_runs_the_guards_on_the_merged_tree() {
     let w = World::new();
     let repo = project(&w);
     let _d = w.daemon();
-    let a = patches_spec(
-        &w,
-        "a",
-        "a",
-        &[(
-            "01.patch",
-            format!("lower a to 60\n{}", patch("a/v.txt", "100", "60")),
-        )],
-    );
-    let c = patches_spec(
-        &w,
-        "c",
-        "c",
-        &[(
-            "01.patch",
-            format!("lower c to 90\n{}", patch("c/v.txt", "100", "90")),
-        )],
-    );
+    let a = lower_spec(&w, "a", 60);
+    let c = lower_spec(&w, "c", 90);
     let mut text = read(&c);
     text.push_str("[[guard]]\nname = \"a stays\"\ncommand = \"grep -qx 100 a/v.txt\"\n");
     write(&c, &text);
@@ -818,24 +798,8 @@ fn merge_remeasures_a_noisy_run_in_paired_rounds() {
     let w = World::new();
     let repo = project_with(&w, NOISY_METRIC);
     let _d = w.daemon();
-    let a = patches_spec(
-        &w,
-        "a",
-        "a",
-        &[(
-            "01.patch",
-            format!("lower a to 60\n{}", patch("a/v.txt", "100", "60")),
-        )],
-    );
-    let c = patches_spec(
-        &w,
-        "c",
-        "c",
-        &[(
-            "01.patch",
-            format!("lower c to 90\n{}", patch("c/v.txt", "100", "90")),
-        )],
-    );
+    let a = lower_spec(&w, "a", 60);
+    let c = lower_spec(&w, "c", 90);
     for s in [&a, &c] {
         w.ok(&["start", s.to_str().unwrap()]);
     }

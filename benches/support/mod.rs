@@ -129,6 +129,12 @@ impl World {
         c
     }
 
+    /// `git worktree add -q -b BRANCH PATH main` in `repo`.
+    pub fn add_worktree(&self, repo: &Path, path: &Path, branch: &str) -> Result<String> {
+        let p = path.display().to_string();
+        self.git(repo, &["worktree", "add", "-q", "-b", branch, &p, "main"])
+    }
+
     /// Run git in `dir`; its stdout, trimmed.
     pub fn git(&self, dir: &Path, args: &[&str]) -> Result<String> {
         let o = self
@@ -425,6 +431,50 @@ pub fn gen_repo(w: &World, dir: &Path, files: usize, extra: &[(&str, &str)]) -> 
     Ok(())
 }
 
+/// `gen_repo` without extra files, saying how long it took.
+pub fn gen_repo_timed(w: &World, dir: &Path, files: usize) -> Result<()> {
+    let (t, res) = time_ms(|| gen_repo(w, dir, files, &[]));
+    res?;
+    say(format!(
+        "{files} files: repo generated in {:.1} s",
+        t / 1000.0
+    ));
+    Ok(())
+}
+
+/// A repo of `files` generated files plus `runs/<id>/value.txt` (holding `value`) for each
+/// run id: a scope of its own per run.
+pub fn gen_runs_repo(
+    w: &World,
+    dir: &Path,
+    files: usize,
+    ids: &[String],
+    value: &str,
+) -> Result<()> {
+    let values: Vec<(String, &str)> = ids
+        .iter()
+        .map(|id| (format!("runs/{id}/value.txt"), value))
+        .collect();
+    let extra: Vec<(&str, &str)> = values.iter().map(|(p, v)| (p.as_str(), *v)).collect();
+    gen_repo(w, dir, files, &extra)
+}
+
+/// The spec of run `id` on a `gen_runs_repo` repo (metric `cat runs/<id>/value.txt`, scope
+/// `runs/<id>/**`, proposer `agent.sh` of the World), written beside it; its path.
+pub fn runs_repo_spec(w: &World, repo: &Path, id: &str, experiments: u32) -> Result<PathBuf> {
+    let spec = w.path(&format!("{id}.toml"));
+    let text = spec_text(
+        id,
+        repo,
+        &format!("cat runs/{id}/value.txt"),
+        &format!("runs/{id}/**"),
+        experiments,
+        &w.path("agent.sh"),
+    );
+    write(&spec, &text)?;
+    Ok(spec)
+}
+
 /// Remove a worktree made by the bench (folder, admin entry, branch).
 pub fn drop_worktree(w: &World, repo: &Path, path: &Path, branch: Option<&str>) {
     let _ = w.git(
@@ -447,8 +497,8 @@ pub fn drop_worktree(w: &World, repo: &Path, path: &Path, branch: Option<&str>) 
 // ---------------------------------------------------------------------------------------
 // /proc
 
-/// A field of /proc/<pid>/status in KiB (VmRSS, VmHWM).
-pub fn proc_kib(pid: u32, field: &str) -> Option<u64> {
+/// A number field of /proc/<pid>/status: VmRSS and VmHWM (in KiB), Threads.
+pub fn proc_status(pid: u32, field: &str) -> Option<u64> {
     let s = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
     s.lines()
         .find(|l| l.starts_with(field) && l[field.len()..].starts_with(':'))
@@ -467,14 +517,6 @@ pub fn proc_cpu(pid: u32) -> Option<Duration> {
     // SAFETY: sysconf has no preconditions.
     let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as f64;
     Some(Duration::from_secs_f64((utime + stime) as f64 / hz))
-}
-
-pub fn proc_threads(pid: u32) -> Option<u64> {
-    let s = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
-    s.lines()
-        .find(|l| l.starts_with("Threads:"))
-        .and_then(|l| l.split_whitespace().nth(1))
-        .and_then(|v| v.parse().ok())
 }
 
 /// CPU used by `pid` over `window`, as a fraction of one core (and its context switches).
@@ -533,19 +575,7 @@ pub fn percentile(v: &[f64], p: f64) -> f64 {
     s[rank.min(s.len()) - 1]
 }
 
-pub fn median(v: &[f64]) -> f64 {
-    if v.is_empty() {
-        return f64::NAN;
-    }
-    let mut s = v.to_vec();
-    s.sort_by(|a, b| a.partial_cmp(b).unwrap());
-    let n = s.len();
-    if n % 2 == 1 {
-        s[n / 2]
-    } else {
-        (s[n / 2 - 1] + s[n / 2]) / 2.0
-    }
-}
+pub use arctl::stats::median;
 
 pub fn ms(d: Duration) -> f64 {
     d.as_secs_f64() * 1000.0
@@ -669,34 +699,16 @@ impl Report {
     }
 
     pub fn print(&self) {
-        let w0 = self
-            .rows
-            .iter()
-            .map(|r| r.name.len())
-            .max()
-            .unwrap_or(6)
-            .max(6);
-        let w1 = self
-            .rows
-            .iter()
-            .map(|r| r.figure.len())
-            .max()
-            .unwrap_or(5)
-            .max(5);
-        let w2 = self
-            .rows
-            .iter()
-            .map(|r| r.reference.len())
-            .max()
-            .unwrap_or(9)
-            .max(9);
-        let w4 = self
-            .rows
-            .iter()
-            .map(|r| r.target.len())
-            .max()
-            .unwrap_or(6)
-            .max(6);
+        let width = |cell: fn(&Row) -> &str, min: usize| {
+            self.rows
+                .iter()
+                .map(|r| cell(r).len())
+                .fold(min, usize::max)
+        };
+        let w0 = width(|r| &r.name, 6);
+        let w1 = width(|r| &r.figure, 5);
+        let w2 = width(|r| &r.reference, 9);
+        let w4 = width(|r| &r.target, 6);
         println!();
         println!("== {} ==", self.title);
         println!(

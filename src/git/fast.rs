@@ -274,13 +274,7 @@ impl Walk<'_> {
     /// indexes (the cost is the kernel's, per `fstatat`; git's own status spreads its lstat
     /// calls over threads too). None when the walk cannot be trusted.
     fn tracked(&self) -> Option<Found> {
-        let threads = if self.entries.len() < PARALLEL_FROM {
-            1
-        } else {
-            std::thread::available_parallelism()
-                .map_or(1, |n| n.get())
-                .clamp(1, 4)
-        };
+        let threads = worker_threads(self.entries.len(), PARALLEL_FROM);
         if threads == 1 {
             let mut found = Found::default();
             let mut stack = vec![Vec::new()];
@@ -710,6 +704,14 @@ impl WorkTree {
 // ---------------------------------------------------------------------------------------
 // A new run's worktree
 
+/// Threads for `items` items of work: one below `from`, else one per core (at most 4).
+fn worker_threads(items: usize, from: usize) -> usize {
+    if items < from {
+        return 1;
+    }
+    std::thread::available_parallelism().map_or(1, |n| n.get().clamp(1, 4))
+}
+
 /// Below this many files a new worktree is written on the calling thread.
 const PARALLEL_CHECKOUT_FROM: usize = 2000;
 
@@ -887,13 +889,7 @@ fn write_files(repo: &Repository, root: &Path, items: &[Item]) -> Result<Vec<lib
     // A thread per core for big trees, each writing whole folders: two threads creating
     // files in one folder contend for its lock (that made 2 threads slower than 1); by
     // folder, 2 threads took ~0.6x the time of one on 10,000 files here.
-    let threads = if items.len() < PARALLEL_CHECKOUT_FROM {
-        1
-    } else {
-        std::thread::available_parallelism()
-            .map_or(1, |n| n.get())
-            .clamp(1, 4)
-    };
+    let threads = worker_threads(items.len(), PARALLEL_CHECKOUT_FROM);
     let next = std::sync::atomic::AtomicUsize::new(0);
     let work = |repo: &Repository| -> Result<Vec<(usize, libc::stat64)>> {
         let mut out = Vec::new();
