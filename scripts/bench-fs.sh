@@ -7,6 +7,10 @@
 # onto /dev/shm) keeps ext4's own cost in both figures, git's and arctl's, without either.
 # Run it again to start from a fresh one: the old one is unmounted and its image removed.
 set -eu
+if [ "$(id -u)" != 0 ]; then
+    echo "bench-fs.sh: must run as root (it uses losetup and mount)" >&2
+    exit 2
+fi
 mnt=${1:-/mnt/arctl-bench}
 size=${2:-12G}
 img=/dev/shm/arctl-bench.img

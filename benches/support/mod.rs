@@ -27,11 +27,16 @@ pub fn env_flag(name: &str) -> bool {
         .unwrap_or(false)
 }
 
+/// A number from the environment, else `default`; a value that is not a number ends the
+/// bench (exit 2) rather than being silently replaced by the default.
 pub fn env_num<T: std::str::FromStr>(name: &str, default: T) -> T {
-    std::env::var(name)
-        .ok()
-        .and_then(|v| v.trim().parse().ok())
-        .unwrap_or(default)
+    match std::env::var(name) {
+        Ok(v) if !v.trim().is_empty() => v.trim().parse().unwrap_or_else(|_| {
+            eprintln!("error: {name}={v:?}: expected a number");
+            std::process::exit(2)
+        }),
+        _ => default,
+    }
 }
 
 pub fn quick() -> bool {
