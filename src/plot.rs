@@ -77,49 +77,91 @@ fn tick_label(v: f64, step: f64) -> String {
     }
 }
 
+/// A metric that can be drawn: NaN and infinities count as none.
+fn finite(v: Option<f64>) -> Option<f64> {
+    v.filter(|x| x.is_finite())
+}
+
+/// The experiment range (x) and the padded value range (y), mapped to pixels.
+struct Frame {
+    emin: f64,
+    emax: f64,
+    lo: f64,
+    hi: f64,
+}
+
+impl Frame {
+    fn new(t: &ResultsTable) -> Frame {
+        let rows = &t.rows;
+        let values: Vec<f64> = rows.iter().filter_map(|r| finite(r.metric)).collect();
+        let (emin, emax) = rows.iter().fold((u32::MAX, 0u32), |(lo, hi), r| {
+            (lo.min(r.experiment), hi.max(r.experiment))
+        });
+        let (emin, emax) = if rows.is_empty() {
+            (0.0, 1.0)
+        } else {
+            (emin as f64, (emax as f64).max(emin as f64 + 1.0))
+        };
+        let (mut lo, mut hi) = values
+            .iter()
+            .fold((f64::INFINITY, f64::NEG_INFINITY), |(a, b), v| {
+                (a.min(*v), b.max(*v))
+            });
+        if !lo.is_finite() {
+            lo = 0.0;
+            hi = 1.0;
+        }
+        if hi - lo <= 0.0 {
+            let pad = if lo == 0.0 { 1.0 } else { lo.abs() * 0.05 };
+            lo -= pad;
+            hi += pad;
+        } else {
+            let pad = (hi - lo) * 0.06;
+            lo -= pad;
+            hi += pad;
+        }
+        Frame { emin, emax, lo, hi }
+    }
+
+    fn x(&self, e: f64) -> f64 {
+        LEFT + (e - self.emin) / (self.emax - self.emin) * (W - LEFT - RIGHT)
+    }
+
+    fn y(&self, v: f64) -> f64 {
+        TOP + (self.hi - v) / (self.hi - self.lo) * (VALUES_BOTTOM - TOP)
+    }
+}
+
 /// The SVG of a run's experiments.
 pub fn svg(t: &ResultsTable) -> String {
     let rows = &t.rows;
-    let finite = |v: Option<f64>| v.filter(|x| x.is_finite());
-    let values: Vec<f64> = rows.iter().filter_map(|r| finite(r.metric)).collect();
-    let baseline = rows
-        .iter()
-        .find(|r| r.status == "baseline")
-        .and_then(|r| finite(r.metric));
-    let (emin, emax) = rows.iter().fold((u32::MAX, 0u32), |(lo, hi), r| {
-        (lo.min(r.experiment), hi.max(r.experiment))
-    });
-    let (emin, emax) = if rows.is_empty() {
-        (0.0, 1.0)
-    } else {
-        (emin as f64, (emax as f64).max(emin as f64 + 1.0))
-    };
-    let (mut lo, mut hi) = values
-        .iter()
-        .fold((f64::INFINITY, f64::NEG_INFINITY), |(a, b), v| {
-            (a.min(*v), b.max(*v))
-        });
-    if !lo.is_finite() {
-        lo = 0.0;
-        hi = 1.0;
-    }
-    if hi - lo <= 0.0 {
-        let pad = if lo == 0.0 { 1.0 } else { lo.abs() * 0.05 };
-        lo -= pad;
-        hi += pad;
-    } else {
-        let pad = (hi - lo) * 0.06;
-        lo -= pad;
-        hi += pad;
-    }
-    let x = |e: f64| LEFT + (e - emin) / (emax - emin) * (W - LEFT - RIGHT);
-    let y = |v: f64| TOP + (hi - v) / (hi - lo) * (VALUES_BOTTOM - TOP);
-
+    let f = Frame::new(t);
     let better = match t.direction {
         Direction::Lower => "lower is better",
         Direction::Higher => "higher is better",
     };
+    let no_metric = rows.iter().filter(|r| finite(r.metric).is_none()).count();
     let mut s = String::new();
+    header(&mut s, &t.run, better);
+    y_ticks(&mut s, &f);
+    x_ticks(&mut s, &f);
+    axes(&mut s, better, no_metric);
+    let baseline = rows
+        .iter()
+        .find(|r| r.status == "baseline")
+        .and_then(|r| finite(r.metric));
+    if let Some(b) = baseline {
+        baseline_line(&mut s, &f, b);
+    }
+    best_line(&mut s, &f, t);
+    points(&mut s, &f, t);
+    legend(&mut s, t, no_metric);
+    s.push_str("</svg>\n");
+    s
+}
+
+/// The XML prolog, the styles of every class, the background and the title.
+fn header(s: &mut String, run: &str, better: &str) {
     let _ = writeln!(
         s,
         r##"<?xml version="1.0" encoding="UTF-8"?>
@@ -140,16 +182,17 @@ pub fn svg(t: &ResultsTable) -> String {
 <text x="{tx}" y="28" text-anchor="middle" font-size="16" font-weight="bold">{title}</text>"##,
         tx = W / 2.0,
         title = xml_escape(&format!(
-            "arctl run {}: metric per experiment ({better})",
-            t.run
+            "arctl run {run}: metric per experiment ({better})"
         )),
     );
+}
 
-    // Grid and y ticks.
-    let ystep = nice_step(hi - lo, 6.0);
-    let mut v = (lo / ystep).ceil() * ystep;
-    while v <= hi + ystep * 1e-9 {
-        let yy = y(v);
+/// Horizontal grid lines with their value labels.
+fn y_ticks(s: &mut String, f: &Frame) {
+    let ystep = nice_step(f.hi - f.lo, 6.0);
+    let mut v = (f.lo / ystep).ceil() * ystep;
+    while v <= f.hi + ystep * 1e-9 {
+        let yy = f.y(v);
         let _ = writeln!(
             s,
             r##"<line class="grid" x1="{LEFT}" y1="{yy:.1}" x2="{x2}" y2="{yy:.1}"/>"##,
@@ -164,11 +207,14 @@ pub fn svg(t: &ResultsTable) -> String {
         );
         v += ystep;
     }
-    // x ticks.
-    let xstep = nice_step(emax - emin, 10.0).max(1.0).round();
-    let mut e = (emin / xstep).ceil() * xstep;
-    while e <= emax + 1e-9 {
-        let xx = x(e);
+}
+
+/// Tick marks and experiment numbers under the x axis.
+fn x_ticks(s: &mut String, f: &Frame) {
+    let xstep = nice_step(f.emax - f.emin, 10.0).max(1.0).round();
+    let mut e = (f.emin / xstep).ceil() * xstep;
+    while e <= f.emax + 1e-9 {
+        let xx = f.x(e);
         let _ = writeln!(
             s,
             r##"<line class="axis" x1="{xx:.1}" y1="{AXIS}" x2="{xx:.1}" y2="{y2}"/>"##,
@@ -181,7 +227,10 @@ pub fn svg(t: &ResultsTable) -> String {
         );
         e += xstep;
     }
-    // Axes and labels.
+}
+
+/// Both axes, their labels, and the "no metric" lane's label when the lane is used.
+fn axes(s: &mut String, better: &str, no_metric: usize) {
     let _ = writeln!(
         s,
         r##"<line class="axis" x1="{LEFT}" y1="{TOP}" x2="{LEFT}" y2="{AXIS}"/>"##
@@ -202,7 +251,6 @@ pub fn svg(t: &ResultsTable) -> String {
         r##"<text x="20" y="{ty}" text-anchor="middle" transform="rotate(-90 20 {ty})">metric ({better})</text>"##,
         ty = (TOP + VALUES_BOTTOM) / 2.0
     );
-    let no_metric = rows.iter().filter(|r| finite(r.metric).is_none()).count();
     if no_metric > 0 {
         let _ = writeln!(
             s,
@@ -211,47 +259,52 @@ pub fn svg(t: &ResultsTable) -> String {
             ty = LANE + 4.0
         );
     }
+}
 
-    // Baseline.
-    if let Some(b) = baseline {
-        let yy = y(b);
-        let _ = writeln!(
-            s,
-            r##"<line class="baseline-line" x1="{LEFT}" y1="{yy:.1}" x2="{x2}" y2="{yy:.1}"/>"##,
-            x2 = W - RIGHT
-        );
-        let _ = writeln!(
-            s,
-            r##"<text x="{tx}" y="{ty:.1}" text-anchor="end" font-size="11" fill="#0969da">baseline {label}</text>"##,
-            tx = W - RIGHT - 4.0,
-            ty = yy - 5.0,
-            label = xml_escape(&format_metric(Some(b)))
-        );
-    }
+/// The baseline's dashed line and its value.
+fn baseline_line(s: &mut String, f: &Frame, b: f64) {
+    let yy = f.y(b);
+    let _ = writeln!(
+        s,
+        r##"<line class="baseline-line" x1="{LEFT}" y1="{yy:.1}" x2="{x2}" y2="{yy:.1}"/>"##,
+        x2 = W - RIGHT
+    );
+    let _ = writeln!(
+        s,
+        r##"<text x="{tx}" y="{ty:.1}" text-anchor="end" font-size="11" fill="#0969da">baseline {label}</text>"##,
+        tx = W - RIGHT - 4.0,
+        ty = yy - 5.0,
+        label = xml_escape(&format_metric(Some(b)))
+    );
+}
 
-    // The running best: a step line through the baseline and the kept experiments.
+/// The running best: a step line through the baseline and the kept experiments.
+fn best_line(s: &mut String, f: &Frame, t: &ResultsTable) {
     let mut path = String::new();
-    for r in rows
+    for r in t
+        .rows
         .iter()
         .filter(|r| r.status == "baseline" || r.status == "keep")
     {
         let Some(m) = finite(r.metric) else { continue };
         if path.is_empty() {
-            let _ = write!(path, "M{:.1},{:.1}", x(r.experiment as f64), y(m));
+            let _ = write!(path, "M{:.1},{:.1}", f.x(r.experiment as f64), f.y(m));
         } else {
-            let _ = write!(path, " H{:.1} V{:.1}", x(r.experiment as f64), y(m));
+            let _ = write!(path, " H{:.1} V{:.1}", f.x(r.experiment as f64), f.y(m));
         }
     }
     if !path.is_empty() {
-        let _ = write!(path, " H{:.1}", x(emax));
+        let _ = write!(path, " H{:.1}", f.x(f.emax));
         let _ = writeln!(s, r##"<path class="best" d="{path}"/>"##);
     }
+}
 
-    // One point per experiment.
-    for r in rows {
+/// One point per experiment, on the lane when it has no metric.
+fn points(s: &mut String, f: &Frame, t: &ResultsTable) {
+    for r in &t.rows {
         let status = xml_escape(&r.status);
         let (cy, metric) = match finite(r.metric) {
-            Some(m) => (y(m), format_metric(Some(m))),
+            Some(m) => (f.y(m), format_metric(Some(m))),
             None => (LANE, "none".to_string()),
         };
         let radius = if r.status == "keep" || r.status == "baseline" {
@@ -264,15 +317,17 @@ pub fn svg(t: &ResultsTable) -> String {
             r##"<circle class="exp {status}" data-experiment="{n}" data-status="{status}" data-metric="{m}" cx="{cx:.1}" cy="{cy:.1}" r="{radius}"><title>{tip}</title></circle>"##,
             n = r.experiment,
             m = xml_escape(&metric),
-            cx = x(r.experiment as f64),
+            cx = f.x(r.experiment as f64),
             tip = xml_escape(&format!(
                 "#{} {} {}: {}",
                 r.experiment, r.status, metric, r.description
             )),
         );
     }
+}
 
-    // Legend.
+/// The legend along the top and the counts in the bottom corner.
+fn legend(s: &mut String, t: &ResultsTable, no_metric: usize) {
     let items = [
         ("keep", "kept (running best)"),
         ("discard", "discarded"),
@@ -294,8 +349,8 @@ pub fn svg(t: &ResultsTable) -> String {
         );
         lx += 8.0 + label.len() as f64 * 6.5 + 18.0;
     }
-    let total = rows.iter().filter(|r| r.status != "baseline").count();
-    let kept = rows.iter().filter(|r| r.status == "keep").count();
+    let total = t.rows.iter().filter(|r| r.status != "baseline").count();
+    let kept = t.rows.iter().filter(|r| r.status == "keep").count();
     let _ = writeln!(
         s,
         r##"<text x="{tx}" y="{ty}" text-anchor="end" font-size="11" fill="#57606a">{text}</text>"##,
@@ -310,8 +365,6 @@ pub fn svg(t: &ResultsTable) -> String {
             }
         ))
     );
-    s.push_str("</svg>\n");
-    s
 }
 
 fn legend_fill(class: &str) -> &'static str {
