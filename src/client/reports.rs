@@ -13,8 +13,20 @@ fn short(c: &str) -> &str {
     &c[..7.min(c.len())]
 }
 
+/// `arctl report`: one Markdown section after another, each written by its own function.
 pub fn report(r: &RunReport) -> String {
     let mut s = String::new();
+    head(&mut s, r);
+    experiments(&mut s, r);
+    top_changes(&mut s, r);
+    git_log(&mut s, r);
+    review(&mut s, r);
+    next_steps(&mut s, r);
+    s
+}
+
+/// The title and the run's facts: goal, state, metric, branch.
+fn head(s: &mut String, r: &RunReport) {
     let better = format!("{:?}", r.direction).to_lowercase();
     let _ = writeln!(s, "# Report: run {}", r.run);
     if !r.goal.is_empty() {
@@ -49,7 +61,10 @@ pub fn report(r: &RunReport) -> String {
         if r.merged { "; merged" } else { "" },
         if r.cleaned_up { "; cleaned up" } else { "" }
     );
+}
 
+/// The experiment table (as `arctl results` shows it) and the totals under it.
+fn experiments(s: &mut String, r: &RunReport) {
     let _ = writeln!(s, "\n## Experiments\n");
     s.push_str(&results(&ResultsTable {
         run: r.run.clone(),
@@ -69,7 +84,10 @@ pub fn report(r: &RunReport) -> String {
         format_metric(r.final_value),
         pct(r.change)
     );
+}
 
+/// The largest kept gains, largest first.
+fn top_changes(s: &mut String, r: &RunReport) {
     let _ = writeln!(s, "\n## Top changes\n");
     if r.top_changes.is_empty() {
         let _ = writeln!(s, "(no kept experiment)");
@@ -85,7 +103,10 @@ pub fn report(r: &RunReport) -> String {
             k.description
         );
     }
+}
 
+/// The kept commits as git shows them, and where the lines came from.
+fn git_log(s: &mut String, r: &RunReport) {
     let _ = writeln!(
         s,
         "\n## Kept experiments: git log --oneline {}..{}\n",
@@ -101,71 +122,25 @@ pub fn report(r: &RunReport) -> String {
     if let Some(n) = &r.git_log.note {
         let _ = writeln!(s, "({n})");
     }
+}
 
+/// The review: its summary, how sure each kept gain is, then what deserves a second look.
+fn review(s: &mut String, r: &RunReport) {
     let _ = writeln!(s, "\n## Review\n");
     let _ = writeln!(s, "{}", r.review.summary);
-    if !r.kept.is_empty() {
-        let _ = writeln!(s, "\nHow sure each kept gain is:");
-        for k in &r.kept {
-            let evidence = if k.evidence == "noisy" {
-                format!(
-                    "{} confident{}{}",
-                    k.confidence
-                        .map(|c| format!("{:.1}%", c * 100.0))
-                        .unwrap_or_else(|| "-".into()),
-                    k.interval
-                        .map(|i| format!(
-                            ", gain between {} and {}",
-                            pct(Some(i[0])),
-                            pct(Some(i[1]))
-                        ))
-                        .unwrap_or_default(),
-                    k.rounds
-                        .map(|n| format!(", {n} paired rounds"))
-                        .unwrap_or_default()
-                )
-            } else {
-                "deterministic: strictly better in one measurement".into()
-            };
-            let _ = writeln!(
-                s,
-                "- experiment {} {}: {}{}{}",
-                k.experiment,
-                pct(k.gain),
-                evidence,
-                if k.simplification {
-                    " (kept as a simplification)"
-                } else {
-                    ""
-                },
-                k.fragile
-                    .as_ref()
-                    .map(|f| format!(" — FRAGILE: {f}"))
-                    .unwrap_or_default()
-            );
-        }
-    }
-    let list = |s: &mut String, title: &str, items: Vec<String>| {
-        let _ = writeln!(s, "\n{title}:");
-        if items.is_empty() {
-            let _ = writeln!(s, "- none");
-        }
-        for i in items {
-            let _ = writeln!(s, "- {i}");
-        }
-    };
+    kept_gains(s, r);
     list(
-        &mut s,
+        s,
         "Fragile gains (small against the noise or min_effect)",
         r.review.fragile.iter().map(|f| f.message.clone()).collect(),
     );
     list(
-        &mut s,
+        s,
         "Ideas proposed but never tried",
         r.review.ideas_not_tried.clone(),
     );
     list(
-        &mut s,
+        s,
         "Inspector-rejected experiments worth revisiting",
         r.review
             .revisit
@@ -185,7 +160,7 @@ pub fn report(r: &RunReport) -> String {
             .collect(),
     );
     list(
-        &mut s,
+        s,
         "Signs of overfitting",
         r.review
             .overfitting
@@ -193,12 +168,67 @@ pub fn report(r: &RunReport) -> String {
             .map(|f| f.message.clone())
             .collect(),
     );
+}
 
+/// How sure each kept gain is: the paired test's numbers (noisy), or one strict comparison.
+fn kept_gains(s: &mut String, r: &RunReport) {
+    if r.kept.is_empty() {
+        return;
+    }
+    let _ = writeln!(s, "\nHow sure each kept gain is:");
+    for k in &r.kept {
+        let evidence = if k.evidence == "noisy" {
+            format!(
+                "{} confident{}{}",
+                k.confidence
+                    .map(|c| format!("{:.1}%", c * 100.0))
+                    .unwrap_or_else(|| "-".into()),
+                k.interval
+                    .map(|i| format!(", gain between {} and {}", pct(Some(i[0])), pct(Some(i[1]))))
+                    .unwrap_or_default(),
+                k.rounds
+                    .map(|n| format!(", {n} paired rounds"))
+                    .unwrap_or_default()
+            )
+        } else {
+            "deterministic: strictly better in one measurement".into()
+        };
+        let _ = writeln!(
+            s,
+            "- experiment {} {}: {}{}{}",
+            k.experiment,
+            pct(k.gain),
+            evidence,
+            if k.simplification {
+                " (kept as a simplification)"
+            } else {
+                ""
+            },
+            k.fragile
+                .as_ref()
+                .map(|f| format!(" — FRAGILE: {f}"))
+                .unwrap_or_default()
+        );
+    }
+}
+
+/// A titled bullet list; "- none" when it is empty.
+fn list(s: &mut String, title: &str, items: Vec<String>) {
+    let _ = writeln!(s, "\n{title}:");
+    if items.is_empty() {
+        let _ = writeln!(s, "- none");
+    }
+    for i in items {
+        let _ = writeln!(s, "- {i}");
+    }
+}
+
+/// A checklist: one `- [ ]` item per next step.
+fn next_steps(s: &mut String, r: &RunReport) {
     let _ = writeln!(s, "\n## Next steps\n");
     for n in &r.next_steps {
         let _ = writeln!(s, "- [ ] {n}");
     }
-    s
 }
 
 pub fn merge(m: &MergeReport) -> String {
