@@ -132,8 +132,19 @@ fn json_out<T: serde::Serialize>(v: &T) -> CmdResult {
     Ok(())
 }
 
+/// Load a spec and check it against this machine (`spec::load` does not probe the host).
+fn load_checked(path: &Path) -> Result<spec::ResolvedSpec, ClientError> {
+    let bad = |e: spec::SpecError| ClientError::bad_input(e.to_string());
+    let (resolved, text) = spec::load_text(path).map_err(bad)?;
+    let facts = spec::HostFacts {
+        instructions: crate::exec::instructions_supported(),
+    };
+    spec::check_host(&resolved, &text, &facts).map_err(bad)?;
+    Ok(resolved)
+}
+
 fn validate(path: &Path, json: bool) -> CmdResult {
-    let resolved = spec::load(path).map_err(|e| ClientError::bad_input(e.to_string()))?;
+    let resolved = load_checked(path)?;
     if json {
         return json_out(&resolved);
     }
@@ -172,14 +183,14 @@ async fn remote(cmd: Command, paths: &Paths, autostart: bool) -> CmdResult {
     let autostart = autostart && !matches!(cmd, Command::Shutdown);
     if let Command::Start { spec: path, .. } = &cmd {
         // A bad spec is bad input whether or not a daemon runs.
-        spec::load(path).map_err(|e| ClientError::bad_input(e.to_string()))?;
+        load_checked(path)?;
     }
     let mut client = Client::connect(&socket, &state_dir, autostart).await?;
     match cmd {
         Command::Start { spec: path, json } => {
             // Validate here first: a bad spec never reaches the daemon, and the error
             // names the file as the user typed it.
-            let resolved = spec::load(&path).map_err(|e| ClientError::bad_input(e.to_string()))?;
+            let resolved = load_checked(&path)?;
             let text = std::fs::read_to_string(&path)
                 .map_err(|e| ClientError::bad_input(format!("{}: {e}", path.display())))?;
             // Creating a worktree of a big repo takes a while: show that something happens.

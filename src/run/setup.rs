@@ -35,6 +35,10 @@ pub fn create(
 ) -> Result<RunRecord, SetupError> {
     let bad = |m: String| SetupError::BadInput(m);
     let resolved = spec::parse(spec_text, spec_path).map_err(|e| bad(e.to_string()))?;
+    let facts = spec::HostFacts {
+        instructions: crate::exec::instructions_supported(),
+    };
+    spec::check_host(&resolved, spec_text, &facts).map_err(|e| bad(e.to_string()))?;
     let id = resolved.id.to_string();
     let paths = RunPaths::new(&g.state_dir, &id);
     if paths.dir.exists() {
