@@ -58,7 +58,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use serde::{Deserialize, Serialize};
 
 pub use cgroup::{cgroup_v2_unavailable_reason, limit_mechanism, LimitMechanism};
-pub use executor::{executor_for, ClusterJob, Executor, Group, Local};
+pub use executor::{executor_for, ClusterJob, Executor, Group, Local, Preflight, VisibilityCheck};
 pub use local::run;
 pub use perf::instructions_supported;
 pub use procfs::{process_start_time, TAG_VAR};

@@ -50,16 +50,13 @@ use std::sync::{Mutex, MutexGuard};
 use std::thread::ThreadId;
 use std::time::Duration;
 
-use super::executor::{ClusterJob, Executor, ExecutorOptions};
+use super::executor::{ClusterJob, Executor, ExecutorOptions, Preflight, VisibilityCheck};
 use super::{Cancel, CommandSpec, Exit, Limits, Outcome, TAG_VAR};
 use crate::spec::ExecutorSpec;
 use alloc::{Allocation, GroupState};
-use tools::{mem_arg, parse_slurm_time, site_args};
+use tools::{mem_arg, parse_slurm_time, sh_quote, site_args};
 
-pub use preflight::preflight;
-pub use tools::{
-    cancel_matching, job_name, my_jobs, scancel, sh_quote, tool, which, QueuedJob, TOOLS,
-};
+pub use tools::{cancel_matching, job_name, my_jobs, scancel, tool, which, QueuedJob, TOOLS};
 
 /// What the engine's callers share: the groups (one per calling thread) and the jobs not
 /// ended yet.
@@ -273,6 +270,24 @@ impl Executor for Slurm {
 
     fn is_local(&self) -> bool {
         false
+    }
+
+    fn preflight(&self, p: &Preflight) -> Result<Option<String>, String> {
+        let name = format!("{}check", job_name(&p.tag));
+        preflight::preflight(&self.spec, p.cpus, p.memory, &p.dirs, &name)
+    }
+
+    fn check_visible(
+        &self,
+        dirs: &[PathBuf],
+        check: &VisibilityCheck,
+        cancel: &Cancel,
+    ) -> anyhow::Result<bool> {
+        preflight::check_visible(self, dirs, check, cancel)
+    }
+
+    fn limits_description(&self) -> String {
+        "--mem and --cpus-per-task per job, enforced by the cluster; cpu_time as ulimit -t per process".into()
     }
 
     fn begin_group(&self, commands: u32) {

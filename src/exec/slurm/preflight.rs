@@ -1,19 +1,28 @@
-//! What `arctl start` checks before it creates a run on Slurm: the commands run in the
-//! run's worktree on the compute nodes, so the client commands must be there, the
-//! controller must answer, and the repository, the worktrees and the state dir must be
-//! visible on the nodes, at the same path. One function per check, each reading a
-//! different tool's answer.
+//! What `arctl start` checks before it creates a run on Slurm ([`Executor::preflight`]),
+//! and the shared-filesystem check before the baseline ([`Executor::check_visible`]): the
+//! commands run in the run's worktree on the compute nodes, so the repository, the
+//! worktrees and the state dir must be visible there, at the same path. The checks come
+//! apart from the executor proper because each one reads a different tool's answer.
 
 use std::path::PathBuf;
+use std::time::Duration;
 
-use super::tools::{mem_arg, site_args, text, tool, which, TOOLS};
+use anyhow::anyhow;
+
+use super::tools::{mem_arg, sh_quote, site_args, text, tool, which, TOOLS};
+use super::Slurm;
+use crate::exec::executor::VisibilityCheck;
+use crate::exec::{Cancel, CommandSpec, Executor, Exit};
 use crate::spec::ExecutorSpec;
+
+/// How long the shared-filesystem check before the baseline may run (once started).
+const CHECK_TIMEOUT: Duration = Duration::from_secs(120);
 
 /// The client commands are on PATH, the controller answers, the partition exists, and a job
 /// with the run's options can start and sees `dirs` (the shared-filesystem requirement).
 /// Ok: maybe a note (the check job could not start at once, so the visibility is checked
 /// again before the baseline); Err: what is wrong, for the user.
-pub fn preflight(
+pub(super) fn preflight(
     spec: &ExecutorSpec,
     cpus: Option<u32>,
     memory: Option<u64>,
@@ -187,4 +196,65 @@ fn check_job(spec: &ExecutorSpec, dirs: &[PathBuf], name: &str) -> Result<Option
             said
         }
     ))
+}
+
+/// Before the baseline: a job in the worktree that fails when one of `dirs` is missing on
+/// its node. Ok(false): interrupted.
+pub(super) fn check_visible(
+    slurm: &Slurm,
+    dirs: &[PathBuf],
+    check: &VisibilityCheck,
+    cancel: &Cancel,
+) -> anyhow::Result<bool> {
+    let command = format!(
+        "for d in {}; do [ -d \"$d\" ] || {{ echo \"not visible: $d\" >&2; exit 3; }}; done",
+        dirs.iter()
+            .map(|d| sh_quote(&d.display().to_string()))
+            .collect::<Vec<_>>()
+            .join(" ")
+    );
+    let mut spec = CommandSpec::new(
+        command,
+        check.cwd.clone(),
+        check.stdout.clone(),
+        check.stderr.clone(),
+        check.tag.clone(),
+    );
+    spec.timeout = Some(CHECK_TIMEOUT);
+    let o = slurm.run(&spec, cancel).map_err(|e| {
+        anyhow!(
+            "checking the worktree on the cluster ({}): {e}",
+            slurm.describe()
+        )
+    })?;
+    if o.exit == Exit::Cancelled {
+        return Ok(false);
+    }
+    if !o.exit.success() {
+        let err = std::fs::read_to_string(&check.stderr).unwrap_or_default();
+        let node = o.node.as_deref().unwrap_or("?");
+        return Err(anyhow!(
+            "{}: {} not visible on compute node {node} ({}): they must be on a filesystem shared with the compute nodes, at the same path",
+            slurm.describe(),
+            which_dirs(dirs),
+            err.lines().rfind(|l| !l.trim().is_empty()).unwrap_or(&o.exit.describe())
+        ));
+    }
+    Ok(true)
+}
+
+/// "the run's worktree W or state folder S is" for the loop's pair (its message since the
+/// check existed); any other list by name.
+fn which_dirs(dirs: &[PathBuf]) -> String {
+    match dirs {
+        [worktree, state] => format!(
+            "the run's worktree {} or state folder {} is",
+            worktree.display(),
+            state.display()
+        ),
+        _ => {
+            let names: Vec<String> = dirs.iter().map(|d| d.display().to_string()).collect();
+            format!("one of {} is", names.join(", "))
+        }
+    }
 }

@@ -33,7 +33,7 @@ pub fn job_name(tag: &str) -> String {
 }
 
 /// Quote for `sh`.
-pub fn sh_quote(s: &str) -> String {
+pub(super) fn sh_quote(s: &str) -> String {
     if !s.is_empty()
         && s.bytes()
             .all(|b| b.is_ascii_alphanumeric() || b"-_=./:,+@%".contains(&b))
