@@ -16,10 +16,32 @@ pub trait Executor: Send + Sync {
     fn run(&self, spec: &CommandSpec, cancel: &Cancel) -> io::Result<Outcome>;
     /// A short name for status and the journal ("local", "slurm (partition gpu)").
     fn describe(&self) -> String;
-    /// Do commands run on this machine (local limits, core pinning and the daemon-wide
-    /// measurement lock apply)?
+    /// Do local limits, core pinning and the daemon-wide measurement lock apply (the
+    /// commands run on this machine)?
     fn is_local(&self) -> bool {
         true
+    }
+    /// `arctl start`, before the run is created: can commands with the run's options run
+    /// here and see its directories? Ok(Some(note)): not sure yet (e.g. the check job could
+    /// not start at once; [`Executor::check_visible`] checks again before the baseline), a
+    /// note for the run's log. Err: what is wrong, for the user (bad input).
+    fn preflight(&self, _p: &Preflight) -> Result<Option<String>, String> {
+        Ok(None)
+    }
+    /// Before the baseline: are `dirs` visible where the commands run? Runs a check job as
+    /// `check` says. Ok(false): interrupted (cancelled). Err: not visible, or the check could
+    /// not run.
+    fn check_visible(
+        &self,
+        _dirs: &[PathBuf],
+        _check: &VisibilityCheck,
+        _cancel: &Cancel,
+    ) -> anyhow::Result<bool> {
+        Ok(true)
+    }
+    /// How the limits are enforced, for `arctl status` of a run.
+    fn limits_description(&self) -> String {
+        super::limit_mechanism().to_string()
     }
     /// The calling thread's next commands, until [`Executor::end_group`], run together: on a
     /// cluster in one allocation, so on one node with one queue wait (a paired measurement
@@ -50,6 +72,32 @@ pub struct ClusterJob {
     pub node: Option<String>,
     /// Unix epoch ms of the last state change.
     pub since_ms: u64,
+}
+
+/// What [`Executor::preflight`] checks, from a run's spec before the run exists.
+#[derive(Debug, Clone, Default)]
+pub struct Preflight {
+    /// Cores per command (`limits.cpus`).
+    pub cpus: Option<u32>,
+    /// Bytes per command (`limits.memory`).
+    pub memory: Option<u64>,
+    /// What the commands must see: the repository root, the worktrees' parent dir, the
+    /// state dir.
+    pub dirs: Vec<PathBuf>,
+    /// The run's process tag (`arctl-<hash>/<run>/`); an executor names its check job
+    /// after it.
+    pub tag: String,
+}
+
+/// Where the check job of [`Executor::check_visible`] runs and writes.
+#[derive(Debug, Clone)]
+pub struct VisibilityCheck {
+    /// Its working directory (the run's worktree).
+    pub cwd: PathBuf,
+    pub stdout: PathBuf,
+    pub stderr: PathBuf,
+    /// Its process tag.
+    pub tag: String,
 }
 
 /// Commands run together while it lives (see [`Executor::begin_group`]).

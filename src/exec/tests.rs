@@ -3,7 +3,10 @@
 //! other's processes.
 
 use super::*;
+use std::io;
+use std::path::Path;
 use std::sync::atomic::AtomicUsize;
+use std::time::Instant;
 use tempfile::TempDir;
 
 const MIB: u64 = 1024 * 1024;

@@ -5,13 +5,12 @@
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::time::Duration;
 
-use anyhow::{anyhow, Result};
+use anyhow::Result;
 use serde::{Deserialize, Serialize};
 
 use crate::exec::executor::ExecutorOptions;
-use crate::exec::{self, slurm, Cancel, ClusterJob, CommandSpec, Executor};
+use crate::exec::{self, Cancel, ClusterJob, Executor, Preflight, VisibilityCheck};
 use crate::git;
 use crate::run::record::{RunPaths, RunRecord};
 use crate::run::Global;
@@ -19,9 +18,6 @@ use crate::spec::{self, ExecutorKind, ExecutorSpec, RunSpec};
 
 /// The file in a run's state folder holding the ids of its submitted, unfinished jobs.
 pub const LEDGER: &str = "cluster-jobs.json";
-
-/// How long the shared-filesystem check before the baseline may run (once started).
-const CHECK_TIMEOUT: Duration = Duration::from_secs(120);
 
 /// A run's jobs on a cluster, as `arctl status` shows them (`summary.cluster`).
 #[derive(Serialize, Deserialize, Debug, Clone, PartialEq)]
@@ -131,8 +127,9 @@ impl Global {
 
 /// `arctl start` on a cluster executor: the client commands, the controller, the partition,
 /// and a short job with the run's options that must see the repository, the worktrees'
-/// folder and the state dir. Ok(Some(note)) when the job could not start at once (the
-/// baseline checks again). Spec and repo problems are left to `setup::create`.
+/// folder and the state dir (the executor's [`Executor::preflight`]). Ok(Some(note)) when
+/// the job could not start at once (the baseline checks again). Spec and repo problems are
+/// left to `setup::create`.
 pub fn check_start(
     g: &Global,
     spec_path: &Path,
@@ -155,13 +152,28 @@ pub fn check_start(
         dirs.push(parent.to_path_buf());
     }
     dirs.push(g.state_dir.clone());
-    let name = format!("{}check", slurm::job_name(&g.run_tag(&id)));
     let limits = &resolved.spec.limits;
-    slurm::preflight(&e, limits.cpus, limits.memory.map(|m| m.0), &dirs, &name)
+    let tag = g.run_tag(&id);
+    // Not the run's executor (the run does not exist yet): no ledger, nothing kept.
+    let executor = exec::executor_for(
+        Some(&e),
+        ExecutorOptions {
+            cpus: limits.cpus,
+            ledger: None,
+            name_prefix: tag.clone(),
+        },
+    );
+    executor.preflight(&Preflight {
+        cpus: limits.cpus,
+        memory: limits.memory.map(|m| m.0),
+        dirs,
+        tag,
+    })
 }
 
 /// Before the baseline, on a cluster: the worktree and the run's state folder must be
-/// visible on the compute node. Ok(false): interrupted.
+/// visible on the compute node (the executor's [`Executor::check_visible`]). Ok(false):
+/// interrupted.
 pub fn check_visible(
     executor: &dyn Executor,
     rec: &RunRecord,
@@ -169,43 +181,16 @@ pub fn check_visible(
     tag: String,
     cancel: &Cancel,
 ) -> Result<bool> {
-    let dirs = [rec.worktree.clone(), paths.dir.clone()];
-    let command = format!(
-        "for d in {}; do [ -d \"$d\" ] || {{ echo \"not visible: $d\" >&2; exit 3; }}; done",
-        dirs.iter()
-            .map(|d| slurm::sh_quote(&d.display().to_string()))
-            .collect::<Vec<_>>()
-            .join(" ")
-    );
-    let mut spec = CommandSpec::new(
-        command,
-        rec.worktree.clone(),
-        paths.output("check.out"),
-        paths.output("check.err"),
-        tag,
-    );
-    spec.timeout = Some(CHECK_TIMEOUT);
-    let o = executor.run(&spec, cancel).map_err(|e| {
-        anyhow!(
-            "checking the worktree on the cluster ({}): {e}",
-            executor.describe()
-        )
-    })?;
-    if o.exit == exec::Exit::Cancelled {
-        return Ok(false);
-    }
-    if !o.exit.success() {
-        let err = std::fs::read_to_string(paths.output("check.err")).unwrap_or_default();
-        let node = o.node.as_deref().unwrap_or("?");
-        return Err(anyhow!(
-            "{}: the run's worktree {} or state folder {} is not visible on compute node {node} ({}): they must be on a filesystem shared with the compute nodes, at the same path",
-            executor.describe(),
-            rec.worktree.display(),
-            paths.dir.display(),
-            err.lines().rfind(|l| !l.trim().is_empty()).unwrap_or(&o.exit.describe())
-        ));
-    }
-    Ok(true)
+    executor.check_visible(
+        &[rec.worktree.clone(), paths.dir.clone()],
+        &VisibilityCheck {
+            cwd: rec.worktree.clone(),
+            stdout: paths.output("check.out"),
+            stderr: paths.output("check.err"),
+            tag,
+        },
+        cancel,
+    )
 }
 
 #[cfg(test)]
