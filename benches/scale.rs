@@ -227,7 +227,7 @@ fn check_rows(
     w: &World,
     repo: &Path,
     ids: &[String],
-    summaries: &[arctl::run::status::RunSummary],
+    summaries: &[arctl::protocol::RunSummary],
 ) -> Result<(usize, usize, Vec<String>)> {
     let (mut rows_ok, mut rows, mut problems) = (0usize, 0usize, Vec::new());
     for id in ids {

@@ -19,7 +19,7 @@ use std::time::Instant;
 use clap::Parser;
 
 use crate::cli::Cli;
-use crate::client::{ClientError, CmdResult};
+use crate::client::{CmdResult, Error};
 use crate::config::{DaemonConfig, Settings};
 
 /// A Unix socket path must fit in `sun_path` (108 bytes with the NUL).
@@ -62,7 +62,7 @@ pub fn run(dir: Option<PathBuf>) -> CmdResult {
         state_dir: state.clone(),
         settings: Settings::default(),
     })
-    .map_err(|e| ClientError::failed(format!("starting the demo daemon: {e:#}")))?;
+    .map_err(|e| Error::failed(format!("starting the demo daemon: {e:#}")))?;
     println!(
         "  socket {}\n  state  {}",
         socket.display(),
@@ -104,15 +104,14 @@ impl Demo {
         full.push("--state-dir".into());
         full.push(self.state.display().to_string());
         full.extend(args.iter().map(|s| s.to_string()));
-        let cli =
-            Cli::try_parse_from(&full).map_err(|e| ClientError::failed(format!("demo: {e}")))?;
+        let cli = Cli::try_parse_from(&full).map_err(|e| Error::failed(format!("demo: {e}")))?;
         let _ = std::io::Write::flush(&mut std::io::stdout());
         match crate::client::main(cli) {
             0 => Ok(()),
-            code => Err(ClientError {
+            code => Err(Error::from_exit_code(
                 code,
-                message: format!("`arctl {}` failed (exit {code})", shown.join(" ")),
-            }),
+                format!("`arctl {}` failed (exit {code})", shown.join(" ")),
+            )),
         }
     }
 
@@ -121,19 +120,19 @@ impl Demo {
     }
 
     /// The metric, run in `tree` as the runs do.
-    fn sh_metric(&self, tree: &Path) -> Result<u64, ClientError> {
+    fn sh_metric(&self, tree: &Path) -> Result<u64, Error> {
         let out = std::process::Command::new("sh")
             .arg("wordfreq.sh")
             .current_dir(tree)
             .output()
-            .map_err(|e| ClientError::failed(format!("running sh wordfreq.sh: {e}")))?;
+            .map_err(|e| Error::failed(format!("running sh wordfreq.sh: {e}")))?;
         let text = String::from_utf8_lossy(&out.stdout);
         text.lines()
             .filter_map(|l| l.strip_prefix("ops: "))
             .filter_map(|n| n.trim().parse().ok())
             .next_back()
             .ok_or_else(|| {
-                ClientError::failed(format!(
+                Error::failed(format!(
                     "the sample project's benchmark printed no `ops:` line (is awk installed?):\n{text}{}",
                     String::from_utf8_lossy(&out.stderr)
                 ))
@@ -226,15 +225,13 @@ fn check_tools() -> CmdResult {
             .map(|s| s.success())
             .unwrap_or(false);
         if !ok {
-            return Err(ClientError::failed(format!(
-                "the demo needs `{tool}` on PATH"
-            )));
+            return Err(Error::failed(format!("the demo needs `{tool}` on PATH")));
         }
     }
     Ok(())
 }
 
-fn demo_dir(dir: Option<PathBuf>) -> Result<PathBuf, ClientError> {
+fn demo_dir(dir: Option<PathBuf>) -> Result<PathBuf, Error> {
     let dir = match dir {
         Some(d) => {
             if d.exists()
@@ -242,13 +239,13 @@ fn demo_dir(dir: Option<PathBuf>) -> Result<PathBuf, ClientError> {
                     .map(|mut r| r.next().is_some())
                     .unwrap_or(true)
             {
-                return Err(ClientError::bad_input(format!(
+                return Err(Error::bad_input(format!(
                     "{} is not empty: give --dir a new (or empty) folder",
                     d.display()
                 )));
             }
             std::fs::create_dir_all(&d)
-                .map_err(|e| ClientError::failed(format!("creating {}: {e}", d.display())))?;
+                .map_err(|e| Error::failed(format!("creating {}: {e}", d.display())))?;
             d
         }
         None => {
@@ -260,12 +257,12 @@ fn demo_dir(dir: Option<PathBuf>) -> Result<PathBuf, ClientError> {
                 .collect();
             let d = std::env::temp_dir().join(format!("arctl-demo-{suffix}"));
             std::fs::create_dir(&d)
-                .map_err(|e| ClientError::failed(format!("creating {}: {e}", d.display())))?;
+                .map_err(|e| Error::failed(format!("creating {}: {e}", d.display())))?;
             d
         }
     };
     dir.canonicalize()
-        .map_err(|e| ClientError::failed(format!("{}: {e}", dir.display())))
+        .map_err(|e| Error::failed(format!("{}: {e}", dir.display())))
 }
 
 /// The socket inside the demo folder, unless that path is too long for a Unix socket.
@@ -487,14 +484,14 @@ fn unified_diff(path: &str, old: &str, new: &str) -> String {
 fn write(path: &Path, text: &str) -> CmdResult {
     if let Some(p) = path.parent() {
         std::fs::create_dir_all(p)
-            .map_err(|e| ClientError::failed(format!("creating {}: {e}", p.display())))?;
+            .map_err(|e| Error::failed(format!("creating {}: {e}", p.display())))?;
     }
     std::fs::write(path, text)
-        .map_err(|e| ClientError::failed(format!("writing {}: {e}", path.display())))
+        .map_err(|e| Error::failed(format!("writing {}: {e}", path.display())))
 }
 
 /// Create the sample repo (branch main, one commit) and the patches; returns the repo path.
-fn write_project(dir: &Path) -> Result<PathBuf, ClientError> {
+fn write_project(dir: &Path) -> Result<PathBuf, Error> {
     let project = dir.join("wordfreq");
     let (text, expected) = sample_text();
     let sort0 = format!("{BEFORE}{SORT_BUBBLE}");
@@ -511,8 +508,7 @@ fn write_project(dir: &Path) -> Result<PathBuf, ClientError> {
     for (name, body) in files {
         write(&project.join(name), body)?;
     }
-    commit_all(&project)
-        .map_err(|e| ClientError::failed(format!("creating the sample repo: {e}")))?;
+    commit_all(&project).map_err(|e| Error::failed(format!("creating the sample repo: {e}")))?;
 
     // The hypotheses of run `sort`, in the order they are tried. 01 lands; 02-04 are
     // written against the tree after 01 (02 and 03 are reverted, 04 lands on top of 01).
@@ -604,8 +600,7 @@ command = "sh wordfreq.sh | head -n 10 | diff expected.txt - >/dev/null"
         ),
     )?;
     for f in ["sort.toml", "table.toml"] {
-        crate::spec::load(&dir.join(f))
-            .map_err(|e| ClientError::failed(format!("demo spec: {e}")))?;
+        crate::spec::load(&dir.join(f)).map_err(|e| Error::failed(format!("demo spec: {e}")))?;
     }
     Ok(())
 }

@@ -1,8 +1,11 @@
 //! arctl: a daemon that runs many autoresearch loops at once, safely, overnight.
 //!
-//! Layers (imports point down): `cli`/`client`/`daemon` → `run` → `git`, `exec`, `stats`,
-//! `store`, `spec`, `protocol`.
+//! Layers (imports point down; see docs/Architecture.md):
+//! `main` → `app` → `client` / `demo` / `daemon`; `client` → `protocol`, `spec`, `cli`;
+//! `daemon` → `ops` → `run` → `git`, `exec`, `stats`, `store`, `spec`, `protocol`.
+//! Leaves used anywhere: `config` (where things live), `host` (what this machine offers).
 
+pub mod app;
 pub mod cli;
 pub mod client;
 pub mod config;
@@ -10,6 +13,8 @@ pub mod daemon;
 pub mod demo;
 pub mod exec;
 pub mod git;
+pub mod host;
+pub mod ops;
 pub mod plot;
 pub mod protocol;
 pub mod run;

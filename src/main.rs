@@ -12,7 +12,7 @@ fn main() {
     } else {
         Some(cli.global.verbose)
     });
-    std::process::exit(arctl::client::main(cli));
+    std::process::exit(arctl::app::main(cli));
 }
 
 /// Logs go to stderr; level from RUST_LOG, else -v / -vv (None: warnings only).

@@ -10,8 +10,8 @@
 
 use std::fmt::Write;
 
+use crate::protocol::format::format_metric;
 use crate::protocol::ResultsTable;
-use crate::run::journal::format_metric;
 use crate::spec::Direction;
 
 const W: f64 = 820.0;

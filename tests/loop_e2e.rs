@@ -12,8 +12,9 @@ const AGENT: &str = r#"#!/bin/sh
 cd "$ARCTL_WORKTREE" || exit 9
 d="$ARCTL_DESCRIPTION_FILE"
 # Quick-fix calls: experiment 3 stays broken; experiment 10 gets fixed on the first call.
+# The prompt must say which attempt it is.
 if [ "$ARCTL_FIX_ATTEMPT" != "0" ]; then
-  grep -q "QUICK FIX" - || exit 7
+  grep -q "QUICK FIX (attempt $ARCTL_FIX_ATTEMPT)" - || exit 7
   if [ "$ARCTL_EXPERIMENT" = "10" ]; then echo 50 > src/value.txt; fi
   exit 0
 fi
@@ -464,4 +465,56 @@ fn stop_pause_resume() {
     // Stopping an unknown run is bad input.
     let o = w.arctl(&["stop", "nope"]);
     assert_eq!(o.status.code(), Some(2));
+}
+
+#[test]
+fn a_stopping_run_never_shows_running_again() {
+    let w = World::new();
+    let repo = w.path().join("proj");
+    common::repo(
+        &repo,
+        &[("metric.sh", METRIC_SH), ("src/value.txt", "100\n")],
+    );
+    // An agent and a metric that take a while: the stop arrives while the agent proposes,
+    // and the experiment then takes long enough to be seen in every state it shows.
+    write_exec(
+        &w.path().join("agent.sh"),
+        "#!/bin/sh\nsleep 1.5; v=$(cat src/value.txt); echo $((v-1)) > src/value.txt; echo \"to $((v-1))\" > \"$ARCTL_DESCRIPTION_FILE\"\n",
+    );
+    let spec = repo.join("halt.toml");
+    write(
+        &spec,
+        &format!(
+            "[metric]\ncommand = \"sleep 0.5; ./metric.sh\"\ndirection = \"lower\"\n[scope]\ninclude = [\"src/**\"]\n[proposer]\ncommand = \"{}\"\n",
+            w.path().join("agent.sh").display()
+        ),
+    );
+    let _d = w.daemon();
+    w.ok(&["start", spec.to_str().unwrap()]);
+    w.wait_run("halt", Duration::from_secs(30), |s| {
+        s["experiments"].as_u64().unwrap_or(0) >= 1 && s["step"] == "proposing"
+    });
+    w.ok(&["stop", "halt"]);
+    let mut seen = Vec::new();
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let v = w.json(&["status", "halt", "--json"]);
+        let state = v["summary"]["state"].as_str().unwrap().to_string();
+        if seen.last() != Some(&state) {
+            seen.push(state.clone());
+        }
+        if state == "stopped" {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "never stopped: {seen:?}"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    // Right after the request it shows `stopping`, then only `stopped`.
+    assert_eq!(seen, ["stopping", "stopped"], "states seen after the stop");
+    // The experiment under way finished (stop without --now), and is recorded.
+    let rows = tsv_rows(&w.path().join("proj-halt/autoresearch-halt.tsv"));
+    assert!(rows.len() >= 2, "{rows:?}");
 }

@@ -326,7 +326,7 @@ impl Client {
         }
     }
 
-    pub fn summaries(&mut self) -> Result<Vec<arctl::run::status::RunSummary>> {
+    pub fn summaries(&mut self) -> Result<Vec<arctl::protocol::RunSummary>> {
         match self.call(&Request::Status { run: None })? {
             Response::Status { runs, .. } => Ok(runs),
             other => Err(anyhow!("status: {other:?}")),

@@ -5,8 +5,8 @@ use std::time::{Duration, Instant};
 
 use tokio::net::UnixStream;
 
-use super::ClientError;
-use crate::protocol::{Connection, ErrorKind, Request, Response, PROTOCOL_VERSION};
+use super::Error;
+use crate::protocol::{Connection, Request, Response, PROTOCOL_VERSION};
 
 pub struct Client {
     conn: Connection<UnixStream>,
@@ -22,12 +22,12 @@ impl Client {
         socket: &Path,
         state_dir: &Path,
         autostart: bool,
-    ) -> Result<Client, ClientError> {
+    ) -> Result<Client, Error> {
         match Self::try_connect(socket).await {
             Ok(c) => return Ok(c),
             Err(Some(e)) => return Err(e),
             Err(None) if !autostart => {
-                return Err(ClientError::unreachable(format!(
+                return Err(Error::unreachable(format!(
                     "the daemon is not running (no answer on {}); start it with `arctl daemon` or drop --no-autostart",
                     socket.display()
                 )))
@@ -48,7 +48,7 @@ impl Client {
                 Err(None) => {
                     let tail = std::fs::read_to_string(&log).unwrap_or_default();
                     let tail: Vec<&str> = tail.lines().rev().take(5).collect();
-                    return Err(ClientError::unreachable(format!(
+                    return Err(Error::unreachable(format!(
                         "started a daemon but it did not answer on {} within {}s; its log {}:\n{}",
                         socket.display(),
                         AUTOSTART_DEADLINE.as_secs(),
@@ -62,7 +62,7 @@ impl Client {
 
     /// Ok: connected and shook hands. Err(None): nobody answers. Err(Some): a daemon
     /// answered but refused us.
-    async fn try_connect(socket: &Path) -> Result<Client, Option<ClientError>> {
+    async fn try_connect(socket: &Path) -> Result<Client, Option<Error>> {
         let stream = match UnixStream::connect(socket).await {
             Ok(s) => s,
             Err(_) => return Err(None),
@@ -77,45 +77,39 @@ impl Client {
             .await
         {
             Ok(Response::Hello { .. }) => Ok(c),
-            Ok(Response::Error { kind, message }) => Err(Some(match kind {
-                ErrorKind::BadInput => ClientError::bad_input(message),
-                _ => ClientError::failed(message),
-            })),
-            Ok(other) => Err(Some(ClientError::failed(format!(
+            Ok(Response::Error(e)) => Err(Some(e)),
+            Ok(other) => Err(Some(Error::failed(format!(
                 "unexpected handshake answer: {other:?}"
             )))),
             Err(e) => Err(Some(e)),
         }
     }
 
-    pub async fn call(&mut self, req: &Request) -> Result<Response, ClientError> {
+    pub async fn call(&mut self, req: &Request) -> Result<Response, Error> {
         self.conn
             .write(req)
             .await
-            .map_err(|e| ClientError::unreachable(format!("sending to the daemon: {e}")))?;
+            .map_err(|e| Error::unreachable(format!("sending to the daemon: {e}")))?;
         self.conn
             .read::<Response>()
             .await
-            .map_err(|e| ClientError::unreachable(format!("reading from the daemon: {e}")))
+            .map_err(|e| Error::unreachable(format!("reading from the daemon: {e}")))
     }
 }
 
 /// Start `arctl daemon` detached, its output in `<state_dir>/daemon.log`.
-fn spawn_daemon(socket: &Path, state_dir: &Path) -> Result<PathBuf, ClientError> {
+fn spawn_daemon(socket: &Path, state_dir: &Path) -> Result<PathBuf, Error> {
     use std::os::unix::process::CommandExt;
-    crate::daemon::create_private_dir(state_dir)
-        .map_err(|e| ClientError::failed(format!("{e:#}")))?;
+    crate::daemon::create_private_dir(state_dir).map_err(|e| Error::failed(format!("{e:#}")))?;
     let log = state_dir.join("daemon.log");
     let out = std::fs::OpenOptions::new()
         .create(true)
         .append(true)
         .open(&log)
-        .map_err(|e| ClientError::failed(format!("opening {}: {e}", log.display())))?;
-    let err = out
-        .try_clone()
-        .map_err(|e| ClientError::failed(e.to_string()))?;
+        .map_err(|e| Error::failed(format!("opening {}: {e}", log.display())))?;
+    let err = out.try_clone().map_err(|e| Error::failed(e.to_string()))?;
     let exe = std::env::current_exe()
-        .map_err(|e| ClientError::failed(format!("finding arctl's own path: {e}")))?;
+        .map_err(|e| Error::failed(format!("finding arctl's own path: {e}")))?;
     let mut cmd = std::process::Command::new(exe);
     cmd.arg("daemon")
         .arg("--socket")
@@ -134,7 +128,7 @@ fn spawn_daemon(socket: &Path, state_dir: &Path) -> Result<PathBuf, ClientError>
     }
     let child = cmd
         .spawn()
-        .map_err(|e| ClientError::failed(format!("starting the daemon: {e}")))?;
+        .map_err(|e| Error::failed(format!("starting the daemon: {e}")))?;
     // Reap it when it exits so no zombie stays behind this (short-lived) client.
     std::thread::spawn(move || {
         let mut child = child;

@@ -163,7 +163,7 @@ mod tests {
 
     #[test]
     fn every_preset_reads_its_sample_output() {
-        use crate::run::extract::extract;
+        use crate::spec::extract::extract;
         use crate::spec::Extraction;
         let samples = [
             (

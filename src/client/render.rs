@@ -1,15 +1,7 @@
 //! Human output: tables of runs, a run in detail, the experiment table.
 
-use crate::protocol::ResultsTable;
-use crate::run::journal::format_metric;
-use crate::run::status::{RunDetail, RunSummary};
-
-pub fn pct(v: Option<f64>) -> String {
-    match v {
-        Some(v) if v.is_finite() => format!("{:+.2}%", v * 100.0),
-        _ => "-".into(),
-    }
-}
+use crate::protocol::format::{format_metric, metric_or_dash as metric, pct_or_dash as pct};
+use crate::protocol::{ResultsTable, RunDetail, RunSummary};
 
 pub fn duration_ms(ms: u64) -> String {
     let s = ms / 1000;
@@ -20,11 +12,6 @@ pub fn duration_ms(ms: u64) -> String {
     } else {
         format!("{:.1}s", ms as f64 / 1000.0)
     }
-}
-
-fn metric(v: Option<f64>) -> String {
-    v.map(|v| format_metric(Some(v)))
-        .unwrap_or_else(|| "-".into())
 }
 
 /// Left-aligned columns separated by two spaces.

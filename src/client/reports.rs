@@ -2,16 +2,9 @@
 
 use std::fmt::Write;
 
-use super::render::{pct, results, table};
-use crate::protocol::ResultsTable;
-use crate::run::cleanup::CleanupReport;
-use crate::run::journal::format_metric;
-use crate::run::merge::{MergeReport, MergeStatus};
-use crate::run::report::RunReport;
-
-fn short(c: &str) -> &str {
-    &c[..7.min(c.len())]
-}
+use super::render::{results, table};
+use crate::protocol::format::{format_metric, pct_or_dash as pct, short_commit as short};
+use crate::protocol::{CleanupReport, MergeReport, MergeStatus, ResultsTable, RunReport};
 
 /// `arctl report`: one Markdown section after another, each written by its own function.
 pub fn report(r: &RunReport) -> String {
@@ -356,18 +349,26 @@ pub fn cleanup(c: &CleanupReport) -> String {
     s
 }
 
-/// Does this output path name an SVG file?
-pub fn is_svg(path: &std::path::Path) -> bool {
-    path.extension()
+/// `arctl plot` writes SVG: refuse another file name before asking the daemon.
+pub fn check_plot_file(path: &std::path::Path) -> super::CmdResult {
+    let svg = path
+        .extension()
         .map(|e| e.eq_ignore_ascii_case("svg"))
-        .unwrap_or(false)
+        .unwrap_or(false);
+    if svg {
+        return Ok(());
+    }
+    Err(super::Error::bad_input(format!(
+        "{}: only SVG output is supported; name the file *.svg (convert it afterwards, e.g. `rsvg-convert -o progress.png progress.svg`)",
+        path.display()
+    )))
 }
 
 /// `arctl plot`: write the SVG and say where.
 pub fn write_plot(t: &ResultsTable, path: &std::path::Path) -> super::CmdResult {
     let svg = crate::plot::svg(t);
     std::fs::write(path, svg)
-        .map_err(|e| super::ClientError::failed(format!("writing {}: {e}", path.display())))?;
+        .map_err(|e| super::Error::failed(format!("writing {}: {e}", path.display())))?;
     let total = t.rows.iter().filter(|r| r.status != "baseline").count();
     let kept = t.rows.iter().filter(|r| r.status == "keep").count();
     println!(

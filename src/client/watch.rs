@@ -8,12 +8,11 @@ use std::time::Duration;
 
 use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
 
-use super::render::{duration_ms, pct};
-use super::{expect_ok, unexpected, Client, ClientError, CmdResult};
+use super::render::duration_ms;
+use super::{expect_ok, unexpected, Client, CmdResult, Error};
+use crate::protocol::format::{format_metric, pct_or_dash as pct};
 use crate::protocol::{Request, Response};
-use crate::run::journal::format_metric;
-use crate::run::record::RunState;
-use crate::run::status::RunSummary;
+use crate::protocol::{RunState, RunSummary};
 
 /// How often the daemon is asked.
 const POLL: Duration = Duration::from_millis(250);
@@ -29,16 +28,13 @@ pub async fn watch(client: &mut Client, run: Option<String>) -> CmdResult {
     };
     let result = tokio::select! {
         r = follow(client, run, view.as_mut()) => r,
-        _ = tokio::signal::ctrl_c() => Err(ClientError {
-            code: 130,
-            message: "stopped watching; the runs go on (arctl status)".into(),
-        }),
+        _ = tokio::signal::ctrl_c() => Err(Error::interrupted("stopped watching; the runs go on (arctl status)")),
     };
     view.close();
     result
 }
 
-async fn status(client: &mut Client) -> Result<Vec<RunSummary>, ClientError> {
+async fn status(client: &mut Client) -> Result<Vec<RunSummary>, Error> {
     match expect_ok(client.call(&Request::Status { run: None }).await?)? {
         Response::Status { runs, .. } => Ok(runs),
         other => Err(unexpected(other)),
@@ -54,7 +50,7 @@ async fn follow(client: &mut Client, run: Option<String>, view: &mut dyn View) -
         match &run {
             Some(id) => {
                 if !runs.iter().any(|r| r.id == *id) {
-                    return Err(ClientError::bad_input(format!(
+                    return Err(Error::bad_input(format!(
                         "no run {id:?} (arctl status lists them)"
                     )));
                 }
@@ -97,7 +93,7 @@ async fn follow(client: &mut Client, run: Option<String>, view: &mut dyn View) -
                 return Ok(());
             }
             view.close();
-            return Err(ClientError::failed(format!(
+            return Err(Error::failed(format!(
                 "run{} {} failed (arctl status {} shows why)",
                 if failed.len() == 1 { "" } else { "s" },
                 failed

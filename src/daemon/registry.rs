@@ -8,8 +8,9 @@ use tokio::sync::Notify;
 
 use crate::config::DaemonConfig;
 use crate::run::journal::ExperimentRecord;
-use crate::run::record::{RunPaths, RunRecord, RunState};
-use crate::run::{runner, setup, Global, RunHandle};
+use crate::run::record::{RunPaths, RunRecord};
+use crate::run::state::{Event, Request};
+use crate::run::{recover, setup, thread, Global, RunHandle};
 use crate::store;
 
 pub struct Registry {
@@ -130,35 +131,43 @@ impl Registry {
                     continue;
                 }
             };
-            let active = record.state.is_active();
-            let paused = record.state == RunState::Paused;
+            let active = record.state().is_active();
             let handle = Arc::new(RunHandle::new(
                 record,
                 paths,
-                runner::best_history(&records),
+                recover::best_history(&records),
             ));
             if active {
-                match runner::recover(&handle, &self.global) {
-                    Ok(notes) => {
-                        for n in &notes {
-                            tracing::info!(run = %id, "recovery: {n}");
-                            runner::run_log(&handle, &format!("recovery: {n}"));
-                        }
-                    }
-                    Err(e) => {
-                        self.problem(format!("run {id}: recovery failed: {e:#}"));
-                        let mut l = handle.live();
-                        l.record.state = RunState::Failed;
-                        l.record.error = Some(format!("recovery failed: {e:#}"));
-                    }
-                }
+                self.recover(&id, &handle);
             }
-            let resume_paused = paused || !self.config.settings.resume;
-            if handle.live().record.state.is_active() {
-                handle.control(|c, _| c.pause = resume_paused);
-                runner::spawn(handle.clone(), self.global.clone());
+            if handle.state().is_active() {
+                if !self.config.settings.resume {
+                    let _ = handle.request(Request::Pause);
+                }
+                thread::spawn(handle.clone(), self.global.clone());
             }
             self.runs().insert(id, handle);
+        }
+    }
+
+    /// Recover a run that was active when the last daemon ended; a run that cannot be
+    /// recovered shows as failed until the next start.
+    fn recover(&self, id: &str, handle: &RunHandle) {
+        match recover::recover(handle, &self.global) {
+            Ok(notes) => {
+                for n in &notes {
+                    tracing::info!(run = %id, "recovery: {n}");
+                    handle.log_line(&format!("recovery: {n}"));
+                }
+            }
+            Err(e) => {
+                self.problem(format!("run {id}: recovery failed: {e:#}"));
+                // Not persisted: the next daemon tries the recovery again.
+                handle.update_in_memory(|r| {
+                    r.apply(Event::Failed);
+                    r.error = Some(format!("recovery failed: {e:#}"));
+                });
+            }
         }
     }
 
@@ -168,12 +177,11 @@ impl Registry {
         let _creating = self.creating.lock().unwrap_or_else(|e| e.into_inner());
         let runs: Vec<Arc<RunHandle>> = self.runs().values().cloned().collect();
         for r in &runs {
-            r.control(|c, _| c.shutdown = true);
+            let _ = r.request(Request::Shutdown);
         }
         self.global.slots.wake();
         for r in &runs {
-            let t = r.thread.lock().unwrap_or_else(|e| e.into_inner()).take();
-            if let Some(t) = t {
+            if let Some(t) = r.take_thread() {
                 let _ = t.join();
             }
         }

@@ -11,7 +11,9 @@ use tokio::sync::watch;
 
 use super::handlers;
 use super::Registry;
-use crate::protocol::{Connection, ErrorKind, FrameError, Request, Response, PROTOCOL_VERSION};
+use crate::protocol::{
+    Connection, Error, ErrorKind, FrameError, Request, Response, PROTOCOL_VERSION,
+};
 
 /// Bind the socket: 0600 in a 0700 folder; a stale file is replaced only when nothing
 /// answers on it.
@@ -93,12 +95,12 @@ async fn connection(stream: UnixStream, registry: Arc<Registry>, my_uid: u32) ->
             .await?;
         }
         Ok(Request::Hello { version }) => {
-            conn.write(&Response::Error {
-                kind: ErrorKind::Version,
-                message: format!(
+            conn.write(&Response::Error(Error::new(
+                ErrorKind::Version,
+                format!(
                     "protocol version mismatch: the client speaks {version}, the daemon speaks {PROTOCOL_VERSION}; restart the daemon with the same arctl (`arctl shutdown`)"
                 ),
-            })
+            )))
             .await?;
             return Ok(());
         }

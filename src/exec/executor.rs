@@ -6,9 +6,8 @@ use std::io;
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use serde::{Deserialize, Serialize};
-
 use super::{Cancel, CommandSpec, Outcome};
+pub use crate::protocol::ClusterJob;
 use crate::spec::{ExecutorKind, ExecutorSpec};
 
 pub trait Executor: Send + Sync {
@@ -59,19 +58,6 @@ pub trait Executor: Send + Sync {
     }
     /// Daemon shutdown: cancel whatever is still submitted.
     fn shutdown(&self) {}
-}
-
-/// A job of a cluster executor, as `arctl status` shows it.
-#[derive(Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
-pub struct ClusterJob {
-    pub id: String,
-    pub name: String,
-    /// "queued" or "running".
-    pub state: String,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub node: Option<String>,
-    /// Unix epoch ms of the last state change.
-    pub since_ms: u64,
 }
 
 /// What [`Executor::preflight`] checks, from a run's spec before the run exists.

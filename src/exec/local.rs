@@ -16,7 +16,7 @@ use super::classify::classify;
 use super::feeder::Feeder;
 use super::procfs::{self, Ident, TagMatch, TreeTracker};
 use super::{
-    epoch_ms, instructions_supported, limit_mechanism, perf, process_start_time, spawn, Cancel,
+    epoch_ms, instructions_supported, limit_mechanism, process_start_time, spawn, Cancel,
     CommandSpec, Exit, LimitMechanism, Limits, Outcome, MIN_DATA_HEADROOM, TAG_VAR, TERM_GRACE,
 };
 
@@ -136,7 +136,7 @@ struct Child<'a> {
     started: Instant,
     started_at_ms: u64,
     feeder: Option<Feeder>,
-    counter: Option<perf::Counter>,
+    counter: Option<crate::host::perf::Counter>,
     reaper: Reaper<'a>,
     cgroup: Option<CommandCgroup>,
     /// The memory limit is enforced by sampling the tree's RSS (no cgroup to do it).
@@ -184,7 +184,7 @@ fn spawn_child<'a>(
     unsafe { libc::setpgid(pid as libc::pid_t, pid as libc::pid_t) };
     let pid_start_time = process_start_time(pid).unwrap_or(0);
     let counter = if spec.count_instructions {
-        Some(perf::Counter::attach(pid).map_err(counting_unsupported)?)
+        Some(crate::host::perf::Counter::attach(pid).map_err(counting_unsupported)?)
     } else {
         None
     };

@@ -43,7 +43,6 @@ mod classify;
 pub mod executor;
 mod feeder;
 mod local;
-mod perf;
 mod procfs;
 pub mod slurm;
 mod spawn;
@@ -57,10 +56,10 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use serde::{Deserialize, Serialize};
 
+pub use crate::host::instructions_supported;
 pub use cgroup::{cgroup_v2_unavailable_reason, limit_mechanism, LimitMechanism};
 pub use executor::{executor_for, ClusterJob, Executor, Group, Local, Preflight, VisibilityCheck};
 pub use local::run;
-pub use perf::instructions_supported;
 pub use procfs::{process_start_time, TAG_VAR};
 
 use procfs::TagMatch;

@@ -3,7 +3,10 @@
 pub mod exclude;
 mod fast;
 pub mod merge;
+pub mod names;
 pub mod scope;
+
+pub use names::{worktree_name, worktree_path};
 
 use std::path::{Path, PathBuf};
 
@@ -86,17 +89,6 @@ fn repo_path(repo: &Repository) -> String {
         .to_string()
 }
 
-/// Where a run's worktree goes: `<repo>/../<repo-name>-<id>`.
-pub fn worktree_path(root: &Path, id: &str) -> PathBuf {
-    let name = root
-        .file_name()
-        .map(|n| n.to_string_lossy().to_string())
-        .unwrap_or_else(|| "repo".into());
-    root.parent()
-        .unwrap_or(Path::new("/"))
-        .join(format!("{name}-{id}"))
-}
-
 /// Check that a worktree for `id` could be created, without creating anything.
 pub fn check_worktree_free(repo: &Repository, id: &str, branch: &str, path: &Path) -> Result<()> {
     if repo.find_branch(branch, BranchType::Local).is_ok() {
@@ -112,11 +104,6 @@ pub fn check_worktree_free(repo: &Repository, id: &str, branch: &str, path: &Pat
         bail!("a worktree named {} is already registered: run `git worktree prune` or `arctl cleanup {id}`", worktree_name(id));
     }
     Ok(())
-}
-
-/// Git's internal name of a run's worktree (the folder under .git/worktrees).
-pub fn worktree_name(id: &str) -> String {
-    format!("autoresearch-{id}")
 }
 
 /// Create branch `branch` at `base` and a worktree for it at `path`. On failure, nothing
@@ -520,7 +507,7 @@ pub fn parse_oid(s: &str) -> Result<Oid> {
 /// Delete every ref under `refs/autoresearch/<id>/`.
 pub fn delete_run_refs(repo: &Repository, id: &str) -> Result<usize> {
     let mut n = 0;
-    let glob = format!("refs/autoresearch/{id}/*");
+    let glob = format!("{}*", names::run_refs(id));
     let names: Vec<String> = repo
         .references_glob(&glob)?
         .filter_map(|r| r.ok().and_then(|r| r.name().map(str::to_string)))
@@ -544,8 +531,8 @@ pub fn remove_stale_locks(worktree: &Path, common_dir: &Path, id: &str) -> Vec<S
         candidates.push(gitdir.join("index.lock"));
         candidates.push(gitdir.join("HEAD.lock"));
     }
-    candidates.push(common_dir.join(format!("refs/heads/autoresearch/{id}.lock")));
-    let discarded = common_dir.join(format!("refs/autoresearch/{id}/discarded"));
+    candidates.push(common_dir.join(format!("refs/heads/{}.lock", names::branch(id))));
+    let discarded = common_dir.join(format!("{}discarded", names::run_refs(id)));
     if let Ok(entries) = std::fs::read_dir(&discarded) {
         for e in entries.flatten() {
             if e.path().extension().map(|x| x == "lock").unwrap_or(false) {
@@ -558,4 +545,27 @@ pub fn remove_stale_locks(worktree: &Path, common_dir: &Path, id: &str) -> Vec<S
         .filter(|p| p.exists() && std::fs::remove_file(p).is_ok())
         .map(|p| p.display().to_string())
         .collect()
+}
+
+/// Paths of the files the repo's index tracks.
+pub fn tracked_files(repo: &Repository) -> Vec<String> {
+    repo.index()
+        .map(|idx| {
+            idx.iter()
+                .map(|e| String::from_utf8_lossy(&e.path).to_string())
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// Commits reachable from `tip` but not from `base` (0 when either is missing).
+pub fn count_commits(repo: &Repository, tip: Oid, base: Oid) -> usize {
+    let Ok(mut walk) = repo.revwalk() else {
+        return 0;
+    };
+    if walk.push(tip).is_err() {
+        return 0;
+    }
+    let _ = walk.hide(base);
+    walk.count()
 }

@@ -8,6 +8,8 @@ use serde::{Deserialize, Serialize};
 
 use crate::exec::Outcome;
 use crate::git::{Change, DiffStat};
+pub use crate::protocol::format::format_metric;
+use crate::protocol::format::short_commit;
 use crate::stats::Evaluation;
 
 pub const TSV_HEADER: &str = "experiment\tcommit\tmetric\tstatus\tdescription";
@@ -139,11 +141,7 @@ impl ExperimentRecord {
     }
 
     pub fn tsv_row(&self) -> String {
-        let commit = self
-            .commit
-            .as_deref()
-            .map(|c| c[..7.min(c.len())].to_string())
-            .unwrap_or_else(|| "-".into());
+        let commit = self.commit.as_deref().map(short_commit).unwrap_or("-");
         format!(
             "{}\t{}\t{}\t{}\t{}",
             self.experiment,
@@ -152,22 +150,6 @@ impl ExperimentRecord {
             self.status.as_str(),
             clean_description(&self.description)
         )
-    }
-}
-
-/// The metric column: the value, or the seed's `0.0` for a run that produced none.
-pub fn format_metric(v: Option<f64>) -> String {
-    match v {
-        Some(v) if v.is_finite() => {
-            let s = format!("{v:.6}");
-            let s = s.trim_end_matches('0');
-            if s.ends_with('.') {
-                format!("{s}0")
-            } else {
-                s.to_string()
-            }
-        }
-        _ => "0.0".into(),
     }
 }
 
@@ -247,8 +229,6 @@ mod tests {
         );
         let c = rec(4, Status::Crash, None, "add numba jit");
         assert_eq!(c.tsv_row(), "4\ta1b2c3d\t0.0\tcrash\tadd numba jit");
-        assert_eq!(format_metric(Some(142.0)), "142.0");
-        assert_eq!(format_metric(Some(0.000123)), "0.000123");
         let all = render_tsv(&[r, c]);
         assert!(all.starts_with("experiment\tcommit\tmetric\tstatus\tdescription\n"));
         assert_eq!(parse_tsv(&all).len(), 2);

@@ -9,12 +9,12 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result};
 
 use crate::exec::{self, Cancel, CommandSpec, Exit, Limits};
-use crate::run::extract::extract;
 use crate::run::journal::CommandRecord;
 use crate::run::record::{RunPaths, RunRecord};
 use crate::run::Global;
+use crate::spec::extract::extract;
 use crate::spec::{Extraction, MeasureMode, MetricTimeout, Repeats, TimeMode};
-use crate::stats::{self, DecisionConfig, Evaluation, Verdict};
+use crate::stats::{self, DecisionConfig, Evaluation, Mode, Verdict};
 
 /// Shortest metric timeout derived from the baseline, so a 5 ms baseline doesn't kill
 /// normal runs of a loaded machine.
@@ -41,12 +41,40 @@ pub enum Measured {
         /// How the current best was measured beside the candidate (the loop fills it in).
         best_tree: Option<String>,
     },
+    /// The candidate's metric failed.
     Crash {
         reason: String,
         tail: String,
         records: Vec<CommandRecord>,
     },
+    /// The reference (the current best, or the base `arctl merge` lands on) failed: not
+    /// the candidate's fault.
+    BestFailed {
+        reason: String,
+        tail: String,
+        records: Vec<CommandRecord>,
+    },
     Interrupted,
+}
+
+impl Measured {
+    /// Record a measurement made before this one (the reference's).
+    fn prepend(&mut self, r: CommandRecord) {
+        match self {
+            Measured::Value { records, .. }
+            | Measured::Crash { records, .. }
+            | Measured::BestFailed { records, .. } => records.insert(0, r),
+            Measured::Interrupted => {}
+        }
+    }
+}
+
+/// What a candidate is compared with.
+pub enum Reference<'p> {
+    /// A value measured before (deterministic mode of the loop: the stored best).
+    Value(f64),
+    /// A tree measured now (noisy mode: beside the candidate, in the same rounds).
+    Tree(&'p Path),
 }
 
 /// The metric timeout of a run: the spec's fixed one, or a factor of the baseline's duration.
@@ -58,6 +86,31 @@ pub fn metric_timeout(rec: &RunRecord) -> Duration {
             None => BASELINE_TIMEOUT,
         },
     }
+}
+
+/// The memory and CPU-time limits of a run's commands (core pinning is the loop's).
+pub fn limits(rec: &RunRecord) -> Limits {
+    let l = &rec.spec.spec.limits;
+    Limits {
+        memory: l.memory.map(|m| m.0),
+        cpu_time: l.cpu_time.map(|d| d.0),
+        cpus: None,
+    }
+}
+
+/// The environment every child of a run gets (the agent interface): `experiment` is its
+/// number, or "merge" for a re-measurement; `worktree` where it runs.
+pub fn run_env(rec: &RunRecord, experiment: &str, worktree: &Path) -> Vec<(String, String)> {
+    vec![
+        ("ARCTL_RUN_ID".into(), rec.id.clone()),
+        ("ARCTL_EXPERIMENT".into(), experiment.to_string()),
+        ("ARCTL_WORKTREE".into(), worktree.display().to_string()),
+        (
+            "ARCTL_RESULTS".into(),
+            rec.worktree_tsv().display().to_string(),
+        ),
+        ("ARCTL_GOAL".into(), rec.spec.spec.goal.clone()),
+    ]
 }
 
 /// The keep/discard rule of a run, from its spec.
@@ -264,6 +317,50 @@ impl Meter<'_> {
         }
     }
 
+    /// Measure `candidate` against `best` by the run's mode: one strict comparison
+    /// (deterministic; a reference tree is measured once first), or paired rounds (noisy;
+    /// `progress` sees each round's evaluation).
+    #[allow(clippy::too_many_arguments)]
+    pub fn compare(
+        &self,
+        mode: &Mode,
+        best: Reference,
+        candidate: &Path,
+        cfg: &DecisionConfig,
+        fewer_lines: bool,
+        cancel: &Cancel,
+        progress: impl FnMut(usize, &Evaluation),
+    ) -> Result<Measured> {
+        match (mode, best) {
+            (Mode::Deterministic, Reference::Value(v)) => {
+                self.deterministic(v, candidate, cfg, fewer_lines, cancel)
+            }
+            (Mode::Deterministic, Reference::Tree(tree)) => {
+                match self.once(tree, "best", cancel)? {
+                    Once::Value(v, r) => {
+                        let mut m = self.deterministic(v, candidate, cfg, fewer_lines, cancel)?;
+                        m.prepend(r);
+                        Ok(m)
+                    }
+                    Once::Failed(reason, tail, r) => Ok(Measured::BestFailed {
+                        reason,
+                        tail,
+                        records: vec![r],
+                    }),
+                    Once::Interrupted => Ok(Measured::Interrupted),
+                }
+            }
+            (Mode::Noisy { .. }, Reference::Tree(tree)) => {
+                self.paired(tree, candidate, cfg, fewer_lines, cancel, progress)
+            }
+            (Mode::Noisy { .. }, Reference::Value(_)) => {
+                anyhow::bail!(
+                    "noisy mode measures the best beside the candidate, not a stored value"
+                )
+            }
+        }
+    }
+
     /// Deterministic mode: one run of the candidate, strictly compared with `best_value`.
     pub fn deterministic(
         &self,
@@ -324,15 +421,18 @@ impl Meter<'_> {
                     }
                     Once::Failed(reason, tail, r) => {
                         records.push(r);
-                        let reason = if role == "best" {
-                            format!("measuring the current best failed: {reason}")
+                        return Ok(if role == "best" {
+                            Measured::BestFailed {
+                                reason,
+                                tail,
+                                records,
+                            }
                         } else {
-                            reason
-                        };
-                        return Ok(Measured::Crash {
-                            reason,
-                            tail,
-                            records,
+                            Measured::Crash {
+                                reason,
+                                tail,
+                                records,
+                            }
                         });
                     }
                     Once::Interrupted => return Ok(Measured::Interrupted),

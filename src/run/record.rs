@@ -1,98 +1,32 @@
-//! What the state dir holds for a run: `run.json` (the run's durable state) and the paths
-//! of its files.
+//! What the state dir holds for a run: `run.json` (the run's durable state, [`RunRecord`])
+//! and the paths of its files ([`RunPaths`]). Only [`crate::run::RunHandle`] writes a
+//! record; its state changes only through [`RunRecord::apply`].
 
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
+use crate::run::state::{Counts, Event, RunState};
 use crate::spec::ResolvedSpec;
 use crate::stats::Mode;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum RunState {
-    /// Creating the worktree / measuring the baseline.
-    Starting,
-    Running,
-    Paused,
-    /// Asked to stop; the current experiment finishes first.
-    Stopping,
-    Stopped,
-    /// The budget ended (or the proposer ran out of ideas).
-    Finished,
-    Failed,
-}
-
-impl RunState {
-    /// Does the run's thread still have work to do?
-    pub fn is_active(self) -> bool {
-        matches!(
-            self,
-            RunState::Starting | RunState::Running | RunState::Paused | RunState::Stopping
-        )
-    }
-    pub fn as_str(self) -> &'static str {
-        match self {
-            RunState::Starting => "starting",
-            RunState::Running => "running",
-            RunState::Paused => "paused",
-            RunState::Stopping => "stopping",
-            RunState::Stopped => "stopped",
-            RunState::Finished => "finished",
-            RunState::Failed => "failed",
-        }
-    }
-}
-
-/// Where an experiment stands; persisted before each step is taken.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Step {
-    Idle,
-    Setup,
-    Baseline,
-    Waiting,
-    Proposing,
-    Committing,
-    Measuring,
-    Guards,
-    Deciding,
-    Logging,
-}
-
-impl Step {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Step::Idle => "idle",
-            Step::Setup => "setup",
-            Step::Baseline => "baseline",
-            Step::Waiting => "waiting for a slot",
-            Step::Proposing => "proposing",
-            Step::Committing => "committing",
-            Step::Measuring => "measuring",
-            Step::Guards => "guards",
-            Step::Deciding => "deciding",
-            Step::Logging => "logging",
-        }
-    }
-}
-
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Counts {
-    pub kept: u32,
-    pub discarded: u32,
-    pub crashed: u32,
-    pub rejected: u32,
-}
-
-/// The experiment under way, as last persisted.
+/// The experiment under way, as persisted before its side effects: after a crash, recovery
+/// knows it was interrupted and runs it again.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Inflight {
     pub experiment: u32,
-    pub step: Step,
-    pub started_at_ms: u64,
-    #[serde(default)]
-    pub commit: Option<String>,
+}
+
+/// Where a new run starts: what `arctl start` resolved.
+pub struct Origin {
+    pub id: String,
+    pub spec: ResolvedSpec,
+    pub repo: PathBuf,
+    pub common_dir: PathBuf,
+    pub worktree: PathBuf,
+    pub branch: String,
+    pub base: String,
+    pub base_commit: String,
 }
 
 /// `run.json`: everything needed to show, resume or clean up a run.
@@ -107,7 +41,8 @@ pub struct RunRecord {
     pub base: String,
     pub base_commit: String,
     pub created_at_ms: u64,
-    pub state: RunState,
+    /// Changed only by [`RunRecord::apply`].
+    state: RunState,
     #[serde(default)]
     pub stop_reason: Option<String>,
     #[serde(default)]
@@ -139,6 +74,53 @@ pub struct RunRecord {
     pub merged: bool,
     #[serde(default)]
     pub cleaned_up: bool,
+}
+
+impl RunRecord {
+    /// A run that was just created: starting, nothing measured yet.
+    pub fn new(o: Origin, created_at_ms: u64) -> RunRecord {
+        RunRecord {
+            best_commit: o.base_commit.clone(),
+            id: o.id,
+            spec: o.spec,
+            repo: o.repo,
+            common_dir: o.common_dir,
+            worktree: o.worktree,
+            branch: o.branch,
+            base: o.base,
+            base_commit: o.base_commit,
+            created_at_ms,
+            state: RunState::Starting,
+            stop_reason: None,
+            error: None,
+            baseline: None,
+            best: None,
+            baseline_duration_ms: None,
+            mode: None,
+            next_experiment: 0,
+            counts: Counts::default(),
+            inflight: None,
+            active_ms: 0,
+            recovered_at_ms: None,
+            last_status: None,
+            merged: false,
+            cleaned_up: false,
+        }
+    }
+
+    pub fn state(&self) -> RunState {
+        self.state
+    }
+
+    /// Move the state by the rules of [`RunState::after`].
+    pub fn apply(&mut self, event: Event) {
+        self.state = self.state.after(event);
+    }
+
+    /// The seed's TSV in the worktree (the agent reads it).
+    pub fn worktree_tsv(&self) -> PathBuf {
+        self.worktree.join(self.spec.tsv_name())
+    }
 }
 
 /// Paths of a run's files in the state dir.
@@ -175,5 +157,9 @@ impl RunPaths {
     /// The run's second worktree, holding the current best for paired measurements.
     pub fn best_tree(&self) -> PathBuf {
         self.dir.join("best-tree")
+    }
+    /// Where `arctl merge` re-measures the run on top of the updated base.
+    pub fn merge_dir(&self) -> PathBuf {
+        self.dir.join("merge")
     }
 }

@@ -1,24 +1,17 @@
-//! Creating a run: validate the spec against the repo and the other runs, then create the
-//! branch, worktree, exclude lines and state folder, all or nothing.
+//! Creating a run: resolve the spec (parsed once, checked against this host, its executor
+//! fixed), let the executor check what it can before anything exists, validate against the
+//! repo and the other runs, then create the branch, worktree, exclude lines and state
+//! folder, all or nothing.
 
 use std::path::{Path, PathBuf};
 
+use crate::exec::{self, Preflight};
 use crate::git::{self, scope};
-use crate::run::cluster;
-use crate::run::record::{RunPaths, RunRecord, RunState};
+use crate::protocol::{Error, OpResult};
+use crate::run::record::{Origin, RunPaths, RunRecord};
 use crate::run::Global;
-use crate::spec::{self, ScopeSpec};
+use crate::spec::{self, ResolvedSpec, ScopeSpec};
 use crate::store;
-
-/// Why a run could not be created.
-#[derive(Debug, thiserror::Error)]
-pub enum SetupError {
-    /// The user's input is wrong (spec, id taken, overlap, bad base): exit 2.
-    #[error("{0}")]
-    BadInput(String),
-    #[error("{0}")]
-    Failed(String),
-}
 
 /// An active run, as the overlap check sees it.
 pub struct ActiveScope {
@@ -27,18 +20,64 @@ pub struct ActiveScope {
     pub scope: ScopeSpec,
 }
 
+/// The spec of a new run: parsed, checked against this host, with its executor fixed (the
+/// spec's, else the daemon's default).
+pub fn resolve(g: &Global, spec_path: &Path, spec_text: &str) -> OpResult<ResolvedSpec> {
+    let bad = |e: spec::SpecError| Error::bad_input(e.to_string());
+    let mut resolved = spec::parse(spec_text, spec_path).map_err(bad)?;
+    spec::check_host(&resolved, spec_text, &crate::host::facts()).map_err(bad)?;
+    if resolved.spec.executor.is_none() {
+        resolved.spec.executor = g.default_executor.clone();
+    }
+    Ok(resolved)
+}
+
+/// The executor's checks before anything is created (a cluster: its commands, its
+/// partition, and a short job that must see the repository, the worktrees' folder and the
+/// state dir). Ok(Some(note)): something for the run's log.
+pub fn preflight(g: &Global, resolved: &ResolvedSpec) -> OpResult<Option<String>> {
+    let Some(e) = resolved.spec.executor.as_ref().filter(|e| !e.is_local()) else {
+        return Ok(None);
+    };
+    let Ok((_, info)) = git::open_repo(&resolved.repo) else {
+        return Ok(None); // `create` says what is wrong with the repo
+    };
+    let id = resolved.id.to_string();
+    let worktree = git::worktree_path(&info.root, &id);
+    let mut dirs: Vec<PathBuf> = vec![info.root.clone()];
+    dirs.extend(worktree.parent().map(Path::to_path_buf));
+    dirs.push(g.state_dir.clone());
+    let limits = &resolved.spec.limits;
+    let tag = g.run_tag(&id);
+    // Not the run's executor (the run does not exist yet): no ledger, nothing kept.
+    let executor = exec::executor_for(
+        Some(e),
+        exec::executor::ExecutorOptions {
+            cpus: limits.cpus,
+            ledger: None,
+            name_prefix: tag.clone(),
+        },
+    );
+    executor
+        .preflight(&Preflight {
+            cpus: limits.cpus,
+            memory: limits.memory.map(|m| m.0),
+            dirs,
+            tag,
+        })
+        .map_err(Error::bad_input)
+}
+
+/// Create the run: refuse a taken id, a bad repo or base, a scope overlapping an active
+/// run's, a worktree or branch in the way; then create everything or nothing.
 pub fn create(
     g: &Global,
-    spec_path: &Path,
+    resolved: ResolvedSpec,
     spec_text: &str,
     active: &[ActiveScope],
-) -> Result<RunRecord, SetupError> {
-    let bad = |m: String| SetupError::BadInput(m);
-    let resolved = spec::parse(spec_text, spec_path).map_err(|e| bad(e.to_string()))?;
-    let facts = spec::HostFacts {
-        instructions: crate::exec::instructions_supported(),
-    };
-    spec::check_host(&resolved, spec_text, &facts).map_err(|e| bad(e.to_string()))?;
+) -> OpResult<RunRecord> {
+    let spec_path = resolved.spec_file.clone();
+    let bad = |m: String| Error::bad_input(m);
     let id = resolved.id.to_string();
     let paths = RunPaths::new(&g.state_dir, &id);
     if paths.dir.exists() {
@@ -52,71 +91,80 @@ pub fn create(
         .map_err(|e| bad(format!("{}: {e:#}", spec_path.display())))?;
     let (base, base_oid) = git::resolve_base(&repo, resolved.spec.base.as_deref())
         .map_err(|e| bad(format!("{}: {e:#}", spec_path.display())))?;
+    check_overlap(&repo, &info.root, &resolved, active)?;
+    let branch = git::names::branch(&id);
+    let worktree = git::worktree_path(&info.root, &id);
+    git::check_worktree_free(&repo, &id, &branch, &worktree).map_err(|e| bad(format!("{e:#}")))?;
+    let local = resolved.spec.executor.as_ref().is_none_or(|e| e.is_local());
+    // Dedicated cores (this machine's): reserved now, released again if anything below fails.
+    let cores = CoreReservation::new(g, &id, resolved.spec.limits.cpus.filter(|_| local))?;
+    let excludes = vec![resolved.tsv_name(), resolved.log_name()];
+    let record = RunRecord::new(
+        Origin {
+            id: id.clone(),
+            spec: resolved,
+            repo: info.root.clone(),
+            common_dir: info.common_dir.clone(),
+            worktree: worktree.clone(),
+            branch,
+            base,
+            base_commit: base_oid.to_string(),
+        },
+        store::now_ms(),
+    );
+    materialize(g, &repo, &record, spec_text, &excludes)?;
+    cores.keep();
+    Ok(record)
+}
 
-    for other in active.iter().filter(|a| a.repo == info.root) {
-        let tracked = tracked_files(&repo);
+/// Two active runs on one repository must not be able to edit the same file.
+fn check_overlap(
+    repo: &git2::Repository,
+    root: &Path,
+    resolved: &ResolvedSpec,
+    active: &[ActiveScope],
+) -> OpResult<()> {
+    let others: Vec<&ActiveScope> = active.iter().filter(|a| a.repo == root).collect();
+    if others.is_empty() {
+        return Ok(());
+    }
+    let tracked = git::tracked_files(repo);
+    for other in others {
         if let Some(examples) = scope::overlap(&resolved.spec.scope, &other.scope, &tracked) {
-            return Err(bad(format!(
-                "scope of {id:?} overlaps the scope of active run {:?} on {}: both would edit {}; make the `include` globs disjoint",
+            return Err(Error::bad_input(format!(
+                "scope of {:?} overlaps the scope of active run {:?} on {}: both would edit {}; make the `include` globs disjoint",
+                resolved.id.to_string(),
                 other.id,
-                info.root.display(),
+                root.display(),
                 examples.join(", ")
             )));
         }
     }
-    let branch = resolved.branch();
-    let worktree = git::worktree_path(&info.root, &id);
-    git::check_worktree_free(&repo, &id, &branch, &worktree).map_err(|e| bad(format!("{e:#}")))?;
-    // The executor is fixed now: the spec's, else the daemon's default.
-    let mut resolved = resolved;
-    resolved.spec.executor = cluster::effective(&resolved.spec, g.default_executor.as_ref());
-    let local = resolved.spec.executor.as_ref().is_none_or(|e| e.is_local());
-    // Dedicated cores (this machine's): reserved now, released again if anything below fails.
-    let cores =
-        CoreReservation::new(g, &id, resolved.spec.limits.cpus.filter(|_| local)).map_err(bad)?;
+    Ok(())
+}
 
-    // Build the state folder under a temporary name, then rename: a crash leaves no
-    // half-made run behind.
+/// Write the state folder (under a temporary name, renamed at the end: a crash leaves no
+/// half-made run), the exclude lines and the worktree; on failure undo what was done.
+fn materialize(
+    g: &Global,
+    repo: &git2::Repository,
+    record: &RunRecord,
+    spec_text: &str,
+    excludes: &[String],
+) -> OpResult<()> {
+    let fail = |m: String| Error::failed(m);
     let runs = g.state_dir.join("runs");
-    let tmp = runs.join(format!(".{id}.creating"));
+    let tmp = runs.join(format!(".{}.creating", record.id));
     let _ = std::fs::remove_dir_all(&tmp);
-    let fail = |m: String| SetupError::Failed(m);
     std::fs::create_dir_all(tmp.join("output"))
         .map_err(|e| fail(format!("creating {}: {e}", tmp.display())))?;
-    let record = RunRecord {
-        id: id.clone(),
-        spec: resolved.clone(),
-        repo: info.root.clone(),
-        common_dir: info.common_dir.clone(),
-        worktree: worktree.clone(),
-        branch: branch.clone(),
-        base,
-        base_commit: base_oid.to_string(),
-        created_at_ms: store::now_ms(),
-        state: RunState::Starting,
-        stop_reason: None,
-        error: None,
-        best_commit: base_oid.to_string(),
-        baseline: None,
-        best: None,
-        baseline_duration_ms: None,
-        mode: None,
-        next_experiment: 0,
-        counts: Default::default(),
-        inflight: None,
-        active_ms: 0,
-        recovered_at_ms: None,
-        last_status: None,
-        merged: false,
-        cleaned_up: false,
-    };
     let undo_tmp = || {
         let _ = std::fs::remove_dir_all(&tmp);
     };
     let tmp_paths = RunPaths { dir: tmp.clone() };
     if let Err(e) = std::fs::write(tmp_paths.spec(), spec_text)
         .map_err(anyhow::Error::from)
-        .and_then(|_| store::save_json(&tmp_paths.record(), &record))
+        .and_then(|_| store::save_json(&tmp_paths.record(), record))
     {
         undo_tmp();
         return Err(fail(format!("writing the run's state: {e:#}")));
@@ -124,38 +172,29 @@ pub fn create(
     // The exclude lines (written durably) before the checkout: an fsync right after
     // writing a big tree makes ext4 commit the whole checkout's metadata first (seconds at
     // 100,000 files), which `git worktree add` never waits for.
-    let excludes = vec![resolved.tsv_name(), resolved.log_name()];
-    if let Err(e) = git::exclude::add(&info.common_dir, &excludes) {
+    if let Err(e) = git::exclude::add(&record.common_dir, excludes) {
         undo_tmp();
         return Err(fail(format!("{e:#}")));
     }
-    if let Err(e) = git::create_worktree(&repo, &id, &branch, base_oid, &worktree) {
-        let _ = git::exclude::remove(&info.common_dir, &excludes);
+    let base_oid = git::parse_oid(&record.base_commit).map_err(Error::from_anyhow)?;
+    if let Err(e) =
+        git::create_worktree(repo, &record.id, &record.branch, base_oid, &record.worktree)
+    {
+        let _ = git::exclude::remove(&record.common_dir, excludes);
         undo_tmp();
         return Err(fail(format!("{e:#}")));
     }
+    let paths = RunPaths::new(&g.state_dir, &record.id);
     if let Err(e) = std::fs::rename(&tmp, &paths.dir) {
-        let _ = git::remove_worktree(&repo, &git::worktree_name(&id), &worktree);
-        if let Ok(mut b) = repo.find_branch(&branch, git2::BranchType::Local) {
+        let _ = git::remove_worktree(repo, &git::worktree_name(&record.id), &record.worktree);
+        if let Ok(mut b) = repo.find_branch(&record.branch, git2::BranchType::Local) {
             let _ = b.delete();
         }
-        let _ = git::exclude::remove(&info.common_dir, &excludes);
+        let _ = git::exclude::remove(&record.common_dir, excludes);
         undo_tmp();
         return Err(fail(format!("{e:#}")));
     }
-    cores.keep();
-    Ok(record)
-}
-
-/// For a spec (or daemon default) that runs commands on a cluster: the checks that must pass
-/// before anything is created (see [`cluster::check_start`]); Err is bad input (exit 2).
-/// Ok(Some(note)): something for the run's log.
-pub fn check_executor(
-    g: &Global,
-    spec_path: &Path,
-    spec_text: &str,
-) -> Result<Option<String>, String> {
-    cluster::check_start(g, spec_path, spec_text)
+    Ok(())
 }
 
 /// Cores reserved for a run being created; released on drop unless kept.
@@ -166,7 +205,7 @@ struct CoreReservation<'a> {
 }
 
 impl<'a> CoreReservation<'a> {
-    fn new(g: &'a Global, id: &str, n: Option<u32>) -> Result<CoreReservation<'a>, String> {
+    fn new(g: &'a Global, id: &str, n: Option<u32>) -> OpResult<CoreReservation<'a>> {
         if let Some(n) = n {
             g.reserve_cores(id, n as usize)?;
         }
@@ -188,17 +227,6 @@ impl Drop for CoreReservation<'_> {
             self.g.release_cores(&self.id);
         }
     }
-}
-
-/// Paths of the files the repo's index tracks.
-pub fn tracked_files(repo: &git2::Repository) -> Vec<String> {
-    repo.index()
-        .map(|idx| {
-            idx.iter()
-                .map(|e| String::from_utf8_lossy(&e.path).to_string())
-                .collect()
-        })
-        .unwrap_or_default()
 }
 
 /// Remove what a creation interrupted by a crash left: its worktree, branch (if it never

@@ -15,6 +15,7 @@
 use std::fmt;
 use std::path::PathBuf;
 
+pub mod extract;
 mod parse;
 mod types;
 mod units;

@@ -8,7 +8,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use super::draft::Draft;
-use crate::client::ClientError;
+use crate::client::Error;
 use crate::spec::{self, Glob, MetricTimeout, TimeMode};
 
 /// Longest trial run of the metric when the spec gives no fixed timeout.
@@ -19,13 +19,13 @@ pub(super) struct Repo {
     pub(super) tracked: Vec<String>,
 }
 
-pub(super) fn open_repo(dir: &Path) -> Result<Repo, ClientError> {
+pub(super) fn open_repo(dir: &Path) -> Result<Repo, Error> {
     let (repo, info) = crate::git::open_repo(dir).map_err(|e| {
-        ClientError::bad_input(format!(
+        Error::bad_input(format!(
             "{e:#}\n  arctl runs on a git repository: run `git init` and commit first, or --set repo=PATH"
         ))
     })?;
-    let tracked = crate::run::setup::tracked_files(&repo);
+    let tracked = crate::git::tracked_files(&repo);
     Ok(Repo {
         root: info.root,
         tracked,
@@ -197,7 +197,7 @@ pub(super) fn trial(draft: &Draft, root: &Path, ui: &mut dyn Write) -> Result<Tr
             .instructions
             .map(|i| i as f64)
             .ok_or_else(|| "no instruction count".to_string()),
-        how => crate::run::extract::extract(&how, &stdout, &stderr),
+        how => crate::spec::extract::extract(&how, &stdout, &stderr),
     };
     match value {
         Ok(value) => Ok(Trial { value, wall }),

@@ -10,7 +10,7 @@ use super::dialogue::Dialogue;
 use super::draft::Draft;
 use crate::cli::InitArgs;
 use crate::client::presets;
-use crate::client::{ClientError, CmdResult};
+use crate::client::{CmdResult, Error};
 use crate::spec;
 
 /// A slug of the goal's first words: "Cut the ETL's wall time" -> "cut-the-etl-s-wall".
@@ -54,24 +54,23 @@ pub fn run(args: &InitArgs) -> CmdResult {
             return Ok(());
         }
         Some(name) => Some(presets::find(name).ok_or_else(|| {
-            ClientError::bad_input(format!(
+            Error::bad_input(format!(
                 "unknown preset {name:?}\n{}",
                 presets::list().trim_end()
             ))
         })?),
     };
-    let cwd =
-        std::env::current_dir().map_err(|e| ClientError::failed(format!("current folder: {e}")))?;
+    let cwd = std::env::current_dir().map_err(|e| Error::failed(format!("current folder: {e}")))?;
     let out_abs = spec::normalize(&cwd.join(&args.output));
     if out_abs.exists() && !args.force {
-        return Err(ClientError::bad_input(format!(
+        return Err(Error::bad_input(format!(
             "{} already exists; use --force to overwrite it, or -o to write another file",
             args.output.display()
         )));
     }
     let spec_dir = out_abs.parent().unwrap_or(Path::new("/")).to_path_buf();
     if !spec_dir.is_dir() {
-        return Err(ClientError::bad_input(format!(
+        return Err(Error::bad_input(format!(
             "{}: no such folder",
             spec_dir.display()
         )));
@@ -132,10 +131,10 @@ fn non_interactive(
     repo: &Repo,
     out_abs: &Path,
     file_name: &str,
-) -> Result<String, ClientError> {
+) -> Result<String, Error> {
     let missing = draft.missing();
     if !missing.is_empty() {
-        return Err(ClientError::bad_input(format!(
+        return Err(Error::bad_input(format!(
             "missing answers (non-interactive): give them with --set KEY=VALUE (or --preset NAME):\n  {}",
             missing.join("\n  ")
         )));
@@ -145,20 +144,20 @@ fn non_interactive(
         &draft.strings("scope.exclude"),
         &repo.tracked,
     )
-    .map_err(|e| ClientError::bad_input(format!("scope: {e}")))?;
+    .map_err(|e| Error::bad_input(format!("scope: {e}")))?;
     eprint!("scope:\n{report}");
     // Validate before spending time on the metric.
     let text = draft.render(file_name);
     spec::parse(&text, out_abs)
-        .map_err(|e| ClientError::bad_input(format!("the spec would not be valid:\n{e}")))?;
+        .map_err(|e| Error::bad_input(format!("the spec would not be valid:\n{e}")))?;
     let t = trial(draft, &repo.root, &mut std::io::stderr()).map_err(|e| {
-        ClientError::bad_input(format!(
+        Error::bad_input(format!(
             "the metric command gives no number, so nothing was written: {e}"
         ))
     })?;
     eprintln!(
         "read {} from the metric's output ({:.1}s)",
-        crate::run::journal::format_metric(Some(t.value)),
+        crate::protocol::format::format_metric(Some(t.value)),
         t.wall.as_secs_f64()
     );
     print!("{}", draft.table(Some(t.value)));
@@ -167,7 +166,7 @@ fn non_interactive(
 
 /// Write the file: never over an existing one unless `force`; never half-written.
 fn write_spec(path: &Path, text: &str, force: bool) -> CmdResult {
-    let fail = |e: std::io::Error| ClientError::failed(format!("writing {}: {e}", path.display()));
+    let fail = |e: std::io::Error| Error::failed(format!("writing {}: {e}", path.display()));
     let tmp = path.with_extension(format!("toml.tmp-{}", std::process::id()));
     std::fs::write(&tmp, text).map_err(fail)?;
     let r = if force {
@@ -181,7 +180,7 @@ fn write_spec(path: &Path, text: &str, force: bool) -> CmdResult {
     }
     r.map_err(|e| {
         if e.kind() == std::io::ErrorKind::AlreadyExists {
-            ClientError::bad_input(format!(
+            Error::bad_input(format!(
                 "{} already exists; use --force to overwrite it",
                 path.display()
             ))

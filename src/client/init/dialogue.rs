@@ -10,7 +10,7 @@ use std::path::Path;
 
 use super::checks::Repo;
 use super::draft::Draft;
-use crate::client::ClientError;
+use crate::client::Error;
 use crate::spec;
 
 pub(super) struct Dialogue<'a> {
@@ -22,7 +22,7 @@ pub(super) struct Dialogue<'a> {
     pub(super) trial: Option<(String, f64)>,
 }
 
-type Answer<T> = Result<T, ClientError>;
+type Answer<T> = Result<T, Error>;
 
 /// What a trial's reading depends on: the command, how it is read, its timeout.
 fn trial_key(d: &Draft) -> String {
@@ -100,10 +100,10 @@ impl Dialogue<'_> {
         let n = self
             .input
             .read_line(&mut line)
-            .map_err(|e| ClientError::failed(format!("reading the answer: {e}")))?;
+            .map_err(|e| Error::failed(format!("reading the answer: {e}")))?;
         if n == 0 {
             let _ = writeln!(self.ui);
-            return Err(ClientError::bad_input(
+            return Err(Error::bad_input(
                 "the input ended before the setup was complete; nothing written",
             ));
         }
@@ -225,7 +225,7 @@ impl Dialogue<'_> {
             )?;
             match a.as_str() {
                 "yes" => return Ok(text),
-                "no" => return Err(ClientError::failed("not confirmed; nothing written")),
+                "no" => return Err(Error::failed("not confirmed; nothing written")),
                 _ => continue,
             }
         }

@@ -8,7 +8,7 @@ use super::keys::{
     coerce, kind_of, parse_value, scalar_text, unknown_key, Kind, EXTRACTION_KEYS, KEYS,
 };
 use crate::client::presets::{Preset, Read};
-use crate::client::ClientError;
+use crate::client::Error;
 use crate::spec::MetricSpec;
 
 /// The answers so far, as a spec-shaped TOML table.
@@ -135,9 +135,9 @@ impl Draft {
     }
 
     /// Apply one `--set KEY=VALUE`.
-    pub(super) fn apply_set(&mut self, arg: &str) -> Result<(), ClientError> {
+    pub(super) fn apply_set(&mut self, arg: &str) -> Result<(), Error> {
         let Some((key, raw)) = arg.split_once('=') else {
-            return Err(ClientError::bad_input(format!(
+            return Err(Error::bad_input(format!(
                 "--set {arg:?}: expected KEY=VALUE, e.g. --set metric.command=./bench.sh"
             )));
         };
@@ -395,7 +395,7 @@ impl Draft {
             (
                 "Trial reading",
                 trial
-                    .map(|v| crate::run::journal::format_metric(Some(v)))
+                    .map(|v| crate::protocol::format::format_metric(Some(v)))
                     .unwrap_or_else(|| "-".into()),
             ),
             ("In-scope", list("scope.include")),
@@ -553,7 +553,7 @@ mod tests {
         assert_eq!(d.get("metric.json"), None);
 
         let e = d.apply_set("metric.comand=x").unwrap_err();
-        assert_eq!(e.code, 2);
+        assert_eq!(e.exit_code(), 2);
         assert!(
             e.message.contains("metric.comand")
                 && e.message.contains("did you mean `metric.command`"),
@@ -561,7 +561,9 @@ mod tests {
             e.message
         );
         assert_eq!(
-            d.apply_set("budget.max_experiments=lots").unwrap_err().code,
+            d.apply_set("budget.max_experiments=lots")
+                .unwrap_err()
+                .exit_code(),
             2
         );
         assert!(d

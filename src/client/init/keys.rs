@@ -4,7 +4,7 @@
 
 use toml::{Table, Value};
 
-use crate::client::ClientError;
+use crate::client::Error;
 
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub(super) enum Kind {
@@ -87,7 +87,7 @@ fn edit_distance(a: &str, b: &str) -> usize {
     prev[b.len()]
 }
 
-pub(super) fn unknown_key(key: &str) -> ClientError {
+pub(super) fn unknown_key(key: &str) -> Error {
     let best = KEYS
         .iter()
         .map(|(k, _)| (edit_distance(key, k), *k))
@@ -96,7 +96,7 @@ pub(super) fn unknown_key(key: &str) -> ClientError {
         .map(|(_, k)| format!("; did you mean `{k}`?"))
         .unwrap_or_default();
     let all: Vec<&str> = KEYS.iter().map(|(k, _)| *k).collect();
-    ClientError::bad_input(format!(
+    Error::bad_input(format!(
         "--set {key}: unknown key{best}\n  keys: {}, guard.NAME (a guard's command)",
         all.join(", ")
     ))
@@ -124,8 +124,8 @@ pub(super) fn parse_value(raw: &str) -> Value {
 }
 
 /// Check and convert a value for `key`; the error names the key.
-pub(super) fn coerce(key: &str, kind: Kind, v: Value, raw: &str) -> Result<Value, ClientError> {
-    let bad = |what: &str| ClientError::bad_input(format!("--set {key}={raw}: expected {what}"));
+pub(super) fn coerce(key: &str, kind: Kind, v: Value, raw: &str) -> Result<Value, Error> {
+    let bad = |what: &str| Error::bad_input(format!("--set {key}={raw}: expected {what}"));
     Ok(match kind {
         Kind::Str => Value::String(scalar_text(&v, raw).ok_or_else(|| bad("a string"))?),
         Kind::Int => match v {

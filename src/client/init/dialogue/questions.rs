@@ -10,7 +10,7 @@ use crate::client::init::checks::{scope_report, trial};
 use crate::client::init::command::slug;
 use crate::client::init::draft::Draft;
 use crate::client::init::keys::EXTRACTION_KEYS;
-use crate::client::ClientError;
+use crate::client::Error;
 use crate::spec;
 
 impl Dialogue<'_> {
@@ -80,7 +80,7 @@ impl Dialogue<'_> {
                 let v = *v;
                 self.say(&format!(
                     "  metric unchanged: it read {}",
-                    crate::run::journal::format_metric(Some(v))
+                    crate::protocol::format::format_metric(Some(v))
                 ));
                 return Ok(true);
             }
@@ -89,16 +89,13 @@ impl Dialogue<'_> {
             Ok(t) => {
                 self.say(&format!(
                     "  read {} from its output (took {:.1}s)",
-                    crate::run::journal::format_metric(Some(t.value)),
+                    crate::protocol::format::format_metric(Some(t.value)),
                     t.wall.as_secs_f64()
                 ));
                 self.trial = Some((current, t.value));
                 Ok(true)
             }
-            Err(e) if e == "interrupted" => Err(ClientError {
-                code: 130,
-                message: "interrupted; nothing written".into(),
-            }),
+            Err(e) if e == "interrupted" => Err(Error::interrupted("interrupted; nothing written")),
             Err(e) => {
                 self.say(&format!(
                     "  {e}\n  That gives no number; let's fix the command or how it is read."
@@ -172,7 +169,7 @@ impl Dialogue<'_> {
                     ("wall", "wall-clock seconds"),
                     ("cpu", "CPU seconds of the process tree"),
                 ];
-                if crate::exec::instructions_supported().is_ok() {
+                if crate::host::instructions_supported().is_ok() {
                     opts.push(("instructions", "user-space instructions (least noisy)"));
                 }
                 let t =

@@ -6,182 +6,14 @@
 //! The JSON shape (`arctl report RUN --json`) is [`RunReport`]; fields are only ever added.
 
 use std::collections::BTreeSet;
-use std::path::PathBuf;
-
-use serde::{Deserialize, Serialize};
 
 use crate::git;
-use crate::protocol::ResultRow;
+use crate::ops::results::result_rows;
+use crate::protocol::format::{pct, short_commit};
+use crate::protocol::{Flag, GitLog, KeptChange, ResultRow, Review, Revisit, RunReport, Totals};
 use crate::run::journal::{clean_description, ExperimentRecord, Status};
-use crate::run::record::{RunRecord, RunState};
-use crate::spec::Direction;
+use crate::run::record::RunRecord;
 use crate::stats::Mode;
-
-/// The experiment table with, per row, the change against the best before it and the
-/// confidence of noisy decisions (shared by `arctl results`, `status RUN` and the report).
-pub fn result_rows(records: &[ExperimentRecord], direction: Direction) -> Vec<ResultRow> {
-    let mut best: Option<f64> = None;
-    records
-        .iter()
-        .map(|r| {
-            let change = match (best, r.metric) {
-                (Some(b), Some(m)) if r.status != Status::Crash => {
-                    Some(direction.gain(b, m)).filter(|g| g.is_finite())
-                }
-                _ => None,
-            };
-            if matches!(r.status, Status::Baseline | Status::Keep) {
-                best = r.metric;
-            }
-            ResultRow {
-                experiment: r.experiment,
-                commit: r
-                    .commit
-                    .as_deref()
-                    .map(|c| c[..7.min(c.len())].to_string())
-                    .unwrap_or_else(|| "-".into()),
-                metric: r.metric,
-                status: r.status.as_str().to_string(),
-                description: clean_description(&r.description),
-                change,
-                confidence: r
-                    .decision
-                    .as_ref()
-                    .filter(|d| d.rounds > 1)
-                    .map(|d| 1.0 - d.p_value),
-            }
-        })
-        .collect()
-}
-
-/// `arctl report RUN --json`.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
-pub struct RunReport {
-    pub run: String,
-    pub goal: String,
-    pub state: RunState,
-    pub stop_reason: Option<String>,
-    pub metric_command: String,
-    pub direction: Direction,
-    /// "deterministic" or "noisy" (None before the baseline).
-    pub mode: Option<String>,
-    /// Coefficient of variation measured at baseline (noisy mode).
-    pub cv: Option<f64>,
-    /// The spec's `min_effect` as a fraction.
-    pub min_effect: f64,
-    pub repo: PathBuf,
-    pub worktree: PathBuf,
-    pub branch: String,
-    pub base: String,
-    pub base_commit: String,
-    pub best_commit: String,
-    pub merged: bool,
-    pub cleaned_up: bool,
-    /// The experiment table (4.1), baseline first.
-    pub experiments: Vec<ResultRow>,
-    pub totals: Totals,
-    pub baseline: Option<f64>,
-    #[serde(rename = "final")]
-    pub final_value: Option<f64>,
-    /// Relative improvement baseline → final in the metric's direction (0.05 = 5% better).
-    pub change: Option<f64>,
-    /// The (up to) three kept experiments with the largest own gain, largest first.
-    pub top_changes: Vec<KeptChange>,
-    /// Every kept experiment, in order, with how sure its gain is (4.1b).
-    pub kept: Vec<KeptChange>,
-    /// `git log --oneline base_commit..best_commit`.
-    pub git_log: GitLog,
-    pub review: Review,
-    /// Next steps (4.3), one checklist item each (rendered as `- [ ] item`).
-    pub next_steps: Vec<String>,
-}
-
-#[derive(Debug, Clone, Copy, Default, Serialize, Deserialize, PartialEq, Eq)]
-pub struct Totals {
-    /// Experiments run, the baseline not counted.
-    pub experiments: u32,
-    pub kept: u32,
-    pub discarded: u32,
-    pub crashed: u32,
-    /// Inspector-rejected (out of scope, guard failed, HEAD moved).
-    pub rejected: u32,
-}
-
-/// A kept experiment and the evidence behind it.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
-pub struct KeptChange {
-    pub experiment: u32,
-    /// Short commit id.
-    pub commit: Option<String>,
-    pub description: String,
-    pub metric: Option<f64>,
-    /// Its own gain over the best before it (0.05 = 5% better): the paired estimate in noisy
-    /// mode, else the change against the previous best.
-    pub gain: Option<f64>,
-    /// "deterministic" (one strict comparison) or "noisy" (paired rounds).
-    pub evidence: String,
-    /// 1 - p of "the candidate is not better" (noisy).
-    pub confidence: Option<f64>,
-    /// One-sided lower bound and upper bound of the gain (noisy).
-    pub interval: Option<[f64; 2]>,
-    pub rounds: Option<usize>,
-    /// Kept for the simplicity rule rather than for a gain.
-    pub simplification: bool,
-    /// Why the gain may not hold, when it may not.
-    pub fragile: Option<String>,
-}
-
-/// The git history of the kept experiments.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
-pub struct GitLog {
-    /// "history" (walked base_commit..best_commit in the repo), "journal" (the kept commits the
-    /// journal recorded, those the repo still has), or "unavailable".
-    pub source: String,
-    /// `<short> <subject>` lines, newest first.
-    pub lines: Vec<String>,
-    pub note: Option<String>,
-}
-
-/// An observation tied (when it is) to an experiment.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
-pub struct Flag {
-    pub experiment: Option<u32>,
-    pub message: String,
-}
-
-/// An inspector-rejected experiment that might be worth another go.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
-pub struct Revisit {
-    pub experiment: u32,
-    pub description: String,
-    pub reason: String,
-    /// The metric's change against the best before it, when it was measured.
-    pub gain: Option<f64>,
-}
-
-/// The run-level review (4.1b), as far as the journal allows.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
-pub struct Review {
-    /// Two or three sentences.
-    pub summary: String,
-    /// Kept gains that are small against the noise (or against `min_effect`).
-    pub fragile: Vec<Flag>,
-    /// Ideas the proposer named (`ideas_not_tried` in its proposal JSON) that no experiment's
-    /// description matches.
-    pub ideas_not_tried: Vec<String>,
-    /// Inspector-rejected experiments, those whose metric improved first.
-    pub revisit: Vec<Revisit>,
-    /// Signs of overfitting to the benchmark.
-    pub overfitting: Vec<Flag>,
-}
-
-fn pct(v: f64) -> String {
-    format!("{:+.2}%", v * 100.0)
-}
-
-fn short(c: &str) -> String {
-    c[..7.min(c.len())].to_string()
-}
 
 /// Build the report of a run from its record and journal (and its repo, for the git log).
 pub fn build(rec: &RunRecord, records: &[ExperimentRecord]) -> RunReport {
@@ -262,7 +94,7 @@ pub fn build(rec: &RunRecord, records: &[ExperimentRecord]) -> RunReport {
     let mut report = RunReport {
         run: rec.id.clone(),
         goal: spec.goal.clone(),
-        state: rec.state,
+        state: rec.state(),
         stop_reason: rec.stop_reason.clone(),
         metric_command: spec.metric.command.clone(),
         direction,
@@ -342,7 +174,7 @@ fn kept_change(
     };
     KeptChange {
         experiment: r.experiment,
-        commit: r.commit.as_deref().map(short),
+        commit: r.commit.as_deref().map(|c| short_commit(c).to_string()),
         description: clean_description(&r.description),
         metric: r.metric,
         gain,
@@ -646,7 +478,7 @@ fn summary(
     fragile: &[Flag],
     overfitting: &[Flag],
 ) -> String {
-    let fmt = |v: Option<f64>| crate::run::journal::format_metric(v);
+    let fmt = |v: Option<f64>| crate::protocol::format::format_metric(v);
     let mut s = format!(
         "{} experiments: {} kept, {} discarded, {} crashed, {} rejected by the inspector.",
         totals.experiments, totals.kept, totals.discarded, totals.crashed, totals.rejected
@@ -688,7 +520,7 @@ fn next_steps(r: &RunReport, branch_exists: bool) -> Vec<String> {
     let mut out = Vec::new();
     let improved = r.change.map(|c| c > 0.0).unwrap_or(false)
         || (r.totals.kept > 0 && r.best_commit != r.base_commit);
-    let base7 = short(&r.base_commit);
+    let base7 = short_commit(&r.base_commit);
     if r.state.is_active() {
         out.push(format!(
             "Let the run finish, or stop it: `arctl stop {}`",
@@ -739,7 +571,7 @@ fn next_steps(r: &RunReport, branch_exists: bool) -> Vec<String> {
                 "The branch {} is gone; recreate it from the kept commits if you still want the change: `git branch {} {}`",
                 r.branch,
                 r.branch,
-                short(&r.best_commit)
+                short_commit(&r.best_commit)
             ));
         }
     }
@@ -802,6 +634,7 @@ fn next_steps(r: &RunReport, branch_exists: bool) -> Vec<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::spec::Direction;
     use crate::stats::{Evaluation, Verdict};
 
     fn rec(n: u32, status: Status, metric: Option<f64>, desc: &str) -> ExperimentRecord {

@@ -10,88 +10,40 @@
 //!
 //! The JSON shape (`arctl cleanup --json`) is [`CleanupReport`]; fields are only ever added.
 
-use std::path::PathBuf;
 use std::sync::Arc;
 
 use git2::Repository;
-use serde::{Deserialize, Serialize};
 
 use crate::git;
-use crate::protocol::CleanupRequest;
-use crate::run::merge::OpError;
-use crate::run::{runner, RunHandle};
-
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
-pub struct CleanupReport {
-    pub runs: Vec<CleanupRow>,
-}
-
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
-pub struct CleanupRow {
-    pub run: String,
-    pub worktree: PathBuf,
-    /// The worktree (folder and/or git's entry for it) was removed by this cleanup.
-    pub worktree_removed: bool,
-    pub branch: String,
-    pub branch_deleted: bool,
-    /// Why the branch stays, when it does.
-    pub branch_kept: Option<String>,
-    /// `refs/autoresearch/<id>/…` refs deleted.
-    pub refs_deleted: usize,
-    pub excludes_removed: bool,
-    /// What else happened (a locked or already deleted worktree, the best tree removed, ...).
-    pub notes: Vec<String>,
-    /// Set when this run could not be cleaned up (the client then exits 1).
-    pub error: Option<String>,
-}
+use crate::ops::select;
+use crate::protocol::{CleanupReport, CleanupRequest, CleanupRow, Error, OpResult};
+use crate::run::RunHandle;
 
 /// Clean up the runs `req` names (or every ended run with `--finished`).
-pub fn cleanup(runs: &[Arc<RunHandle>], req: &CleanupRequest) -> Result<CleanupReport, OpError> {
+pub fn cleanup(runs: &[Arc<RunHandle>], req: &CleanupRequest) -> OpResult<CleanupReport> {
     if req.runs.is_empty() && !req.finished {
-        return Err(OpError::BadInput(
-            "name the runs to clean up, or pass --finished for every ended run".into(),
+        return Err(Error::bad_input(
+            "name the runs to clean up, or pass --finished for every ended run",
         ));
     }
-    let mut chosen: Vec<Arc<RunHandle>> = Vec::new();
-    if req.runs.is_empty() {
-        chosen.extend(
-            runs.iter()
-                .filter(|h| {
-                    let l = h.live();
-                    !l.record.state.is_active() && !l.record.cleaned_up
-                })
-                .cloned(),
-        );
-    } else {
-        for name in &req.runs {
-            let Some(h) = runs.iter().find(|h| h.id == *name) else {
-                return Err(OpError::BadInput(crate::run::unknown_run(
-                    name,
-                    runs.iter().map(|h| h.id.as_str()),
-                )));
-            };
-            if !chosen.iter().any(|c| c.id == h.id) {
-                chosen.push(h.clone());
-            }
-        }
-    }
+    let chosen = select(runs, &req.runs, |r| !r.state().is_active() && !r.cleaned_up)?;
     // Refuse before touching anything when one of them still runs.
     for h in &chosen {
-        let state = h.live().record.state;
+        let state = h.state();
         // A run that just stopped may still be closing (its second tree): give it a moment.
         let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
         while !state.is_active() && h.is_thread_running() && std::time::Instant::now() < deadline {
             std::thread::sleep(std::time::Duration::from_millis(20));
         }
         if !state.is_active() && h.is_thread_running() {
-            return Err(OpError::Failed(format!(
+            return Err(Error::failed(format!(
                 "run {} is {} but its thread is still closing; try again in a moment",
                 h.id,
                 state.as_str()
             )));
         }
         if state.is_active() {
-            return Err(OpError::BadInput(format!(
+            return Err(Error::bad_input(format!(
                 "run {} is {}: stop it first with `arctl stop {}` (nothing was cleaned up)",
                 h.id,
                 state.as_str(),
@@ -105,7 +57,7 @@ pub fn cleanup(runs: &[Arc<RunHandle>], req: &CleanupRequest) -> Result<CleanupR
 }
 
 fn one(h: &RunHandle, req: &CleanupRequest) -> CleanupRow {
-    let rec = h.live().record.clone();
+    let rec = h.record();
     let mut row = CleanupRow {
         run: rec.id.clone(),
         worktree: rec.worktree.clone(),
@@ -126,7 +78,7 @@ fn one(h: &RunHandle, req: &CleanupRequest) -> CleanupRow {
                 rec.repo.display(),
                 e.message()
             ));
-            h.update_record(|r| r.cleaned_up = true);
+            h.update_logged(|r| r.cleaned_up = true);
             return row;
         }
     };
@@ -187,16 +139,11 @@ fn one(h: &RunHandle, req: &CleanupRequest) -> CleanupRow {
         row.notes.push("the worktree was already removed".into());
     }
     // The second tree of noisy mode, and temporary trees of an interrupted merge.
+    let (merge_base, merge_candidate) = git::names::merge_tree_names(&rec.id);
     let extra = [
-        (format!("arctl-best-{}", rec.id), h.paths.best_tree()),
-        (
-            format!("arctl-merge-base-{}", rec.id),
-            h.paths.dir.join("merge").join("base"),
-        ),
-        (
-            format!("arctl-merge-candidate-{}", rec.id),
-            h.paths.dir.join("merge").join("candidate"),
-        ),
+        (git::names::best_tree_name(&rec.id), h.paths.best_tree()),
+        (merge_base, h.paths.merge_dir().join("base")),
+        (merge_candidate, h.paths.merge_dir().join("candidate")),
     ];
     for (wname, path) in extra {
         if path.exists() || repo.find_worktree(&wname).is_ok() {
@@ -287,23 +234,20 @@ fn one(h: &RunHandle, req: &CleanupRequest) -> CleanupRow {
             rec.id
         )),
     }
-    h.update_record(|r| r.cleaned_up = true);
-    runner::run_log(
-        h,
-        &format!(
-            "cleanup: worktree {}; branch {}; {} ref(s) deleted",
-            if row.worktree_removed {
-                "removed"
-            } else {
-                "already gone"
-            },
-            if row.branch_deleted {
-                "deleted".to_string()
-            } else {
-                row.branch_kept.clone().unwrap_or_else(|| "gone".into())
-            },
-            row.refs_deleted
-        ),
-    );
+    h.update_logged(|r| r.cleaned_up = true);
+    h.log_line(&format!(
+        "cleanup: worktree {}; branch {}; {} ref(s) deleted",
+        if row.worktree_removed {
+            "removed"
+        } else {
+            "already gone"
+        },
+        if row.branch_deleted {
+            "deleted".to_string()
+        } else {
+            row.branch_kept.clone().unwrap_or_else(|| "gone".into())
+        },
+        row.refs_deleted
+    ));
     row
 }

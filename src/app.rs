@@ -1,0 +1,32 @@
+//! The entry point below `main`: the two commands that run here rather than talk to a
+//! daemon — `daemon` (the daemon itself, in the foreground) and `demo` (a daemon of its
+//! own plus client commands) — and the client for everything else.
+
+use std::path::PathBuf;
+
+use crate::cli::{Cli, Command};
+use crate::client::{self, CmdResult, Error, Paths};
+use crate::config::{self, DaemonConfig, Settings};
+
+/// Run a parsed command line; returns the process exit code.
+pub fn main(cli: Cli) -> i32 {
+    match cli.command {
+        Command::Daemon { config: file } => {
+            client::exit_code(daemon(&Paths::from_args(&cli.global), file))
+        }
+        Command::Demo { dir } => client::exit_code(crate::demo::run(dir)),
+        _ => client::main(cli),
+    }
+}
+
+/// `arctl daemon`: read the daemon config and serve until stopped.
+fn daemon(paths: &Paths, file: Option<PathBuf>) -> CmdResult {
+    let file = file.unwrap_or_else(config::default_config_file);
+    let settings = Settings::load(&file).map_err(|e| Error::bad_input(format!("{e:#}")))?;
+    let cfg = DaemonConfig {
+        socket: paths.socket.clone(),
+        state_dir: paths.state_dir.clone(),
+        settings,
+    };
+    crate::daemon::run(cfg).map_err(|e| Error::failed(format!("daemon: {e:#}")))
+}

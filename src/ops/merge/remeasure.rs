@@ -1,0 +1,155 @@
+//! Re-measuring a run's change on top of the target as updated by the runs merged before
+//! it: two temporary worktrees (the updated base and the merged candidate), the run's own
+//! metric, limits and decision rule, then its guards on the merged tree.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use anyhow::Result;
+use git2::Oid;
+
+use super::land::Merger;
+use crate::exec::Exit;
+use crate::git;
+use crate::protocol::format::{format_metric, pct_or_dash};
+use crate::run::measure::{self, Measured, Meter, Reference};
+use crate::run::record::RunRecord;
+use crate::run::RunHandle;
+use crate::stats::{Evaluation, Mode, Verdict};
+
+impl Merger<'_> {
+    /// Measure the merged tree (commit `candidate`) against the updated base, with the run's
+    /// metric and rule, in two temporary worktrees. Ok(Err(why)) when the measurement itself
+    /// failed.
+    pub(super) fn measure(
+        &self,
+        h: &Arc<RunHandle>,
+        rec: &RunRecord,
+        candidate: Oid,
+        merged_tree: Oid,
+    ) -> Result<std::result::Result<Evaluation, String>> {
+        let dir = h.paths.merge_dir();
+        let trees = Trees {
+            base: dir.join("base"),
+            candidate: dir.join("candidate"),
+            names: git::names::merge_tree_names(&rec.id),
+        };
+        std::fs::create_dir_all(&dir)?;
+        let result =
+            git::create_detached_worktree(self.repo, &trees.names.0, &trees.base, self.tip)
+                .and_then(|_| {
+                    git::create_detached_worktree(
+                        self.repo,
+                        &trees.names.1,
+                        &trees.candidate,
+                        candidate,
+                    )
+                })
+                .and_then(|_| self.measure_in(h, rec, &trees, merged_tree));
+        let _ = git::remove_worktree(self.repo, &trees.names.0, &trees.base);
+        let _ = git::remove_worktree(self.repo, &trees.names.1, &trees.candidate);
+        let _ = std::fs::remove_dir(&dir);
+        result
+    }
+
+    fn measure_in(
+        &self,
+        h: &Arc<RunHandle>,
+        rec: &RunRecord,
+        trees: &Trees,
+        merged_tree: Oid,
+    ) -> Result<std::result::Result<Evaluation, String>> {
+        // Where the run measured (this machine or its cluster).
+        let executor = self.g.executor(rec);
+        let meter = Meter {
+            rec,
+            paths: &h.paths,
+            global: self.g,
+            executor: &*executor,
+            // Unpinned: the run's reserved cores were released when it ended; both trees are
+            // measured alike, which is what the comparison needs.
+            limits: measure::limits(rec),
+            timeout: measure::metric_timeout(rec),
+            env: measure::run_env(rec, "merge", &trees.candidate),
+            tag_prefix: format!("{}merge/", self.g.run_tag(&rec.id)),
+            output_prefix: "merge-".into(),
+            log_file: None,
+        };
+        let cfg = measure::decision_config(rec);
+        let base_tree = git::merge::tree_of(self.repo, self.tip)?;
+        let (ins, del) = git::merge::tree_diff_lines(self.repo, base_tree, merged_tree)?;
+        let mode = rec.mode.clone().unwrap_or(Mode::Deterministic);
+        let measured = meter.compare(
+            &mode,
+            Reference::Tree(&trees.base),
+            &trees.candidate,
+            &cfg,
+            del > ins,
+            self.cancel,
+            |round, ev| {
+                h.log_line(&format!(
+                    "merge: round {round}/{}: base {} vs merged {} (estimate {}, p {:.3})",
+                    cfg.max_rounds(),
+                    format_metric(Some(ev.best_estimate)),
+                    format_metric(Some(ev.candidate_estimate)),
+                    pct_or_dash(Some(ev.estimate)),
+                    ev.p_value
+                ))
+            },
+        )?;
+        let evaluation = match measured {
+            Measured::Value { evaluation, .. } => evaluation,
+            Measured::Crash { reason, .. } => {
+                return Ok(Err(format!(
+                    "the metric failed on the merged tree: {reason}"
+                )))
+            }
+            Measured::BestFailed { reason, .. } => {
+                return Ok(Err(format!(
+                    "measuring {} failed: {reason}",
+                    self.on_top_of()
+                )))
+            }
+            Measured::Interrupted => return Ok(Err(INTERRUPTED.into())),
+        };
+        if mode == Mode::Deterministic {
+            h.log_line(&format!(
+                "merge: base {} = {}",
+                git::short(self.tip),
+                format_metric(Some(evaluation.best_estimate))
+            ));
+        }
+        h.log_line(&format!("merge: on top: {}", evaluation.reason));
+        if evaluation.verdict != Verdict::Keep {
+            return Ok(Ok(evaluation));
+        }
+        // Kept in the loop meant: better and every guard passing. The merged tree is a tree
+        // the run never saw, so its guards run on it too.
+        for g in &rec.spec.spec.guards {
+            let (ok, r) = meter.guard(g, &trees.candidate, self.cancel)?;
+            if r.outcome.exit == Exit::Cancelled {
+                return Ok(Err(INTERRUPTED.into()));
+            }
+            if !ok {
+                return Ok(Err(format!(
+                    "guard {:?} fails on top of {} ({}); branch {} kept",
+                    g.name,
+                    self.on_top_of(),
+                    r.outcome.exit.describe(),
+                    rec.branch
+                )));
+            }
+            h.log_line(&format!("merge: guard {:?} passes on top", g.name));
+        }
+        Ok(Ok(evaluation))
+    }
+}
+
+const INTERRUPTED: &str = "interrupted (the daemon is shutting down)";
+
+/// The two temporary worktrees of a re-measurement, and git's names for them.
+struct Trees {
+    base: PathBuf,
+    candidate: PathBuf,
+    names: (String, String),
+}

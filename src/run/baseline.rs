@@ -1,0 +1,152 @@
+//! The baseline (experiment 0): the executor's check that the run's folders are visible
+//! where commands run, the noise probe that decides the run's mode, the metric timeout's
+//! reference duration, and the guards on the base commit.
+
+use anyhow::{anyhow, Result};
+
+use crate::exec::{Cancel, Exit, VisibilityCheck};
+use crate::run::journal::{self, CommandRecord, ExperimentRecord, Status};
+use crate::run::measure::Once;
+use crate::run::record::Inflight;
+use crate::run::runner::Runner;
+use crate::run::state::{Event, Step};
+use crate::spec::Repeats;
+use crate::stats::{self, Mode};
+use crate::store;
+
+impl Runner {
+    /// Measure the base commit and record experiment 0; returns with no baseline when
+    /// interrupted (the run resumes at the baseline).
+    pub(super) fn baseline(&mut self) -> Result<()> {
+        self.h.set_step(Step::Baseline);
+        self.update(|r| r.inflight = Some(Inflight { experiment: 0 }))?;
+        self.log(&format!(
+            "baseline: measuring {} on {} ({})",
+            self.rec.spec.spec.metric.command,
+            &self.rec.base_commit[..7],
+            self.rec.base
+        ));
+        let started = store::now_ms();
+        let cancel = self.h.new_cancel();
+        if self.interrupted() || !self.check_visible(&cancel)? {
+            return Ok(());
+        }
+        let Some((values, recs)) = self.probe(&cancel)? else {
+            return Ok(());
+        };
+        let mode = stats::probe_mode(&values);
+        let value = stats::median(&values);
+        let duration = recs.iter().map(|r| r.outcome.wall_ms).max().unwrap_or(0);
+        let Some(guards) = self.base_guards(&cancel)? else {
+            return Ok(());
+        };
+        let mode_desc = match &mode {
+            Mode::Deterministic => "deterministic".to_string(),
+            Mode::Noisy { cv } => format!("noisy, cv {:.2}%", cv * 100.0),
+        };
+        let mut record = ExperimentRecord {
+            commit: Some(self.rec.base_commit.clone()),
+            metric: Some(value),
+            description: "baseline".into(),
+            reason: format!("{} runs: {:?} ({mode_desc})", values.len(), values),
+            ended_at_ms: store::now_ms(),
+            measurements: recs,
+            guards,
+            ..ExperimentRecord::new(0, Status::Baseline, started)
+        };
+        record.tally_resources();
+        self.h.set_step(Step::Logging);
+        self.append(&record)?;
+        self.update(|r| {
+            r.baseline = Some(value);
+            r.best = Some(value);
+            r.baseline_duration_ms = Some(duration);
+            r.mode = Some(mode.clone());
+            r.next_experiment = 1;
+            r.inflight = None;
+            r.last_status = Some("baseline".into());
+            r.apply(Event::BaselineDone);
+        })?;
+        self.h.live().best_history.push(value);
+        self.log(&format!(
+            "baseline: {} = {} ({mode_desc}); metric timeout {:.1}s",
+            self.rec.spec.spec.metric.command,
+            journal::format_metric(Some(value)),
+            self.metric_timeout().as_secs_f64()
+        ));
+        Ok(())
+    }
+
+    /// Where commands run elsewhere (a cluster), the worktree and state folder must be
+    /// visible there. Ok(false): interrupted.
+    fn check_visible(&self, cancel: &Cancel) -> Result<bool> {
+        let paths = &self.h.paths;
+        self.executor.check_visible(
+            &[self.rec.worktree.clone(), paths.dir.clone()],
+            &VisibilityCheck {
+                cwd: self.rec.worktree.clone(),
+                stdout: paths.output("check.out"),
+                stderr: paths.output("check.err"),
+                tag: self.tag(0, "check"),
+            },
+            cancel,
+        )
+    }
+
+    /// The noise probe: the metric run several times on the base. None: interrupted.
+    fn probe(&self, cancel: &Cancel) -> Result<Option<(Vec<f64>, Vec<CommandRecord>)>> {
+        let auto = self.rec.spec.spec.metric.repeats == Repeats::Auto;
+        let runs = match self.rec.spec.spec.metric.repeats {
+            Repeats::Auto => stats::probe_runs(),
+            Repeats::Fixed(n) => (n as usize).clamp(2, stats::probe_runs().max(2)),
+        };
+        let wt = self.rec.worktree.clone();
+        let meter = self.meter(0);
+        let mut values = Vec::new();
+        let mut recs = Vec::new();
+        for i in 0..runs {
+            self.h.set_detail(format!("noise probe {}/{runs}", i + 1));
+            match meter.once(&wt, "baseline", cancel)? {
+                Once::Value(v, r) => {
+                    values.push(v);
+                    recs.push(r);
+                }
+                Once::Failed(why, tail, _) => {
+                    return Err(anyhow!(
+                        "the baseline measurement failed on the base commit: {why}\n{tail}"
+                    ));
+                }
+                Once::Interrupted => return Ok(None),
+            }
+            // Deterministic metrics stop probing early: three equal values settle it.
+            if auto && i >= 2 && values.iter().all(|v| *v == values[0]) {
+                break;
+            }
+        }
+        Ok(Some((values, recs)))
+    }
+
+    /// Every guard must pass on the base commit, or the spec (or the base) needs fixing.
+    /// None: interrupted.
+    fn base_guards(&self, cancel: &Cancel) -> Result<Option<Vec<CommandRecord>>> {
+        let wt = self.rec.worktree.clone();
+        let meter = self.meter(0);
+        let mut guards = Vec::new();
+        for g in &self.rec.spec.spec.guards {
+            match meter.guard(g, &wt, cancel)? {
+                (_, r) if r.outcome.exit == Exit::Cancelled || self.interrupted() => {
+                    return Ok(None)
+                }
+                (true, r) => guards.push(r),
+                (false, r) => {
+                    return Err(anyhow!(
+                        "guard {:?} fails on the base commit ({}): fix it or the spec first",
+                        g.name,
+                        r.outcome.exit.describe()
+                    ))
+                }
+            }
+        }
+        Ok(Some(guards))
+    }
+}

@@ -1,0 +1,390 @@
+//! One experiment: wait for a slot, propose, check what the proposer did (HEAD, scope),
+//! commit, measure (with up to two quick fixes of a crash by an agent), run the guards, and
+//! hand the verdict to [`super::conclude`].
+
+use anyhow::Result;
+use git2::Oid;
+
+use crate::exec::{self, Cancel, Exit};
+use crate::git::{self, HeadState};
+use crate::run::journal::{self, ExperimentRecord, Status};
+use crate::run::measure::{Measured, Reference};
+use crate::run::prompt::{self, Fix};
+use crate::run::proposer::{self, Proposal, Proposed};
+use crate::run::record::Inflight;
+use crate::run::runner::Runner;
+use crate::run::state::Step;
+use crate::stats::{Evaluation, Mode, Verdict};
+use crate::store;
+
+/// Quick-fix calls an agent gets for a crashed metric.
+pub(super) const MAX_FIX_ATTEMPTS: u32 = 2;
+
+/// Where an experiment goes after measuring: concluded already, or on to the guards.
+enum Next {
+    Done,
+    Guards(f64, Evaluation),
+}
+
+/// How the guards went.
+enum Guards {
+    Pass,
+    Fail(String),
+    Interrupted,
+}
+
+impl Runner {
+    pub(super) fn experiment(&mut self) -> Result<()> {
+        let n = self.rec.next_experiment;
+        self.h.set_step(Step::Waiting);
+        let (g, h) = (self.g.clone(), self.h.clone());
+        let Some(_slot) = g.slots.acquire(|| h.control().holds()) else {
+            return Ok(());
+        };
+        let best = git::parse_oid(&self.rec.best_commit)?;
+        let cancel = self.h.new_cancel();
+        if self.interrupted() {
+            return Ok(());
+        }
+        // The intent, before any side effect: recovery knows experiment n was under way.
+        self.update(|r| r.inflight = Some(Inflight { experiment: n }))?;
+        let mut rec = ExperimentRecord::new(n, Status::Discard, store::now_ms());
+        self.h.set_step(Step::Proposing);
+        let proposal = match self.propose(n, None, &cancel)? {
+            Proposed::Exhausted(why) => {
+                self.wt.restore(&self.rec.branch, best)?;
+                return self.finish(&why);
+            }
+            Proposed::Change(p) => *p,
+        };
+        if self.interrupted() {
+            return self.interrupt(n, best);
+        }
+        let Proposal {
+            description,
+            hypothesis,
+            key,
+            command,
+            failure,
+        } = proposal;
+        rec.description = description;
+        rec.hypothesis = hypothesis;
+        rec.proposal_key = key;
+        rec.proposer = command;
+        if let Some((status, reason)) = self.check_proposal(&mut rec, best, best, failure)? {
+            return self.conclude(rec, status, reason, None, best);
+        }
+
+        self.h.set_step(Step::Committing);
+        let message = format!(
+            "experiment: {}",
+            journal::clean_description(&rec.description)
+        );
+        let commit = self.wt.commit_changes(&rec.changes, &message, best)?;
+        rec.commit = Some(commit.to_string());
+        let (value, evaluation) = match self.measure_with_fixes(&mut rec, best, commit, &cancel)? {
+            Next::Done => return Ok(()),
+            Next::Guards(v, e) => (v, e),
+        };
+        rec.metric = Some(value);
+        match self.run_guards(&mut rec, &cancel)? {
+            Guards::Pass => self.decide(rec, value, evaluation, best),
+            Guards::Fail(reason) => {
+                rec.decision = Some(evaluation);
+                self.conclude(rec, Status::InspectorReject, reason, None, best)
+            }
+            Guards::Interrupted => self.interrupt(n, best),
+        }
+    }
+
+    /// Measure the committed candidate; an agent gets quick-fix calls for a crash of its
+    /// own tree. Concludes the experiment unless it goes on to the guards.
+    fn measure_with_fixes(
+        &mut self,
+        rec: &mut ExperimentRecord,
+        best: Oid,
+        mut commit: Oid,
+        cancel: &Cancel,
+    ) -> Result<Next> {
+        let n = rec.experiment;
+        loop {
+            self.h.set_step(Step::Measuring);
+            let stat = self.wt.diff_stat(best, commit)?;
+            rec.diff = Some(stat);
+            let fewer_lines = stat.deletions > stat.insertions;
+            let measured = self.measure_candidate(fewer_lines, cancel)?;
+            let (reason, tail, records) = match measured {
+                Measured::Interrupted => {
+                    self.interrupt(n, best)?;
+                    return Ok(Next::Done);
+                }
+                Measured::Value {
+                    value,
+                    evaluation,
+                    records,
+                    best_tree,
+                } => {
+                    rec.measurements.extend(records);
+                    rec.best_tree = best_tree;
+                    return Ok(Next::Guards(value, evaluation));
+                }
+                Measured::Crash {
+                    reason,
+                    tail,
+                    records,
+                } => (reason, tail, records),
+                Measured::BestFailed {
+                    reason,
+                    tail,
+                    records,
+                } => (
+                    format!("measuring the current best failed: {reason}"),
+                    tail,
+                    records,
+                ),
+            };
+            rec.measurements.extend(records);
+            if !self.proposer.can_fix()
+                || rec.fix_attempts >= MAX_FIX_ATTEMPTS
+                || self.interrupted()
+            {
+                self.conclude(rec.clone(), Status::Crash, reason, None, best)?;
+                return Ok(Next::Done);
+            }
+            rec.fix_attempts += 1;
+            self.log(&format!(
+                "experiment {n}: {reason}; quick fix {} of {MAX_FIX_ATTEMPTS}",
+                rec.fix_attempts
+            ));
+            self.h.set_step(Step::Proposing);
+            let fix = Fix {
+                attempt: rec.fix_attempts,
+                failure: format!("{reason}\n{tail}"),
+            };
+            let failure = match self.propose(n, Some(&fix), cancel)? {
+                Proposed::Change(p) => p.failure,
+                Proposed::Exhausted(_) => None,
+            };
+            if self.interrupted() {
+                self.interrupt(n, best)?;
+                return Ok(Next::Done);
+            }
+            // The fix must obey the same rules as the proposal.
+            if let Some((status, reason)) = self.check_proposal(rec, best, commit, failure)? {
+                self.conclude(rec.clone(), status, reason, None, best)?;
+                return Ok(Next::Done);
+            }
+            commit = self.wt.amend_all(commit)?;
+            rec.commit = Some(commit.to_string());
+        }
+    }
+
+    /// Measure the candidate against the best by the run's mode.
+    fn measure_candidate(&mut self, fewer_lines: bool, cancel: &Cancel) -> Result<Measured> {
+        let cfg = self.decision_config();
+        let wt = self.rec.worktree.clone();
+        let mode = self.rec.mode.clone().unwrap_or(Mode::Deterministic);
+        let how = match mode {
+            Mode::Deterministic => None,
+            Mode::Noisy { .. } => Some(self.ensure_best_tree()?),
+        };
+        let best_path = self.h.paths.best_tree();
+        let reference = match how {
+            None => Reference::Value(self.rec.best.unwrap_or(f64::NAN)),
+            Some(_) => Reference::Tree(&best_path),
+        };
+        let h = self.h.clone();
+        let rounds = cfg.max_rounds();
+        let mut m = self.meter(self.rec.next_experiment).compare(
+            &mode,
+            reference,
+            &wt,
+            &cfg,
+            fewer_lines,
+            cancel,
+            |round, _| h.set_detail(format!("round {round}/{rounds}")),
+        )?;
+        if let Measured::Value { best_tree, .. } = &mut m {
+            *best_tree = how;
+        }
+        Ok(m)
+    }
+
+    /// Run every guard on the candidate, up to the first failure.
+    fn run_guards(&mut self, rec: &mut ExperimentRecord, cancel: &Cancel) -> Result<Guards> {
+        self.h.set_step(Step::Guards);
+        let wt = self.rec.worktree.clone();
+        let meter = self.meter(rec.experiment);
+        for g in &self.rec.spec.spec.guards {
+            let (ok, r) = meter.guard(g, &wt, cancel)?;
+            let exit = r.outcome.exit.clone();
+            rec.guards.push(r);
+            if exit == Exit::Cancelled {
+                return Ok(Guards::Interrupted);
+            }
+            if !ok {
+                let why = format!("guard {:?} failed ({})", g.name, exit.describe());
+                return Ok(Guards::Fail(why));
+            }
+        }
+        Ok(Guards::Pass)
+    }
+
+    /// Keep or discard by the evaluation.
+    fn decide(
+        &mut self,
+        mut rec: ExperimentRecord,
+        value: f64,
+        evaluation: Evaluation,
+        best: Oid,
+    ) -> Result<()> {
+        self.h.set_step(Step::Deciding);
+        let status = if evaluation.verdict == Verdict::Keep {
+            Status::Keep
+        } else {
+            Status::Discard
+        };
+        let reason = evaluation.reason.clone();
+        if evaluation.simplification
+            && status == Status::Keep
+            && !rec.description.contains("simplif")
+        {
+            rec.description = format!("{} (simplification)", rec.description);
+        }
+        rec.decision = Some(evaluation);
+        self.conclude(rec, status, reason, Some(value), best)
+    }
+
+    /// Reject what must not be measured: a failed proposer, a moved HEAD, no change, or
+    /// paths out of scope. Fills the record's changes. `head` is where HEAD should be: the
+    /// best commit, or the experiment's own commit during a quick fix.
+    fn check_proposal(
+        &mut self,
+        rec: &mut ExperimentRecord,
+        best: Oid,
+        head: Oid,
+        failure: Option<String>,
+    ) -> Result<Option<(Status, String)>> {
+        let (head_problem, folded) = self.settle_head(head)?;
+        if let Some(why) = head_problem {
+            return Ok(Some((Status::InspectorReject, why)));
+        }
+        if folded > 0 {
+            self.log(&format!(
+                "experiment {}: folded {folded} commit(s) the proposer made",
+                rec.experiment
+            ));
+        }
+        if let Some(f) = failure {
+            rec.changes = self.wt.changes_since(best).unwrap_or_default();
+            return Ok(Some((Status::Crash, format!("proposer failed: {f}"))));
+        }
+        rec.changes = self.wt.changes_since(best)?;
+        if rec.changes.is_empty() {
+            return Ok(Some((Status::Discard, "no change".into())));
+        }
+        let bad = self
+            .scope
+            .violations(rec.changes.iter().map(|c| c.path.as_str()));
+        if bad.is_empty() {
+            return Ok(None);
+        }
+        let shown: Vec<&str> = bad.iter().take(5).map(String::as_str).collect();
+        let more = match bad.len() {
+            0..=5 => String::new(),
+            n => format!(" and {} more", n - 5),
+        };
+        Ok(Some((
+            Status::InspectorReject,
+            format!("out of scope: {}{more}", shown.join(", ")),
+        )))
+    }
+
+    /// After the proposer: fold its own commits, refuse branch switches. Returns a
+    /// rejection reason when HEAD was moved off the run's branch, and how many commits of
+    /// the proposer were folded.
+    fn settle_head(&self, expected: Oid) -> Result<(Option<String>, usize)> {
+        match self.wt.head_state() {
+            HeadState::Branch { name, oid } if name == self.rec.branch => {
+                if oid == expected {
+                    return Ok((None, 0));
+                }
+                // The proposer committed by itself: keep its tree, drop its commits; the
+                // daemon makes the one experiment commit.
+                let n = git::count_commits(&self.wt.repo, oid, expected);
+                let obj = self.wt.repo.find_object(expected, None)?;
+                self.wt.repo.reset(&obj, git2::ResetType::Soft, None)?;
+                Ok((None, n))
+            }
+            HeadState::Branch { name, .. } => Ok((
+                Some(format!(
+                    "the proposer switched the worktree to branch {name}"
+                )),
+                0,
+            )),
+            HeadState::Detached(_) => Ok((Some("the proposer detached HEAD".into()), 0)),
+            HeadState::Unborn => Ok((Some("the proposer left HEAD unborn".into()), 0)),
+        }
+    }
+
+    /// The agent's prompt for experiment `experiment` (a quick fix when `fix` is given).
+    fn render_prompt(&self, experiment: u32, fix: Option<&Fix>) -> String {
+        let ctx = prompt::Context {
+            rec: &self.rec,
+            records: &self.records,
+            experiment,
+            last_diff: self.last_diff().unwrap_or_else(|| "(none yet)".into()),
+            fix,
+        };
+        prompt::render(&self.template, &prompt::variables(&ctx))
+    }
+
+    /// The diff of the latest experiment that made a commit.
+    fn last_diff(&self) -> Option<String> {
+        let c = self
+            .records
+            .iter()
+            .rev()
+            .filter(|r| r.status != Status::Baseline)
+            .find_map(|r| r.commit.as_deref())?;
+        let oid = git::parse_oid(c).ok()?;
+        let parent = self.wt.repo.find_commit(oid).ok()?.parent_id(0).ok()?;
+        self.wt.diff_text(parent, oid, 8000).ok()
+    }
+
+    /// Run the proposer for experiment `experiment` (a quick fix when `fix` is given).
+    fn propose(&mut self, experiment: u32, fix: Option<&Fix>, cancel: &Cancel) -> Result<Proposed> {
+        let prompt = if self.proposer.can_fix() {
+            self.render_prompt(experiment, fix)
+        } else {
+            String::new()
+        };
+        let out_dir = self.h.paths.dir.join("output");
+        std::fs::create_dir_all(&out_dir)?;
+        let on_cluster = self
+            .rec
+            .spec
+            .spec
+            .executor
+            .as_ref()
+            .is_some_and(|e| e.proposer_on_cluster);
+        let ctx = proposer::ProposeContext {
+            experiment,
+            worktree: &self.wt,
+            records: &self.records,
+            prompt,
+            env: self.base_env(experiment),
+            output_dir: &out_dir,
+            tag: self.tag(experiment, "proposer"),
+            cancel,
+            cpus: self.cpus(),
+            fix_attempt: fix.map(|f| f.attempt).unwrap_or(0),
+            executor: if on_cluster {
+                &*self.executor
+            } else {
+                &exec::Local
+            },
+        };
+        self.proposer.propose(&ctx)
+    }
+}
