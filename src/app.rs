@@ -1,6 +1,7 @@
-//! The entry point below `main`: the two commands that run here rather than talk to a
-//! daemon — `daemon` (the daemon itself, in the foreground) and `demo` (a daemon of its
-//! own plus client commands) — and the client for everything else.
+//! The entry point below `main`: the commands that run here rather than talk to a daemon —
+//! `daemon` (the daemon itself, in the foreground), `demo` (a daemon of its own plus client
+//! commands) and `init` (a dialogue with the user and their repository) — and the client
+//! for everything else.
 
 use std::path::PathBuf;
 
@@ -15,6 +16,7 @@ pub fn main(cli: Cli) -> i32 {
             client::exit_code(daemon(&Paths::from_args(&cli.global), file))
         }
         Command::Demo { dir } => client::exit_code(crate::demo::run(dir)),
+        Command::Init(args) => client::exit_code(crate::init::run(&args)),
         _ => client::main(cli),
     }
 }

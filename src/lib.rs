@@ -1,7 +1,8 @@
 //! arctl: a daemon that runs many autoresearch loops at once, safely, overnight.
 //!
 //! Layers (imports point down; see docs/Architecture.md):
-//! `main` → `app` → `client` / `demo` / `daemon`; `client` → `protocol`, `spec`, `cli`;
+//! `main` → `app` → `client` / `demo` / `init` / `daemon`; `client` → `protocol`, `spec`,
+//! `cli`;
 //! `daemon` → `ops` → `run` → `git`, `exec`, `stats`, `store`, `spec`, `protocol`.
 //! Leaves used anywhere: `config` (where things live), `host` (what this machine offers).
 
@@ -14,6 +15,7 @@ pub mod demo;
 pub mod exec;
 pub mod git;
 pub mod host;
+pub mod init;
 pub mod ops;
 pub mod plot;
 pub mod protocol;

@@ -100,7 +100,7 @@ impl Client {
 /// Start `arctl daemon` detached, its output in `<state_dir>/daemon.log`.
 fn spawn_daemon(socket: &Path, state_dir: &Path) -> Result<PathBuf, Error> {
     use std::os::unix::process::CommandExt;
-    crate::daemon::create_private_dir(state_dir).map_err(|e| Error::failed(format!("{e:#}")))?;
+    crate::config::create_private_dir(state_dir).map_err(|e| Error::failed(format!("{e:#}")))?;
     let log = state_dir.join("daemon.log");
     let out = std::fs::OpenOptions::new()
         .create(true)

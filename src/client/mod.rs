@@ -1,16 +1,14 @@
 //! The client side of every command that talks to the daemon: connect (starting a daemon
-//! when needed), send one request, render the answer. One file per command; `init`,
-//! `validate` and `completions` work without a daemon. The client imports only the wire
+//! when needed), send one request, render the answer. One file per command; `validate`
+//! and `completions` work without a daemon. The client imports only the wire
 //! types (`protocol`), the spec, the command line and the leaf modules `config` and
 //! `host`.
 
 mod cleanup;
 mod connect;
 mod control;
-pub mod init;
 mod log;
 mod merge;
-pub mod presets;
 pub mod render;
 pub mod reports;
 mod results;
@@ -78,9 +76,8 @@ fn dispatch(cli: Cli) -> CmdResult {
             clap_complete::generate(shell, &mut Cli::command(), "arctl", &mut std::io::stdout());
             Ok(())
         }
-        Command::Init(args) => init::run(&args),
-        Command::Daemon { .. } | Command::Demo { .. } => Err(Error::failed(
-            "internal error: `daemon` and `demo` do not run in the client",
+        Command::Daemon { .. } | Command::Demo { .. } | Command::Init(_) => Err(Error::failed(
+            "internal error: `daemon`, `demo` and `init` do not run in the client",
         )),
         other => block_on(remote(other, &paths, !cli.global.no_autostart)),
     }

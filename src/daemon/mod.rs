@@ -6,10 +6,9 @@ mod lock;
 mod registry;
 mod server;
 
-use std::path::Path;
 use std::sync::Arc;
 
-use anyhow::{Context, Result};
+use anyhow::Result;
 use tokio::sync::watch;
 
 use crate::config::DaemonConfig;
@@ -101,7 +100,7 @@ async fn serve(
     ready: Option<std::sync::mpsc::Sender<Result<()>>>,
 ) -> Result<()> {
     let setup = async {
-        create_private_dir(&config.state_dir)?;
+        crate::config::create_private_dir(&config.state_dir)?;
         let pid_lock = lock::PidLock::acquire(&config.state_dir)?;
         let listener = server::bind(&config.socket)?;
         Ok::<_, anyhow::Error>((pid_lock, listener))
@@ -134,17 +133,4 @@ async fn serve(
     drop(pid_lock);
     tracing::info!("daemon stopped");
     result
-}
-
-/// Create a folder readable by its owner only (existing folders are left as they are).
-pub fn create_private_dir(dir: &Path) -> Result<()> {
-    use std::os::unix::fs::DirBuilderExt;
-    if !dir.exists() {
-        std::fs::DirBuilder::new()
-            .recursive(true)
-            .mode(0o700)
-            .create(dir)
-            .with_context(|| format!("creating {}", dir.display()))?;
-    }
-    Ok(())
 }

@@ -19,7 +19,7 @@ use crate::protocol::{
 /// answers on it.
 pub fn bind(socket: &Path) -> Result<UnixListener> {
     let dir = socket.parent().unwrap_or(Path::new("/"));
-    super::create_private_dir(dir)?;
+    crate::config::create_private_dir(dir)?;
     if socket.exists() {
         if std::os::unix::net::UnixStream::connect(socket).is_ok() {
             bail!(

@@ -8,6 +8,7 @@ use std::sync::Arc;
 
 use super::{Cancel, CommandSpec, Outcome};
 pub use crate::protocol::ClusterJob;
+use crate::protocol::OpResult;
 use crate::spec::{ExecutorKind, ExecutorSpec};
 
 pub trait Executor: Send + Sync {
@@ -24,7 +25,7 @@ pub trait Executor: Send + Sync {
     /// here and see its directories? Ok(Some(note)): not sure yet (e.g. the check job could
     /// not start at once; [`Executor::check_visible`] checks again before the baseline), a
     /// note for the run's log. Err: what is wrong, for the user (bad input).
-    fn preflight(&self, _p: &Preflight) -> Result<Option<String>, String> {
+    fn preflight(&self, _p: &Preflight) -> OpResult<Option<String>> {
         Ok(None)
     }
     /// Before the baseline: are `dirs` visible where the commands run? Runs a check job as

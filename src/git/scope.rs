@@ -1,8 +1,8 @@
 //! Scope matching (which paths a run may edit) and overlap between runs' scopes. Pure.
 
-use globset::{GlobBuilder, GlobMatcher};
+use globset::GlobMatcher;
 
-use crate::spec::{Glob, ScopeSpec};
+use crate::spec::{build_glob, Glob, ScopeSpec};
 
 /// Compiled include/exclude globs of a run.
 pub struct Scope {
@@ -10,19 +10,11 @@ pub struct Scope {
     exclude: Vec<GlobMatcher>,
 }
 
-fn compile(g: &Glob) -> GlobMatcher {
-    GlobBuilder::new(&g.0)
-        .literal_separator(true)
-        .build()
-        .expect("globs are validated when the spec is parsed")
-        .compile_matcher()
-}
-
 impl Scope {
     pub fn new(spec: &ScopeSpec) -> Scope {
         Scope {
-            include: spec.include.iter().map(compile).collect(),
-            exclude: spec.exclude.iter().map(compile).collect(),
+            include: spec.include.iter().map(Glob::matcher).collect(),
+            exclude: spec.exclude.iter().map(Glob::matcher).collect(),
         }
     }
 
@@ -125,9 +117,7 @@ pub fn globs_may_overlap(a: &str, b: &str) -> Option<String> {
 }
 
 fn component_matches(glob: &str, literal: &str) -> bool {
-    GlobBuilder::new(glob)
-        .literal_separator(true)
-        .build()
+    build_glob(glob)
         .map(|g| g.compile_matcher().is_match(literal))
         .unwrap_or(true)
 }

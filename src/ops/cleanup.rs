@@ -17,6 +17,7 @@ use git2::Repository;
 use crate::git;
 use crate::ops::select;
 use crate::protocol::{CleanupReport, CleanupRequest, CleanupRow, Error, OpResult};
+use crate::run::record::RunRecord;
 use crate::run::RunHandle;
 
 /// Clean up the runs `req` names (or every ended run with `--finished`).
@@ -82,158 +83,13 @@ fn one(h: &RunHandle, req: &CleanupRequest) -> CleanupRow {
             return row;
         }
     };
-
-    // The worktree.
-    let name = git::worktree_name(&rec.id);
-    let registered = repo.find_worktree(&name).ok();
-    let locked = registered
-        .as_ref()
-        .map(|w| matches!(w.is_locked(), Ok(git2::WorktreeLockStatus::Locked(_))))
-        .unwrap_or(false);
-    let folder = rec.worktree.exists();
-    if folder && !req.force {
-        if let Ok(wt) = git::WorkTree::open(&rec.worktree) {
-            let mut so = git2::StatusOptions::new();
-            so.include_untracked(true)
-                .recurse_untracked_dirs(true)
-                .include_ignored(false);
-            let dirty: Vec<String> = wt
-                .repo
-                .statuses(Some(&mut so))
-                .map(|s| {
-                    s.iter()
-                        .filter_map(|e| e.path().map(str::to_string))
-                        .collect()
-                })
-                .unwrap_or_default();
-            if !dirty.is_empty() {
-                row.error = Some(format!(
-                    "worktree {} has uncommitted changes ({}): commit them, or pass --force to discard them",
-                    rec.worktree.display(),
-                    git::merge::shown(&dirty)
-                ));
-                return row;
-            }
-        }
+    if let Err(why) = remove_worktree(&repo, &rec, req, &mut row) {
+        row.error = Some(why);
+        return row;
     }
-    if folder || registered.is_some() {
-        match git::remove_worktree(&repo, &name, &rec.worktree) {
-            Ok(()) => {
-                row.worktree_removed = true;
-                if !folder {
-                    row.notes.push(
-                        "the worktree folder was already gone: pruned git's entry for it".into(),
-                    );
-                }
-                if locked {
-                    row.notes
-                        .push("the worktree was locked: unlocked and removed".into());
-                }
-            }
-            Err(e) => {
-                row.error = Some(format!("removing the worktree: {e:#}"));
-                return row;
-            }
-        }
-    } else {
-        row.notes.push("the worktree was already removed".into());
-    }
-    // The second tree of noisy mode, and temporary trees of an interrupted merge.
-    let (merge_base, merge_candidate) = git::names::merge_tree_names(&rec.id);
-    let extra = [
-        (git::names::best_tree_name(&rec.id), h.paths.best_tree()),
-        (merge_base, h.paths.merge_dir().join("base")),
-        (merge_candidate, h.paths.merge_dir().join("candidate")),
-    ];
-    for (wname, path) in extra {
-        if path.exists() || repo.find_worktree(&wname).is_ok() {
-            match git::remove_worktree(&repo, &wname, &path) {
-                Ok(()) => row
-                    .notes
-                    .push(format!("removed the second worktree {}", path.display())),
-                Err(e) => row
-                    .notes
-                    .push(format!("could not remove {}: {e:#}", path.display())),
-            }
-        }
-    }
-    let _ = std::fs::remove_dir(h.paths.dir.join("merge"));
-
-    // The branch.
-    match git::merge::branch_tip(&repo, &rec.branch) {
-        None => row
-            .notes
-            .push(format!("branch {} was already gone", rec.branch)),
-        Some(tip) => {
-            let base_commit = git::parse_oid(&rec.base_commit).ok();
-            let best = git::parse_oid(&rec.best_commit).ok();
-            let never_improved = Some(tip) == base_commit;
-            let base_tip = git::merge::branch_tip(&repo, &rec.base);
-            let in_base = base_tip
-                .map(|b| git::merge::is_ancestor(&repo, tip, b))
-                .unwrap_or(false);
-            let merged = in_base || (rec.merged && Some(tip) == best);
-            let keep = if req.keep_branch {
-                Some("kept (--keep-branch)".to_string())
-            } else if req.force || never_improved || merged {
-                None
-            } else if Some(tip) != best {
-                Some(format!(
-                    "kept: it has commits arctl did not make (tip {} is not the run's best {}); delete it with `arctl cleanup {} --force`",
-                    git::short(tip),
-                    best.map(git::short).unwrap_or_default(),
-                    rec.id
-                ))
-            } else {
-                Some(format!(
-                    "kept: its {} kept experiment(s) are not merged into {}; merge them with `arctl merge {}`, or delete the branch with `arctl cleanup {} --force`",
-                    rec.counts.kept,
-                    rec.base,
-                    rec.id,
-                    rec.id
-                ))
-            };
-            match keep {
-                Some(why) => row.branch_kept = Some(why),
-                None => match git::merge::delete_branch(&repo, &rec.branch) {
-                    Ok(d) => {
-                        row.branch_deleted = d;
-                        if d {
-                            row.notes.push(format!(
-                                "deleted branch {} (was {}; {})",
-                                rec.branch,
-                                git::short(tip),
-                                if never_improved {
-                                    "no improvement".to_string()
-                                } else if merged {
-                                    format!("merged into {}", rec.base)
-                                } else {
-                                    "--force".to_string()
-                                }
-                            ));
-                        }
-                    }
-                    Err(e) => row.branch_kept = Some(format!("kept: {e:#}")),
-                },
-            }
-        }
-    }
-
-    // Exclude lines and run refs.
-    let excludes = vec![rec.spec.tsv_name(), rec.spec.log_name()];
-    match git::exclude::remove(&rec.common_dir, &excludes) {
-        Ok(()) => row.excludes_removed = true,
-        Err(e) => row
-            .notes
-            .push(format!("could not edit the exclude file: {e:#}")),
-    }
-    match git::delete_run_refs(&repo, &rec.id) {
-        Ok(n) => row.refs_deleted = n,
-        Err(e) => row.notes.push(format!(
-            "could not delete refs/autoresearch/{}/: {e:#}",
-            rec.id
-        )),
-    }
+    remove_extra_trees(&repo, h, &mut row);
+    branch(&repo, &rec, req, &mut row);
+    excludes_and_refs(&repo, &rec, &mut row);
     h.update_logged(|r| r.cleaned_up = true);
     h.log_line(&format!(
         "cleanup: worktree {}; branch {}; {} ref(s) deleted",
@@ -250,4 +106,167 @@ fn one(h: &RunHandle, req: &CleanupRequest) -> CleanupRow {
         row.refs_deleted
     ));
     row
+}
+
+/// Paths with uncommitted changes in a worktree (tracked, or untracked and not ignored).
+fn uncommitted(worktree: &std::path::Path) -> Vec<String> {
+    let Ok(wt) = git::WorkTree::open(worktree) else {
+        return Vec::new();
+    };
+    let mut so = git2::StatusOptions::new();
+    so.include_untracked(true)
+        .recurse_untracked_dirs(true)
+        .include_ignored(false);
+    wt.repo
+        .statuses(Some(&mut so))
+        .map(|s| {
+            s.iter()
+                .filter_map(|e| e.path().map(str::to_string))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// The run's worktree: removed (locked, or with its folder already gone, too); one with
+/// edits made after the run only with `--force`. Err: why it stays.
+fn remove_worktree(
+    repo: &Repository,
+    rec: &RunRecord,
+    req: &CleanupRequest,
+    row: &mut CleanupRow,
+) -> Result<(), String> {
+    let name = git::worktree_name(&rec.id);
+    let registered = repo.find_worktree(&name).ok();
+    let locked = registered
+        .as_ref()
+        .map(|w| matches!(w.is_locked(), Ok(git2::WorktreeLockStatus::Locked(_))))
+        .unwrap_or(false);
+    let folder = rec.worktree.exists();
+    if folder && !req.force {
+        let dirty = uncommitted(&rec.worktree);
+        if !dirty.is_empty() {
+            return Err(format!(
+                "worktree {} has uncommitted changes ({}): commit them, or pass --force to discard them",
+                rec.worktree.display(),
+                git::merge::shown(&dirty)
+            ));
+        }
+    }
+    if !folder && registered.is_none() {
+        row.notes.push("the worktree was already removed".into());
+        return Ok(());
+    }
+    git::remove_worktree(repo, &name, &rec.worktree)
+        .map_err(|e| format!("removing the worktree: {e:#}"))?;
+    row.worktree_removed = true;
+    if !folder {
+        row.notes
+            .push("the worktree folder was already gone: pruned git's entry for it".into());
+    }
+    if locked {
+        row.notes
+            .push("the worktree was locked: unlocked and removed".into());
+    }
+    Ok(())
+}
+
+/// The second tree of noisy mode, and the temporary trees of an interrupted merge.
+fn remove_extra_trees(repo: &Repository, h: &RunHandle, row: &mut CleanupRow) {
+    let (merge_base, merge_candidate) = git::names::merge_tree_names(&h.id);
+    let extra = [
+        (git::names::best_tree_name(&h.id), h.paths.best_tree()),
+        (merge_base, h.paths.merge_dir().join("base")),
+        (merge_candidate, h.paths.merge_dir().join("candidate")),
+    ];
+    for (wname, path) in extra {
+        if path.exists() || repo.find_worktree(&wname).is_ok() {
+            match git::remove_worktree(repo, &wname, &path) {
+                Ok(()) => row
+                    .notes
+                    .push(format!("removed the second worktree {}", path.display())),
+                Err(e) => row
+                    .notes
+                    .push(format!("could not remove {}: {e:#}", path.display())),
+            }
+        }
+    }
+    let _ = std::fs::remove_dir(h.paths.merge_dir());
+}
+
+/// The run's branch: deleted when merged, never improved, or `--force`; else kept, with why.
+fn branch(repo: &Repository, rec: &RunRecord, req: &CleanupRequest, row: &mut CleanupRow) {
+    let Some(tip) = git::merge::branch_tip(repo, &rec.branch) else {
+        row.notes
+            .push(format!("branch {} was already gone", rec.branch));
+        return;
+    };
+    let base_commit = git::parse_oid(&rec.base_commit).ok();
+    let best = git::parse_oid(&rec.best_commit).ok();
+    let never_improved = Some(tip) == base_commit;
+    let in_base = git::merge::branch_tip(repo, &rec.base)
+        .map(|b| git::merge::is_ancestor(repo, tip, b))
+        .unwrap_or(false);
+    let merged = in_base || (rec.merged && Some(tip) == best);
+    let keep = if req.keep_branch {
+        Some("kept (--keep-branch)".to_string())
+    } else if req.force || never_improved || merged {
+        None
+    } else if Some(tip) != best {
+        Some(format!(
+            "kept: it has commits arctl did not make (tip {} is not the run's best {}); delete it with `arctl cleanup {} --force`",
+            git::short(tip),
+            best.map(git::short).unwrap_or_default(),
+            rec.id
+        ))
+    } else {
+        Some(format!(
+            "kept: its {} kept experiment(s) are not merged into {}; merge them with `arctl merge {}`, or delete the branch with `arctl cleanup {} --force`",
+            rec.counts.kept,
+            rec.base,
+            rec.id,
+            rec.id
+        ))
+    };
+    if let Some(why) = keep {
+        row.branch_kept = Some(why);
+        return;
+    }
+    match git::merge::delete_branch(repo, &rec.branch) {
+        Ok(d) => {
+            row.branch_deleted = d;
+            if d {
+                let why = if never_improved {
+                    "no improvement".to_string()
+                } else if merged {
+                    format!("merged into {}", rec.base)
+                } else {
+                    "--force".to_string()
+                };
+                row.notes.push(format!(
+                    "deleted branch {} (was {}; {why})",
+                    rec.branch,
+                    git::short(tip)
+                ));
+            }
+        }
+        Err(e) => row.branch_kept = Some(format!("kept: {e:#}")),
+    }
+}
+
+/// The exclude lines of the run's files, and its refs under `refs/autoresearch/<id>/`.
+fn excludes_and_refs(repo: &Repository, rec: &RunRecord, row: &mut CleanupRow) {
+    let excludes = vec![rec.spec.tsv_name(), rec.spec.log_name()];
+    match git::exclude::remove(&rec.common_dir, &excludes) {
+        Ok(()) => row.excludes_removed = true,
+        Err(e) => row
+            .notes
+            .push(format!("could not edit the exclude file: {e:#}")),
+    }
+    match git::delete_run_refs(repo, &rec.id) {
+        Ok(n) => row.refs_deleted = n,
+        Err(e) => row.notes.push(format!(
+            "could not delete {}: {e:#}",
+            git::names::run_refs(&rec.id)
+        )),
+    }
 }

@@ -5,7 +5,8 @@
 use anyhow::{anyhow, Result};
 
 use crate::exec::{Cancel, Exit, VisibilityCheck};
-use crate::run::journal::{self, CommandRecord, ExperimentRecord, Status};
+use crate::protocol::format::format_metric;
+use crate::run::journal::{CommandRecord, ExperimentRecord, Status};
 use crate::run::measure::Once;
 use crate::run::record::Inflight;
 use crate::run::runner::Runner;
@@ -71,7 +72,7 @@ impl Runner {
         self.log(&format!(
             "baseline: {} = {} ({mode_desc}); metric timeout {:.1}s",
             self.rec.spec.spec.metric.command,
-            journal::format_metric(Some(value)),
+            format_metric(Some(value)),
             self.metric_timeout().as_secs_f64()
         ));
         Ok(())

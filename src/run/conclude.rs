@@ -7,6 +7,7 @@ use anyhow::{Context, Result};
 use git2::Oid;
 
 use crate::git;
+use crate::protocol::format::format_metric;
 use crate::run::journal::{self, ExperimentRecord, Status};
 use crate::run::runner::Runner;
 use crate::run::state::Step;
@@ -85,7 +86,7 @@ impl Runner {
         self.log(&format!(
             "experiment {n}: {} {} ({}) - {}",
             status.as_str(),
-            journal::format_metric(rec.metric),
+            format_metric(rec.metric),
             rec.reason,
             journal::clean_description(&rec.description)
         ));

@@ -8,8 +8,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::exec::Outcome;
 use crate::git::{Change, DiffStat};
-pub use crate::protocol::format::format_metric;
-use crate::protocol::format::short_commit;
+use crate::protocol::format::{format_metric, short_commit};
 use crate::stats::Evaluation;
 
 pub const TSV_HEADER: &str = "experiment\tcommit\tmetric\tstatus\tdescription";

@@ -2,6 +2,7 @@
 //! with the run's context. Pure: the loop hands in what it read (the record, the journal,
 //! the last diff).
 
+use crate::protocol::format::format_metric;
 use crate::run::journal::{self, ExperimentRecord, Status};
 use crate::run::record::RunRecord;
 use crate::spec::Extraction;
@@ -52,8 +53,8 @@ pub fn variables(c: &Context) -> Vec<(&'static str, String)> {
         ("extraction", extraction(&m.extraction())),
         ("direction", format!("{:?}", m.direction).to_lowercase()),
         ("min_effect", format!("{}%", m.min_effect.0 * 100.0)),
-        ("baseline", journal::format_metric(c.rec.baseline)),
-        ("best", journal::format_metric(c.rec.best)),
+        ("baseline", format_metric(c.rec.baseline)),
+        ("best", format_metric(c.rec.best)),
         (
             "scope_include",
             list(s.scope.include.iter().map(|g| g.0.clone()).collect()),

@@ -24,8 +24,8 @@ pub struct ActiveScope {
 /// spec's, else the daemon's default).
 pub fn resolve(g: &Global, spec_path: &Path, spec_text: &str) -> OpResult<ResolvedSpec> {
     let bad = |e: spec::SpecError| Error::bad_input(e.to_string());
-    let mut resolved = spec::parse(spec_text, spec_path).map_err(bad)?;
-    spec::check_host(&resolved, spec_text, &crate::host::facts()).map_err(bad)?;
+    let mut resolved =
+        spec::parse_for_host(spec_text, spec_path, &crate::host::facts()).map_err(bad)?;
     if resolved.spec.executor.is_none() {
         resolved.spec.executor = g.default_executor.clone();
     }
@@ -58,14 +58,12 @@ pub fn preflight(g: &Global, resolved: &ResolvedSpec) -> OpResult<Option<String>
             name_prefix: tag.clone(),
         },
     );
-    executor
-        .preflight(&Preflight {
-            cpus: limits.cpus,
-            memory: limits.memory.map(|m| m.0),
-            dirs,
-            tag,
-        })
-        .map_err(Error::bad_input)
+    executor.preflight(&Preflight {
+        cpus: limits.cpus,
+        memory: limits.memory.map(|m| m.0),
+        dirs,
+        tag,
+    })
 }
 
 /// Create the run: refuse a taken id, a bad repo or base, a scope overlapping an active

@@ -20,15 +20,15 @@ mod parse;
 mod types;
 mod units;
 
-pub use parse::{check_host, load, load_text, normalize, parse, HostFacts};
+pub use parse::{check_host, load, load_text, normalize, parse, parse_for_host, HostFacts};
 pub use types::{
     BudgetSpec, Direction, ExecutorKind, ExecutorSpec, Extraction, GuardSpec, LimitsSpec,
     MeasureMode, MetricSpec, ParamSpec, PolicySpec, ProposerKind, ProposerSpec, Repeats,
     ResolvedSpec, RunSpec, ScopeSpec, SearchStrategy, TimeMode, WebSearch,
 };
 pub use units::{
-    format_duration, format_size, parse_duration, parse_size, ByteSize, Glob, HumanDuration,
-    MetricTimeout, Pattern, Percent, RunId,
+    build_glob, format_duration, format_size, parse_duration, parse_size, ByteSize, Glob,
+    HumanDuration, MetricTimeout, Pattern, Percent, RunId,
 };
 
 /// A spec problem, located in its file.

@@ -89,6 +89,18 @@ pub fn check_host(resolved: &ResolvedSpec, text: &str, facts: &HostFacts) -> Res
     Ok(())
 }
 
+/// Parse a spec and check it against this host's facts: what `validate`, `init` and
+/// `start` (client and daemon) accept.
+pub fn parse_for_host(
+    text: &str,
+    file: &Path,
+    facts: &HostFacts,
+) -> Result<ResolvedSpec, SpecError> {
+    let resolved = parse(text, file)?;
+    check_host(&resolved, text, facts)?;
+    Ok(resolved)
+}
+
 /// The spec's text and file, to locate the errors of the cross-field checks.
 struct Source<'a> {
     text: &'a str,

@@ -565,9 +565,6 @@ impl ResolvedSpec {
     pub fn log_name(&self) -> String {
         format!("autoresearch-{}.log", self.id)
     }
-    pub fn branch(&self) -> String {
-        format!("autoresearch/{}", self.id)
-    }
     /// A path in the spec, resolved against the spec file's folder.
     pub fn spec_relative(&self, p: &Path) -> PathBuf {
         let dir = self.spec_file.parent().unwrap_or(Path::new("/"));

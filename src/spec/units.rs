@@ -277,12 +277,21 @@ impl Glob {
                 "invalid glob {s:?}: expected a path pattern relative to the repo root (no leading '/', no '..')"
             ));
         }
-        globset::GlobBuilder::new(s)
-            .literal_separator(true)
-            .build()
-            .map_err(|e| format!("invalid glob {s:?}: {}", e.kind()))?;
+        build_glob(s).map_err(|e| format!("invalid glob {s:?}: {}", e.kind()))?;
         Ok(Glob(s.to_string()))
     }
+
+    /// The compiled matcher (`*` stops at `/`, `**` spans folders).
+    pub fn matcher(&self) -> globset::GlobMatcher {
+        build_glob(&self.0)
+            .expect("a Glob is checked when it is parsed")
+            .compile_matcher()
+    }
+}
+
+/// How arctl reads every glob over repo paths: `*` does not cross `/`.
+pub fn build_glob(s: &str) -> Result<globset::Glob, globset::Error> {
+    globset::GlobBuilder::new(s).literal_separator(true).build()
 }
 
 string_serde!(Glob, Glob::parse, |v: &Glob| v.0.clone());

@@ -272,9 +272,10 @@ impl Executor for Slurm {
         false
     }
 
-    fn preflight(&self, p: &Preflight) -> Result<Option<String>, String> {
+    fn preflight(&self, p: &Preflight) -> crate::protocol::OpResult<Option<String>> {
         let name = format!("{}check", job_name(&p.tag));
         preflight::preflight(&self.spec, p.cpus, p.memory, &p.dirs, &name)
+            .map_err(crate::protocol::Error::bad_input)
     }
 
     fn check_visible(

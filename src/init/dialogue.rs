@@ -10,7 +10,7 @@ use std::path::Path;
 
 use super::checks::Repo;
 use super::draft::Draft;
-use crate::client::Error;
+use crate::protocol::Error;
 use crate::spec;
 
 pub(super) struct Dialogue<'a> {
@@ -205,7 +205,7 @@ impl Dialogue<'_> {
             let text = d.render(file_name);
             let trial = self.trial.as_ref().map(|(_, v)| *v);
             let _ = write!(self.ui, "\n{}\n", d.table(trial));
-            match spec::parse(&text, out_abs) {
+            match spec::parse_for_host(&text, out_abs, &crate::host::facts()) {
                 Ok(_) => {}
                 Err(e) => {
                     self.say(&format!(

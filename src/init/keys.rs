@@ -4,7 +4,7 @@
 
 use toml::{Table, Value};
 
-use crate::client::Error;
+use crate::protocol::Error;
 
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub(super) enum Kind {

@@ -16,5 +16,6 @@ mod command;
 mod dialogue;
 mod draft;
 mod keys;
+pub mod presets;
 
 pub use command::run;

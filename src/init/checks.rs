@@ -8,7 +8,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use super::draft::Draft;
-use crate::client::Error;
+use crate::protocol::Error;
 use crate::spec::{self, Glob, MetricTimeout, TimeMode};
 
 /// Longest trial run of the metric when the spec gives no fixed timeout.
@@ -33,12 +33,7 @@ pub(super) fn open_repo(dir: &Path) -> Result<Repo, Error> {
 }
 
 fn matcher(glob: &str) -> Result<globset::GlobMatcher, String> {
-    Glob::parse(glob)?;
-    Ok(globset::GlobBuilder::new(glob)
-        .literal_separator(true)
-        .build()
-        .map_err(|e| e.to_string())?
-        .compile_matcher())
+    Ok(Glob::parse(glob)?.matcher())
 }
 
 /// One line per glob: how many tracked files it matches. The bool: some include matches none.

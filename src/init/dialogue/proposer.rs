@@ -4,8 +4,8 @@
 use toml::{Table, Value};
 
 use super::{on_path, split_list, Answer, Dialogue};
-use crate::client::init::draft::Draft;
-use crate::client::init::keys::parse_value;
+use crate::init::draft::Draft;
+use crate::init::keys::parse_value;
 use crate::spec::Glob;
 
 impl Dialogue<'_> {

@@ -6,11 +6,11 @@ use std::io::Write;
 use toml::{Table, Value};
 
 use super::{is_none_word, split_list, trial_key, Answer, Dialogue};
-use crate::client::init::checks::{scope_report, trial};
-use crate::client::init::command::slug;
-use crate::client::init::draft::Draft;
-use crate::client::init::keys::EXTRACTION_KEYS;
-use crate::client::Error;
+use crate::init::checks::{scope_report, trial};
+use crate::init::command::slug;
+use crate::init::draft::Draft;
+use crate::init::keys::EXTRACTION_KEYS;
+use crate::protocol::Error;
 use crate::spec;
 
 impl Dialogue<'_> {

@@ -7,8 +7,8 @@ use toml::{Table, Value};
 use super::keys::{
     coerce, kind_of, parse_value, scalar_text, unknown_key, Kind, EXTRACTION_KEYS, KEYS,
 };
-use crate::client::presets::{Preset, Read};
-use crate::client::Error;
+use crate::init::presets::{Preset, Read};
+use crate::protocol::Error;
 use crate::spec::MetricSpec;
 
 /// The answers so far, as a spec-shaped TOML table.
@@ -521,7 +521,7 @@ mod tests {
     use std::path::Path;
 
     use super::*;
-    use crate::client::presets;
+    use crate::init::presets;
     use crate::spec;
 
     #[test]

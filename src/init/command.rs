@@ -9,8 +9,10 @@ use super::checks::{open_repo, scope_report, trial, Repo};
 use super::dialogue::Dialogue;
 use super::draft::Draft;
 use crate::cli::InitArgs;
-use crate::client::presets;
-use crate::client::{CmdResult, Error};
+use crate::init::presets;
+use crate::protocol::Error;
+
+type CmdResult = Result<(), Error>;
 use crate::spec;
 
 /// A slug of the goal's first words: "Cut the ETL's wall time" -> "cut-the-etl-s-wall".
@@ -148,7 +150,7 @@ fn non_interactive(
     eprint!("scope:\n{report}");
     // Validate before spending time on the metric.
     let text = draft.render(file_name);
-    spec::parse(&text, out_abs)
+    spec::parse_for_host(&text, out_abs, &crate::host::facts())
         .map_err(|e| Error::bad_input(format!("the spec would not be valid:\n{e}")))?;
     let t = trial(draft, &repo.root, &mut std::io::stderr()).map_err(|e| {
         Error::bad_input(format!(
