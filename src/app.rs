@@ -1,7 +1,7 @@
 //! The entry point below `main`: the commands that run here rather than talk to a daemon —
 //! `daemon` (the daemon itself, in the foreground), `demo` (a daemon of its own plus client
-//! commands) and `init` (a dialogue with the user and their repository) — and the client
-//! for everything else.
+//! commands), `init` (a dialogue with the user and their repository) and `validate` (the
+//! spec against this host and its repository) — and the client for everything else.
 
 use std::path::PathBuf;
 
@@ -17,6 +17,9 @@ pub fn main(cli: Cli) -> i32 {
         }
         Command::Demo { dir } => client::exit_code(crate::demo::run(dir)),
         Command::Init(args) => client::exit_code(crate::init::run(&args)),
+        Command::Validate { spec, json, strict } => {
+            client::exit_code(crate::validate::run(&spec, json, strict))
+        }
         _ => client::main(cli),
     }
 }

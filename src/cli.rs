@@ -63,6 +63,10 @@ pub enum Command {
         /// Print the resolved spec as JSON
         #[arg(long)]
         json: bool,
+        /// Treat warnings (a glob matching no tracked file, a judge inside the scope) as
+        /// errors: exit 2
+        #[arg(long)]
+        strict: bool,
     },
     /// Interactive setup (the seed's Phase 1): writes a spec
     ///

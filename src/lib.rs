@@ -1,7 +1,7 @@
 //! arctl: a daemon that runs many autoresearch loops at once, safely, overnight.
 //!
 //! Layers (imports point down; see docs/Architecture.md):
-//! `main` → `app` → `client` / `demo` / `init` / `daemon`; `client` → `protocol`, `spec`,
+//! `main` → `app` → `client` / `demo` / `init` / `validate` / `daemon`; `client` → `protocol`, `spec`,
 //! `cli`;
 //! `daemon` → `ops` → `run` → `git`, `exec`, `stats`, `store`, `spec`, `protocol`.
 //! Leaves used anywhere: `config` (where things live), `host` (what this machine offers).
@@ -23,3 +23,4 @@ pub mod run;
 pub mod spec;
 pub mod stats;
 pub mod store;
+pub mod validate;

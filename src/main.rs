@@ -1,6 +1,7 @@
 use clap::Parser;
 
 fn main() {
+    quiet_on_closed_stdout();
     let cli = arctl::cli::Cli::parse();
     // `init` and `demo` talk to a person: the daemon's info lines would drown the dialogue.
     let quiet = matches!(
@@ -29,4 +30,24 @@ fn init_tracing(verbose: Option<u8>) {
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
         .init();
+}
+
+/// `arctl status --json | head -c 1`: once the reader is gone, printing fails with EPIPE
+/// and `println!` panics. End quietly instead, with the exit code a shell gives a process
+/// killed by SIGPIPE (141). SIGPIPE itself stays ignored: the daemon (in-process for the
+/// demo) must see a closed socket as an error, not die of it.
+fn quiet_on_closed_stdout() {
+    let default = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        let msg = info
+            .payload()
+            .downcast_ref::<String>()
+            .map(String::as_str)
+            .or_else(|| info.payload().downcast_ref::<&str>().copied())
+            .unwrap_or("");
+        if msg.starts_with("failed printing to std") && msg.contains("Broken pipe") {
+            std::process::exit(141);
+        }
+        default(info);
+    }));
 }

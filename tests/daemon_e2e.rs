@@ -294,6 +294,8 @@ command = "claude -p"
 #[test]
 fn validate_prints_the_resolved_spec_and_rejects_bad_ones_with_locations() {
     let w = World::new();
+    // `validate` checks the repository too: the spec sits in one.
+    common::repo(w.path(), &[("src/etl/job.py", "print(1)\n")]);
     let p = w.path().join("etl-runtime.toml");
     write(&p, SPEC);
     let out = w.ok(&["validate", p.to_str().unwrap()]);
@@ -375,11 +377,17 @@ fn validate_prints_the_resolved_spec_and_rejects_bad_ones_with_locations() {
 fn every_example_spec_validates() {
     let w = World::new();
     let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("config/examples");
+    // Each example in a repository of its own (`validate` checks the repository; arctl's
+    // own checkout may be on a detached HEAD in CI).
+    let proj = w.path().join("proj");
+    common::repo(&proj, &[("README.md", "x\n")]);
     let mut n = 0;
     for e in std::fs::read_dir(&dir).unwrap() {
         let p = e.unwrap().path();
         if p.extension().map(|x| x == "toml").unwrap_or(false) {
-            w.ok(&["validate", p.to_str().unwrap()]);
+            let copy = proj.join(p.file_name().unwrap());
+            std::fs::copy(&p, &copy).unwrap();
+            w.ok(&["validate", copy.to_str().unwrap()]);
             n += 1;
         }
     }

@@ -65,6 +65,9 @@ impl Client {
     async fn try_connect(socket: &Path) -> Result<Client, Option<Error>> {
         let stream = match UnixStream::connect(socket).await {
             Ok(s) => s,
+            Err(e) if e.kind() == std::io::ErrorKind::PermissionDenied => {
+                return Err(Some(permission_denied(socket)))
+            }
             Err(_) => return Err(None),
         };
         let mut c = Client {
@@ -140,4 +143,25 @@ fn spawn_daemon(socket: &Path, state_dir: &Path) -> Result<PathBuf, Error> {
         state_dir.display()
     );
     Ok(log)
+}
+
+/// The socket (or its folder) is not ours to open: another user's daemon, or a folder with
+/// the wrong mode. Saying "not running" would send the user starting a second daemon.
+fn permission_denied(socket: &Path) -> Error {
+    use std::os::unix::fs::MetadataExt;
+    let owner = [socket, socket.parent().unwrap_or(Path::new("/"))]
+        .iter()
+        .find_map(|p| {
+            std::fs::metadata(p)
+                .ok()
+                .map(|m| (p.to_path_buf(), m.uid()))
+        });
+    let whose = match owner {
+        Some((p, uid)) => format!(" ({} is owned by uid {uid})", p.display()),
+        None => String::new(),
+    };
+    Error::unreachable(format!(
+        "permission denied on {}{whose}: this is not your daemon's socket; use your own with --socket or ARCTL_SOCKET",
+        socket.display()
+    ))
 }

@@ -1,6 +1,6 @@
 //! The client side of every command that talks to the daemon: connect (starting a daemon
-//! when needed), send one request, render the answer. One file per command; `validate`
-//! and `completions` work without a daemon. The client imports only the wire
+//! when needed), send one request, render the answer. One file per command;
+//! `completions` works without a daemon. The client imports only the wire
 //! types (`protocol`), the spec, the command line and the leaf modules `config` and
 //! `host`.
 
@@ -14,7 +14,6 @@ pub mod reports;
 mod results;
 mod start;
 mod status;
-mod validate;
 pub mod watch;
 
 use std::io::Write;
@@ -71,13 +70,15 @@ pub fn exit_code(result: CmdResult) -> i32 {
 fn dispatch(cli: Cli) -> CmdResult {
     let paths = Paths::from_args(&cli.global);
     match cli.command {
-        Command::Validate { spec, json } => validate::run(&spec, json),
         Command::Completions { shell } => {
             clap_complete::generate(shell, &mut Cli::command(), "arctl", &mut std::io::stdout());
             Ok(())
         }
-        Command::Daemon { .. } | Command::Demo { .. } | Command::Init(_) => Err(Error::failed(
-            "internal error: `daemon`, `demo` and `init` do not run in the client",
+        Command::Daemon { .. }
+        | Command::Demo { .. }
+        | Command::Init(_)
+        | Command::Validate { .. } => Err(Error::failed(
+            "internal error: `daemon`, `demo`, `init` and `validate` do not run in the client",
         )),
         other => block_on(remote(other, &paths, !cli.global.no_autostart)),
     }
@@ -102,7 +103,16 @@ pub fn absolute(p: &Path) -> PathBuf {
     }
 }
 
-fn json_out<T: serde::Serialize>(v: &T) -> CmdResult {
+/// Load a spec and check it against this machine (what needs no repository and no
+/// daemon); the spec and its text.
+pub fn load_checked(path: &Path) -> Result<(crate::spec::ResolvedSpec, String), Error> {
+    let bad = |e: crate::spec::SpecError| Error::bad_input(e.to_string());
+    let (resolved, text) = crate::spec::load_text(path).map_err(bad)?;
+    crate::spec::check_host(&resolved, &text, &crate::host::facts()).map_err(bad)?;
+    Ok((resolved, text))
+}
+
+pub fn json_out<T: serde::Serialize>(v: &T) -> CmdResult {
     let s = serde_json::to_string_pretty(v).map_err(|e| Error::failed(e.to_string()))?;
     println!("{s}");
     Ok(())
@@ -126,7 +136,7 @@ async fn remote(cmd: Command, paths: &Paths, autostart: bool) -> CmdResult {
     let autostart = autostart && !matches!(cmd, Command::Shutdown);
     // Bad input is bad input whether or not a daemon runs.
     let start = match &cmd {
-        Command::Start { spec, .. } => Some(validate::load_checked(spec)?),
+        Command::Start { spec, .. } => Some(load_checked(spec)?),
         Command::Plot { output, .. } => {
             reports::check_plot_file(output)?;
             None

@@ -32,6 +32,9 @@ pub async fn run(
     match expect_ok(resp)? {
         Response::Started(s) if json => json_out(&s),
         Response::Started(s) => {
+            for w in &s.warnings {
+                eprintln!("arctl: warning: {w}");
+            }
             println!("{}", s.id);
             eprintln!(
                 "started run {} on branch {} in {}\n  follow it: arctl status {0} | arctl watch {0} | arctl log {0} -f",

@@ -99,6 +99,7 @@ async fn serve(
     stop: watch::Receiver<bool>,
     ready: Option<std::sync::mpsc::Sender<Result<()>>>,
 ) -> Result<()> {
+    raise_fd_limit();
     let setup = async {
         crate::config::create_private_dir(&config.state_dir)?;
         let pid_lock = lock::PidLock::acquire(&config.state_dir)?;
@@ -133,4 +134,15 @@ async fn serve(
     drop(pid_lock);
     tracing::info!("daemon stopped");
     result
+}
+
+/// Use every file descriptor the hard limit allows: each connection and each child's output
+/// costs some, and running out makes accept fail.
+fn raise_fd_limit() {
+    use nix::sys::resource::{getrlimit, setrlimit, Resource};
+    if let Ok((soft, hard)) = getrlimit(Resource::RLIMIT_NOFILE) {
+        if soft < hard {
+            let _ = setrlimit(Resource::RLIMIT_NOFILE, hard, hard);
+        }
+    }
 }

@@ -54,9 +54,13 @@ pub fn open_repo(path: &Path) -> Result<(Repository, RepoInfo)> {
 pub fn resolve_base(repo: &Repository, base: Option<&str>) -> Result<(String, Oid)> {
     match base {
         Some(name) => {
-            let obj = repo
-                .revparse_single(name)
-                .map_err(|_| anyhow!("base {name:?} does not exist in {}", repo_path(repo)))?;
+            let obj = repo.revparse_single(name).map_err(|_| {
+                anyhow!(
+                    "base {name:?} does not exist in {}; its branches: {}",
+                    repo_path(repo),
+                    branch_names(repo).join(", ")
+                )
+            })?;
             let commit = obj
                 .peel_to_commit()
                 .map_err(|_| anyhow!("base {name:?} is not a commit"))?;
@@ -80,6 +84,22 @@ pub fn resolve_base(repo: &Repository, base: Option<&str>) -> Result<(String, Oi
             Ok((name, oid))
         }
     }
+}
+
+/// The local branches of a repo, for messages.
+fn branch_names(repo: &Repository) -> Vec<String> {
+    let mut names: Vec<String> = repo
+        .branches(Some(BranchType::Local))
+        .map(|bs| {
+            bs.filter_map(|b| b.ok())
+                .filter_map(|(b, _)| b.name().ok().flatten().map(str::to_string))
+                .collect()
+        })
+        .unwrap_or_default();
+    if names.is_empty() {
+        names.push("(none)".into());
+    }
+    names
 }
 
 fn repo_path(repo: &Repository) -> String {

@@ -34,6 +34,42 @@ impl Scope {
     }
 }
 
+/// What the scope check would see that the user most likely did not mean: an include glob
+/// that matches no tracked file (every real edit there would still be allowed, but a typo
+/// like `srcc/**` makes every edit the agent makes elsewhere a reject), and a metric or guard
+/// command that runs a file inside the scope (the agent could edit its own judge).
+/// `commands` are (what, command line) pairs such as ("metric.command", "./bench.sh").
+pub fn warnings(
+    spec: &ScopeSpec,
+    tracked: &[String],
+    commands: &[(String, String)],
+) -> Vec<String> {
+    let mut out = Vec::new();
+    for g in &spec.include {
+        let m = g.matcher();
+        if !tracked.iter().any(|p| m.is_match(p)) {
+            out.push(format!(
+                "scope.include {:?} matches no tracked file: the agent's edits elsewhere are rejected (a typo?)",
+                g.0
+            ));
+        }
+    }
+    let scope = Scope::new(spec);
+    for (what, command) in commands {
+        let judged: Vec<&str> = command
+            .split(|c: char| c.is_whitespace() || ";&|()<>'\"".contains(c))
+            .map(|w| w.trim_start_matches("./"))
+            .filter(|w| !w.is_empty() && tracked.iter().any(|t| t == w) && scope.allows(w))
+            .collect();
+        if let Some(file) = judged.first() {
+            out.push(format!(
+                "{what} runs {file}, which is inside the scope: the agent could edit its own judge; exclude it with scope.exclude"
+            ));
+        }
+    }
+    out
+}
+
 /// Why two scopes overlap: example paths both would edit (tracked files first, then a
 /// path pattern both globs admit).
 pub fn overlap(a: &ScopeSpec, b: &ScopeSpec, tracked: &[String]) -> Option<Vec<String>> {
@@ -140,6 +176,32 @@ fn wildcards_may_meet(x: &str, y: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn warnings_name_empty_globs_and_judges_in_scope() {
+        let spec = ScopeSpec {
+            include: vec![
+                Glob::parse("srcc/**").unwrap(),
+                Glob::parse("src/**").unwrap(),
+            ],
+            exclude: vec![],
+        };
+        let tracked = vec!["src/a.py".to_string(), "src/bench.py".to_string()];
+        let cmds = vec![
+            (
+                "metric.command".to_string(),
+                "python src/bench.py --n 3".to_string(),
+            ),
+            ("guard tests".to_string(), "pytest -q tests/".to_string()),
+        ];
+        let w = warnings(&spec, &tracked, &cmds);
+        assert_eq!(w.len(), 2, "{w:?}");
+        assert!(
+            w[0].contains("\"srcc/**\" matches no tracked file"),
+            "{w:?}"
+        );
+        assert!(w[1].contains("metric.command runs src/bench.py"), "{w:?}");
+    }
 
     fn scope(include: &[&str], exclude: &[&str]) -> ScopeSpec {
         ScopeSpec {

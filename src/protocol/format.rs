@@ -4,6 +4,10 @@
 /// The metric column: the value, or the seed's `0.0` for a run that produced none.
 pub fn format_metric(v: Option<f64>) -> String {
     match v {
+        // Very large or very small values in scientific notation (1e308 has 309 digits).
+        Some(v) if v.is_finite() && v != 0.0 && !(1e-6..1e15).contains(&v.abs()) => {
+            format!("{v:e}")
+        }
         Some(v) if v.is_finite() => {
             let s = format!("{v:.6}");
             let s = s.trim_end_matches('0');
@@ -50,6 +54,9 @@ mod tests {
         assert_eq!(format_metric(Some(142.0)), "142.0");
         assert_eq!(format_metric(Some(0.000123)), "0.000123");
         assert_eq!(format_metric(None), "0.0");
+        assert_eq!(format_metric(Some(1e308)), "1e308");
+        assert_eq!(format_metric(Some(-2.5e-9)), "-2.5e-9");
+        assert_eq!(format_metric(Some(123456789.0)), "123456789.0");
         assert_eq!(metric_or_dash(None), "-");
         assert_eq!(pct(0.052), "+5.20%");
         assert_eq!(pct_or_dash(Some(f64::NAN)), "-");

@@ -65,6 +65,10 @@ pub struct StartedRun {
     pub id: String,
     pub worktree: PathBuf,
     pub branch: String,
+    /// What the spec probably did not mean (a glob matching no tracked file, a judge inside
+    /// the scope); the run starts anyway.
+    #[serde(default)]
+    pub warnings: Vec<String>,
 }
 
 #[cfg(test)]

@@ -32,6 +32,29 @@ pub fn resolve(g: &Global, spec_path: &Path, spec_text: &str) -> OpResult<Resolv
     Ok(resolved)
 }
 
+/// What can be checked of a spec against its repository without creating anything: the
+/// repo exists, has a work tree and a commit, the base exists (Err otherwise); and the
+/// scope's warnings ([`scope::warnings`]).
+pub fn check_repo(resolved: &ResolvedSpec) -> OpResult<Vec<String>> {
+    let file = resolved.spec_file.display();
+    let (repo, _) =
+        git::open_repo(&resolved.repo).map_err(|e| Error::bad_input(format!("{file}: {e:#}")))?;
+    git::resolve_base(&repo, resolved.spec.base.as_deref())
+        .map_err(|e| Error::bad_input(format!("{file}: {e:#}")))?;
+    Ok(scope_warnings(&repo, resolved))
+}
+
+fn scope_warnings(repo: &git2::Repository, resolved: &ResolvedSpec) -> Vec<String> {
+    let s = &resolved.spec;
+    let mut commands = vec![("metric.command".to_string(), s.metric.command.clone())];
+    commands.extend(
+        s.guards
+            .iter()
+            .map(|g| (format!("guard {:?}", g.name), g.command.clone())),
+    );
+    scope::warnings(&s.scope, &git::tracked_files(repo), &commands)
+}
+
 /// The executor's checks before anything is created (a cluster: its commands, its
 /// partition, and a short job that must see the repository, the worktrees' folder and the
 /// state dir). Ok(Some(note)): something for the run's log.
@@ -67,13 +90,14 @@ pub fn preflight(g: &Global, resolved: &ResolvedSpec) -> OpResult<Option<String>
 }
 
 /// Create the run: refuse a taken id, a bad repo or base, a scope overlapping an active
-/// run's, a worktree or branch in the way; then create everything or nothing.
+/// run's, a worktree or branch in the way; then create everything or nothing. Returns the
+/// record and the scope's warnings.
 pub fn create(
     g: &Global,
     resolved: ResolvedSpec,
     spec_text: &str,
     active: &[ActiveScope],
-) -> OpResult<RunRecord> {
+) -> OpResult<(RunRecord, Vec<String>)> {
     let spec_path = resolved.spec_file.clone();
     let bad = |m: String| Error::bad_input(m);
     let id = resolved.id.to_string();
@@ -90,6 +114,7 @@ pub fn create(
     let (base, base_oid) = git::resolve_base(&repo, resolved.spec.base.as_deref())
         .map_err(|e| bad(format!("{}: {e:#}", spec_path.display())))?;
     check_overlap(&repo, &info.root, &resolved, active)?;
+    let warnings = scope_warnings(&repo, &resolved);
     let branch = git::names::branch(&id);
     let worktree = git::worktree_path(&info.root, &id);
     git::check_worktree_free(&repo, &id, &branch, &worktree).map_err(|e| bad(format!("{e:#}")))?;
@@ -112,7 +137,7 @@ pub fn create(
     );
     materialize(g, &repo, &record, spec_text, &excludes)?;
     cores.keep();
-    Ok(record)
+    Ok((record, warnings))
 }
 
 /// Two active runs on one repository must not be able to edit the same file.

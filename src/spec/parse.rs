@@ -20,13 +20,14 @@ pub fn load(path: &Path) -> Result<ResolvedSpec, SpecError> {
 
 /// [`load`], also returning the file's text: what [`check_host`] locates its errors in.
 pub fn load_text(path: &Path) -> Result<(ResolvedSpec, String), SpecError> {
-    let text = std::fs::read_to_string(path).map_err(|e| SpecError {
+    let unreadable = |message: String| SpecError {
         file: path.to_path_buf(),
         line: 0,
         column: 0,
-        message: format!("cannot read the spec: {e}"),
+        message,
         source_line: None,
-    })?;
+    };
+    let text = read_capped(path).map_err(unreadable)?;
     let abs = if path.is_absolute() {
         path.to_path_buf()
     } else {
@@ -38,9 +39,43 @@ pub fn load_text(path: &Path) -> Result<(ResolvedSpec, String), SpecError> {
     Ok((resolved, text))
 }
 
+/// The largest spec arctl reads: a real one is a few KiB; `/dev/zero` or a log file named
+/// by mistake must not be read without end.
+pub const MAX_SPEC_BYTES: usize = 1 << 20;
+
+/// A spec file's text, at most [`MAX_SPEC_BYTES`]; Err says why it cannot be read.
+fn read_capped(path: &Path) -> Result<String, String> {
+    use std::io::Read;
+    let f = std::fs::File::open(path).map_err(|e| format!("cannot read the spec: {e}"))?;
+    let mut bytes = Vec::new();
+    f.take(MAX_SPEC_BYTES as u64 + 1)
+        .read_to_end(&mut bytes)
+        .map_err(|e| format!("cannot read the spec: {e}"))?;
+    if bytes.len() > MAX_SPEC_BYTES {
+        return Err(format!(
+            "the spec is larger than {} KiB: expected a TOML run spec of a few KiB",
+            MAX_SPEC_BYTES >> 10
+        ));
+    }
+    String::from_utf8(bytes)
+        .map_err(|_| "the spec is not UTF-8 text: expected a TOML run spec".into())
+}
+
 /// Parse and validate spec text; `file` is used for error messages, the default id and
 /// resolving relative paths.
 pub fn parse(text: &str, file: &Path) -> Result<ResolvedSpec, SpecError> {
+    if text.len() > MAX_SPEC_BYTES {
+        return Err(SpecError {
+            file: file.to_path_buf(),
+            line: 0,
+            column: 0,
+            message: format!(
+                "the spec is larger than {} KiB: expected a TOML run spec of a few KiB",
+                MAX_SPEC_BYTES >> 10
+            ),
+            source_line: None,
+        });
+    }
     let spec: RunSpec = toml::from_str(text).map_err(|e| {
         let message = e.message().trim().to_string();
         let offset = e.span().map_or(0, |s| element_offset(text, s, &message));

@@ -119,8 +119,21 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
     if !total.is_finite() || total <= 0.0 {
         return Err(format!("invalid duration {s:?}: must be greater than zero"));
     }
-    Ok(Duration::from_secs_f64(total))
+    if total > MAX_DURATION.as_secs_f64() {
+        return Err(format!(
+            "invalid duration {s:?}: at most {} (a year)",
+            format_duration(MAX_DURATION)
+        ));
+    }
+    Duration::try_from_secs_f64(total).map_err(|_| expected())
 }
+
+/// The longest duration a spec may give (a timeout, a budget): longer is surely a typo.
+pub const MAX_DURATION: Duration = Duration::from_secs(366 * 86400);
+/// The largest timeout factor: beyond it a factor means no timeout at all.
+pub const MAX_FACTOR: f64 = 1000.0;
+/// The largest size a spec may give (a memory limit).
+pub const MAX_SIZE: u64 = 1 << 50;
 
 pub fn format_duration(d: Duration) -> String {
     let ms = d.as_millis();
@@ -161,14 +174,18 @@ impl Default for MetricTimeout {
 fn parse_metric_timeout(s: &str) -> Result<MetricTimeout, String> {
     if let Some(f) = s.trim().strip_suffix('x') {
         return match f.parse::<f64>() {
-            Ok(v) if v.is_finite() && v >= 1.0 => Ok(MetricTimeout::Factor(v)),
+            Ok(v) if v.is_finite() && (1.0..=MAX_FACTOR).contains(&v) => Ok(MetricTimeout::Factor(v)),
             _ => Err(format!(
-                "invalid timeout {s:?}: expected a factor of the baseline's duration of at least 1, e.g. \"2x\", or a duration like \"90s\""
+                "invalid timeout {s:?}: expected a factor of the baseline's duration from 1 to {MAX_FACTOR}, e.g. \"2x\", or a duration like \"90s\""
             )),
         };
     }
-    parse_duration(s).map(MetricTimeout::Fixed).map_err(|_| {
-        format!("invalid timeout {s:?}: expected a factor of the baseline's duration like \"2x\", or a duration like \"90s\"")
+    parse_duration(s).map(MetricTimeout::Fixed).map_err(|e| {
+        if e.contains("at most") {
+            e
+        } else {
+            format!("invalid timeout {s:?}: expected a factor of the baseline's duration like \"2x\", or a duration like \"90s\"")
+        }
     })
 }
 
@@ -209,6 +226,12 @@ pub fn parse_size(s: &str) -> Result<u64, String> {
     let bytes = n * mult as f64;
     if !bytes.is_finite() || bytes < 1.0 {
         return Err(format!("invalid size {s:?}: must be at least 1 byte"));
+    }
+    if bytes > MAX_SIZE as f64 {
+        return Err(format!(
+            "invalid size {s:?}: at most {}",
+            format_size(MAX_SIZE)
+        ));
     }
     Ok(bytes as u64)
 }
@@ -317,6 +340,24 @@ string_serde!(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn absurd_durations_sizes_and_factors_are_refused_not_panicked_on() {
+        for d in ["99999999999999999h", "99999999999999999999s", "400d"] {
+            let e = parse_duration(d).unwrap_err();
+            assert!(e.contains("at most 366d"), "{d}: {e}");
+        }
+        assert!(parse_duration("366d").is_ok());
+        for t in ["1e30x", "1001x", "0.5x", "infx", "NaNx"] {
+            assert!(parse_metric_timeout(t).is_err(), "{t}");
+        }
+        assert!(parse_metric_timeout("99999999999999999999s")
+            .unwrap_err()
+            .contains("at most"));
+        assert!(parse_size("99999999999TiB")
+            .unwrap_err()
+            .contains("at most"));
+    }
 
     #[test]
     fn durations_sizes_percentages() {

@@ -33,11 +33,12 @@ pub fn handle(reg: &Registry, spec_path: &Path, spec_text: &str) -> OpResult<Res
             })
         })
         .collect();
-    let record = setup::create(&reg.global, resolved, spec_text, &active)?;
+    let (record, warnings) = setup::create(&reg.global, resolved, spec_text, &active)?;
     let started = StartedRun {
         id: record.id.clone(),
         worktree: record.worktree.clone(),
         branch: record.branch.clone(),
+        warnings,
     };
     let paths = RunPaths::new(&reg.config.state_dir, &started.id);
     let handle = Arc::new(RunHandle::new(record, paths, Vec::new()));
@@ -46,8 +47,8 @@ pub fn handle(reg: &Registry, spec_path: &Path, spec_text: &str) -> OpResult<Res
         started.worktree.display(),
         started.branch
     ));
-    if let Some(note) = note {
-        handle.log_line(&note);
+    for line in note.iter().chain(&started.warnings) {
+        handle.log_line(line);
     }
     tracing::info!(run = %started.id, worktree = %started.worktree.display(), "run created");
     reg.runs().insert(started.id.clone(), handle.clone());

@@ -111,6 +111,9 @@ pub fn merge(
     cancel: &Cancel,
 ) -> OpResult<MergeReport> {
     let dry = req.dry_run;
+    if let Some(into) = &req.into {
+        check_branch_name(into)?;
+    }
     let chosen = select(runs, &req.runs, |r| {
         matches!(r.state(), RunState::Finished | RunState::Stopped) && !r.merged && !r.cleaned_up
     })?;
@@ -178,6 +181,16 @@ pub fn merge(
         notes,
         error,
     })
+}
+
+/// `--into` must name a branch git would accept (checked before anything, dry run or not).
+fn check_branch_name(name: &str) -> OpResult<()> {
+    if git2::Reference::is_valid_name(&format!("refs/heads/{name}")) && !name.starts_with('-') {
+        return Ok(());
+    }
+    Err(Error::bad_input(format!(
+        "--into {name:?} is not a valid branch name: expected a name like \"main\" or \"autoresearch/merged\" (no spaces, no \"..\", not empty)"
+    )))
 }
 
 /// The chosen runs with a kept improvement, largest gain first, and rows for the others.
