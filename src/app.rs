@@ -17,11 +17,20 @@ pub fn main(cli: Cli) -> i32 {
         }
         Command::Demo { dir } => client::exit_code(crate::demo::run(dir)),
         Command::Init(args) => client::exit_code(crate::init::run(&args)),
+        Command::Man { dir } => client::exit_code(client::shell::man(
+            dir.as_deref(),
+            crate::init::presets::names,
+        )),
         Command::Validate { spec, json, strict } => {
             client::exit_code(crate::validate::run(&spec, json, strict))
         }
         _ => client::main(cli),
     }
+}
+
+/// A shell asking for completions gets them here, before anything else runs (it exits).
+pub fn complete_if_asked() {
+    client::shell::complete_if_asked(crate::init::presets::names);
 }
 
 /// `arctl daemon`: read the daemon config and serve until stopped.

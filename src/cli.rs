@@ -50,7 +50,9 @@ pub enum Command {
     /// Validate a spec, create the worktree and branch, start the loop; prints the run id
     #[command(after_help = "Example:\n  arctl start autoresearch.toml")]
     Start {
+        /// The run spec (TOML) to start
         spec: PathBuf,
+        /// Print the new run's id, branch and worktree as JSON
         #[arg(long)]
         json: bool,
     },
@@ -59,6 +61,7 @@ pub enum Command {
         after_help = "Example:\n  arctl validate config/examples/pytest-passrate.toml --json"
     )]
     Validate {
+        /// The run spec (TOML) to check
         spec: PathBuf,
         /// Print the resolved spec as JSON
         #[arg(long)]
@@ -83,7 +86,9 @@ pub enum Command {
     /// Table of runs, or one run in detail
     #[command(after_help = "Example:\n  arctl status\n  arctl status etl-runtime --json")]
     Status {
+        /// Show this run in detail (its spec, limits, latest experiments)
         run: Option<String>,
+        /// Print as JSON (the shapes are documented in the README)
         #[arg(long)]
         json: bool,
     },
@@ -101,19 +106,28 @@ pub enum Command {
     /// Finish the current experiment, then stop (--now: kill it and revert)
     #[command(after_help = "Example:\n  arctl stop etl-runtime --now")]
     Stop {
+        /// The run to stop
         run: String,
+        /// Kill the experiment under way and revert it, instead of letting it finish
         #[arg(long)]
         now: bool,
     },
     /// Pause a run after its current experiment
     #[command(after_help = "Example:\n  arctl pause etl-runtime")]
-    Pause { run: String },
+    Pause {
+        /// The run to pause
+        run: String,
+    },
     /// Resume a paused run
     #[command(after_help = "Example:\n  arctl resume etl-runtime")]
-    Resume { run: String },
+    Resume {
+        /// The paused run to resume
+        run: String,
+    },
     /// The run's log
     #[command(after_help = "Example:\n  arctl log etl-runtime -f")]
     Log {
+        /// The run whose log to print
         run: String,
         /// Keep printing as the log grows, until the run ends
         #[arg(short, long)]
@@ -122,21 +136,27 @@ pub enum Command {
     /// The experiment table
     #[command(after_help = "Example:\n  arctl results etl-runtime --json")]
     Results {
+        /// The run whose experiments to list
         run: String,
+        /// Print as JSON: every row with its change, confidence and reason
         #[arg(long)]
         json: bool,
     },
     /// The end-of-run report (the seed's Phase 4)
     #[command(after_help = "Example:\n  arctl report etl-runtime")]
     Report {
+        /// The run to report on
         run: String,
+        /// Print as JSON
         #[arg(long)]
         json: bool,
     },
     /// Plot the metric over experiments as SVG, kept ones marked
     #[command(after_help = "Example:\n  arctl plot etl-runtime -o progress.svg")]
     Plot {
+        /// The run to plot
         run: String,
+        /// The file to write (SVG)
         #[arg(short, long, default_value = "progress.svg")]
         output: PathBuf,
     },
@@ -145,26 +165,36 @@ pub enum Command {
         after_help = "Example:\n  arctl merge --dry-run\n  arctl merge etl-runtime ty-errors --into main --squash"
     )]
     Merge {
+        /// The runs to merge [default: every finished or stopped run with a kept improvement]
         runs: Vec<String>,
+        /// Land on this branch instead of the runs' base (created at the base if missing)
         #[arg(long, value_name = "BRANCH")]
         into: Option<String>,
+        /// One commit per run, its message listing the kept experiments
         #[arg(long)]
         squash: bool,
+        /// Print the plan (order, method, what would be re-measured) and change nothing
         #[arg(long)]
         dry_run: bool,
+        /// Print the merge report as JSON
         #[arg(long)]
         json: bool,
     },
     /// Remove worktrees, branches without improvement and exclude lines; history stays
     #[command(after_help = "Example:\n  arctl cleanup --finished")]
     Cleanup {
+        /// The runs to clean up
         runs: Vec<String>,
+        /// Clean up every run that has ended
         #[arg(long, conflicts_with = "runs")]
         finished: bool,
+        /// Also delete improved, unmerged branches and worktrees with uncommitted edits
         #[arg(long)]
         force: bool,
+        /// Keep every branch (remove only worktrees, refs and exclude lines)
         #[arg(long)]
         keep_branch: bool,
+        /// Print the cleanup report as JSON
         #[arg(long)]
         json: bool,
     },
@@ -184,11 +214,21 @@ pub enum Command {
     /// Stop the daemon (runs are stopped cleanly and resume on the next start)
     #[command(after_help = "Example:\n  arctl shutdown")]
     Shutdown,
-    /// Print a shell completion script
+    /// Print a shell's completion script (it completes run ids from a running daemon)
     #[command(
-        after_help = "Example:\n  arctl completions bash > ~/.local/share/bash-completion/completions/arctl"
+        after_help = "Example:\n  echo 'source <(arctl completions bash)' >> ~/.bashrc\n  arctl completions fish > ~/.config/fish/completions/arctl.fish"
     )]
-    Completions { shell: clap_complete::Shell },
+    Completions {
+        /// The shell: bash, zsh, fish, elvish or powershell
+        shell: clap_complete::Shell,
+    },
+    /// Write the man pages (arctl.1 and one per command)
+    #[command(after_help = "Example:\n  arctl man --dir ~/.local/share/man/man1 && man arctl")]
+    Man {
+        /// Folder to write the pages in [default: print arctl.1 to stdout]
+        #[arg(long, value_name = "DIR")]
+        dir: Option<PathBuf>,
+    },
 }
 
 #[derive(Debug, Clone, Args)]
@@ -211,4 +251,36 @@ pub struct InitArgs {
     /// Overwrite FILE if it exists
     #[arg(long)]
     pub force: bool,
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::CommandFactory;
+
+    /// Every flag and argument of every command says what it is (in `--help` and the man
+    /// pages).
+    #[test]
+    fn every_flag_and_argument_has_a_description() {
+        let cmd = super::Cli::command();
+        let mut missing = Vec::new();
+        let mut check = |path: String, c: &clap::Command| {
+            if c.get_about().is_none() {
+                missing.push(format!("{path}: the command itself"));
+            }
+            for a in c.get_arguments() {
+                let id = a.get_id().as_str();
+                if id == "help" || id == "version" || a.is_hide_set() {
+                    continue;
+                }
+                if a.get_help().is_none() && a.get_long_help().is_none() {
+                    missing.push(format!("{path} {id}"));
+                }
+            }
+        };
+        check("arctl".into(), &cmd);
+        for sub in cmd.get_subcommands() {
+            check(format!("arctl {}", sub.get_name()), sub);
+        }
+        assert!(missing.is_empty(), "no description: {missing:#?}");
+    }
 }

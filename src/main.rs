@@ -1,6 +1,7 @@
 use clap::Parser;
 
 fn main() {
+    arctl::app::complete_if_asked();
     quiet_on_closed_stdout();
     let cli = arctl::cli::Cli::parse();
     // `init` and `demo` talk to a person: the daemon's info lines would drown the dialogue.
@@ -26,9 +27,13 @@ fn init_tracing(verbose: Option<u8>) {
     };
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
+    // Colour only for a person at a terminal: a daemon's stderr is usually its log file.
+    let colour = std::io::IsTerminal::is_terminal(&std::io::stderr())
+        && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty());
     tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
+        .with_ansi(colour)
         .init();
 }
 

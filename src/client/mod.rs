@@ -12,14 +12,13 @@ mod merge;
 pub mod render;
 pub mod reports;
 mod results;
+pub mod shell;
 mod start;
 mod status;
 pub mod watch;
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
-
-use clap::CommandFactory;
 
 use crate::cli::{Cli, Command, GlobalArgs};
 use crate::config;
@@ -38,6 +37,18 @@ pub struct Paths {
 }
 
 impl Paths {
+    /// From the environment and the defaults alone (a shell's completion request carries
+    /// no parsed flags).
+    pub fn from_env() -> Paths {
+        let var = |k: &str| std::env::var_os(k).map(PathBuf::from);
+        Paths::from_args(&GlobalArgs {
+            socket: var("ARCTL_SOCKET"),
+            state_dir: var("ARCTL_STATE_DIR"),
+            no_autostart: true,
+            verbose: 0,
+        })
+    }
+
     pub fn from_args(g: &GlobalArgs) -> Paths {
         Paths {
             socket: absolute(&g.socket.clone().unwrap_or_else(config::default_socket)),
@@ -70,15 +81,13 @@ pub fn exit_code(result: CmdResult) -> i32 {
 fn dispatch(cli: Cli) -> CmdResult {
     let paths = Paths::from_args(&cli.global);
     match cli.command {
-        Command::Completions { shell } => {
-            clap_complete::generate(shell, &mut Cli::command(), "arctl", &mut std::io::stdout());
-            Ok(())
-        }
+        Command::Completions { shell } => shell::completions(shell),
         Command::Daemon { .. }
         | Command::Demo { .. }
         | Command::Init(_)
-        | Command::Validate { .. } => Err(Error::failed(
-            "internal error: `daemon`, `demo`, `init` and `validate` do not run in the client",
+        | Command::Validate { .. }
+        | Command::Man { .. } => Err(Error::failed(
+            "internal error: `daemon`, `demo`, `init`, `validate` and `man` do not run in the client",
         )),
         other => block_on(remote(other, &paths, !cli.global.no_autostart)),
     }
@@ -110,6 +119,15 @@ pub fn load_checked(path: &Path) -> Result<(crate::spec::ResolvedSpec, String), 
     let (resolved, text) = crate::spec::load_text(path).map_err(bad)?;
     crate::spec::check_host(&resolved, &text, &crate::host::facts()).map_err(bad)?;
     Ok((resolved, text))
+}
+
+/// Writing to stdout failed: a reader that went away (`| head`) ends the command quietly
+/// with the shell's code for SIGPIPE (see `main.rs`); anything else is an error.
+pub fn stdout_error(e: std::io::Error) -> Error {
+    if e.kind() == std::io::ErrorKind::BrokenPipe {
+        std::process::exit(141);
+    }
+    Error::failed(format!("writing to stdout: {e}"))
 }
 
 pub fn json_out<T: serde::Serialize>(v: &T) -> CmdResult {
@@ -193,6 +211,7 @@ async fn remote(cmd: Command, paths: &Paths, autostart: bool) -> CmdResult {
         | Command::Validate { .. }
         | Command::Init(_)
         | Command::Demo { .. }
-        | Command::Completions { .. } => unreachable!("handled locally"),
+        | Command::Completions { .. }
+        | Command::Man { .. } => unreachable!("handled locally"),
     }
 }

@@ -17,9 +17,7 @@ pub enum TreeMerge {
 }
 
 fn signature(repo: &Repository) -> Signature<'static> {
-    repo.signature()
-        .map(|s| s.to_owned())
-        .unwrap_or_else(|_| Signature::now("arctl", "arctl@localhost").expect("static signature"))
+    super::signature(repo)
 }
 
 /// The commit a local branch points at.

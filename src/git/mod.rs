@@ -302,12 +302,7 @@ impl WorkTree {
     }
 
     fn signature(&self) -> Signature<'static> {
-        self.repo
-            .signature()
-            .map(|s| s.to_owned())
-            .unwrap_or_else(|_| {
-                Signature::now("arctl", "arctl@localhost").expect("static signature")
-            })
+        signature(&self.repo)
     }
 
     /// Stage everything (honouring ignores) and commit it on HEAD with `parent` as the only
@@ -588,4 +583,34 @@ pub fn count_commits(repo: &Repository, tip: Oid, base: Oid) -> usize {
     }
     let _ = walk.hide(base);
     walk.count()
+}
+
+/// Who arctl's commits are by: the repo's configured identity (`user.name` and
+/// `user.email`, as git reads them), else the committer of HEAD (so the history stays that
+/// person's), else `arctl <arctl@localhost>`.
+pub fn signature(repo: &Repository) -> Signature<'static> {
+    if let Ok(s) = repo.signature() {
+        return s.to_owned();
+    }
+    let head = repo.head().ok().and_then(|h| h.peel_to_commit().ok());
+    head.and_then(|c| {
+        let who = c.committer();
+        Signature::now(who.name()?, who.email()?).ok()
+    })
+    .unwrap_or_else(|| Signature::now("arctl", "arctl@localhost").expect("static signature"))
+}
+
+/// A note for `arctl start` when the repo has no configured identity: whose name arctl's
+/// commits will carry, and how to set one.
+pub fn identity_note(repo: &Repository) -> Option<String> {
+    if repo.signature().is_ok() {
+        return None;
+    }
+    let s = signature(repo);
+    Some(format!(
+        "no git identity (user.name, user.email) is set for {}: arctl's commits will be authored {} <{}>; set one with `git config user.name ...` and `git config user.email ...`",
+        repo_path(repo),
+        s.name().unwrap_or("?"),
+        s.email().unwrap_or("?")
+    ))
 }

@@ -140,6 +140,11 @@ pub const PRESETS: &[Preset] = &[
     },
 ];
 
+/// The presets' names, for completion.
+pub fn names() -> Vec<&'static str> {
+    PRESETS.iter().map(|p| p.name).collect()
+}
+
 pub fn find(name: &str) -> Option<&'static Preset> {
     PRESETS.iter().find(|p| p.name == name)
 }

@@ -34,7 +34,7 @@ pub fn resolve(g: &Global, spec_path: &Path, spec_text: &str) -> OpResult<Resolv
 
 /// What can be checked of a spec against its repository without creating anything: the
 /// repo exists, has a work tree and a commit, the base exists (Err otherwise); and the
-/// scope's warnings ([`scope::warnings`]).
+/// warnings: the scope's ([`scope::warnings`]) and a missing git identity.
 pub fn check_repo(resolved: &ResolvedSpec) -> OpResult<Vec<String>> {
     let file = resolved.spec_file.display();
     let (repo, _) =
@@ -52,7 +52,9 @@ fn scope_warnings(repo: &git2::Repository, resolved: &ResolvedSpec) -> Vec<Strin
             .iter()
             .map(|g| (format!("guard {:?}", g.name), g.command.clone())),
     );
-    scope::warnings(&s.scope, &git::tracked_files(repo), &commands)
+    let mut out = scope::warnings(&s.scope, &git::tracked_files(repo), &commands);
+    out.extend(git::identity_note(repo));
+    out
 }
 
 /// The executor's checks before anything is created (a cluster: its commands, its

@@ -1,0 +1,202 @@
+//! The command line as a shell user meets it: completion scripts that list the run ids of a
+//! live daemon (bash's `complete` round trip, and the zsh and fish entry points) and preset
+//! names, completion that never starts a daemon, and man pages.
+
+mod common;
+
+use common::*;
+
+/// Start two runs, `prime` and `probe`, that wait in their proposer.
+fn two_runs(w: &World) {
+    let repo = w.path().join("proj");
+    common::repo(
+        &repo,
+        &[("metric.sh", METRIC_SH), ("src/value.txt", "100\n")],
+    );
+    write_exec(&w.path().join("agent.sh"), "#!/bin/sh\nsleep 30\n");
+    for (id, dir) in [("prime", "src/a/**"), ("probe", "src/b/**")] {
+        let spec = repo.join(format!("{id}.toml"));
+        write(
+            &spec,
+            &format!(
+                "[metric]\ncommand = \"./metric.sh\"\ndirection = \"lower\"\n[scope]\ninclude = [\"{dir}\"]\n[proposer]\ncommand = \"{}\"\n",
+                w.path().join("agent.sh").display()
+            ),
+        );
+        w.ok(&["start", spec.to_str().unwrap()]);
+    }
+}
+
+/// Ask the binary for completions the way a shell's registration does.
+fn complete(w: &World, shell: &str, words: &[&str]) -> String {
+    let o = w
+        .cmd()
+        .env("COMPLETE", shell)
+        .env("_CLAP_COMPLETE_INDEX", (words.len() - 1).to_string())
+        .env("_CLAP_IFS", "\n")
+        .arg("--")
+        .args(words)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    String::from_utf8_lossy(&o.stdout).to_string()
+}
+
+#[test]
+fn completion_lists_live_run_ids_and_presets() {
+    let w = World::new();
+    let _d = w.daemon();
+    two_runs(&w);
+    // bash: source the script, call its function as `complete -F` would.
+    let script = w.path().join("arctl.bash");
+    std::fs::write(&script, w.ok(&["completions", "bash"])).unwrap();
+    let bash = std::process::Command::new("bash")
+        .env("ARCTL_SOCKET", &w.socket)
+        .env("ARCTL_STATE_DIR", &w.state_dir)
+        .env("HOME", &w.home)
+        .arg("-c")
+        .arg(format!(
+            "source {}; COMP_WORDS=(arctl results pr); COMP_CWORD=2; COMP_TYPE=9; _clap_complete_arctl arctl pr results; printf '%s\\n' \"${{COMPREPLY[@]}}\"",
+            script.display()
+        ))
+        .output()
+        .unwrap();
+    let got = String::from_utf8_lossy(&bash.stdout);
+    assert!(
+        got.contains("prime") && got.contains("probe"),
+        "bash: {got:?} {}",
+        String::from_utf8_lossy(&bash.stderr)
+    );
+    let got = complete(&w, "bash", &["arctl", "results", "pri"]);
+    assert!(got.contains("prime") && !got.contains("probe"), "{got:?}");
+    for shell in ["zsh", "fish"] {
+        let got = complete(&w, shell, &["arctl", "stop", "p"]);
+        assert!(
+            got.contains("prime") && got.contains("probe"),
+            "{shell}: {got:?}"
+        );
+        let got = complete(&w, shell, &["arctl", "merge", "pro"]);
+        assert!(
+            got.contains("probe") && !got.contains("prime"),
+            "{shell}: {got:?}"
+        );
+    }
+    let got = complete(&w, "bash", &["arctl", "init", "--preset", "py"]);
+    assert!(
+        got.contains("python-runtime")
+            && got.contains("pytest-passrate")
+            && !got.contains("coverage"),
+        "{got:?}"
+    );
+    w.ok(&["stop", "prime", "--now"]);
+    w.ok(&["stop", "probe", "--now"]);
+}
+
+#[test]
+fn completion_never_starts_a_daemon() {
+    let w = World::new();
+    // No daemon answers: no run ids (only the flags), and none was started (an autostart
+    // would have waited for the new daemon's socket before answering).
+    let got = complete(&w, "bash", &["arctl", "results", ""]);
+    assert!(got.lines().all(|l| l.starts_with('-')), "{got:?}");
+    assert!(!w.socket.exists(), "a daemon was started");
+}
+
+#[test]
+fn man_pages_cover_every_command() {
+    let w = World::new();
+    let dir = w.path().join("man");
+    w.ok(&["man", "--dir", dir.to_str().unwrap()]);
+    for name in [
+        "arctl",
+        "arctl-start",
+        "arctl-merge",
+        "arctl-cleanup",
+        "arctl-watch",
+    ] {
+        let page = std::fs::read_to_string(dir.join(format!("{name}.1"))).unwrap();
+        assert!(page.contains(".TH"), "{name}");
+    }
+    let merge = std::fs::read_to_string(dir.join("arctl-merge.1")).unwrap();
+    assert!(
+        merge.contains("dry\\-run") && merge.contains("re\\-measured"),
+        "{merge}"
+    );
+    let top = w.ok(&["man"]);
+    assert!(top.contains(".SH NAME"));
+}
+
+#[test]
+fn the_daemon_log_has_no_colour_codes() {
+    let w = World::new();
+    // A client starts the daemon, whose stderr goes to <state>/daemon.log.
+    let o = w
+        .cmd()
+        .env("RUST_LOG", "info")
+        .arg("status")
+        .output()
+        .unwrap();
+    assert!(o.status.success());
+    let log = w.state_dir.join("daemon.log");
+    wait_until(
+        "the daemon's first log line",
+        std::time::Duration::from_secs(10),
+        || std::fs::read_to_string(&log).is_ok_and(|t| t.contains("daemon listening")),
+    );
+    let text = std::fs::read_to_string(&log).unwrap();
+    assert!(!text.contains('\u{1b}'), "{text:?}");
+}
+
+#[test]
+fn commits_without_a_git_identity_carry_the_repos_last_committer_and_start_says_so() {
+    let w = World::new();
+    // The real binary with the world's HOME (no .gitconfig); an in-process daemon would
+    // read this machine's.
+    let _d = DaemonProcess::spawn(&w);
+    let repo = w.path().join("proj");
+    common::repo(
+        &repo,
+        &[("metric.sh", METRIC_SH), ("src/value.txt", "100\n")],
+    );
+    write_exec(
+        &w.path().join("agent.sh"),
+        "#!/bin/sh\necho 90 > src/value.txt\necho lower > \"$ARCTL_DESCRIPTION_FILE\"\n",
+    );
+    let spec = repo.join("who.toml");
+    write(
+        &spec,
+        &format!(
+            "[metric]\ncommand = \"./metric.sh\"\ndirection = \"lower\"\n[scope]\ninclude = [\"src/**\"]\n[budget]\nmax_experiments = 1\n[proposer]\ncommand = \"{}\"\n",
+            w.path().join("agent.sh").display()
+        ),
+    );
+    // The world's HOME has no .gitconfig and the repo sets no identity.
+    let o = w.arctl(&["start", spec.to_str().unwrap()]);
+    assert!(o.status.success());
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        err.contains("no git identity") && err.contains("t <t@example.com>"),
+        "{err}"
+    );
+    w.wait_finished("who", std::time::Duration::from_secs(30));
+    let author = git(
+        &repo,
+        &["log", "-1", "--format=%an <%ae>", "autoresearch/who"],
+    );
+    assert_eq!(author, "t <t@example.com>");
+}
+
+#[test]
+fn the_systemd_unit_verifies_where_systemd_analyze_exists() {
+    let unit = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("systemd/arctl.service");
+    let Ok(o) = std::process::Command::new("systemd-analyze")
+        .arg("verify")
+        .arg(&unit)
+        .output()
+    else {
+        eprintln!("skipped: no systemd-analyze on this machine");
+        return;
+    };
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(o.status.success() && err.trim().is_empty(), "{err}");
+}
