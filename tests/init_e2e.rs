@@ -237,6 +237,21 @@ fn bad_input_is_refused_with_exit_2_and_nothing_written() {
         init_in(&w, &repo, &refs)
     };
 
+    // A guard that fails on the current tree is caught before anything is written.
+    let o = run(base(&[
+        "--set",
+        "metric.command=./metric.sh",
+        "--set",
+        "guard.broken=false",
+    ]));
+    assert_eq!(o.status.code(), Some(2));
+    let err = text(&o.stderr);
+    assert!(
+        err.contains("guard broken") && err.contains("fails on the current tree"),
+        "{err}"
+    );
+    assert!(!repo.join("autoresearch.toml").exists());
+
     // An unknown key is named, with a suggestion.
     let o = run(base(&["--set", "metric.comand=./metric.sh"]));
     assert_eq!(o.status.code(), Some(2));
@@ -360,11 +375,15 @@ fn interactive_dialogue_through_a_pty() {
         "--- a/src/value.txt\n+++ b/src/value.txt\n@@ -1 +1 @@\n-100\n+90\n",
     );
     let mut cmd = w.cmd();
-    cmd.current_dir(&repo).arg("init").env("TERM", "dumb");
+    // A real terminal type: the answers go through the line editor.
+    cmd.current_dir(&repo).arg("init").env("TERM", "xterm");
     let mut t = pty::Pty::spawn(cmd);
 
     t.expect("What are you trying to improve?");
-    t.send("Lower the score");
+    // Typed with a slip, mended with the Left arrow: "Lower th| score" -> "Lower the score".
+    t.send_raw(b"Lower th score");
+    t.send_raw(&b"\x1b[D".repeat(6));
+    t.send_raw(b"e\r");
     // A command without a number is refused and asked again.
     t.expect("What command produces the metric?");
     t.send("echo no number here");
@@ -374,7 +393,8 @@ fn interactive_dialogue_through_a_pty() {
     t.expect(
         "What command produces the metric? (run with sh in the repo root) [echo no number here]: ",
     );
-    t.send("./metric.sh");
+    // A slip mended with Backspace.
+    t.send_raw(b"./metric.shx\x7f\r");
     t.expect("choice [last]: ");
     t.send("regex");
     t.expect("Regex (one capture group around the number): ");
@@ -395,8 +415,17 @@ fn interactive_dialogue_through_a_pty() {
     t.expect("(out of scope)? [none]: ");
     t.send("src/other.txt");
     t.expect("takes 1 of those out");
+    // A command without a name gets one asked for; one that fails at once is caught here.
+    t.expect("Add a guard as NAME: COMMAND (empty when done): ");
+    t.send("false");
+    t.expect("Name for the guard `false` (e.g. tests): ");
+    t.send("broken");
+    t.expect("`false` fails on the current tree (exit 1)");
+    t.expect("Keep it anyway? (y/n) [n]: ");
+    t.send("n");
     t.expect("Add a guard as NAME: COMMAND (empty when done): ");
     t.send("sane: test -f src/value.txt");
+    t.expect("guard sane passes on the current tree");
     t.expect("Add a guard as NAME: COMMAND (empty when done): ");
     t.send("");
     t.expect("Other constraints");
@@ -420,6 +449,10 @@ fn interactive_dialogue_through_a_pty() {
     t.expect("Proceed with this policy?");
     t.send("y");
     t.expect("Run id (names the branch autoresearch/<id>) [lower-the-score]: ");
+    // A bad id gets a slug of itself suggested.
+    t.send("Lower The Score!");
+    t.expect("try \"lower-the-score\"");
+    t.expect("[lower-the-score]: ");
     t.send("");
     // The confirmation table, then a second pass over the answers with them as defaults.
     t.expect("| Goal              | Lower the score");

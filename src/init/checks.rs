@@ -204,6 +204,47 @@ pub(super) fn trial(draft: &Draft, root: &Path, ui: &mut dyn Write) -> Result<Tr
     }
 }
 
+/// How long `init` watches a new guard: one that fails this fast would fail on the
+/// baseline; one still running is not waited for (test suites take minutes).
+pub(super) const GUARD_CHECK: Duration = Duration::from_secs(10);
+
+/// Run a guard on the current tree for up to [`GUARD_CHECK`]. Err: it failed within that
+/// time (with its last output); Ok(false): still running when the time was up (stopped).
+pub(super) fn check_guard(command: &str, root: &Path) -> Result<bool, String> {
+    let dir = std::env::temp_dir().join(format!("arctl-init-guard-{}", std::process::id()));
+    let mut cmd = crate::exec::CommandSpec::new(
+        command,
+        root,
+        dir.join("out"),
+        dir.join("out"),
+        format!("arctl-init-guard-{}", std::process::id()),
+    );
+    cmd.timeout = Some(GUARD_CHECK);
+    let cancel = crate::exec::Cancel::new();
+    let (result, _) = interruptible(&cancel, || crate::exec::run(&cmd, &cancel));
+    let out = std::fs::read_to_string(dir.join("out")).unwrap_or_default();
+    let _ = std::fs::remove_dir_all(&dir);
+    let outcome = result.map_err(|e| format!("could not run `{command}`: {e}"))?;
+    match outcome.exit {
+        e if e.success() => Ok(true),
+        crate::exec::Exit::TimedOut => Ok(false),
+        crate::exec::Exit::Cancelled => Err("interrupted".into()),
+        e => {
+            let lines: Vec<&str> = out.lines().collect();
+            let tail = lines[lines.len().saturating_sub(5)..].join("\n    ");
+            Err(format!(
+                "`{command}` fails on the current tree ({}){}",
+                e.describe(),
+                if tail.trim().is_empty() {
+                    String::new()
+                } else {
+                    format!(":\n    {tail}")
+                }
+            ))
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

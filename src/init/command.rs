@@ -5,9 +5,10 @@
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
-use super::checks::{open_repo, scope_report, trial, Repo};
+use super::checks::{check_guard, open_repo, scope_report, trial, Repo};
 use super::dialogue::Dialogue;
 use super::draft::Draft;
+use super::lines::{Editor, Lines, Plain};
 use crate::cli::InitArgs;
 use crate::init::presets;
 use crate::protocol::Error;
@@ -106,9 +107,12 @@ pub fn run(args: &InitArgs) -> CmdResult {
     let text = if args.non_interactive {
         non_interactive(&draft, &repo, &out_abs, &file_name)?
     } else {
-        let stdin = std::io::stdin();
+        let input: Box<dyn Lines> = match Editor::at_terminal() {
+            Some(e) => Box::new(e),
+            None => Box::new(Plain(std::io::stdin().lock())),
+        };
         let mut dlg = Dialogue {
-            input: Box::new(stdin.lock()),
+            input,
             ui: Box::new(std::io::stderr()),
             repo: &repo,
             spec_dir: &spec_dir,
@@ -125,6 +129,21 @@ pub fn run(args: &InitArgs) -> CmdResult {
         .unwrap_or_default();
     println!("wrote {file_name} (run id {id})");
     println!("start it:  arctl start {file_name}");
+    Ok(())
+}
+
+/// Each guard runs once on the current tree; one that fails at once would stop the run at
+/// its baseline, so nothing is written.
+fn check_guards(draft: &Draft, root: &Path) -> CmdResult {
+    for g in draft.tables("guard") {
+        let name = g.get("name").and_then(|v| v.as_str()).unwrap_or("?");
+        let command = g.get("command").and_then(|v| v.as_str()).unwrap_or("");
+        if let Err(e) = check_guard(command, root) {
+            return Err(Error::bad_input(format!(
+                "guard {name}: {e}; a guard must pass on the base, so nothing was written"
+            )));
+        }
+    }
     Ok(())
 }
 
@@ -152,6 +171,7 @@ fn non_interactive(
     let text = draft.render(file_name);
     spec::parse_for_host(&text, out_abs, &crate::host::facts())
         .map_err(|e| Error::bad_input(format!("the spec would not be valid:\n{e}")))?;
+    check_guards(draft, &repo.root)?;
     let t = trial(draft, &repo.root, &mut std::io::stderr()).map_err(|e| {
         Error::bad_input(format!(
             "the metric command gives no number, so nothing was written: {e}"

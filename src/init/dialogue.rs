@@ -5,16 +5,17 @@
 mod proposer;
 mod questions;
 
-use std::io::{BufRead, Write};
+use std::io::Write;
 use std::path::Path;
 
 use super::checks::Repo;
 use super::draft::Draft;
+use super::lines::{Lines, INTERRUPTED};
 use crate::protocol::Error;
 use crate::spec;
 
 pub(super) struct Dialogue<'a> {
-    pub(super) input: Box<dyn BufRead + 'a>,
+    pub(super) input: Box<dyn Lines + 'a>,
     pub(super) ui: Box<dyn Write + 'a>,
     pub(super) repo: &'a Repo,
     pub(super) spec_dir: &'a Path,
@@ -87,26 +88,23 @@ impl Dialogue<'_> {
 
     /// Ask; Enter takes the default. End of input quits without writing.
     fn ask(&mut self, q: &str, default: Option<&str>) -> Answer<String> {
-        match default {
-            Some(d) if !d.is_empty() => {
-                let _ = write!(self.ui, "{q} [{d}]: ");
+        let prompt = match default {
+            Some(d) if !d.is_empty() => format!("{q} [{d}]: "),
+            _ => format!("{q}: "),
+        };
+        let line = match self.input.read(&prompt, &mut self.ui) {
+            Ok(Some(line)) => line,
+            Ok(None) => {
+                let _ = writeln!(self.ui);
+                return Err(Error::bad_input(
+                    "the input ended before the setup was complete; nothing written",
+                ));
             }
-            _ => {
-                let _ = write!(self.ui, "{q}: ");
+            Err(e) if e.to_string() == INTERRUPTED => {
+                return Err(Error::interrupted("interrupted; nothing written"))
             }
-        }
-        let _ = self.ui.flush();
-        let mut line = String::new();
-        let n = self
-            .input
-            .read_line(&mut line)
-            .map_err(|e| Error::failed(format!("reading the answer: {e}")))?;
-        if n == 0 {
-            let _ = writeln!(self.ui);
-            return Err(Error::bad_input(
-                "the input ended before the setup was complete; nothing written",
-            ));
-        }
+            Err(e) => return Err(Error::failed(format!("reading the answer: {e}"))),
+        };
         let line = line.trim();
         Ok(if line.is_empty() {
             default.unwrap_or("").to_string()

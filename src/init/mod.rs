@@ -16,6 +16,7 @@ mod command;
 mod dialogue;
 mod draft;
 mod keys;
+mod lines;
 pub mod presets;
 
 pub use command::run;

@@ -6,6 +6,7 @@ use std::io::Write;
 use toml::{Table, Value};
 
 use super::{is_none_word, split_list, trial_key, Answer, Dialogue};
+use crate::init::checks::{check_guard, GUARD_CHECK};
 use crate::init::checks::{scope_report, trial};
 use crate::init::command::slug;
 use crate::init::draft::Draft;
@@ -252,31 +253,7 @@ impl Dialogue<'_> {
                 guards.clear();
             }
         }
-        loop {
-            let a = self.ask("Add a guard as NAME: COMMAND (empty when done)", None)?;
-            if a.is_empty() {
-                break;
-            }
-            let (name, command) = match a.split_once(':') {
-                Some((n, c))
-                    if !n.trim().is_empty() && !n.contains(' ') && !c.trim().is_empty() =>
-                {
-                    (n.trim().to_string(), c.trim().to_string())
-                }
-                _ => (
-                    a.split_whitespace()
-                        .next()
-                        .unwrap_or("guard")
-                        .rsplit('/')
-                        .next()
-                        .unwrap_or("guard")
-                        .to_string(),
-                    a.clone(),
-                ),
-            };
-            let mut g = Table::new();
-            g.insert("name".into(), Value::String(name));
-            g.insert("command".into(), Value::String(command));
+        while let Some(g) = self.ask_guard()? {
             guards.push(g);
         }
         d.set_tables("guard", guards);
@@ -294,6 +271,51 @@ impl Dialogue<'_> {
             );
         }
         Ok(())
+    }
+
+    /// One guard: `NAME: COMMAND` (a command alone gets its name asked for), run once on
+    /// the current tree: one that fails at once is shown, and kept only when the user says
+    /// so. None: no more guards.
+    fn ask_guard(&mut self) -> Answer<Option<Table>> {
+        loop {
+            let a = self.ask("Add a guard as NAME: COMMAND (empty when done)", None)?;
+            if a.is_empty() {
+                return Ok(None);
+            }
+            let (name, command) = match a.split_once(':') {
+                Some((n, c))
+                    if !n.trim().is_empty() && !n.contains(' ') && !c.trim().is_empty() =>
+                {
+                    (n.trim().to_string(), c.trim().to_string())
+                }
+                _ => (
+                    self.ask_required(&format!("Name for the guard `{a}` (e.g. tests)"), None)?,
+                    a.clone(),
+                ),
+            };
+            match check_guard(&command, &self.repo.root) {
+                Ok(true) => self.say(&format!("  guard {name} passes on the current tree")),
+                Ok(false) => self.say(&format!(
+                    "  guard {name} still runs after {}s; not waited for",
+                    GUARD_CHECK.as_secs()
+                )),
+                Err(e) if e == "interrupted" => {
+                    return Err(Error::interrupted("interrupted; nothing written"))
+                }
+                Err(e) => {
+                    self.say(&format!(
+                        "  {e}\n  a guard must pass on the base, or the run stops at its baseline"
+                    ));
+                    if !self.yes_no("Keep it anyway?", false)? {
+                        continue;
+                    }
+                }
+            }
+            let mut g = Table::new();
+            g.insert("name".into(), Value::String(name));
+            g.insert("command".into(), Value::String(command));
+            return Ok(Some(g));
+        }
     }
 
     /// 1.5 Budget.
@@ -420,7 +442,10 @@ impl Dialogue<'_> {
                     d.set_str("id", &a);
                     break;
                 }
-                Err(e) => self.say(&format!("  {e}")),
+                Err(e) => match slug(&a) {
+                    Some(s) => self.say(&format!("  {e}; try {s:?}")),
+                    None => self.say(&format!("  {e}")),
+                },
             }
         }
         Ok(())
