@@ -52,6 +52,9 @@ pub enum Command {
     Start {
         /// The run spec (TOML) to start
         spec: PathBuf,
+        /// Run under this id instead of the spec's (e.g. to rerun a finished spec)
+        #[arg(long)]
+        id: Option<String>,
         /// Print the new run's id, branch and worktree as JSON
         #[arg(long)]
         json: bool,
@@ -88,6 +91,9 @@ pub enum Command {
     Status {
         /// Show this run in detail (its spec, limits, latest experiments)
         run: Option<String>,
+        /// Only the runs still active (starting, running, paused, stopping)
+        #[arg(long, conflicts_with = "run")]
+        active: bool,
         /// Print as JSON (the shapes are documented in the README)
         #[arg(long)]
         json: bool,
@@ -151,6 +157,31 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// One experiment in full: what was tried, why it was decided so, its diff, the tails
+    /// of its outputs
+    #[command(
+        after_help = "Example:\n  arctl show etl-runtime 7\n  arctl show etl-runtime 7 --diff"
+    )]
+    Show {
+        /// The run
+        run: String,
+        /// The experiment's number (0 is the baseline)
+        experiment: u32,
+        /// Print only the experiment's diff
+        #[arg(long)]
+        diff: bool,
+        /// Print as JSON
+        #[arg(long, conflicts_with = "diff")]
+        json: bool,
+    },
+    /// An experiment's diff (the same as `show RUN N --diff`)
+    #[command(after_help = "Example:\n  arctl diff etl-runtime 7 | less")]
+    Diff {
+        /// The run
+        run: String,
+        /// The experiment's number
+        experiment: u32,
+    },
     /// Plot the metric over experiments as SVG, kept ones marked
     #[command(after_help = "Example:\n  arctl plot etl-runtime -o progress.svg")]
     Plot {
@@ -197,6 +228,31 @@ pub enum Command {
         /// Print the cleanup report as JSON
         #[arg(long)]
         json: bool,
+    },
+    /// Add a note to every later prompt of a run (steer the agent), or clear the notes
+    #[command(
+        after_help = "Example:\n  arctl note etl-runtime \"the parser is not the bottleneck; look at I/O\"\n  arctl note etl-runtime --clear"
+    )]
+    Note {
+        /// The run to steer
+        run: String,
+        /// The note, in plain words
+        #[arg(required_unless_present = "clear", conflicts_with = "clear")]
+        text: Option<String>,
+        /// Remove every note of the run
+        #[arg(long)]
+        clear: bool,
+    },
+    /// Drop an ended, cleaned-up run from the list (its history moves aside)
+    #[command(
+        after_help = "Example:\n  arctl forget etl-runtime\n  arctl forget etl-runtime --purge"
+    )]
+    Forget {
+        /// The run to forget
+        run: String,
+        /// Delete its history from the state dir instead of keeping it aside
+        #[arg(long)]
+        purge: bool,
     },
     /// The whole story on a bundled sample project (no AI needed)
     ///

@@ -13,6 +13,7 @@ pub mod render;
 pub mod reports;
 mod results;
 pub mod shell;
+mod show;
 mod start;
 mod status;
 pub mod watch;
@@ -154,7 +155,13 @@ async fn remote(cmd: Command, paths: &Paths, autostart: bool) -> CmdResult {
     let autostart = autostart && !matches!(cmd, Command::Shutdown);
     // Bad input is bad input whether or not a daemon runs.
     let start = match &cmd {
-        Command::Start { spec, .. } => Some(load_checked(spec)?),
+        Command::Start { spec, id, .. } => {
+            if let Some(id) = id {
+                crate::spec::RunId::parse(id)
+                    .map_err(|e| Error::bad_input(format!("--id: {e}")))?;
+            }
+            Some(load_checked(spec)?)
+        }
         Command::Plot { output, .. } => {
             reports::check_plot_file(output)?;
             None
@@ -163,11 +170,18 @@ async fn remote(cmd: Command, paths: &Paths, autostart: bool) -> CmdResult {
     };
     let mut client = Client::connect(&paths.socket, &paths.state_dir, autostart).await?;
     match cmd {
-        Command::Start { json, .. } => {
+        Command::Start { json, id, .. } => {
             let (resolved, text) = start.expect("checked above");
-            start::run(&mut client, &resolved, text, json).await
+            start::run(&mut client, &resolved, text, id, json).await
         }
-        Command::Status { run, json } => status::run(&mut client, run, json).await,
+        Command::Status { run, json, active } => status::run(&mut client, run, json, active).await,
+        Command::Note { run, text, clear } => {
+            let text = if clear { None } else { text };
+            control::run(&mut client, Request::Note { run, text }).await
+        }
+        Command::Forget { run, purge } => {
+            control::run(&mut client, Request::Forget { run, purge }).await
+        }
         Command::Stop { run, now } => control::run(&mut client, Request::Stop { run, now }).await,
         Command::Pause { run } => control::run(&mut client, Request::Pause { run }).await,
         Command::Resume { run } => control::run(&mut client, Request::Resume { run }).await,
@@ -176,6 +190,15 @@ async fn remote(cmd: Command, paths: &Paths, autostart: bool) -> CmdResult {
         Command::Results { run, json } => results::results(&mut client, run, json).await,
         Command::Report { run, json } => results::report(&mut client, run, json).await,
         Command::Plot { run, output } => results::plot(&mut client, run, &output).await,
+        Command::Show {
+            run,
+            experiment,
+            diff,
+            json,
+        } => show::run(&mut client, run, experiment, diff, json).await,
+        Command::Diff { run, experiment } => {
+            show::run(&mut client, run, experiment, true, false).await
+        }
         Command::Merge {
             runs,
             into,

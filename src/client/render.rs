@@ -149,6 +149,12 @@ pub fn detail(d: &RunDetail) -> String {
         format!("{} ({})  {}", metric(s.best), pct(s.change), s.sparkline),
     );
     kv("elapsed", duration_ms(s.elapsed_ms));
+    if let Some(c) = s.cost_usd {
+        kv("cost", format!("${c:.2} reported by the agent"));
+    }
+    for (i, n) in d.notes.iter().enumerate() {
+        kv(if i == 0 { "notes" } else { "" }, format!("- {n}"));
+    }
     kv("worktree", s.worktree.display().to_string());
     kv(
         "branch",

@@ -8,15 +8,14 @@ pub async fn run(
     client: &mut Client,
     resolved: &ResolvedSpec,
     text: String,
+    id: Option<String>,
     json: bool,
 ) -> CmdResult {
+    let shown_id = id.clone().unwrap_or_else(|| resolved.id.to_string());
     // Creating a worktree of a big repo takes a while: show that something happens.
     let spinner = std::io::IsTerminal::is_terminal(&std::io::stderr()).then(|| {
         let pb = indicatif::ProgressBar::new_spinner();
-        pb.set_message(format!(
-            "creating the worktree and branch for {}",
-            resolved.id
-        ));
+        pb.set_message(format!("creating the worktree and branch for {shown_id}"));
         pb.enable_steady_tick(std::time::Duration::from_millis(100));
         pb
     });
@@ -24,6 +23,7 @@ pub async fn run(
         .call(&Request::Start {
             spec_path: resolved.spec_file.clone(),
             spec_text: text,
+            id,
         })
         .await?;
     if let Some(pb) = spinner {

@@ -3,9 +3,12 @@
 use super::{expect_ok, json_out, render, unexpected, Client, CmdResult};
 use crate::protocol::{Request, Response, RunSummary};
 
-pub async fn run(client: &mut Client, run: Option<String>, json: bool) -> CmdResult {
+pub async fn run(client: &mut Client, run: Option<String>, json: bool, active: bool) -> CmdResult {
     match expect_ok(client.call(&Request::Status { run }).await?)? {
-        Response::Status { runs, problems } => {
+        Response::Status { mut runs, problems } => {
+            if active {
+                runs.retain(|r| r.state.is_active());
+            }
             if json {
                 // Typed, not through serde_json::Value: building, sorting and dropping Value
                 // maps was ~7% of this command's CPU with 128 runs.

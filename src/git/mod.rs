@@ -249,6 +249,12 @@ pub struct WorkTree {
 }
 
 impl WorkTree {
+    /// A repository already open, as a work tree (its work dir, or its git dir if bare).
+    pub fn from_repo(repo: Repository) -> WorkTree {
+        let path = repo.workdir().unwrap_or_else(|| repo.path()).to_path_buf();
+        WorkTree { repo, path }
+    }
+
     pub fn open(path: &Path) -> Result<WorkTree> {
         let repo = Repository::open(path)
             .map_err(|e| anyhow!("opening worktree {}: {}", path.display(), e.message()))?;
@@ -437,7 +443,11 @@ impl WorkTree {
             true
         })?;
         if out.len() >= max {
-            out.truncate(max);
+            let mut cut = max;
+            while !out.is_char_boundary(cut) {
+                cut -= 1;
+            }
+            out.truncate(cut);
             out.push_str("\n[diff cut]\n");
         }
         Ok(out)

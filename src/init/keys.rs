@@ -43,6 +43,8 @@ pub(super) const KEYS: &[(&str, Kind)] = &[
     ("guard", Kind::Tables),
     ("budget.max_experiments", Kind::Int),
     ("budget.max_wall", Kind::Str),
+    ("budget.patience", Kind::Int),
+    ("budget.max_cost", Kind::Float),
     ("limits.memory", Kind::Str),
     ("limits.cpu_time", Kind::Str),
     ("limits.cpus", Kind::Int),

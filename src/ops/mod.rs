@@ -6,6 +6,7 @@ pub mod cleanup;
 pub mod merge;
 pub mod report;
 pub mod results;
+pub mod show;
 pub mod status;
 
 use std::sync::Arc;

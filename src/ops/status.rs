@@ -43,6 +43,7 @@ pub fn detail(h: &RunHandle, g: &Global, rows: &[ResultRow]) -> RunDetail {
         last_peak_rss: resources.map(|r| r.0),
         last_cpu_ms: resources.map(|r| r.1),
         last_wall_ms: resources.map(|r| r.2),
+        notes: record.notes.clone(),
     }
 }
 
@@ -97,6 +98,7 @@ fn summarize(r: &RunRecord) -> RunSummary {
         error: r.error.clone(),
         stop_reason: r.stop_reason.clone(),
         sparkline: String::new(),
+        cost_usd: r.cost_usd,
         cluster: None,
     }
 }

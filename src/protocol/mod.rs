@@ -15,6 +15,7 @@ mod request;
 mod response;
 mod results;
 mod run;
+mod show;
 
 pub use cleanup::{CleanupReport, CleanupRow};
 pub use error::{Error, ErrorKind, OpResult};
@@ -25,5 +26,6 @@ pub use request::{CleanupRequest, MergeRequest, Request};
 pub use response::{Response, StartedRun};
 pub use results::{ResultRow, ResultsTable};
 pub use run::{ClusterJob, ClusterJobs, Counts, RunDetail, RunState, RunSummary};
+pub use show::{ExperimentView, OutputTail};
 
 pub const PROTOCOL_VERSION: u32 = 1;

@@ -18,6 +18,9 @@ pub enum Request {
     Start {
         spec_path: PathBuf,
         spec_text: String,
+        /// Run under this id instead of the spec's (a rerun of a finished spec).
+        #[serde(default)]
+        id: Option<String>,
     },
     Stop {
         run: String,
@@ -42,6 +45,25 @@ pub enum Request {
     Report {
         run: String,
     },
+    /// One experiment in full (`diff`: its diff only is wanted).
+    Show {
+        run: String,
+        experiment: u32,
+        #[serde(default)]
+        diff: bool,
+    },
+    /// Add a note for the run's later prompts (`text`), or clear them (`text: None`).
+    Note {
+        run: String,
+        #[serde(default)]
+        text: Option<String>,
+    },
+    /// Drop an ended, cleaned-up run from the list; `purge` deletes its history too.
+    Forget {
+        run: String,
+        #[serde(default)]
+        purge: bool,
+    },
     Merge(MergeRequest),
     Cleanup(CleanupRequest),
     Shutdown,
@@ -58,6 +80,7 @@ impl Request {
                 | Request::Log { .. }
                 | Request::Results { .. }
                 | Request::Report { .. }
+                | Request::Show { .. }
         ) && !matches!(self, Request::Merge(m) if m.dry_run)
     }
 }

@@ -4,7 +4,10 @@ use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
 
-use super::{CleanupReport, Error, MergeReport, ResultsTable, RunDetail, RunReport, RunSummary};
+use super::{
+    CleanupReport, Error, ExperimentView, MergeReport, ResultsTable, RunDetail, RunReport,
+    RunSummary,
+};
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
@@ -37,6 +40,8 @@ pub enum Response {
     Merge(Box<MergeReport>),
     /// `arctl cleanup`: one row per run.
     Cleanup(CleanupReport),
+    /// `arctl show` / `arctl diff`: one experiment.
+    Experiment(Box<ExperimentView>),
 }
 
 impl Response {

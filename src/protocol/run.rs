@@ -89,6 +89,10 @@ pub struct RunSummary {
     pub stop_reason: Option<String>,
     /// Best-so-far over experiments as a one-line sparkline.
     pub sparkline: String,
+    /// What the agent reported spending so far, in US dollars (`cost_usd` in its proposal
+    /// file); absent when it reported nothing.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cost_usd: Option<f64>,
     /// Runs on a cluster: the executor and the run's jobs queued or running there.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cluster: Option<ClusterJobs>,
@@ -109,6 +113,9 @@ pub struct RunDetail {
     pub last_peak_rss: Option<u64>,
     pub last_cpu_ms: Option<u64>,
     pub last_wall_ms: Option<u64>,
+    /// The user's notes for the agent (`arctl note`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub notes: Vec<String>,
 }
 
 impl RunSummary {

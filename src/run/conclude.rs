@@ -68,7 +68,9 @@ impl Runner {
         }
         self.append(&rec)?;
         let commit = rec.commit.clone();
+        let cost = rec.cost_usd();
         self.update(|r| {
+            r.add_cost(cost);
             r.next_experiment = n + 1;
             r.inflight = None;
             r.last_status = Some(status.as_str().to_string());

@@ -359,7 +359,7 @@ impl Runner {
         } else {
             String::new()
         };
-        let out_dir = self.h.paths.dir.join("output");
+        let out_dir = self.h.paths.experiment_output(experiment);
         std::fs::create_dir_all(&out_dir)?;
         let on_cluster = self
             .rec

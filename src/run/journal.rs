@@ -127,6 +127,16 @@ impl ExperimentRecord {
         }
     }
 
+    /// What the proposer reported spending on this experiment (`cost_usd` in its proposal
+    /// file), in US dollars.
+    pub fn cost_usd(&self) -> Option<f64> {
+        self.hypothesis
+            .as_ref()?
+            .get("cost_usd")?
+            .as_f64()
+            .filter(|c| c.is_finite() && *c >= 0.0)
+    }
+
     /// Sum up the resources of the experiment's commands: peak RSS, CPU and wall time.
     pub fn tally_resources(&mut self) {
         let all = self

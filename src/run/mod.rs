@@ -6,6 +6,7 @@
 
 mod baseline;
 mod best_tree;
+pub mod budget;
 mod conclude;
 mod experiment;
 mod global;

@@ -83,6 +83,7 @@ pub fn variables(c: &Context) -> Vec<(&'static str, String)> {
         ("last_diff", c.last_diff.clone()),
         ("hints", hints(c.records)),
         ("failure", c.fix.map(quick_fix).unwrap_or_default()),
+        ("notes", notes(&c.rec.notes)),
     ]
 }
 
@@ -104,6 +105,18 @@ fn constraints(c: &[String]) -> String {
         .map(|c| format!("- {c}"))
         .collect::<Vec<_>>()
         .join("\n")
+}
+
+/// The user's notes (`arctl note`), as a section of their own; nothing when there are none.
+fn notes(notes: &[String]) -> String {
+    if notes.is_empty() {
+        return String::new();
+    }
+    let lines: Vec<String> = notes.iter().map(|n| format!("- {n}")).collect();
+    format!(
+        "\n## Notes from the user (follow them)\n{}\n",
+        lines.join("\n")
+    )
 }
 
 fn simplicity(on: bool) -> String {

@@ -70,6 +70,12 @@ pub struct RunRecord {
     pub recovered_at_ms: Option<u64>,
     #[serde(default)]
     pub last_status: Option<String>,
+    /// The user's notes for the agent (`arctl note`), in every later prompt.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub notes: Vec<String>,
+    /// What the proposer reported spending so far (US dollars); None before any report.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cost_usd: Option<f64>,
     #[serde(default)]
     pub merged: bool,
     #[serde(default)]
@@ -103,6 +109,8 @@ impl RunRecord {
             active_ms: 0,
             recovered_at_ms: None,
             last_status: None,
+            cost_usd: None,
+            notes: Vec::new(),
             merged: false,
             cleaned_up: false,
         }
@@ -115,6 +123,13 @@ impl RunRecord {
     /// Move the state by the rules of [`RunState::after`].
     pub fn apply(&mut self, event: Event) {
         self.state = self.state.after(event);
+    }
+
+    /// Count what an experiment's proposer reported spending.
+    pub fn add_cost(&mut self, cost: Option<f64>) {
+        if let Some(c) = cost {
+            self.cost_usd = Some(self.cost_usd.unwrap_or(0.0) + c);
+        }
     }
 
     /// The seed's TSV in the worktree (the agent reads it).
@@ -150,9 +165,13 @@ impl RunPaths {
     pub fn log(&self) -> PathBuf {
         self.dir.join("run.log")
     }
-    /// Captured output of the commands of the current experiment.
+    /// Captured output of a run's commands (`name` may start with the experiment's folder).
     pub fn output(&self, name: &str) -> PathBuf {
         self.dir.join("output").join(name)
+    }
+    /// The folder that keeps experiment `n`'s outputs (proposer, metric runs, guards).
+    pub fn experiment_output(&self, n: u32) -> PathBuf {
+        self.dir.join("output").join(n.to_string())
     }
     /// The run's second worktree, holding the current best for paired measurements.
     pub fn best_tree(&self) -> PathBuf {

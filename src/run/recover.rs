@@ -81,6 +81,7 @@ fn apply_missing(rec: &mut RunRecord, records: &[ExperimentRecord], notes: &mut 
         rec.next_experiment = r.experiment + 1;
         rec.last_status = Some(r.status.as_str().to_string());
         rec.counts.add(r.status);
+        rec.add_cost(r.cost_usd());
         match r.status {
             Status::Baseline => {
                 rec.baseline = r.metric;

@@ -137,21 +137,13 @@ impl Runner {
     }
 
     fn budget_spent(&self) -> Option<String> {
-        let b = &self.rec.spec.spec.budget;
-        if let Some(max) = b.max_experiments {
-            if self.rec.next_experiment > max {
-                return Some(format!("budget reached: {max} experiments"));
-            }
+        crate::run::budget::Spent {
+            budget: &self.rec.spec.spec.budget,
+            next_experiment: self.rec.next_experiment,
+            elapsed_ms: self.h.live().elapsed_ms(),
+            records: &self.records,
         }
-        if let Some(w) = b.max_wall {
-            if self.h.live().elapsed_ms() >= w.0.as_millis() as u64 {
-                return Some(format!(
-                    "budget reached: max_wall {}",
-                    crate::spec::format_duration(w.0)
-                ));
-            }
-        }
-        None
+        .reason()
     }
 
     pub(super) fn finish(&mut self, why: &str) -> Result<()> {
@@ -215,7 +207,8 @@ impl Runner {
             timeout: self.metric_timeout(),
             env: self.base_env(experiment),
             tag_prefix: self.tag(experiment, ""),
-            output_prefix: String::new(),
+            // Every experiment's outputs are kept, each in its own folder.
+            output_prefix: format!("{experiment}/"),
             log_file: Some(self.rec.worktree.join(self.rec.spec.log_name())),
         }
     }

@@ -308,6 +308,22 @@ fn check_budget_and_limits(spec: &RunSpec, src: &Source) -> Result<(), SpecError
             "budget.max_experiments = 0: expected at least 1 (or leave it out for no limit)".into(),
         ));
     }
+    if spec.budget.patience == Some(0) {
+        return Err(src.at_key(
+            Some("budget"),
+            "patience",
+            "budget.patience = 0: expected at least 1 experiment without a keep before stopping (or leave it out)".into(),
+        ));
+    }
+    if let Some(c) = spec.budget.max_cost {
+        if !(c.is_finite() && c > 0.0 && c <= 1e6) {
+            return Err(src.at_key(
+                Some("budget"),
+                "max_cost",
+                format!("budget.max_cost = {c}: expected US dollars above 0, e.g. 20.0"),
+            ));
+        }
+    }
     if spec.limits.cpus == Some(0) {
         return Err(src.at_key(
             Some("limits"),

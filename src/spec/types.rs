@@ -370,6 +370,12 @@ pub struct BudgetSpec {
     pub max_experiments: Option<u32>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_wall: Option<HumanDuration>,
+    /// Stop after this many experiments in a row without a keep (a plateau).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub patience: Option<u32>,
+    /// Stop once the agent's reported usage (`cost_usd`) reaches this many US dollars.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_cost: Option<f64>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]

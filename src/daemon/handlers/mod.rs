@@ -3,11 +3,14 @@
 //! ones (status, stop, pause, shutdown) answer at once.
 
 mod cleanup;
+mod forget;
 mod log;
 mod merge;
+mod note;
 mod pause;
 mod report;
 mod results;
+mod show;
 mod shutdown;
 mod start;
 mod status;
@@ -27,13 +30,21 @@ pub async fn handle(reg: &Arc<Registry>, req: Request) -> Response {
         Request::Start {
             spec_path,
             spec_text,
-        } => blocking(reg, move |r| start::handle(r, &spec_path, &spec_text)).await,
+            id,
+        } => blocking(reg, move |r| start::handle(r, &spec_path, &spec_text, id)).await,
+        Request::Note { run, text } => blocking(reg, move |r| note::handle(r, &run, text)).await,
+        Request::Forget { run, purge } => {
+            blocking(reg, move |r| forget::handle(r, &run, purge)).await
+        }
         Request::Stop { run, now } => stop::handle(reg, &run, now),
         Request::Pause { run } => pause::handle(reg, &run, true),
         Request::Resume { run } => pause::handle(reg, &run, false),
         Request::Log { run, offset } => blocking(reg, move |r| log::handle(r, &run, offset)).await,
         Request::Results { run } => blocking(reg, move |r| results::handle(r, &run)).await,
         Request::Report { run } => blocking(reg, move |r| report::handle(r, &run)).await,
+        Request::Show {
+            run, experiment, ..
+        } => blocking(reg, move |r| show::handle(r, &run, experiment)).await,
         Request::Merge(m) => blocking(reg, move |r| merge::handle(r, &m)).await,
         Request::Cleanup(c) => blocking(reg, move |r| cleanup::handle(r, &c)).await,
         Request::Shutdown => Ok(shutdown::handle(reg)),

@@ -11,8 +11,17 @@ use crate::run::record::RunPaths;
 use crate::run::setup::{self, ActiveScope};
 use crate::run::{thread, RunHandle};
 
-pub fn handle(reg: &Registry, spec_path: &Path, spec_text: &str) -> OpResult<Response> {
-    let resolved = setup::resolve(&reg.global, spec_path, spec_text)?;
+pub fn handle(
+    reg: &Registry,
+    spec_path: &Path,
+    spec_text: &str,
+    id: Option<String>,
+) -> OpResult<Response> {
+    let mut resolved = setup::resolve(&reg.global, spec_path, spec_text)?;
+    if let Some(id) = id {
+        resolved.id =
+            crate::spec::RunId::parse(&id).map_err(|e| Error::bad_input(format!("--id: {e}")))?;
+    }
     // A cluster executor is checked first, without the creation lock (it submits a job).
     let note = setup::preflight(&reg.global, &resolved)?;
     // The registry itself is only locked to read the active scopes and to add the run, so
