@@ -320,6 +320,7 @@ impl Client {
         match self.call(&Request::Start {
             spec_path: spec.to_path_buf(),
             spec_text: text,
+            id: None,
         })? {
             Response::Started(s) => Ok(s.id),
             other => Err(anyhow!("start {}: {other:?}", spec.display())),
