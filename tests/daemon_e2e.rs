@@ -403,6 +403,9 @@ fn completions_are_printed() {
     for shell in ["bash", "zsh", "fish"] {
         // The script calls back into arctl (tests/cli_e2e.rs checks what it completes).
         let out = w.ok(&["completions", shell]);
-        assert!(out.contains("arctl") && out.contains("COMPLETE="), "{shell}: {out}");
+        assert!(
+            out.contains("arctl") && out.contains("COMPLETE="),
+            "{shell}: {out}"
+        );
     }
 }

@@ -56,18 +56,42 @@ pub fn warnings(
     }
     let scope = Scope::new(spec);
     for (what, command) in commands {
-        let judged: Vec<&str> = command
-            .split(|c: char| c.is_whitespace() || ";&|()<>'\"".contains(c))
-            .map(|w| w.trim_start_matches("./"))
-            .filter(|w| !w.is_empty() && tracked.iter().any(|t| t == w) && scope.allows(w))
-            .collect();
-        if let Some(file) = judged.first() {
+        if let Some(file) = judge_in_scope(command, tracked, &scope) {
             out.push(format!(
                 "{what} runs {file}, which is inside the scope: the agent could edit its own judge; exclude it with scope.exclude"
             ));
         }
     }
     out
+}
+
+/// The first file (or folder of files) inside the scope that a command runs: its program
+/// when that is a tracked file (`./bench.sh`), or an argument that names a script
+/// (`python bench.py`) or a folder of tracked files (`pytest tests/`). Data a command only
+/// reads (`cat value.txt`) is not a judge.
+fn judge_in_scope(command: &str, tracked: &[String], scope: &Scope) -> Option<String> {
+    const SCRIPTS: [&str; 8] = [".py", ".sh", ".js", ".ts", ".rb", ".pl", ".r", ".jl"];
+    let words: Vec<&str> = command
+        .split(|c: char| c.is_whitespace() || ";&|()<>'\"".contains(c))
+        .filter(|w| !w.is_empty() && !w.starts_with('-'))
+        .collect();
+    for (i, raw) in words.iter().enumerate() {
+        let w = raw.trim_start_matches("./");
+        let scriptish = i == 0 || SCRIPTS.iter().any(|e| w.to_lowercase().ends_with(e));
+        if scriptish && tracked.iter().any(|t| t == w) && scope.allows(w) {
+            return Some(w.to_string());
+        }
+        let folder = format!("{}/", w.trim_end_matches('/'));
+        if i > 0
+            && raw.ends_with('/')
+            && tracked
+                .iter()
+                .any(|t| t.starts_with(&folder) && scope.allows(t))
+        {
+            return Some(folder);
+        }
+    }
+    None
 }
 
 /// Why two scopes overlap: example paths both would edit (tracked files first, then a
@@ -186,21 +210,25 @@ mod tests {
             ],
             exclude: vec![],
         };
-        let tracked = vec!["src/a.py".to_string(), "src/bench.py".to_string()];
+        let tracked: Vec<String> = ["src/a.py", "src/bench.py", "src/data.txt"]
+            .iter()
+            .map(|s| s.to_string())
+            .collect();
+        let cmd = |what: &str, c: &str| (what.to_string(), c.to_string());
         let cmds = vec![
-            (
-                "metric.command".to_string(),
-                "python src/bench.py --n 3".to_string(),
-            ),
-            ("guard tests".to_string(), "pytest -q tests/".to_string()),
+            cmd("metric.command", "python src/bench.py --n 3"),
+            cmd("guard tests", "pytest -q tests/"),
+            cmd("guard data", "cat src/data.txt | wc -l"),
+            cmd("guard unit", "pytest -q src/"),
         ];
         let w = warnings(&spec, &tracked, &cmds);
-        assert_eq!(w.len(), 2, "{w:?}");
+        assert_eq!(w.len(), 3, "{w:?}");
         assert!(
             w[0].contains("\"srcc/**\" matches no tracked file"),
             "{w:?}"
         );
         assert!(w[1].contains("metric.command runs src/bench.py"), "{w:?}");
+        assert!(w[2].contains("guard unit runs src/"), "{w:?}");
     }
 
     fn scope(include: &[&str], exclude: &[&str]) -> ScopeSpec {
