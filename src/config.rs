@@ -25,6 +25,9 @@ pub struct Settings {
     /// Where runs whose spec has no `[executor]` run commands (default: this machine).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub executor: Option<crate::spec::ExecutorSpec>,
+    /// Notification commands of runs whose spec has no `[notify]`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub notify: Option<crate::spec::NotifySpec>,
 }
 
 fn default_max_parallel() -> usize {
@@ -43,6 +46,7 @@ impl Default for Settings {
             max_parallel: default_max_parallel(),
             resume: true,
             executor: None,
+            notify: None,
         }
     }
 }

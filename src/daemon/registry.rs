@@ -30,6 +30,7 @@ impl Registry {
     pub fn new(config: DaemonConfig) -> Registry {
         let mut global = Global::new(config.state_dir.clone(), config.settings.max_parallel);
         global.default_executor = config.settings.executor.clone();
+        global.default_notify = config.settings.notify.clone();
         let global = Arc::new(global);
         Registry {
             config,

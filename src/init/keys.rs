@@ -53,6 +53,10 @@ pub(super) const KEYS: &[(&str, Kind)] = &[
         "proposer.kind",
         Kind::Choice(&["agent", "params", "patches"]),
     ),
+    (
+        "proposer.preset",
+        Kind::Choice(&["claude", "codex", "aider", "gemini", "opencode"]),
+    ),
     ("proposer.command", Kind::Str),
     ("proposer.prompt", Kind::Str),
     ("proposer.timeout", Kind::Str),
@@ -63,6 +67,12 @@ pub(super) const KEYS: &[(&str, Kind)] = &[
     ("policy.simplicity", Kind::Bool),
     ("policy.web_search", Kind::Choice(&["yes", "ask", "no"])),
     ("policy.constraints", Kind::StrList),
+    ("setup.copy", Kind::StrList),
+    ("setup.command", Kind::Str),
+    ("setup.timeout", Kind::Str),
+    ("notify.on_keep", Kind::Str),
+    ("notify.on_finish", Kind::Str),
+    ("notify.on_fail", Kind::Str),
 ];
 
 pub(super) const EXTRACTION_KEYS: [&str; 4] =

@@ -26,6 +26,8 @@ pub struct Global {
     cores: Mutex<BTreeMap<String, Vec<usize>>>,
     /// The daemon config's `[executor]`: used by runs whose spec has none.
     pub default_executor: Option<crate::spec::ExecutorSpec>,
+    /// The daemon config's `[notify]`: used by runs whose spec has none.
+    pub default_notify: Option<crate::spec::NotifySpec>,
     /// Each run's executor, by run id (see `cluster`).
     executors: Mutex<BTreeMap<String, Arc<dyn Executor>>>,
 }
@@ -43,6 +45,7 @@ impl Global {
             measure_lock: Mutex::new(()),
             cores: Mutex::new(BTreeMap::new()),
             default_executor: None,
+            default_notify: None,
             executors: Mutex::new(BTreeMap::new()),
         }
     }

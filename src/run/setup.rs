@@ -20,14 +20,17 @@ pub struct ActiveScope {
     pub scope: ScopeSpec,
 }
 
-/// The spec of a new run: parsed, checked against this host, with its executor fixed (the
-/// spec's, else the daemon's default).
+/// The spec of a new run: parsed, checked against this host, with its executor and its
+/// notifications fixed (the spec's, else the daemon's defaults).
 pub fn resolve(g: &Global, spec_path: &Path, spec_text: &str) -> OpResult<ResolvedSpec> {
     let bad = |e: spec::SpecError| Error::bad_input(e.to_string());
     let mut resolved =
         spec::parse_for_host(spec_text, spec_path, &crate::host::facts()).map_err(bad)?;
     if resolved.spec.executor.is_none() {
         resolved.spec.executor = g.default_executor.clone();
+    }
+    if resolved.spec.notify.is_none() {
+        resolved.spec.notify = g.default_notify.clone();
     }
     Ok(resolved)
 }

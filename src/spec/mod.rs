@@ -17,14 +17,15 @@ use std::path::PathBuf;
 
 pub mod extract;
 mod parse;
+pub mod presets;
 mod types;
 mod units;
 
 pub use parse::{check_host, load, load_text, normalize, parse, parse_for_host, HostFacts};
 pub use types::{
     BudgetSpec, Direction, ExecutorKind, ExecutorSpec, Extraction, GuardSpec, LimitsSpec,
-    MeasureMode, MetricSpec, ParamSpec, PolicySpec, ProposerKind, ProposerSpec, Repeats,
-    ResolvedSpec, RunSpec, ScopeSpec, SearchStrategy, TimeMode, WebSearch,
+    MeasureMode, MetricSpec, NotifySpec, ParamSpec, PolicySpec, ProposerKind, ProposerSpec,
+    Repeats, ResolvedSpec, RunSpec, ScopeSpec, SearchStrategy, SetupSpec, TimeMode, WebSearch,
 };
 pub use units::{
     build_glob, format_duration, format_size, parse_duration, parse_size, ByteSize, Glob,

@@ -81,7 +81,9 @@ pub fn parse(text: &str, file: &Path) -> Result<ResolvedSpec, SpecError> {
         let offset = e.span().map_or(0, |s| element_offset(text, s, &message));
         located_at_offset(text, file, offset, message)
     })?;
+    let mut spec = spec;
     let src = Source { text, file };
+    expand_preset(&mut spec, &src)?;
     // The order of the checks is the order in which problems are reported.
     let id = resolve_id(&spec, &src)?;
     check_executor(&spec, &src)?;
@@ -90,6 +92,7 @@ pub fn parse(text: &str, file: &Path) -> Result<ResolvedSpec, SpecError> {
     check_guards(&spec, &src)?;
     check_budget_and_limits(&spec, &src)?;
     check_proposer(&spec, &src)?;
+    check_setup(&spec, &src)?;
 
     let repo = file.parent().unwrap_or(Path::new("/")).join(&spec.repo);
     let repo = normalize(&repo);
@@ -334,13 +337,72 @@ fn check_budget_and_limits(spec: &RunSpec, src: &Source) -> Result<(), SpecError
     Ok(())
 }
 
+/// `[setup]`: environment names a shell accepts, and not arctl's own.
+fn check_setup(spec: &RunSpec, src: &Source) -> Result<(), SpecError> {
+    for key in spec.setup.env.keys() {
+        let valid = key
+            .chars()
+            .next()
+            .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+            && key.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
+        if !valid || key.starts_with("ARCTL_") {
+            return Err(src.at_key(
+                Some("setup.env"),
+                key,
+                format!("setup.env {key:?}: expected an environment variable name like PYTHONHASHSEED (letters, digits, _; not ARCTL_*)"),
+            ));
+        }
+    }
+    if spec
+        .setup
+        .command
+        .as_deref()
+        .is_some_and(|c| c.trim().is_empty())
+    {
+        return Err(src.at_key(
+            Some("setup"),
+            "command",
+            "setup.command is empty: expected a command like \"uv sync\" (or leave it out)".into(),
+        ));
+    }
+    Ok(())
+}
+
+/// `proposer.preset`: a known agent; its command line unless the spec gives its own.
+fn expand_preset(spec: &mut RunSpec, src: &Source) -> Result<(), SpecError> {
+    let Some(name) = spec.proposer.preset.clone() else {
+        return Ok(());
+    };
+    let Some(p) = super::presets::find(&name) else {
+        return Err(src.at_key(
+            Some("proposer"),
+            "preset",
+            format!(
+                "proposer.preset {name:?}: expected one of {}",
+                super::presets::names().join(", ")
+            ),
+        ));
+    };
+    if spec.proposer.kind != ProposerKind::Agent {
+        return Err(src.at_key(
+            Some("proposer"),
+            "preset",
+            format!("proposer.preset {name:?} is an agent: it needs kind = \"agent\""),
+        ));
+    }
+    if spec.proposer.command.is_none() {
+        spec.proposer.command = Some(p.command.to_string());
+    }
+    Ok(())
+}
+
 /// `[proposer]`: what its kind needs (files relative to the spec file must exist).
 fn check_proposer(spec: &RunSpec, src: &Source) -> Result<(), SpecError> {
     let p = &spec.proposer;
     match p.kind {
         ProposerKind::Agent => {
             if p.command.as_deref().map(str::trim).unwrap_or("").is_empty() {
-                return Err(src.at_key(Some("proposer"), "kind", "proposer kind \"agent\" needs `command`: expected the agent command, e.g. command = \"claude -p\"".into()));
+                return Err(src.at_key(Some("proposer"), "kind", "proposer kind \"agent\" needs `command` or `preset`: expected the agent command, e.g. command = \"claude -p\", or preset = \"claude\"".into()));
             }
             if let Some(prompt) = &p.prompt {
                 let path = src.relative(prompt);

@@ -135,6 +135,72 @@ pub struct RunSpec {
     /// Where commands run; None: the daemon's default (`arctl start` fills it in).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub executor: Option<ExecutorSpec>,
+    /// What every new worktree of the run needs before its baseline.
+    #[serde(default, skip_serializing_if = "SetupSpec::is_empty")]
+    pub setup: SetupSpec,
+    /// Commands the daemon runs when the run keeps, finishes or fails.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub notify: Option<NotifySpec>,
+}
+
+/// `[setup]`: how a new worktree (the run's, its best tree, a merge's) is prepared: files
+/// the repo does not track copied from the main checkout, a command run once, and
+/// environment for every child. What setup makes is the environment, never a change.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SetupSpec {
+    /// Untracked or ignored files to copy from the main checkout (`.env`, `data/**`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub copy: Vec<Glob>,
+    /// Run once in each new worktree before the baseline (`uv sync`, `npm ci`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub command: Option<String>,
+    #[serde(default = "default_setup_timeout")]
+    pub timeout: HumanDuration,
+    /// Added to the environment of every child (proposer, metric, guards, setup).
+    #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub env: std::collections::BTreeMap<String, String>,
+}
+
+impl Default for SetupSpec {
+    fn default() -> Self {
+        SetupSpec {
+            copy: Vec::new(),
+            command: None,
+            timeout: default_setup_timeout(),
+            env: Default::default(),
+        }
+    }
+}
+
+impl SetupSpec {
+    pub fn is_empty(&self) -> bool {
+        self.copy.is_empty() && self.command.is_none() && self.env.is_empty()
+    }
+}
+
+fn default_setup_timeout() -> HumanDuration {
+    HumanDuration(Duration::from_secs(600))
+}
+
+/// `[notify]` (or the daemon config's default): the user's commands, run by the daemon
+/// outside the agent's sandbox, with `ARCTL_RUN_ID`, `ARCTL_EVENT`, `ARCTL_STATE`,
+/// `ARCTL_BEST`, `ARCTL_CHANGE` and `ARCTL_REPORT` in their environment.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NotifySpec {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub on_keep: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub on_finish: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub on_fail: Option<String>,
+    #[serde(default = "default_notify_timeout")]
+    pub timeout: HumanDuration,
+}
+
+fn default_notify_timeout() -> HumanDuration {
+    HumanDuration(Duration::from_secs(30))
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
@@ -423,6 +489,11 @@ pub enum SearchStrategy {
 pub struct ProposerSpec {
     #[serde(default)]
     pub kind: ProposerKind,
+    /// agent: a known agent CLI (`claude`, `codex`, `aider`, `gemini`, `opencode`): its
+    /// tested command line (unless `command` is given), the state folders it needs to
+    /// write, and its usage report (see `spec::presets`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub preset: Option<String>,
     /// agent: the command, run with `sh -c` in the worktree, prompt on stdin.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub command: Option<String>,
@@ -451,6 +522,7 @@ impl Default for ProposerSpec {
     fn default() -> Self {
         ProposerSpec {
             kind: ProposerKind::default(),
+            preset: None,
             command: None,
             prompt: None,
             timeout: default_proposer_timeout(),
