@@ -46,7 +46,9 @@ pub fn landlock_abi() -> Result<u32, String> {
         let e = std::io::Error::last_os_error();
         Err(match e.raw_os_error() {
             Some(libc::ENOSYS) => "the kernel has no Landlock (Linux >= 5.13 needed)".into(),
-            Some(libc::EOPNOTSUPP) => "Landlock is disabled in this kernel (lsm= boot option)".into(),
+            Some(libc::EOPNOTSUPP) => {
+                "Landlock is disabled in this kernel (lsm= boot option)".into()
+            }
             _ => format!("Landlock: {e}"),
         })
     })

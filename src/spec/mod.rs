@@ -24,7 +24,8 @@ pub use parse::{check_host, load, load_text, normalize, parse, parse_for_host, H
 pub use types::{
     BudgetSpec, Direction, ExecutorKind, ExecutorSpec, Extraction, GuardSpec, LimitsSpec,
     MeasureMode, MetricSpec, ParamSpec, PolicySpec, ProposerKind, ProposerSpec, Repeats,
-    ResolvedSpec, RunSpec, SandboxMode, SandboxSpec, ScopeSpec, SearchStrategy, TimeMode, WebSearch,
+    ResolvedSpec, RunSpec, SandboxMode, SandboxSpec, ScopeSpec, SearchStrategy, TimeMode,
+    WebSearch,
 };
 pub use units::{
     build_glob, format_duration, format_size, parse_duration, parse_size, ByteSize, Glob,

@@ -8,8 +8,7 @@
 use std::path::{Path, PathBuf};
 
 use super::types::{
-    ExecutorKind, MetricSpec, ParamSpec, ProposerKind, ResolvedSpec, RunSpec, SandboxMode,
-    TimeMode,
+    ExecutorKind, MetricSpec, ParamSpec, ProposerKind, ResolvedSpec, RunSpec, SandboxMode, TimeMode,
 };
 use super::units::RunId;
 use super::SpecError;
@@ -749,7 +748,10 @@ command = "claude -p"
         };
         let enforce = format!("{MINIMAL}\n[sandbox]\nmode = \"enforce\"\n");
         let e = check_host(&p(&enforce).unwrap(), &enforce, &bare).unwrap_err();
-        assert!(e.message.contains("needs Landlock") && e.message.contains("kernel 5.4"), "{e}");
+        assert!(
+            e.message.contains("needs Landlock") && e.message.contains("kernel 5.4"),
+            "{e}"
+        );
         assert!(check_host(&p(&enforce).unwrap(), &enforce, &HostFacts::everything()).is_ok());
         let e = check_host(&p(&text).unwrap(), &text, &bare).unwrap_err();
         assert!(e.message.contains("network namespaces"), "{e}");
