@@ -553,7 +553,7 @@ unsafe fn keeper(p: &Prepared, fds: &RawFds, parent: libc::pid_t) -> ! {
         libc::_exit(127);
     }
     let me = libc::getpid();
-    let command_pid = libc::fork();
+    let command_pid = raw_fork();
     if command_pid == 0 {
         command(p, me);
     }
@@ -565,6 +565,20 @@ unsafe fn keeper(p: &Prepared, fds: &RawFds, parent: libc::pid_t) -> ! {
     libc::close(GATE_FD);
     libc::close(LANDLOCK_FD);
     reap_all(command_pid)
+}
+
+/// fork(2) by system call: glibc's `fork` takes locks (malloc, stdio) that a thread of the
+/// daemon may have held when the keeper was cloned by system call, which would hang here.
+unsafe fn raw_fork() -> libc::pid_t {
+    let args = CloneArgs {
+        exit_signal: libc::SIGCHLD as u64,
+        ..CloneArgs::default()
+    };
+    libc::syscall(
+        libc::SYS_clone3,
+        &args as *const CloneArgs,
+        std::mem::size_of::<CloneArgs>(),
+    ) as libc::pid_t
 }
 
 /// The keeper's life after the start: reap every process that ends below it (orphans come
