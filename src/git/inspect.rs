@@ -15,16 +15,24 @@ impl WorkTree {
     /// changed by the child (a `.gitignore` among the changes, or an ignored `.gitignore`,
     /// which only a child can have made): such files are changes like any other. With the
     /// rules untouched, ignored files (build outputs) are not the scope check's business.
-    pub fn hidden_by_ignores(&self, changes: &[Change], since: SystemTime) -> Result<Vec<Change>> {
+    /// `own` are arctl's files in the worktree (the run's TSV and log), never the child's.
+    pub fn hidden_by_ignores(
+        &self,
+        changes: &[Change],
+        since: SystemTime,
+        own: &[String],
+    ) -> Result<Vec<Change>> {
         let mut so = StatusOptions::new();
         so.include_ignored(true)
             .recurse_ignored_dirs(false)
-            .include_untracked(false);
+            .include_untracked(true)
+            .recurse_untracked_dirs(true);
         let statuses = self.repo.statuses(Some(&mut so))?;
         let ignored: Vec<String> = statuses
             .iter()
             .filter(|s| s.status().contains(git2::Status::IGNORED))
             .filter_map(|s| s.path().map(str::to_string))
+            .filter(|p| !own.contains(p))
             .collect();
         let is_rule = |p: &str| p == ".gitignore" || p.ends_with("/.gitignore");
         let rules_touched = changes.iter().any(|c| is_rule(&c.path))
@@ -51,11 +59,12 @@ impl WorkTree {
             }
             return;
         }
-        let changed = std::os::unix::fs::MetadataExt::ctime(&md);
-        let since_s = since
+        use std::os::unix::fs::MetadataExt;
+        let changed = md.ctime() as i128 * 1_000_000_000 + md.ctime_nsec() as i128;
+        let since_ns = since
             .duration_since(SystemTime::UNIX_EPOCH)
-            .map_or(0, |d| d.as_secs() as i64);
-        if changed >= since_s {
+            .map_or(0, |d| d.as_nanos() as i128);
+        if changed >= since_ns {
             if let Ok(rel) = full.strip_prefix(&self.path) {
                 out.push(Change {
                     path: rel.to_string_lossy().to_string(),

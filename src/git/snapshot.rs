@@ -41,6 +41,8 @@ pub struct Exclusions {
     /// watched too (None: not watched).
     pub home: Option<PathBuf>,
     pub xdg_config: Option<PathBuf>,
+    /// Where the child may write (Landlock), None: anywhere (detect mode).
+    pub holes: Option<Vec<PathBuf>>,
 }
 
 /// A change a child made to a protected file: its path (relative to the common dir, or
@@ -70,6 +72,9 @@ pub struct Snapshot {
     /// Worktrees whose own run had a child while this one ran: their HEAD was theirs to
     /// change, not this child's.
     overlapped: HashSet<String>,
+    /// Where the other children that ran at the same time on the repository could write: a
+    /// change there may be theirs.
+    others_holes: Vec<PathBuf>,
     /// The runs live on the repository when the snapshot was taken: their refs stay left
     /// out even if a run ends before the child does.
     live_then: Vec<String>,
@@ -90,6 +95,7 @@ impl Snapshot {
             index_entries: None,
             dirs: BTreeSet::new(),
             overlapped: HashSet::new(),
+            others_holes: Vec::new(),
             live_then: live_runs(common),
         };
         for t in TREES {
@@ -280,6 +286,11 @@ impl Snapshot {
         Ok(())
     }
 
+    /// Whether another child running at the same time could have made this change too.
+    pub fn shared_with_others(&self, t: &Touched) -> bool {
+        self.under(t, &self.others_holes)
+    }
+
     /// Whether `path` (absolute) is under one of `roots`.
     pub fn under(&self, t: &Touched, roots: &[PathBuf]) -> bool {
         let p = self.abs(t);
@@ -399,14 +410,12 @@ impl Watched {
         list.retain(|(_, w)| w.strong_count() > 0);
         for (other, w) in list.iter() {
             if let Some(o) = w.upgrade() {
-                o.lock()
-                    .unwrap_or_else(|e| e.into_inner())
-                    .overlapped
-                    .insert(me.clone());
-                snap.lock()
-                    .unwrap_or_else(|e| e.into_inner())
-                    .overlapped
-                    .insert(other.clone());
+                let mut o = o.lock().unwrap_or_else(|e| e.into_inner());
+                let mut s = snap.lock().unwrap_or_else(|e| e.into_inner());
+                o.overlapped.insert(me.clone());
+                s.overlapped.insert(other.clone());
+                o.others_holes.extend(s.ex.holes.iter().flatten().cloned());
+                s.others_holes.extend(o.ex.holes.iter().flatten().cloned());
             }
         }
         list.push((me, Arc::downgrade(&snap)));
@@ -516,5 +525,42 @@ impl Drop for LiveRun {
                 l.remove(i);
             }
         }
+    }
+}
+
+fn turns() -> &'static Mutex<HashSet<PathBuf>> {
+    static M: OnceLock<Mutex<HashSet<PathBuf>>> = OnceLock::new();
+    M.get_or_init(Default::default)
+}
+
+/// A turn on the repository at `common`: in detect mode the children of all runs on one
+/// repository run one at a time, so what changed during a child's run is surely its doing.
+/// Waits for the turn; None when `give_up()` says so first.
+pub fn take_turn(common: &Path, give_up: impl Fn() -> bool) -> Option<Turn> {
+    let k = key(common);
+    loop {
+        if turns()
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(k.clone())
+        {
+            return Some(Turn(k));
+        }
+        if give_up() {
+            return None;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+}
+
+/// A held turn (see [`take_turn`]), given back when dropped.
+pub struct Turn(PathBuf);
+
+impl Drop for Turn {
+    fn drop(&mut self) {
+        turns()
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(&self.0);
     }
 }

@@ -51,7 +51,12 @@ impl Runner {
         let n = rec.experiment;
         self.h.set_step(Step::Logging);
         let (mut status, mut reason) = (status, reason);
-        self.before_conclusion(&mut status, &mut reason, rec.commit.as_deref())?;
+        self.before_conclusion(
+            &mut status,
+            &mut reason,
+            rec.commit.as_deref(),
+            &rec.changes,
+        )?;
         rec.status = status;
         rec.metric = value.or(rec.metric);
         rec.description = describe(&rec.description, status, &reason, n);

@@ -46,6 +46,8 @@ pub(super) struct Rails {
     tampered: Mutex<Vec<String>>,
     /// When the last proposer started (files it hid under ignore rules are newer).
     pub(super) proposer_started: Mutex<SystemTime>,
+    /// Files the proposer hid under ignore rules: removed again unless kept.
+    hidden: Mutex<Vec<String>>,
     _live: LiveRun,
 }
 
@@ -116,6 +118,7 @@ impl Rails {
             home,
             tampered: Mutex::new(Vec::new()),
             proposer_started: Mutex::new(SystemTime::now()),
+            hidden: Mutex::new(Vec::new()),
             _live: LiveRun::new(&rec.common_dir, &rec.id),
         }
     }
@@ -165,7 +168,7 @@ impl Rails {
             .collect()
     }
 
-    fn exclusions(&self, role: Role, tree: &Path) -> Exclusions {
+    fn exclusions(&self, role: Role, tree: &Path, holes: Option<&[PathBuf]>) -> Exclusions {
         let mut own = vec![self.worktree_name.clone()];
         if let Some(name) = git::admin_dir(tree)
             .and_then(|d| d.file_name().map(|n| n.to_string_lossy().to_string()))
@@ -181,6 +184,7 @@ impl Rails {
             own_worktrees: own,
             home: self.home.clone(),
             xdg_config: self.xdg_config.clone(),
+            holes: holes.map(<[PathBuf]>::to_vec),
         }
     }
 
@@ -205,6 +209,14 @@ impl Rails {
             Some(h) => touched.into_iter().partition(|t| snap.under(t, h)),
             None => (touched, Vec::new()),
         };
+        // A change another child running meanwhile could also have made: undone, but held
+        // against neither.
+        let (shared, theirs): (Vec<Touched>, Vec<Touched>) =
+            theirs.into_iter().partition(|t| snap.shared_with_others(t));
+        if !shared.is_empty() {
+            let _ = snap.restore(&shared);
+            tracing::warn!(run = %self.rec_id, "changed while the {who} and another run's child ran, within both's reach (restored): {}", list(&shared));
+        }
         if !others.is_empty() {
             tracing::warn!(run = %self.rec_id, "changed while the {who} ran, outside its reach (left as it is): {}", list(&others));
         }
@@ -348,8 +360,19 @@ impl Executor for Sandboxed {
         };
         let holes = (rails.mode == SandboxMode::Enforce && local)
             .then(|| rails.holes(self.role, &spec.cwd, &own_tmp.1));
-        let watched =
-            (!off).then(|| Watched::begin(&rails.common, rails.exclusions(self.role, &spec.cwd)));
+        // Detect mode: one child at a time on the repository (a change is surely its own).
+        let turn = if rails.mode == SandboxMode::Detect {
+            match crate::git::snapshot::take_turn(&rails.common, || cancel.is_cancelled()) {
+                Some(t) => Some(t),
+                None => return Ok(cancelled_before_start()),
+            }
+        } else {
+            None
+        };
+        let watched = (!off).then(|| {
+            let ex = rails.exclusions(self.role, &spec.cwd, holes.as_deref());
+            Watched::begin(&rails.common, ex)
+        });
         if self.role == Role::Proposer {
             *rails
                 .proposer_started
@@ -373,6 +396,7 @@ impl Executor for Sandboxed {
             self.revert_side_effects(&spec.cwd, &who);
         }
         drop(own_tmp);
+        drop(turn);
         outcome
     }
     fn describe(&self) -> String {
@@ -444,6 +468,11 @@ impl Runner {
     /// What a run's children changed that they must not, left from before this experiment
     /// (an interrupted one, the baseline): logged, not held against the next proposer.
     pub(super) fn forget_tampering(&self) {
+        self.rails
+            .hidden
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clear();
         for t in self.rails.take_tampered() {
             self.log(&format!("before this experiment, {t}"));
         }
@@ -468,7 +497,10 @@ impl Runner {
             .proposer_started
             .lock()
             .unwrap_or_else(|e| e.into_inner());
-        let hidden = self.wt.hidden_by_ignores(changes, since)?;
+        let own = [self.rec.spec.tsv_name(), self.rec.spec.log_name()];
+        let hidden = self.wt.hidden_by_ignores(changes, since, &own)?;
+        *self.rails.hidden.lock().unwrap_or_else(|e| e.into_inner()) =
+            hidden.iter().map(|h| h.path.clone()).collect();
         for h in hidden {
             if !changes.iter().any(|c| c.path == h.path) {
                 changes.push(h);
@@ -500,11 +532,25 @@ impl Runner {
         status: &mut Status,
         reason: &mut String,
         commit: Option<&str>,
+        changes: &[git::Change],
     ) -> Result<()> {
         let tampered = self.rails.take_tampered();
         if !tampered.is_empty() {
             *status = Status::InspectorReject;
             *reason = tampered.join("; ");
+        }
+        if *status != Status::Keep {
+            // What the proposer added goes, whatever its name (a reset can miss odd ones)
+            // and whatever hid it.
+            let mut gone =
+                std::mem::take(&mut *self.rails.hidden.lock().unwrap_or_else(|e| e.into_inner()));
+            gone.extend(
+                changes
+                    .iter()
+                    .filter(|c| c.kind == git::ChangeKind::Added)
+                    .map(|c| c.path.clone()),
+            );
+            self.wt.remove_leftovers(&gone);
         }
         if *status == Status::Keep {
             if let Some(c) = commit {
@@ -559,5 +605,24 @@ pub(super) struct ScratchDir(Scratch);
 impl ScratchDir {
     pub(super) fn path(&self) -> &Path {
         &self.0 .0
+    }
+}
+
+/// The outcome of a command cancelled while it waited for its turn.
+fn cancelled_before_start() -> Outcome {
+    let now = store::now_ms();
+    Outcome {
+        exit: exec::Exit::Cancelled,
+        wall_ms: 0,
+        cpu_ms: 0,
+        peak_rss: 0,
+        instructions: None,
+        started_at_ms: now,
+        ended_at_ms: now,
+        pid: 0,
+        pid_start_time: 0,
+        queue_ms: None,
+        job_id: None,
+        node: None,
     }
 }
