@@ -217,8 +217,9 @@ fn scenario(mode: &str) {
     let other = spec(&w, &repo, "other", "nothing/**", "true", "true", "");
     let victim_wt = w.path().join("proj-victim");
     let agent = format!(
-        "env MODE={mode} MARK={mark} STATE={} ARCTL={BIN} ARCTL_SOCKET={} VICTIM={} OTHER={} {}",
+        "env MODE={mode} MARK={mark} STATE={} ARCTL={} ARCTL_SOCKET={} VICTIM={} OTHER={} {}",
         w.state_dir.display(),
+        bin(),
         w.socket.display(),
         victim_wt.display(),
         other.display(),
@@ -421,12 +422,24 @@ fn hostile_agent_as_an_unprivileged_user() {
     if unsafe { libc::geteuid() } != 0 {
         return; // the other tests of this file already run as this user
     }
-    let exe = std::env::current_exe().unwrap();
+    // Copies that user can run: the build folder may be out of its reach (/root/...).
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::Builder::new()
+        .prefix("arctl-as-nobody-")
+        .tempdir()
+        .unwrap();
+    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    let exe = dir.path().join("sandbox_e2e");
+    let arctl = dir.path().join("arctl");
+    std::fs::copy(std::env::current_exe().unwrap(), &exe).unwrap();
+    std::fs::copy(BIN, &arctl).unwrap();
     let out = std::process::Command::new("setpriv")
         .args(["--reuid=65534", "--regid=65534", "--clear-groups", "--"])
         .arg(&exe)
         .args(["hostile_agent_", "--test-threads=1"])
         .env("HOME", "/tmp")
+        .env("ARCTL_TEST_BIN", &arctl)
+        .current_dir("/")
         .env_remove("XDG_RUNTIME_DIR")
         .output()
         .expect("setpriv runs");
