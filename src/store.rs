@@ -91,25 +91,94 @@ pub fn append_durable(path: &Path, bytes: &[u8]) -> Result<()> {
         .with_context(|| format!("appending to {}", path.display()))
 }
 
-/// Read a JSON-lines file. A torn last line (crash mid-append) is dropped and reported;
-/// a bad line elsewhere is an error.
+/// Read a JSON-lines file. A torn last line (crash mid-append) is dropped and reported; a
+/// bad line elsewhere is skipped (see [`read_json_lines_checked`] to learn which).
 pub fn read_json_lines<T: DeserializeOwned>(path: &Path) -> Result<(Vec<T>, bool)> {
+    let r = read_json_lines_checked(path)?;
+    Ok((r.values, r.torn))
+}
+
+/// A JSON-lines file as read: its good values, whether the last line was torn, and the
+/// lines that did not parse (1-based number, text, why).
+pub struct JsonLines<T> {
+    pub values: Vec<T>,
+    pub torn: bool,
+    pub bad: Vec<(usize, String, String)>,
+}
+
+/// Read a JSON-lines file, keeping the lines that parse.
+pub fn read_json_lines_checked<T: DeserializeOwned>(path: &Path) -> Result<JsonLines<T>> {
     let text = match fs::read_to_string(path) {
         Ok(t) => t,
-        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok((Vec::new(), false)),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => {
+            return Ok(JsonLines {
+                values: Vec::new(),
+                torn: false,
+                bad: Vec::new(),
+            })
+        }
+        Err(e) if e.kind() == io::ErrorKind::InvalidData => {
+            // Not UTF-8: read it lossily, the bad bytes make their lines unreadable.
+            let bytes = fs::read(path).with_context(|| format!("reading {}", path.display()))?;
+            String::from_utf8_lossy(&bytes).into_owned()
+        }
         Err(e) => return Err(e).with_context(|| format!("reading {}", path.display())),
     };
-    let lines: Vec<&str> = text.lines().filter(|l| !l.trim().is_empty()).collect();
-    let mut out = Vec::with_capacity(lines.len());
-    let mut torn = false;
-    for (i, line) in lines.iter().enumerate() {
+    let lines: Vec<(usize, &str)> = text
+        .lines()
+        .enumerate()
+        .filter(|(_, l)| !l.trim().is_empty())
+        .collect();
+    let mut out = JsonLines {
+        values: Vec::with_capacity(lines.len()),
+        torn: false,
+        bad: Vec::new(),
+    };
+    for (i, (n, line)) in lines.iter().enumerate() {
         match serde_json::from_str(line) {
-            Ok(v) => out.push(v),
-            Err(_) if i + 1 == lines.len() && !text.ends_with('\n') => torn = true,
-            Err(e) => bail!("{}: line {}: {e}", path.display(), i + 1),
+            Ok(v) => out.values.push(v),
+            Err(_) if i + 1 == lines.len() && !text.ends_with('\n') => out.torn = true,
+            Err(e) => out.bad.push((n + 1, line.to_string(), e.to_string())),
         }
     }
-    Ok((out, torn))
+    Ok(out)
+}
+
+/// Where the lines taken out of `path` go: `<path>.quarantine`, appended to.
+pub fn quarantine_path(path: &Path) -> PathBuf {
+    path.with_file_name(format!(
+        "{}.quarantine",
+        path.file_name().unwrap_or_default().to_string_lossy()
+    ))
+}
+
+/// Append `lines` to the quarantine file of `path` (durably), each on its own line.
+pub fn quarantine_lines(path: &Path, lines: &[String]) -> Result<()> {
+    if lines.is_empty() {
+        return Ok(());
+    }
+    let mut text = String::new();
+    for l in lines {
+        text.push_str(l.trim_end_matches('\n'));
+        text.push('\n');
+    }
+    append_durable(&quarantine_path(path), text.as_bytes())
+}
+
+/// The lines of `have` that are not lines of `expected` (each expected line matches once).
+pub fn foreign_lines(have: &[u8], expected: &[u8]) -> Vec<String> {
+    let mut want: std::collections::HashMap<&[u8], usize> = std::collections::HashMap::new();
+    for l in expected.split(|&b| b == b'\n').filter(|l| !l.is_empty()) {
+        *want.entry(l).or_default() += 1;
+    }
+    let mut out = Vec::new();
+    for l in have.split(|&b| b == b'\n').filter(|l| !l.is_empty()) {
+        match want.get_mut(l) {
+            Some(n) if *n > 0 => *n -= 1,
+            _ => out.push(String::from_utf8_lossy(l).into_owned()),
+        }
+    }
+    out
 }
 
 /// Move an unreadable file aside (never delete it); returns the new path.
@@ -159,5 +228,22 @@ mod tests {
         let (v, torn): (Vec<S>, bool) = read_json_lines(&p).unwrap();
         assert_eq!(v, vec![S { a: 1 }]);
         assert!(torn);
+    }
+
+    #[test]
+    fn a_bad_line_is_skipped_alone_and_foreign_lines_are_found() {
+        let d = tempfile::tempdir().unwrap();
+        let p = d.path().join("j.jsonl");
+        append_json_line(&p, &S { a: 1 }).unwrap();
+        append_durable(&p, b"{\"injected\": true, garbage\n").unwrap();
+        append_json_line(&p, &S { a: 2 }).unwrap();
+        let r: JsonLines<S> = read_json_lines_checked(&p).unwrap();
+        assert_eq!(r.values, vec![S { a: 1 }, S { a: 2 }]);
+        assert_eq!(r.bad.len(), 1);
+        assert_eq!(r.bad[0].0, 2);
+        let f = foreign_lines(b"a\nx\nb\na\n", b"a\nb\n");
+        assert_eq!(f, vec!["x".to_string(), "a".to_string()]);
+        quarantine_lines(&p, &f).unwrap();
+        assert_eq!(fs::read_to_string(quarantine_path(&p)).unwrap(), "x\na\n");
     }
 }

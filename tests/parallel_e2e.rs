@@ -194,12 +194,14 @@ echo "$v"
                 &format!("{marker}.sh"),
                 &format!(
                     "echo $$ >> {}/escapee-started\nsleep 1000\n",
-                    w.path().display()
+                    w.path().join("notes").display()
                 ),
             ),
         ],
     );
-    let started = w.path().join("escapee-started");
+    // The test's notes: outside the worktree, so the spec makes them writable.
+    std::fs::create_dir_all(w.path().join("notes")).unwrap();
+    let started = w.path().join("notes/escapee-started");
     let started = started.display();
     // Experiment 1 allocates past the limit, 2 hangs (its metric also leaves a setsid
     // grandchild), 3 forks an escaping grandchild from the proposer and improves.
@@ -237,9 +239,12 @@ memory = "200MiB"
 cpu_time = "20s"
 [proposer]
 command = "{}"
+[sandbox]
+writable = ["{}"]
 "#,
             repo.display(),
-            w.path().join("agent.sh").display()
+            w.path().join("agent.sh").display(),
+            w.path().join("notes").display()
         ),
     );
     let _d = w.daemon();
@@ -266,7 +271,7 @@ command = "{}"
     let alloc: serde_json::Value = serde_json::from_str(journal.lines().nth(1).unwrap()).unwrap();
     assert!(alloc["peak_rss"].as_u64().unwrap() > 0);
     // Nothing the run started survives: no escapee, no hanging sleep.
-    let started = std::fs::read_to_string(w.path().join("escapee-started")).unwrap();
+    let started = std::fs::read_to_string(w.path().join("notes/escapee-started")).unwrap();
     // The hanging metric ran three times (two quick fixes), the proposer once.
     assert_eq!(started.lines().count(), 4, "{started}");
     wait_until("no escaped process", Duration::from_secs(10), || {
@@ -291,12 +296,18 @@ fn dedicated_cores_and_exclusive_measurements() {
     let _d = w.daemon();
     // The metric sleeps so two runs' measurements would overlap if not serialised; it also
     // records the cores it may use.
-    let extra = "[limits]\ncpus = 1\nmeasure = \"exclusive\"\n";
+    // The metric's notes are outside the worktree: the spec makes their folder writable.
+    let notes = w.path().join("notes");
+    std::fs::create_dir_all(&notes).unwrap();
+    let extra = format!(
+        "[limits]\ncpus = 1\nmeasure = \"exclusive\"\n[sandbox]\nwritable = [\"{}\"]\n",
+        notes.display()
+    );
     let mk = |id: &str| {
-        let p = spec(&w, &repo, id, &format!("src/{id}/**"), extra);
+        let p = spec(&w, &repo, id, &format!("src/{id}/**"), &extra);
         let t = std::fs::read_to_string(&p).unwrap().replace(
             &format!("command = \"cat src/{id}/value.txt\""),
-            &format!("command = \"grep Cpus_allowed_list /proc/self/status >> {}/cpus-{id}.txt; sleep 0.2; cat src/{id}/value.txt\"", w.path().display()),
+            &format!("command = \"grep Cpus_allowed_list /proc/self/status >> {}/cpus-{id}.txt; sleep 0.2; cat src/{id}/value.txt\"", notes.display()),
         );
         write(&p, &t);
         p
@@ -322,7 +333,7 @@ fn dedicated_cores_and_exclusive_measurements() {
     let mut seen_cores = Vec::new();
     for id in &ids {
         w.wait_finished(id, Duration::from_secs(120));
-        let pinned = std::fs::read_to_string(w.path().join(format!("cpus-{id}.txt"))).unwrap();
+        let pinned = std::fs::read_to_string(notes.join(format!("cpus-{id}.txt"))).unwrap();
         let lists: Vec<&str> = pinned
             .lines()
             .map(|l| l.split(':').nth(1).unwrap().trim())

@@ -143,7 +143,16 @@ echo "lower" > "$ARCTL_DESCRIPTION_FILE"
 "#,
         seen = seen.display()
     );
-    let spec = project(&w, "steered", &agent, "max_experiments = 3");
+    // The agent writes outside its worktree only where the spec opens a hole.
+    let spec = project(
+        &w,
+        "steered",
+        &agent,
+        &format!(
+            "max_experiments = 3\n[sandbox]\nwritable = [\"{}\"]",
+            seen.display()
+        ),
+    );
     w.ok(&["start", spec.to_str().unwrap()]);
     wait_until("experiment 2's prompt", Duration::from_secs(30), || {
         seen.join("2.txt").exists()

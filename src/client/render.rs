@@ -170,6 +170,7 @@ pub fn detail(d: &RunDetail) -> String {
         d.best_commit[..7.min(d.best_commit.len())].to_string(),
     );
     kv("limits", d.limits_mechanism.clone());
+    kv("sandbox", d.sandbox.clone());
     if let Some(c) = &s.cluster {
         kv("cluster", c.text.clone());
     }

@@ -120,6 +120,9 @@ impl Registry {
                     continue;
                 }
             };
+            if let Some(note) = quarantine_foreign_lines(&paths.journal()) {
+                self.problem(format!("run {id}: {note}"));
+            }
             let records: Vec<ExperimentRecord> = match store::read_json_lines(&paths.journal()) {
                 Ok((r, _)) => r,
                 Err(e) => {
@@ -189,4 +192,45 @@ impl Registry {
         // Nothing stays queued or running on a cluster.
         self.global.shutdown_executors();
     }
+}
+
+/// Lines of a run's journal that no daemon wrote: unreadable ones, and readable ones out of
+/// sequence (an experiment number not above the one before, e.g. a copy of a real row).
+/// They go to the journal's quarantine file, alone; every real row stays. A torn last line
+/// (a crash mid-append) is left for recovery. Returns a note when lines were moved.
+fn quarantine_foreign_lines(journal: &std::path::Path) -> Option<String> {
+    let bytes = std::fs::read(journal).ok()?;
+    let text = String::from_utf8_lossy(&bytes);
+    let complete = text.ends_with('\n');
+    let lines: Vec<&str> = text.lines().collect();
+    let (mut keep, mut foreign) = (String::new(), Vec::new());
+    let mut last: Option<u32> = None;
+    for (i, line) in lines.iter().enumerate() {
+        if line.trim().is_empty() {
+            continue;
+        }
+        let torn = i + 1 == lines.len() && !complete;
+        match serde_json::from_str::<ExperimentRecord>(line) {
+            Ok(r) if last.is_none_or(|l| r.experiment > l) => {
+                last = Some(r.experiment);
+                keep.push_str(line);
+                keep.push('\n');
+            }
+            Err(_) if torn => keep.push_str(line),
+            _ => foreign.push(line.to_string()),
+        }
+    }
+    if foreign.is_empty() {
+        return None;
+    }
+    let moved = store::quarantine_lines(journal, &foreign)
+        .and_then(|()| store::write_atomic(journal, keep.as_bytes()).map_err(Into::into));
+    Some(match moved {
+        Ok(()) => format!(
+            "{} journal line(s) no daemon wrote moved to {}; every other row kept",
+            foreign.len(),
+            store::quarantine_path(journal).display()
+        ),
+        Err(e) => format!("journal lines no daemon wrote could not be moved aside: {e:#}"),
+    })
 }

@@ -287,6 +287,7 @@ fn trim_memory() {
 async fn connection(stream: UnixStream, registry: Arc<Registry>, me: &Peer<'_>) -> Result<()> {
     let my_uid = me.uid;
     let peer = stream.peer_cred()?;
+    let peer_pid = peer_pid(&stream, peer.pid());
     let mut conn = Connection::new(stream);
     if peer.uid() != my_uid {
         tracing::warn!(
@@ -337,6 +338,10 @@ async fn connection(stream: UnixStream, registry: Arc<Registry>, me: &Peer<'_>) 
             Err(e) => return reply_frame_error(&mut conn, e).await,
         };
         tracing::debug!(?req, "request");
+        if let Some(refusal) = refuse_own_children(&req, peer_pid) {
+            conn.write(&refusal).await?;
+            continue;
+        }
         let resp = handlers::handle(&registry, req).await;
         conn.write(&resp).await?;
     }
@@ -355,4 +360,57 @@ async fn reply_frame_error(conn: &mut Connection<UnixStream>, e: FrameError) -> 
             Ok(())
         }
     }
+}
+
+/// The connecting process's pid as this daemon sees it: through a pidfd of the peer
+/// (SO_PEERPIDFD, Linux >= 6.5: it names the very process that connected, dead or alive,
+/// never a recycled pid), else SO_PEERCRED's pid. None: gone, or not visible from here
+/// (a process in a PID namespace this daemon cannot see into).
+fn peer_pid(stream: &UnixStream, cred_pid: Option<i32>) -> Option<u32> {
+    use std::os::fd::AsRawFd;
+    const SO_PEERPIDFD: libc::c_int = 77;
+    let mut fd: libc::c_int = -1;
+    let mut len = std::mem::size_of::<libc::c_int>() as libc::socklen_t;
+    // SAFETY: getsockopt writes one int into `fd`.
+    let r = unsafe {
+        libc::getsockopt(
+            stream.as_raw_fd(),
+            libc::SOL_SOCKET,
+            SO_PEERPIDFD,
+            &mut fd as *mut libc::c_int as *mut libc::c_void,
+            &mut len,
+        )
+    };
+    if r != 0 || fd < 0 {
+        return cred_pid.filter(|&p| p > 0).map(|p| p as u32);
+    }
+    // SAFETY: getsockopt returned a new fd that we own.
+    let pidfd = unsafe { <std::os::fd::OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(fd) };
+    let info = std::fs::read_to_string(format!("/proc/self/fdinfo/{}", pidfd.as_raw_fd())).ok()?;
+    let pid: i64 = info
+        .lines()
+        .find_map(|l| l.strip_prefix("Pid:"))?
+        .trim()
+        .parse()
+        .ok()?;
+    (pid > 0).then_some(pid as u32)
+}
+
+/// A request that changes something, from a process this daemon started (a run's agent,
+/// metric or guard, or anything below them), is refused: the children may look, not steer.
+/// So is one whose sender cannot be traced (it exited, or is out of sight).
+fn refuse_own_children(req: &Request, peer_pid: Option<u32>) -> Option<Response> {
+    if !req.changes_state() {
+        return None;
+    }
+    let why = match peer_pid.map(crate::exec::started_by_arctl) {
+        Some(Some(false)) => return None,
+        Some(Some(true)) => "it comes from a process arctl started (a run's agent, metric or guard command, or one of theirs)",
+        _ => "the process that sent it cannot be traced (it exited, or lives where this daemon cannot see)",
+    };
+    tracing::warn!(?peer_pid, "refused a state-changing request: {why}");
+    Some(Response::Error(Error::new(
+        ErrorKind::BadInput,
+        format!("refused: {why}; children of arctl may only read (status, results, report, log)"),
+    )))
 }

@@ -13,6 +13,7 @@ use std::time::{Duration, Instant};
 
 use super::cgroup::CommandCgroup;
 use super::classify::classify;
+use super::contain::{self, Sandbox};
 use super::feeder::Feeder;
 use super::procfs::{self, Ident, TagMatch, TreeTracker};
 use super::{
@@ -34,6 +35,16 @@ const MAX_NAP: Duration = Duration::from_millis(20);
 /// child could not be started (fork, chdir, exec, pinning...). The output files exist in
 /// every case.
 pub fn run(spec: &CommandSpec, cancel: &Cancel) -> io::Result<Outcome> {
+    run_sandboxed(spec, &Sandbox::default(), cancel)
+}
+
+/// [`run`] inside `sandbox`: Landlock rules for its writes, a PID namespace, no network
+/// (see [`Sandbox`]). Errors as [`run`]'s, and the sandbox cannot be set up.
+pub fn run_sandboxed(
+    spec: &CommandSpec,
+    sandbox: &Sandbox,
+    cancel: &Cancel,
+) -> io::Result<Outcome> {
     let what = || {
         format!(
             "running `{}` in {}",
@@ -41,7 +52,7 @@ pub fn run(spec: &CommandSpec, cancel: &Cancel) -> io::Result<Outcome> {
             spec.cwd.display()
         )
     };
-    let prepared = prepare(spec, &what)?;
+    let prepared = prepare(spec, sandbox, &what)?;
     let mut child = spawn_child(spec, prepared, &what)?;
     let (exited_at, mut watch) = wait(spec, cancel, &mut child, &what)?;
     let ended_at_ms = epoch_ms();
@@ -62,7 +73,11 @@ struct Prepared {
 
 /// Phase 1: the output files (first, so they exist whatever fails next), the counter check,
 /// the limits (cgroup or rlimits) and the child's argv and environment.
-fn prepare(spec: &CommandSpec, what: &dyn Fn() -> String) -> io::Result<Prepared> {
+fn prepare(
+    spec: &CommandSpec,
+    sandbox: &Sandbox,
+    what: &dyn Fn() -> String,
+) -> io::Result<Prepared> {
     let (out, err) = open_outputs(spec)?;
     if spec.count_instructions {
         instructions_supported().map_err(counting_unsupported)?;
@@ -83,7 +98,7 @@ fn prepare(spec: &CommandSpec, what: &dyn Fn() -> String) -> io::Result<Prepared
         .cloned()
         .collect();
     env.push((TAG_VAR.to_string(), spec.tag.clone()));
-    let exec = spawn::Prepared::new(
+    let mut exec = spawn::Prepared::new(
         &spec.command,
         &spec.cwd,
         &env,
@@ -92,6 +107,7 @@ fn prepare(spec: &CommandSpec, what: &dyn Fn() -> String) -> io::Result<Prepared
         limits.cpus.as_deref(),
     )
     .map_err(|e| with_context(e, what()))?;
+    contain(&mut exec, spec, sandbox).map_err(|e| with_context(e, what()))?;
     Ok(Prepared {
         out,
         err,
@@ -99,6 +115,20 @@ fn prepare(spec: &CommandSpec, what: &dyn Fn() -> String) -> io::Result<Prepared
         data_limit,
         exec,
     })
+}
+
+/// The keeper's namespaces and the command's Landlock ruleset (its output files writable).
+fn contain(exec: &mut spawn::Prepared, spec: &CommandSpec, sandbox: &Sandbox) -> io::Result<()> {
+    let flags = contain::clone_flags(sandbox)?;
+    let ruleset = match &sandbox.writable {
+        Some(dirs) => {
+            let files = [spec.stdout.clone(), spec.stderr.clone()];
+            super::landlock::ruleset(dirs, &files)?
+        }
+        None => None,
+    };
+    exec.contain(flags, ruleset);
+    Ok(())
 }
 
 fn counting_unsupported(why: String) -> io::Error {
@@ -131,8 +161,13 @@ fn command_cgroup(spec: &CommandSpec) -> Option<CommandCgroup> {
 /// an early return: the stdin thread stops, the reaper kills and reaps a child still there,
 /// and only then does its cgroup go.
 struct Child<'a> {
+    /// The keeper's pid: the root of the tree.
     pid: u32,
     pid_start_time: u64,
+    /// The keeper is the init of a PID namespace: its death kills the tree.
+    pid_ns: bool,
+    /// Read end of the status pipe (the command's wait status, from the keeper).
+    status: OwnedFd,
     started: Instant,
     started_at_ms: u64,
     feeder: Option<Feeder>,
@@ -161,28 +196,32 @@ fn spawn_child<'a>(
     let (stdin_child, stdin_parent) = stdin_fds(spec)?;
     let (gate_child, gate_parent) = spawn::gate_pair()?;
     let (err_read, err_write) = spawn::pipe()?;
-    let pid = spawn::fork_gated(
+    let (status_read, status_write) = spawn::pipe()?;
+    spawn::set_nonblocking(&status_read)?;
+    let pid = spawn::fork_keeper(
         &exec,
         &spawn::ChildFds {
             stdin: &stdin_child,
             stdout: &out,
             stderr: &err,
             gate: &gate_child,
-            gate_parent: &gate_parent,
             err: &err_write,
+            status: &status_write,
         },
     )
     .map_err(|e| with_context(e, format_args!("{}: fork", what())))?;
+    let pid_start_time = process_start_time(pid).unwrap_or(0);
+    contain::register((pid, pid_start_time), &spec.tag);
     let reaper = Reaper {
         pid,
+        ident: (pid, pid_start_time),
         tag: &spec.tag,
         reaped: false,
     };
-    drop((gate_child, err_write, stdin_child, out, err));
+    drop((gate_child, err_write, status_write, stdin_child, out, err));
     // Also set the group from this side, so it exists whatever the child's progress.
     // SAFETY: setpgid on our own child; failure (already exec'd) is harmless.
     unsafe { libc::setpgid(pid as libc::pid_t, pid as libc::pid_t) };
-    let pid_start_time = process_start_time(pid).unwrap_or(0);
     let counter = if spec.count_instructions {
         Some(crate::host::perf::Counter::attach(pid).map_err(counting_unsupported)?)
     } else {
@@ -210,6 +249,8 @@ fn spawn_child<'a>(
     Ok(Child {
         pid,
         pid_start_time,
+        pid_ns: exec.pid_namespace(),
+        status: status_read,
         started,
         started_at_ms,
         feeder,
@@ -254,6 +295,8 @@ struct Watch {
     /// Tree members at the last sample.
     members: Vec<Ident>,
     nap: Duration,
+    /// The command's wait status, reported by the keeper.
+    command_status: Option<i32>,
 }
 
 /// Phase 3: wait for the child to exit, watching the clock, the cancel flag and the tree.
@@ -266,6 +309,10 @@ fn wait(
 ) -> io::Result<(Instant, Watch)> {
     let mut w = Watch::new(spec, c);
     loop {
+        if let Some(st) = command_status(&c.status) {
+            w.command_status = Some(st);
+            return Ok((Instant::now(), w));
+        }
         match exited_nowait(c.pid) {
             Ok(true) => return Ok((Instant::now(), w)),
             Ok(false) => {}
@@ -302,7 +349,8 @@ impl Watch {
     fn new(spec: &CommandSpec, c: &Child) -> Watch {
         let limits = &spec.limits;
         Watch {
-            tracker: TreeTracker::new(c.pid, &spec.tag),
+            // In a PID namespace nothing leaves the keeper's tree: no environment scan.
+            tracker: TreeTracker::new(c.pid, &spec.tag, !c.pid_ns),
             sample_every: if limits.memory.is_some() || limits.cpu_time.is_some() {
                 SAMPLE_LIMITED
             } else {
@@ -317,6 +365,7 @@ impl Watch {
             killed: false,
             members: Vec::new(),
             nap: Duration::from_millis(1),
+            command_status: None,
         }
     }
 
@@ -348,6 +397,10 @@ impl Watch {
             .filter(|m| !m.is_dead())
             .map(|m| m.ident())
             .collect();
+        contain::update(
+            (c.pid, c.pid_start_time),
+            self.members.iter().map(|m| m.0).collect(),
+        );
         let cpu = c
             .cgroup
             .as_ref()
@@ -393,10 +446,14 @@ fn cgroup_procs(cgroup: &Option<CommandCgroup>) -> Vec<u32> {
     cgroup.as_ref().map(|c| c.procs()).unwrap_or_default()
 }
 
-/// SIGKILL to the group, the members last seen and the cgroup.
+/// SIGKILL to the tree: in a PID namespace its keeper (the kernel kills the rest); else the
+/// members last seen and the cgroup, the keeper staying alive (the subreaper holds the
+/// tree together until the sweep has killed all of it).
 fn kill_tree(c: &Child, members: &[Ident]) {
-    procfs::signal_group(c.pid, libc::SIGKILL);
-    for &m in members {
+    if c.pid_ns {
+        procfs::signal_ident((c.pid, c.pid_start_time), libc::SIGKILL);
+    }
+    for &m in members.iter().filter(|m| m.0 != c.pid) {
         procfs::signal_ident(m, libc::SIGKILL);
     }
     if let Some(cg) = &c.cgroup {
@@ -425,6 +482,11 @@ fn sweep(c: &Child, w: &mut Watch) {
     if left.is_empty() {
         return;
     }
+    tracing::debug!(
+        "{} process(es) outlived the command {:?}; stopping them",
+        left.len(),
+        c.reaper.tag
+    );
     let grace_until = match w.kill_at {
         Some(t) => t,
         None => {
@@ -437,10 +499,7 @@ fn sweep(c: &Child, w: &mut Watch) {
         }
     };
     procfs::wait_gone(&left, grace_until);
-    procfs::signal_group(leader, libc::SIGKILL);
-    if let Some(cg) = &c.cgroup {
-        cg.kill_all();
-    }
+    kill_tree(c, &[]);
     procfs::kill_rounds(|| survivors(tracker));
 }
 
@@ -453,8 +512,13 @@ fn outcome(
     ended_at_ms: u64,
 ) -> io::Result<Outcome> {
     let pid = c.pid;
-    let (status, ru) = reap(pid).map_err(|e| with_context(e, format_args!("reaping pid {pid}")))?;
+    // The tree is gone (swept): the keeper may go, then be reaped.
+    procfs::signal_ident((pid, c.pid_start_time), libc::SIGKILL);
+    let (keeper_status, ru) =
+        reap(pid).map_err(|e| with_context(e, format_args!("reaping pid {pid}")))?;
     c.reaper.reaped = true;
+    contain::unregister(c.reaper.ident);
+    let status = w.command_status.unwrap_or(keeper_status);
     if let Some(f) = c.feeder.take() {
         f.finish();
     }
@@ -563,6 +627,7 @@ fn open_outputs(spec: &CommandSpec) -> io::Result<(OwnedFd, OwnedFd)> {
 /// Kills and reaps the child if `run` leaves early (error or panic).
 struct Reaper<'a> {
     pid: u32,
+    ident: Ident,
     tag: &'a str,
     reaped: bool,
 }
@@ -582,7 +647,17 @@ impl Drop for Reaper<'_> {
             {}
         }
         procfs::kill_matching(TagMatch::Exact(self.tag), Duration::ZERO);
+        contain::unregister(self.ident);
     }
+}
+
+/// The command's wait status, once the keeper has reported it (non-blocking).
+fn command_status(status: &OwnedFd) -> Option<i32> {
+    use std::os::fd::AsRawFd;
+    let mut b = [0u8; 4];
+    // SAFETY: reading into a local buffer from a pipe we own.
+    let n = unsafe { libc::read(status.as_raw_fd(), b.as_mut_ptr() as *mut libc::c_void, 4) };
+    (n == 4).then(|| i32::from_ne_bytes(b))
 }
 
 /// Has the child exited? Does not reap it (WNOWAIT), so its pid and process group id stay

@@ -1,8 +1,19 @@
 //! Running the children of a loop (proposer, metric, guard commands), synchronously.
 //!
-//! Each command runs as `sh -c <command>` in its own process group, with `ARCTL_TAG=<tag>`
-//! in its environment, its output captured to files, and its limits enforced by the
-//! mechanism detected on this machine ([`limit_mechanism`]):
+//! Each command runs as `sh -c <command>` below a **keeper** (see `spawn`): a process of
+//! arctl's at the root of the command's tree that reaps all of it. With [`run_sandboxed`]
+//! the keeper is the init of a PID (and mount) namespace of its own where the machine
+//! allows (`host::sandbox`; through an unprivileged user namespace when not root), so its
+//! death kills the whole tree and the tree cannot see or signal anything outside it; else,
+//! and with [`run`], it is a child subreaper, so orphans come back to it. Either way every
+//! descendant is found by parent pids whatever it does to its environment, session or
+//! parent. The command can be confined by Landlock ([`Sandbox::writable`], `landlock`) and
+//! cut from the network ([`Sandbox::network`]: a network namespace). [`started_by_arctl`]
+//! tells whether a process belongs to a running tree (`contain`).
+//!
+//! The command runs in its own process group (the keeper's), with `ARCTL_TAG=<tag>` in its
+//! environment, its output captured to files, and its limits enforced by the mechanism
+//! detected on this machine ([`limit_mechanism`]):
 //!
 //! * **cgroup v2** (when a delegated cgroup with the memory controller is detected): one
 //!   child cgroup per command with `memory.max` (read back to confirm; otherwise the
@@ -28,22 +39,26 @@
 //! user + system time of the tree (cgroup `cpu.stat` under v2): both give `CpuLimit`.
 //!
 //! Timeout and cancel: SIGTERM to the group (and the escaped members), [`TERM_GRACE`],
-//! SIGKILL. Whatever way the command ends, the tree is swept afterwards: processes still in
-//! its group or carrying its exact tag get SIGTERM, the grace, then SIGKILL, so nothing a
-//! command started outlives it.
+//! SIGKILL. Whatever way the command ends, the tree is swept afterwards: processes still
+//! below the keeper, in its group or carrying its exact tag get SIGTERM, the grace, then
+//! SIGKILL, then the keeper itself, so nothing a command started outlives it.
 //!
-//! Waiting uses `waitid(WNOWAIT)` to see the exit while the leader is still an unreaped
-//! zombie (its pid, the process group id, cannot be recycled while we signal the group),
-//! then `wait4` for the status and the rusage of the tree. The child is forked by hand (see
-//! `spawn`) so that it can be held before `execve` while the instruction counter is
-//! attached and it is moved into its cgroup.
+//! The keeper reports the command's wait status through a pipe; it is reaped last (its pid,
+//! the process group id, cannot be recycled while we signal the group), with `wait4` for
+//! the rusage of everything it reaped. It is forked by hand (see `spawn`) so that it can be
+//! held before starting the command while the instruction counter is attached and it is
+//! moved into its cgroup.
 
 mod cgroup;
 mod classify;
+mod contain;
 pub mod executor;
 mod feeder;
+mod landlock;
 mod local;
 mod procfs;
+#[cfg(test)]
+mod sandbox_tests;
 pub mod slurm;
 mod spawn;
 #[cfg(test)]
@@ -58,8 +73,9 @@ use serde::{Deserialize, Serialize};
 
 pub use crate::host::instructions_supported;
 pub use cgroup::{cgroup_v2_unavailable_reason, limit_mechanism, LimitMechanism};
+pub use contain::{containment, running_pids, started_by_arctl, Sandbox};
 pub use executor::{executor_for, ClusterJob, Executor, Group, Local, Preflight, VisibilityCheck};
-pub use local::run;
+pub use local::{run, run_sandboxed};
 pub use procfs::{process_start_time, TAG_VAR};
 
 use procfs::TagMatch;

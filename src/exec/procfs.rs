@@ -261,8 +261,9 @@ pub(crate) fn kill_matching(m: TagMatch<'_>, grace: Duration) -> usize {
 }
 
 /// The live process tree of one command: its process group, the descendants of its leader
-/// (by parent pid), and processes carrying its exact tag that escaped both (setsid + double
-/// fork), plus optionally the members of its cgroup.
+/// (by parent pid; the leader is the command's keeper, a subreaper or PID namespace init,
+/// so orphans stay below it), and processes carrying its exact tag that escaped both (the
+/// keeper killed), plus optionally the members of its cgroup.
 pub(crate) struct TreeTracker {
     leader: u32,
     tag: String,
@@ -273,6 +274,9 @@ pub(crate) struct TreeTracker {
     /// The leader's start time: a process started before it cannot be one of its
     /// descendants, so its environment is not read (most of the machine's processes).
     min_start: Option<u64>,
+    /// Look for escaped processes by their tag (not needed when the leader is the init of
+    /// a PID namespace: nothing can leave its tree).
+    scan_tags: bool,
 }
 
 /// One sample of a command's tree.
@@ -286,13 +290,15 @@ pub(crate) struct TreeSample {
 const ENVIRON_SCAN_PERIOD: Duration = Duration::from_millis(500);
 
 impl TreeTracker {
-    pub fn new(leader: u32, tag: &str) -> Self {
+    /// The tree below `leader` (the command's keeper).
+    pub fn new(leader: u32, tag: &str, scan_tags: bool) -> Self {
         TreeTracker {
             leader,
             tag: tag.to_string(),
             known_tagged: HashSet::new(),
             last_environ_scan: None,
             min_start: process_start_time(leader),
+            scan_tags,
         }
     }
 
@@ -302,10 +308,11 @@ impl TreeTracker {
         let me = self_pid();
         let stats = all_stats();
         let now = Instant::now();
-        let scan_environ = force_environ
-            || self
-                .last_environ_scan
-                .is_none_or(|t| now.duration_since(t) >= ENVIRON_SCAN_PERIOD);
+        let scan_environ = self.scan_tags
+            && (force_environ
+                || self
+                    .last_environ_scan
+                    .is_none_or(|t| now.duration_since(t) >= ENVIRON_SCAN_PERIOD));
         let mut in_tree: HashSet<u32> = HashSet::new();
         let mut children: HashMap<u32, Vec<u32>> = HashMap::new();
         let extra: HashSet<u32> = extra.iter().copied().collect();
@@ -350,9 +357,11 @@ impl TreeTracker {
             .into_iter()
             .filter(|s| in_tree.contains(&s.pid))
             .collect();
+        // The leader is the keeper, a fork of the daemon: its resident pages are the
+        // daemon's (shared copy-on-write), not the command's.
         let rss_bytes = members
             .iter()
-            .filter(|s| !s.is_dead())
+            .filter(|s| !s.is_dead() && s.pid != self.leader)
             .map(|s| s.rss_pages * page_size())
             .sum();
         let ticks: u64 = members.iter().map(|s| s.cpu_ticks).sum();

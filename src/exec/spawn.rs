@@ -1,10 +1,14 @@
 //! fork + exec of `sh -c <command>` with everything the child needs prepared beforehand, so
 //! the child side only makes async-signal-safe system calls.
 //!
-//! The child is held ("gated") after its own setup and before `execve` until the parent
-//! has attached the instruction counter and moved it into its cgroup; std's `Command`
-//! cannot do this (its `spawn` waits for the exec), hence the hand-written fork. Exec and
-//! setup failures come back to the parent through a close-on-exec pipe.
+//! Two processes per command: the **keeper** (forked, or cloned into new PID/mount/user/
+//! network namespaces) is the root of the command's tree and reaps all of it; the
+//! **command** (forked by the keeper) applies the limits and the Landlock sandbox and execs
+//! `sh -c`. The keeper is held ("gated") after its own setup until the parent has attached
+//! the instruction counter and moved it into its cgroup; std's `Command` cannot do this
+//! (its `spawn` waits for the exec), hence the hand-written fork. Exec and setup failures
+//! come back to the parent through a close-on-exec pipe; the command's wait status through
+//! the status pipe.
 
 use std::ffi::{CString, OsStr, OsString};
 use std::io;
@@ -82,6 +86,10 @@ enum Stage {
     Affinity = 4,
     Chdir = 5,
     Exec = 6,
+    UserNs = 7,
+    Landlock = 8,
+    Fork = 9,
+    Fds = 10,
 }
 
 fn stage_name(code: u32) -> &'static str {
@@ -92,6 +100,10 @@ fn stage_name(code: u32) -> &'static str {
         4 => "sched_setaffinity (pinning to cpus)",
         5 => "chdir",
         6 => "execve /bin/sh",
+        7 => "mapping the uid in the user namespace",
+        8 => "landlock_restrict_self (the sandbox)",
+        9 => "fork of the command by its keeper",
+        10 => "arranging the keeper's file descriptors",
         _ => "child setup",
     }
 }
@@ -107,6 +119,13 @@ pub(crate) struct Prepared {
     cpu_rlimit: Option<libc::rlimit>,
     data_rlimit: Option<libc::rlimit>,
     cpuset: Option<libc::cpu_set_t>,
+    /// Namespaces of the keeper (0: a plain fork, the keeper a child subreaper).
+    clone_flags: i32,
+    /// "uid uid 1" and "gid gid 1", written by the keeper in a new user namespace.
+    uid_map: Vec<u8>,
+    gid_map: Vec<u8>,
+    /// The Landlock ruleset the command applies to itself before `execve`.
+    landlock: Option<OwnedFd>,
 }
 
 fn cstring(bytes: Vec<u8>, what: &str) -> io::Result<CString> {
@@ -228,44 +247,103 @@ impl Prepared {
             cpu_rlimit,
             data_rlimit,
             cpuset,
+            clone_flags: 0,
+            uid_map: Vec::new(),
+            gid_map: Vec::new(),
+            landlock: None,
         })
+    }
+
+    /// Put the keeper in namespaces of its own (`clone_flags`, see `host::sandbox`) and
+    /// confine the command with a Landlock ruleset.
+    pub fn contain(&mut self, clone_flags: i32, landlock: Option<OwnedFd>) {
+        self.clone_flags = clone_flags;
+        // SAFETY: geteuid/getegid have no preconditions.
+        let (uid, gid) = unsafe { (libc::geteuid(), libc::getegid()) };
+        self.uid_map = format!("{uid} {uid} 1\n").into_bytes();
+        self.gid_map = format!("{gid} {gid} 1\n").into_bytes();
+        self.landlock = landlock;
+    }
+
+    /// Does the keeper get a PID namespace (so its death kills the whole tree)?
+    pub fn pid_namespace(&self) -> bool {
+        self.clone_flags & libc::CLONE_NEWPID != 0
     }
 }
 
-/// The fds the child gets (all ≥ 3, close-on-exec in the parent).
+/// The fds the keeper gets (all ≥ 3, close-on-exec in the parent).
 pub(crate) struct ChildFds<'a> {
     pub stdin: &'a OwnedFd,
     pub stdout: &'a OwnedFd,
     pub stderr: &'a OwnedFd,
-    /// Read end of the gate: the child blocks reading one byte before exec.
+    /// Read end of the gate: the keeper blocks reading one byte before starting the command.
     pub gate: &'a OwnedFd,
-    /// Write end of the gate, which the child must close before waiting on it.
-    pub gate_parent: &'a OwnedFd,
     /// Write end of the error pipe.
     pub err: &'a OwnedFd,
+    /// Write end of the status pipe: the keeper writes the command's wait status there.
+    pub status: &'a OwnedFd,
 }
 
-/// Fork. In the child, set up and wait at the gate, then exec (never returns). In the
-/// parent, return the child's pid.
-pub(crate) fn fork_gated(p: &Prepared, fds: &ChildFds<'_>) -> io::Result<u32> {
+/// The arguments of clone3(2).
+#[repr(C)]
+#[derive(Default)]
+struct CloneArgs {
+    flags: u64,
+    pidfd: u64,
+    child_tid: u64,
+    parent_tid: u64,
+    exit_signal: u64,
+    stack: u64,
+    stack_size: u64,
+    tls: u64,
+    set_tid: u64,
+    set_tid_size: u64,
+    cgroup: u64,
+}
+
+/// Start the keeper: a fork (or a clone into new namespaces) that sets up, waits at the
+/// gate, starts the command and reaps every process of the tree until it ends. Returns the
+/// keeper's pid in the parent (never returns in the child).
+///
+/// The keeper is the root of the command's tree: as the init of a PID namespace, or as a
+/// child subreaper, every descendant stays below it whatever it does to its session, group
+/// or parent, so the tree is found by parent pids alone.
+pub(crate) fn fork_keeper(p: &Prepared, fds: &ChildFds<'_>) -> io::Result<u32> {
     let parent = std::process::id() as libc::pid_t;
     let raw = RawFds {
         stdin: fds.stdin.as_raw_fd(),
         stdout: fds.stdout.as_raw_fd(),
         stderr: fds.stderr.as_raw_fd(),
         gate: fds.gate.as_raw_fd(),
-        gate_parent: fds.gate_parent.as_raw_fd(),
         err: fds.err.as_raw_fd(),
+        status: fds.status.as_raw_fd(),
+        landlock: p.landlock.as_ref().map_or(-1, |f| f.as_raw_fd()),
     };
-    // SAFETY: the child branch only makes async-signal-safe calls on data prepared before
-    // the fork, and always ends in execve or _exit.
-    let pid = unsafe { libc::fork() };
+    let pid = if p.clone_flags == 0 {
+        // SAFETY: the child branch only makes async-signal-safe calls on data prepared
+        // before the fork, and always ends in execve or _exit.
+        unsafe { libc::fork() as libc::c_long }
+    } else {
+        let args = CloneArgs {
+            flags: p.clone_flags as u64,
+            exit_signal: libc::SIGCHLD as u64,
+            ..CloneArgs::default()
+        };
+        // SAFETY: clone3 without CLONE_VM has fork semantics; the child branch is the same.
+        unsafe {
+            libc::syscall(
+                libc::SYS_clone3,
+                &args as *const CloneArgs,
+                std::mem::size_of::<CloneArgs>(),
+            )
+        }
+    };
     if pid < 0 {
         return Err(io::Error::last_os_error());
     }
     if pid == 0 {
         // SAFETY: we are the freshly forked child.
-        unsafe { child(p, &raw, parent) }
+        unsafe { keeper(p, &raw, parent) }
     }
     Ok(pid as u32)
 }
@@ -275,9 +353,16 @@ struct RawFds {
     stdout: RawFd,
     stderr: RawFd,
     gate: RawFd,
-    gate_parent: RawFd,
     err: RawFd,
+    status: RawFd,
+    landlock: RawFd,
 }
+
+/// Where the keeper puts the fds it keeps (after stdio).
+const STATUS_FD: RawFd = 3;
+const GATE_FD: RawFd = 4;
+const ERR_FD: RawFd = 5;
+const LANDLOCK_FD: RawFd = 6;
 
 unsafe fn errno() -> i32 {
     *libc::__errno_location()
@@ -292,10 +377,9 @@ unsafe fn fail(err_fd: RawFd, stage: Stage) -> ! {
     libc::_exit(127)
 }
 
-/// The child side. Async-signal-safe calls only: no allocation, no locks.
-unsafe fn child(p: &Prepared, fds: &RawFds, parent: libc::pid_t) -> ! {
-    // Default dispositions (Rust ignores SIGPIPE; a daemon may ignore others) and an
-    // empty signal mask, as a freshly started program expects.
+/// Default dispositions (Rust ignores SIGPIPE; a daemon may ignore others) and an empty
+/// signal mask, as a freshly started program expects.
+unsafe fn default_signals() {
     let mut act: libc::sigaction = std::mem::zeroed();
     act.sa_sigaction = libc::SIG_DFL;
     for sig in 1..32 {
@@ -306,7 +390,129 @@ unsafe fn child(p: &Prepared, fds: &RawFds, parent: libc::pid_t) -> ! {
     let mut empty: libc::sigset_t = std::mem::zeroed();
     libc::sigemptyset(&mut empty);
     libc::sigprocmask(libc::SIG_SETMASK, &empty, std::ptr::null_mut());
+}
 
+/// Write `data` to the file at `path`.
+unsafe fn write_proc(path: &std::ffi::CStr, data: &[u8]) -> bool {
+    let fd = libc::open(path.as_ptr(), libc::O_WRONLY | libc::O_CLOEXEC);
+    if fd < 0 {
+        return false;
+    }
+    let ok =
+        libc::write(fd, data.as_ptr() as *const libc::c_void, data.len()) == data.len() as isize;
+    libc::close(fd);
+    ok
+}
+
+/// In a new network namespace: bring the loopback interface up (servers on 127.0.0.1 keep
+/// working, nothing else is reachable). Best effort.
+unsafe fn loopback_up() {
+    let s = libc::socket(libc::AF_INET, libc::SOCK_DGRAM | libc::SOCK_CLOEXEC, 0);
+    if s < 0 {
+        return;
+    }
+    let mut req: libc::ifreq = std::mem::zeroed();
+    req.ifr_name[0] = b'l' as libc::c_char;
+    req.ifr_name[1] = b'o' as libc::c_char;
+    if libc::ioctl(s, libc::SIOCGIFFLAGS, &mut req) == 0 {
+        req.ifr_ifru.ifru_flags |= (libc::IFF_UP | libc::IFF_RUNNING) as libc::c_short;
+        libc::ioctl(s, libc::SIOCSIFFLAGS, &req);
+    }
+    libc::close(s);
+}
+
+/// The namespaces' setup, in the keeper: the uid map of a new user namespace, a private
+/// mount tree with a `/proc` of the new PID namespace (so `ps`, `pkill` and `/proc/$$`
+/// see the command's own tree; best effort), the loopback of a new network namespace.
+unsafe fn enter_namespaces(p: &Prepared, err: RawFd) {
+    let f = p.clone_flags;
+    if f & libc::CLONE_NEWUSER != 0
+        && !(write_proc(c"/proc/self/setgroups", b"deny")
+            && write_proc(c"/proc/self/uid_map", &p.uid_map)
+            && write_proc(c"/proc/self/gid_map", &p.gid_map))
+    {
+        fail(err, Stage::UserNs);
+    }
+    if f & libc::CLONE_NEWNS != 0 && f & libc::CLONE_NEWPID != 0 {
+        let none = c"none".as_ptr();
+        let root = c"/".as_ptr();
+        if libc::mount(
+            none,
+            root,
+            std::ptr::null(),
+            libc::MS_REC | libc::MS_PRIVATE,
+            std::ptr::null(),
+        ) == 0
+        {
+            let proc_ = c"proc".as_ptr();
+            let target = c"/proc".as_ptr();
+            let flags = libc::MS_NOSUID | libc::MS_NODEV | libc::MS_NOEXEC;
+            libc::mount(proc_, target, proc_, flags, std::ptr::null());
+        }
+    }
+    if f & libc::CLONE_NEWNET != 0 {
+        loopback_up();
+    }
+}
+
+/// Keep only stdio and the keeper's own fds (at fixed numbers): nothing of the daemon's
+/// (sockets, the state dir's lock, other commands' pipes) stays open in the keeper, which
+/// never execs.
+unsafe fn keep_only_own_fds(fds: &RawFds) {
+    if libc::dup2(fds.stdin, 0) < 0
+        || libc::dup2(fds.stdout, 1) < 0
+        || libc::dup2(fds.stderr, 2) < 0
+    {
+        fail(fds.err, Stage::Dup2);
+    }
+    let wanted = [fds.status, fds.gate, fds.err, fds.landlock];
+    let high = 1 + wanted.iter().copied().max().unwrap_or(0).max(LANDLOCK_FD);
+    let mut moved = [-1; 4];
+    for (i, &fd) in wanted.iter().enumerate() {
+        if fd >= 0 {
+            moved[i] = libc::fcntl(fd, libc::F_DUPFD_CLOEXEC, high);
+            if moved[i] < 0 {
+                fail(fds.err, Stage::Fds);
+            }
+        }
+    }
+    for (i, &fd) in moved.iter().enumerate() {
+        if fd >= 0 && libc::dup3(fd, STATUS_FD + i as RawFd, libc::O_CLOEXEC) < 0 {
+            fail(fds.err, Stage::Fds);
+        }
+    }
+    let first_free = if fds.landlock >= 0 {
+        LANDLOCK_FD + 1
+    } else {
+        LANDLOCK_FD
+    };
+    libc::syscall(
+        libc::SYS_close_range,
+        first_free as libc::c_uint,
+        libc::c_uint::MAX,
+        0 as libc::c_uint,
+    );
+}
+
+/// The keeper. Async-signal-safe calls only: no allocation, no locks.
+unsafe fn keeper(p: &Prepared, fds: &RawFds, parent: libc::pid_t) -> ! {
+    default_signals();
+    // Only SIGKILL ends the keeper: the signals sent to the command's group are not for it.
+    for sig in [
+        libc::SIGTERM,
+        libc::SIGINT,
+        libc::SIGHUP,
+        libc::SIGQUIT,
+        libc::SIGPIPE,
+        libc::SIGTSTP,
+        libc::SIGTTIN,
+        libc::SIGTTOU,
+        libc::SIGUSR1,
+        libc::SIGUSR2,
+        libc::SIGALRM,
+    ] {
+        libc::signal(sig, libc::SIG_IGN);
+    }
     // Die with the thread that runs us (it outlives us unless the daemon dies).
     libc::prctl(
         libc::PR_SET_PDEATHSIG,
@@ -315,52 +521,29 @@ unsafe fn child(p: &Prepared, fds: &RawFds, parent: libc::pid_t) -> ! {
         0,
         0,
     );
-    if libc::getppid() != parent {
+    let in_pid_ns = p.pid_namespace();
+    // In a new PID namespace the parent is outside it (getppid() is 0); the gate's EOF
+    // tells that the parent is gone.
+    if !in_pid_ns && libc::getppid() != parent {
         libc::_exit(127);
+    }
+    enter_namespaces(p, fds.err);
+    if !in_pid_ns {
+        libc::prctl(libc::PR_SET_CHILD_SUBREAPER, 1 as libc::c_ulong, 0, 0, 0);
     }
     if libc::setpgid(0, 0) != 0 {
         fail(fds.err, Stage::Setpgid);
     }
-    if libc::dup2(fds.stdin, 0) < 0
-        || libc::dup2(fds.stdout, 1) < 0
-        || libc::dup2(fds.stderr, 2) < 0
-    {
-        fail(fds.err, Stage::Dup2);
-    }
-    // Nothing else of the daemon's (sockets, the pid-file lock, other runs' pipes) leaks
-    // into the command: mark every other fd close-on-exec. Ignored where unsupported.
-    libc::syscall(
-        libc::SYS_close_range,
-        3 as libc::c_uint,
-        libc::c_uint::MAX,
-        libc::CLOSE_RANGE_CLOEXEC,
-    );
-    // No core files in the worktree (SIGXCPU and crashes dump core by default).
-    let mut core: libc::rlimit = std::mem::zeroed();
-    if libc::getrlimit(libc::RLIMIT_CORE, &mut core) == 0 {
-        core.rlim_cur = 0;
-        libc::setrlimit(libc::RLIMIT_CORE, &core);
-    }
-    if let Some(l) = &p.cpu_rlimit {
-        if libc::setrlimit(libc::RLIMIT_CPU, l) != 0 {
-            fail(fds.err, Stage::Setrlimit);
-        }
-    }
-    if let Some(l) = &p.data_rlimit {
-        if libc::setrlimit(libc::RLIMIT_DATA, l) != 0 {
-            fail(fds.err, Stage::Setrlimit);
-        }
-    }
+    keep_only_own_fds(fds);
     if let Some(set) = &p.cpuset {
         if libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), set) != 0 {
-            fail(fds.err, Stage::Affinity);
+            fail(ERR_FD, Stage::Affinity);
         }
     }
     // The gate: wait for the parent's go (one byte). EOF means the parent gave up.
-    libc::close(fds.gate_parent);
     let mut b = 0u8;
     loop {
-        let n = libc::read(fds.gate, &mut b as *mut u8 as *mut libc::c_void, 1);
+        let n = libc::read(GATE_FD, &mut b as *mut u8 as *mut libc::c_void, 1);
         if n == 1 {
             break;
         }
@@ -369,11 +552,101 @@ unsafe fn child(p: &Prepared, fds: &RawFds, parent: libc::pid_t) -> ! {
         }
         libc::_exit(127);
     }
+    let me = libc::getpid();
+    let command_pid = raw_fork();
+    if command_pid == 0 {
+        command(p, me);
+    }
+    if command_pid < 0 {
+        fail(ERR_FD, Stage::Fork);
+    }
+    // The command's exec closes its copy: the parent then reads EOF on the error pipe.
+    libc::close(ERR_FD);
+    libc::close(GATE_FD);
+    libc::close(LANDLOCK_FD);
+    reap_all(command_pid)
+}
+
+/// fork(2) by system call: glibc's `fork` takes locks (malloc, stdio) that a thread of the
+/// daemon may have held when the keeper was cloned by system call, which would hang here.
+unsafe fn raw_fork() -> libc::pid_t {
+    let args = CloneArgs {
+        exit_signal: libc::SIGCHLD as u64,
+        ..CloneArgs::default()
+    };
+    libc::syscall(
+        libc::SYS_clone3,
+        &args as *const CloneArgs,
+        std::mem::size_of::<CloneArgs>(),
+    ) as libc::pid_t
+}
+
+/// The keeper's life after the start: reap every process that ends below it (orphans come
+/// to it), report the command's wait status on the status pipe, end when nothing is left.
+unsafe fn reap_all(command_pid: libc::pid_t) -> ! {
+    let mut reported = false;
+    loop {
+        let mut st = 0;
+        let r = libc::waitpid(-1, &mut st, libc::__WALL);
+        if r == command_pid && !reported {
+            let b = st.to_ne_bytes();
+            libc::write(STATUS_FD, b.as_ptr() as *const libc::c_void, b.len());
+            reported = true;
+        } else if r < 0 {
+            match errno() {
+                libc::EINTR => continue,
+                _ if reported => libc::_exit(0),
+                _ => libc::_exit(126),
+            }
+        }
+    }
+}
+
+/// The command itself, forked by the keeper: limits, the sandbox, `execve`.
+unsafe fn command(p: &Prepared, keeper: libc::pid_t) -> ! {
+    default_signals();
+    libc::prctl(
+        libc::PR_SET_PDEATHSIG,
+        libc::SIGKILL as libc::c_ulong,
+        0,
+        0,
+        0,
+    );
+    if libc::getppid() != keeper {
+        libc::_exit(127);
+    }
+    // No core files in the worktree (SIGXCPU and crashes dump core by default).
+    let mut core: libc::rlimit = std::mem::zeroed();
+    if libc::getrlimit(libc::RLIMIT_CORE, &mut core) == 0 {
+        core.rlim_cur = 0;
+        libc::setrlimit(libc::RLIMIT_CORE, &core);
+    }
+    if let Some(l) = &p.cpu_rlimit {
+        if libc::setrlimit(libc::RLIMIT_CPU, l) != 0 {
+            fail(ERR_FD, Stage::Setrlimit);
+        }
+    }
+    if let Some(l) = &p.data_rlimit {
+        if libc::setrlimit(libc::RLIMIT_DATA, l) != 0 {
+            fail(ERR_FD, Stage::Setrlimit);
+        }
+    }
+    if p.landlock.is_some() {
+        libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1 as libc::c_ulong, 0, 0, 0);
+        if libc::syscall(
+            libc::SYS_landlock_restrict_self,
+            LANDLOCK_FD,
+            0 as libc::c_uint,
+        ) != 0
+        {
+            fail(ERR_FD, Stage::Landlock);
+        }
+    }
     if libc::chdir(p.cwd.as_ptr()) != 0 {
-        fail(fds.err, Stage::Chdir);
+        fail(ERR_FD, Stage::Chdir);
     }
     libc::execve(p.sh.as_ptr(), p.argv_ptrs.as_ptr(), p.envp_ptrs.as_ptr());
-    fail(fds.err, Stage::Exec)
+    fail(ERR_FD, Stage::Exec)
 }
 
 /// Release the gate and learn whether the exec succeeded: reads the error pipe to EOF.

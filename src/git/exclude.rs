@@ -8,6 +8,13 @@ use anyhow::{Context, Result};
 use nix::fcntl::{Flock, FlockArg};
 
 fn with_lock<T>(common_dir: &Path, f: impl FnOnce(&Path) -> Result<T>) -> Result<T> {
+    // arctl's own change: not a child's (see `snapshot`).
+    super::snapshot::own_write(common_dir, &["info/exclude"], || {
+        with_lock_inner(common_dir, f)
+    })
+}
+
+fn with_lock_inner<T>(common_dir: &Path, f: impl FnOnce(&Path) -> Result<T>) -> Result<T> {
     let info = common_dir.join("info");
     fs::create_dir_all(&info).with_context(|| format!("creating {}", info.display()))?;
     let lock_path = info.join("exclude.arctl-lock");

@@ -167,11 +167,7 @@ pub fn tracked_changes(path: &Path) -> Result<Vec<String>> {
     Ok(out)
 }
 
-/// Move branch `branch` from `old` to `new` (compare-and-swap: it fails when the branch moved
-/// meanwhile) and bring every work tree that has it checked out to `new` (files and index),
-/// refusing to overwrite anything: a work tree must be clean in its tracked files, and an
-/// untracked file in the way stops the move. On failure everything is put back.
-pub fn move_branch(
+fn move_branch_inner(
     repo: &Repository,
     branch: &str,
     old: Oid,
@@ -217,6 +213,25 @@ pub fn move_branch(
         );
     }
     Ok(())
+}
+
+/// Move branch `branch` from `old` to `new` (compare-and-swap: it fails when the branch moved
+/// meanwhile) and bring every work tree that has it checked out to `new` (files and index),
+/// refusing to overwrite anything: a work tree must be clean in its tracked files, and an
+/// untracked file in the way stops the move. On failure everything is put back.
+pub fn move_branch(
+    repo: &Repository,
+    branch: &str,
+    old: Oid,
+    new: Oid,
+    message: &str,
+) -> Result<()> {
+    // arctl's own change of the user's branch and checkout: not a child's (see `snapshot`).
+    let refname = format!("refs/heads/{branch}");
+    let rels = [refname.as_str(), "packed-refs", "index", "HEAD"];
+    super::snapshot::own_write(repo.commondir(), &rels, || {
+        move_branch_inner(repo, branch, old, new, message)
+    })
 }
 
 /// Check out the tree of commit `to` in a work tree (files and index), without moving HEAD.
@@ -265,8 +280,10 @@ pub fn oneline(repo: &Repository, oid: Oid) -> Option<String> {
 pub fn delete_branch(repo: &Repository, branch: &str) -> Result<bool> {
     match repo.find_branch(branch, BranchType::Local) {
         Ok(mut b) => {
-            b.delete()
-                .map_err(|e| anyhow!("deleting branch {branch}: {}", e.message()))?;
+            let refname = format!("refs/heads/{branch}");
+            let rels = [refname.as_str(), "packed-refs"];
+            let r = super::snapshot::own_write(repo.commondir(), &rels, || b.delete());
+            r.map_err(|e| anyhow!("deleting branch {branch}: {}", e.message()))?;
             Ok(true)
         }
         Err(_) => Ok(false),

@@ -2,9 +2,11 @@
 
 pub mod exclude;
 mod fast;
+mod inspect;
 pub mod merge;
 pub mod names;
 pub mod scope;
+pub mod snapshot;
 
 pub use names::{worktree_name, worktree_path};
 
@@ -136,6 +138,21 @@ pub fn create_worktree(
     path: &Path,
 ) -> Result<()> {
     check_worktree_free(repo, id, branch, path)?;
+    // arctl's own change: not a child's (see `snapshot`).
+    let head = format!("worktrees/{}/HEAD", worktree_name(id));
+    let branch_ref = format!("refs/heads/{branch}");
+    snapshot::own_write(repo.commondir(), &[&head, &branch_ref], || {
+        create_worktree_inner(repo, id, branch, base, path)
+    })
+}
+
+fn create_worktree_inner(
+    repo: &Repository,
+    id: &str,
+    branch: &str,
+    base: Oid,
+    path: &Path,
+) -> Result<()> {
     let commit = repo.find_commit(base)?;
     let br = repo
         .branch(branch, &commit, false)
@@ -200,6 +217,13 @@ pub fn create_detached_worktree(
 
 /// Remove a worktree: folder (if any) and git's admin entry, even when locked.
 pub fn remove_worktree(repo: &Repository, name: &str, path: &Path) -> Result<()> {
+    let head = format!("worktrees/{name}/HEAD");
+    snapshot::own_write(repo.commondir(), &[&head], || {
+        remove_worktree_inner(repo, name, path)
+    })
+}
+
+fn remove_worktree_inner(repo: &Repository, name: &str, path: &Path) -> Result<()> {
     if path.exists() {
         std::fs::remove_dir_all(path).with_context(|| format!("removing {}", path.display()))?;
     }
@@ -391,8 +415,16 @@ impl WorkTree {
         for s in statuses.iter() {
             if s.status().contains(git2::Status::WT_NEW) {
                 if let Some(p) = s.path() {
-                    let full = self.path.join(p);
-                    let _ = std::fs::remove_file(&full);
+                    let full = self.path.join(p.trim_end_matches('/'));
+                    // A nested repository is listed as one untracked folder.
+                    match std::fs::symlink_metadata(&full) {
+                        Ok(md) if md.is_dir() => {
+                            let _ = std::fs::remove_dir_all(&full);
+                        }
+                        _ => {
+                            let _ = std::fs::remove_file(&full);
+                        }
+                    }
                     // Remove folders the proposer created that are now empty.
                     let mut dir = full.parent();
                     while let Some(d) = dir {
@@ -539,7 +571,7 @@ pub fn delete_run_refs(repo: &Repository, id: &str) -> Result<usize> {
         .collect();
     for name in names {
         if let Ok(mut r) = repo.find_reference(&name) {
-            r.delete()?;
+            snapshot::own_write(repo.commondir(), &[&name, "packed-refs"], || r.delete())?;
             n += 1;
         }
     }
@@ -623,4 +655,17 @@ pub fn identity_note(repo: &Repository) -> Option<String> {
         s.name().unwrap_or("?"),
         s.email().unwrap_or("?")
     ))
+}
+
+/// The admin folder (`<common>/worktrees/<name>`) of the linked worktree at `tree`, from
+/// its `.git` file. None for a main checkout (its `.git` is the common dir itself).
+pub fn admin_dir(tree: &Path) -> Option<PathBuf> {
+    let text = std::fs::read_to_string(tree.join(".git")).ok()?;
+    let dir = PathBuf::from(text.strip_prefix("gitdir:")?.trim());
+    let dir = if dir.is_absolute() {
+        dir
+    } else {
+        tree.join(dir)
+    };
+    Some(dir.canonicalize().unwrap_or(dir))
 }

@@ -39,6 +39,7 @@ pub fn detail(h: &RunHandle, g: &Global, rows: &[ResultRow]) -> RunDetail {
         base_commit: record.base_commit.clone(),
         best_commit: record.best_commit.clone(),
         limits_mechanism: limits_description(g, &record),
+        sandbox: crate::run::sandbox_description(&record),
         recent: rows[rows.len().saturating_sub(10)..].to_vec(),
         last_peak_rss: resources.map(|r| r.0),
         last_cpu_ms: resources.map(|r| r.1),

@@ -108,6 +108,9 @@ pub struct RunDetail {
     pub best_commit: String,
     /// Which mechanism enforces memory / CPU limits.
     pub limits_mechanism: String,
+    /// How the run's children are kept inside their worktree (`[sandbox]`, this machine).
+    #[serde(default)]
+    pub sandbox: String,
     pub recent: Vec<ResultRow>,
     /// Resource figures of the last experiment.
     pub last_peak_rss: Option<u64>,

@@ -50,6 +50,13 @@ impl Runner {
     ) -> Result<()> {
         let n = rec.experiment;
         self.h.set_step(Step::Logging);
+        let (mut status, mut reason) = (status, reason);
+        self.before_conclusion(
+            &mut status,
+            &mut reason,
+            rec.commit.as_deref(),
+            &rec.changes,
+        )?;
         rec.status = status;
         rec.metric = value.or(rec.metric);
         rec.description = describe(&rec.description, status, &reason, n);
@@ -109,7 +116,7 @@ impl Runner {
 
     /// Journal first (the truth), then the TSV copies.
     pub(super) fn append(&mut self, rec: &ExperimentRecord) -> Result<()> {
-        store::append_json_line(&self.h.paths.journal(), rec)?;
+        self.append_journal(rec)?;
         self.records.push(rec.clone());
         journal::append_tsv(&self.h.paths.tsv(), rec)?;
         // The worktree's copy is within the agent's reach: rewrite it whole from the

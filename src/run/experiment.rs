@@ -5,7 +5,7 @@
 use anyhow::Result;
 use git2::Oid;
 
-use crate::exec::{self, Cancel, Exit};
+use crate::exec::{Cancel, Exit};
 use crate::git::{self, HeadState};
 use crate::run::journal::{self, ExperimentRecord, Status};
 use crate::run::measure::{Measured, Reference};
@@ -49,6 +49,7 @@ impl Runner {
         // The intent, before any side effect: recovery knows experiment n was under way.
         self.update(|r| r.inflight = Some(Inflight { experiment: n }))?;
         let mut rec = ExperimentRecord::new(n, Status::Discard, store::now_ms());
+        self.forget_tampering();
         self.h.set_step(Step::Proposing);
         let proposal = match self.propose(n, None, &cancel)? {
             Proposed::Exhausted(why) => {
@@ -267,6 +268,7 @@ impl Runner {
     ) -> Result<Option<(Status, String)>> {
         let (head_problem, folded) = self.settle_head(head)?;
         if let Some(why) = head_problem {
+            self.forget_tampering();
             return Ok(Some((Status::InspectorReject, why)));
         }
         if folded > 0 {
@@ -280,6 +282,9 @@ impl Runner {
             return Ok(Some((Status::Crash, format!("proposer failed: {f}"))));
         }
         rec.changes = self.wt.changes_since(best)?;
+        if let Some(why) = self.inspect_proposal(&mut rec.changes)? {
+            return Ok(Some((Status::InspectorReject, why)));
+        }
         if rec.changes.is_empty() {
             return Ok(Some((Status::Discard, "no change".into())));
         }
@@ -368,6 +373,8 @@ impl Runner {
             .executor
             .as_ref()
             .is_some_and(|e| e.proposer_on_cluster);
+        let executor = self.proposer_executor(on_cluster);
+        let scratch = self.proposer_scratch(experiment)?;
         let ctx = proposer::ProposeContext {
             experiment,
             worktree: &self.wt,
@@ -375,15 +382,12 @@ impl Runner {
             prompt,
             env: self.base_env(experiment),
             output_dir: &out_dir,
+            scratch: scratch.path(),
             tag: self.tag(experiment, "proposer"),
             cancel,
             cpus: self.cpus(),
             fix_attempt: fix.map(|f| f.attempt).unwrap_or(0),
-            executor: if on_cluster {
-                &*self.executor
-            } else {
-                &exec::Local
-            },
+            executor: &*executor,
         };
         self.proposer.propose(&ctx)
     }

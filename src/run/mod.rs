@@ -10,6 +10,7 @@ pub mod budget;
 mod conclude;
 mod experiment;
 mod global;
+mod guard_rails;
 mod handle;
 pub mod journal;
 pub mod measure;
@@ -23,6 +24,7 @@ pub mod state;
 pub mod thread;
 
 pub use global::{Global, SlotGuard, Slots, SAFETY_WAKE};
+pub use guard_rails::{describe as sandbox_description, effective_mode as sandbox_mode};
 pub use handle::{Live, RunHandle};
 
 /// The message for a run id nobody knows, listing the known ones.

@@ -14,6 +14,7 @@ use anyhow::Result;
 
 use crate::exec::{self, Limits};
 use crate::git::{scope::Scope, WorkTree};
+use crate::run::guard_rails::{self, Rails, Role};
 use crate::run::journal::ExperimentRecord;
 use crate::run::measure::{self, Meter};
 use crate::run::proposer::{self, Proposer};
@@ -35,8 +36,10 @@ pub(super) struct Runner {
     pub(super) best_tree: Option<WorkTree>,
     /// The record as last written through the handle.
     pub(super) rec: RunRecord,
-    /// Where the metric and guards run.
+    /// Where the metric and guards run (inside the guard rails).
     pub(super) executor: Arc<dyn exec::Executor>,
+    /// What the run's children may do, and what they did that they must not.
+    pub(super) rails: Arc<Rails>,
 }
 
 impl Runner {
@@ -46,7 +49,8 @@ impl Runner {
         let (records, _) = store::read_json_lines::<ExperimentRecord>(&h.paths.journal())?;
         let proposer = proposer::build(&rec.spec, &records)?;
         let template = proposer::template(&rec.spec)?;
-        let executor = g.executor(&rec);
+        let rails = Arc::new(Rails::new(&rec));
+        let executor = guard_rails::wrap(g.executor(&rec), &rails, Role::Evaluator);
         Ok(Runner {
             scope: Scope::new(&rec.spec.spec.scope),
             h,
@@ -57,6 +61,7 @@ impl Runner {
             template,
             best_tree: None,
             executor,
+            rails,
             rec,
         })
     }

@@ -25,7 +25,8 @@ pub use parse::{check_host, load, load_text, normalize, parse, parse_for_host, H
 pub use types::{
     BudgetSpec, Direction, ExecutorKind, ExecutorSpec, Extraction, GuardSpec, LimitsSpec,
     MeasureMode, MetricSpec, NotifySpec, ParamSpec, PolicySpec, ProposerKind, ProposerSpec,
-    Repeats, ResolvedSpec, RunSpec, ScopeSpec, SearchStrategy, SetupSpec, TimeMode, WebSearch,
+    Repeats, ResolvedSpec, RunSpec, SandboxMode, SandboxSpec, ScopeSpec, SearchStrategy, SetupSpec,
+    TimeMode, WebSearch,
 };
 pub use units::{
     build_glob, format_duration, format_size, parse_duration, parse_size, ByteSize, Glob,

@@ -8,7 +8,7 @@
 use std::path::{Path, PathBuf};
 
 use super::types::{
-    ExecutorKind, MetricSpec, ParamSpec, ProposerKind, ResolvedSpec, RunSpec, TimeMode,
+    ExecutorKind, MetricSpec, ParamSpec, ProposerKind, ResolvedSpec, RunSpec, SandboxMode, TimeMode,
 };
 use super::units::RunId;
 use super::SpecError;
@@ -89,6 +89,7 @@ pub fn parse(text: &str, file: &Path) -> Result<ResolvedSpec, SpecError> {
     check_executor(&spec, &src)?;
     check_metric(&spec.metric, &src)?;
     check_scope(&spec, &src)?;
+    check_sandbox(&spec, &src)?;
     check_guards(&spec, &src)?;
     check_budget_and_limits(&spec, &src)?;
     check_proposer(&spec, &src)?;
@@ -110,6 +111,21 @@ pub fn parse(text: &str, file: &Path) -> Result<ResolvedSpec, SpecError> {
 pub struct HostFacts {
     /// Whether user-space instructions can be counted; Err says why not.
     pub instructions: Result<(), String>,
+    /// The Landlock ABI version the kernel offers; Err says why there is none.
+    pub landlock: Result<u32, String>,
+    /// Whether children can get a network namespace of their own; Err says why not.
+    pub network_namespaces: Result<(), String>,
+}
+
+impl HostFacts {
+    /// A machine that offers everything (tests of the checks that do not probe).
+    pub fn everything() -> HostFacts {
+        HostFacts {
+            instructions: Ok(()),
+            landlock: Ok(7),
+            network_namespaces: Ok(()),
+        }
+    }
 }
 
 /// The checks of a parsed spec that depend on the host: `metric.time = "instructions"`
@@ -122,6 +138,32 @@ pub fn check_host(resolved: &ResolvedSpec, text: &str, facts: &HostFacts) -> Res
                 file: &resolved.spec_file,
             };
             return Err(src.at_key(Some("metric"), "time", format!("metric.time = \"instructions\" is not available on this machine: {why}; use \"cpu\" or \"wall\"")));
+        }
+    }
+    check_sandbox_host(resolved, text, facts)
+}
+
+/// `[sandbox]` against the host: an explicit `mode = "enforce"` needs Landlock, and
+/// `network = false` for commands of this machine needs network namespaces.
+fn check_sandbox_host(
+    resolved: &ResolvedSpec,
+    text: &str,
+    facts: &HostFacts,
+) -> Result<(), SpecError> {
+    let src = Source {
+        text,
+        file: &resolved.spec_file,
+    };
+    let sb = &resolved.spec.sandbox;
+    if sb.mode == Some(SandboxMode::Enforce) {
+        if let Err(why) = &facts.landlock {
+            return Err(src.at_key(Some("sandbox"), "mode", format!("sandbox mode \"enforce\" needs Landlock, which this machine does not offer ({why}); use mode = \"detect\"")));
+        }
+    }
+    let local = resolved.spec.executor.as_ref().is_none_or(|e| e.is_local());
+    if !sb.network && local {
+        if let Err(why) = &facts.network_namespaces {
+            return Err(src.at_key(Some("sandbox"), "network", format!("sandbox network = false needs network namespaces, which this machine does not offer ({why}); remove it")));
         }
     }
     Ok(())
@@ -276,6 +318,19 @@ fn check_metric(m: &MetricSpec, src: &Source) -> Result<(), SpecError> {
                 m.alpha
             ),
         ));
+    }
+    Ok(())
+}
+
+/// `[sandbox] writable`: real paths.
+fn check_sandbox(spec: &RunSpec, src: &Source) -> Result<(), SpecError> {
+    for w in &spec.sandbox.writable {
+        if w.trim().is_empty() || w.contains('\0') {
+            return Err(src.at_key(Some("sandbox"), "writable", format!("sandbox.writable: {w:?} is not a path: expected folders or files the children may write, e.g. [\"~/.cache/uv\"]")));
+        }
+        if w.trim() == "/" {
+            return Err(src.at_key(Some("sandbox"), "writable", "sandbox.writable: \"/\" would make the whole machine writable: name the folders, or set mode = \"off\"".into()));
+        }
     }
     Ok(())
 }
@@ -766,6 +821,7 @@ command = "claude -p"
         let s = p(&text).unwrap();
         let none = HostFacts {
             instructions: Err("no counter here".into()),
+            ..HostFacts::everything()
         };
         let e = check_host(&s, &text, &none).unwrap_err();
         assert_eq!(
@@ -775,13 +831,43 @@ command = "claude -p"
         assert_eq!((e.line, e.column), (5, 8), "{e}");
         assert_eq!(e.file, s.spec_file);
         assert_eq!(e.source_line.as_deref(), Some("time = \"instructions\""));
-        let counter = HostFacts {
-            instructions: Ok(()),
-        };
+        let counter = HostFacts::everything();
         assert!(check_host(&s, &text, &counter).is_ok());
         // Other ways to read the metric never need the counter.
         let cpu = text.replace("\"instructions\"", "\"cpu\"");
         assert!(check_host(&p(&cpu).unwrap(), &cpu, &none).is_ok());
         assert!(check_host(&p(MINIMAL).unwrap(), MINIMAL, &none).is_ok());
+    }
+
+    #[test]
+    fn sandbox_table() {
+        let s = p(MINIMAL).unwrap();
+        assert_eq!(s.spec.sandbox, crate::spec::SandboxSpec::default());
+        assert!(s.spec.sandbox.network);
+        let text = format!("{MINIMAL}\n[sandbox]\nmode = \"detect\"\nwritable = [\"~/.cache/uv\"]\nnetwork = false\n");
+        let s = p(&text).unwrap();
+        assert_eq!(s.spec.sandbox.mode, Some(SandboxMode::Detect));
+        assert_eq!(s.spec.sandbox.writable, vec!["~/.cache/uv".to_string()]);
+        assert!(!s.spec.sandbox.network);
+        let e = err(&format!("{MINIMAL}\n[sandbox]\nmode = \"strict\"\n"));
+        assert!(e.message.contains("unknown variant"), "{e}");
+        let e = err(&format!("{MINIMAL}\n[sandbox]\nwritable = [\"/\"]\n"));
+        assert!(e.message.contains("whole machine"), "{e}");
+        // The host: enforce needs Landlock, network = false needs namespaces.
+        let bare = HostFacts {
+            landlock: Err("kernel 5.4".into()),
+            network_namespaces: Err("user namespaces disabled".into()),
+            ..HostFacts::everything()
+        };
+        let enforce = format!("{MINIMAL}\n[sandbox]\nmode = \"enforce\"\n");
+        let e = check_host(&p(&enforce).unwrap(), &enforce, &bare).unwrap_err();
+        assert!(
+            e.message.contains("needs Landlock") && e.message.contains("kernel 5.4"),
+            "{e}"
+        );
+        assert!(check_host(&p(&enforce).unwrap(), &enforce, &HostFacts::everything()).is_ok());
+        let e = check_host(&p(&text).unwrap(), &text, &bare).unwrap_err();
+        assert!(e.message.contains("network namespaces"), "{e}");
+        assert!(check_host(&p(MINIMAL).unwrap(), MINIMAL, &bare).is_ok());
     }
 }

@@ -141,6 +141,64 @@ pub struct RunSpec {
     /// Commands the daemon runs when the run keeps, finishes or fails.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub notify: Option<NotifySpec>,
+    /// What the children may touch (see `exec::sandbox`).
+    #[serde(default, skip_serializing_if = "SandboxSpec::is_default")]
+    pub sandbox: SandboxSpec,
+}
+
+/// `[sandbox]`: how the children (proposer, metric, guards) are kept inside their worktree.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SandboxSpec {
+    /// None: `enforce` where the kernel offers Landlock, else `detect`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mode: Option<SandboxMode>,
+    /// More places the children may write (`~/` is the daemon's home; relative paths are
+    /// the spec file's folder's): an agent's own state, a package cache.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub writable: Vec<String>,
+    /// false: the metric and guard commands run without a network (the agent keeps it).
+    #[serde(default = "default_true", skip_serializing_if = "Clone::clone")]
+    pub network: bool,
+}
+
+impl Default for SandboxSpec {
+    fn default() -> Self {
+        SandboxSpec {
+            mode: None,
+            writable: Vec::new(),
+            network: true,
+        }
+    }
+}
+
+impl SandboxSpec {
+    pub fn is_default(&self) -> bool {
+        *self == SandboxSpec::default()
+    }
+}
+
+/// `[sandbox] mode`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SandboxMode {
+    /// The kernel (Landlock) keeps the children out; detection checks what it cannot cover.
+    Enforce,
+    /// Snapshots around every child: what it must not change is restored and its
+    /// experiment rejected.
+    Detect,
+    /// Neither (processes are still contained).
+    Off,
+}
+
+impl SandboxMode {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SandboxMode::Enforce => "enforce",
+            SandboxMode::Detect => "detect",
+            SandboxMode::Off => "off",
+        }
+    }
 }
 
 /// `[setup]`: how a new worktree (the run's, its best tree, a merge's) is prepared: files

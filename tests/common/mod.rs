@@ -10,6 +10,12 @@ use arctl::config::{DaemonConfig, Settings};
 
 pub const BIN: &str = env!("CARGO_BIN_EXE_arctl");
 
+/// The arctl binary the tests run: [`BIN`], or a copy named by `ARCTL_TEST_BIN` (a test
+/// re-run as another user, who may not reach the build folder).
+pub fn bin() -> String {
+    std::env::var("ARCTL_TEST_BIN").unwrap_or_else(|_| BIN.to_string())
+}
+
 /// Every path a test touches, inside one temp dir.
 pub struct World {
     pub tmp: tempfile::TempDir,
@@ -59,7 +65,7 @@ impl World {
 
     /// The real binary with this world's environment.
     pub fn cmd(&self) -> Command {
-        let mut c = Command::new(BIN);
+        let mut c = Command::new(bin());
         c.env_clear()
             .env("PATH", std::env::var("PATH").unwrap_or_default())
             .env("HOME", &self.home)

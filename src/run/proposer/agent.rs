@@ -22,11 +22,13 @@ impl Proposer for Agent {
     }
 
     fn propose(&mut self, ctx: &ProposeContext) -> Result<Proposed> {
-        let desc_file = ctx.output_dir.join("description.txt");
-        let proposal_file = ctx.output_dir.join("proposal.json");
+        // In the private temp dir, not the state dir: nothing leads the agent there.
+        let desc_file = ctx.scratch.join("description.txt");
+        let proposal_file = ctx.scratch.join("proposal.json");
         let _ = std::fs::remove_file(&desc_file);
         let _ = std::fs::remove_file(&proposal_file);
         let mut env = ctx.env.clone();
+        env.push(("TMPDIR".into(), ctx.scratch.display().to_string()));
         env.push((
             "ARCTL_DESCRIPTION_FILE".into(),
             desc_file.display().to_string(),

@@ -46,6 +46,8 @@ pub struct ProposeContext<'a> {
     /// Extra environment (ARCTL_*).
     pub env: Vec<(String, String)>,
     pub output_dir: &'a Path,
+    /// The proposer's private temp dir (its `TMPDIR`; the description and proposal files).
+    pub scratch: &'a Path,
     pub tag: String,
     pub cancel: &'a Cancel,
     pub cpus: Option<Vec<usize>>,

@@ -1,0 +1,566 @@
+//! What a child of a run must not change in the git common dir (and in the user's global
+//! git config), snapshotted around every child: every ref but the run's own branch (and
+//! the refs of the other runs this daemon is running, which guard themselves),
+//! `packed-refs`, `config`, `hooks/`, `info/`, the main checkout's `HEAD` and index, the
+//! other worktrees' `HEAD`s. After the child, [`Snapshot::compare`] says what changed and
+//! [`Snapshot::restore`] puts it back exactly.
+//!
+//! arctl itself changes some of these while other runs' children run (a run's creation
+//! adds exclude lines and a worktree, `merge` moves the target branch, `cleanup` deletes
+//! branches and worktrees): those writes go through [`own_write`], which updates every
+//! snapshot in flight on that repository, so arctl's own changes are never taken for a
+//! child's. Snapshots are taken and compared under the same lock, so no comparison sees
+//! such a write half done. Lock and temporary files (`*.lock`, `.*.tmp.*`) are never
+//! watched: they come and go with every write.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, OnceLock, Weak};
+
+use anyhow::{Context, Result};
+
+/// One protected file as it was: its bytes and mode, or a symlink's target.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Item {
+    File { bytes: Vec<u8>, mode: u32 },
+    Link(PathBuf),
+}
+
+/// What an index entry says of its file: path, mode, blob id, stage (not the stat cache).
+type IndexEntry = (Vec<u8>, u32, git2::Oid, u16);
+
+/// What the snapshot of one child leaves out, besides arctl's own temporary names.
+#[derive(Debug, Clone, Default)]
+pub struct Exclusions {
+    /// The run's own branch (`refs/heads/...`): its proposer may commit.
+    pub own_branch: String,
+    /// The name of the run's worktree under `worktrees/`, and of the tree the child runs
+    /// in (the run's best tree for a metric there): theirs to change.
+    pub own_worktrees: Vec<String>,
+    /// The user's home and XDG config folder: their git config and ignore files are
+    /// watched too (None: not watched).
+    pub home: Option<PathBuf>,
+    pub xdg_config: Option<PathBuf>,
+    /// Where the child may write (Landlock), None: anywhere (detect mode).
+    pub holes: Option<Vec<PathBuf>>,
+}
+
+/// A change a child made to a protected file: its path (relative to the common dir, or
+/// absolute outside it) and what happened.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Touched {
+    pub path: PathBuf,
+    pub what: &'static str,
+}
+
+impl std::fmt::Display for Touched {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} ({})", self.path.display(), self.what)
+    }
+}
+
+/// The protected files of one repository at one moment.
+#[derive(Debug)]
+pub struct Snapshot {
+    common: PathBuf,
+    ex: Exclusions,
+    files: BTreeMap<PathBuf, Item>,
+    /// Entries of the main index (path, mode, id, stage): a stat-only refresh by `git
+    /// status` is no change.
+    index_entries: Option<Vec<IndexEntry>>,
+    dirs: BTreeSet<PathBuf>,
+    /// Worktrees whose own run had a child while this one ran: their HEAD was theirs to
+    /// change, not this child's.
+    overlapped: HashSet<String>,
+    /// Where the other children that ran at the same time on the repository could write: a
+    /// change there may be theirs.
+    others_holes: Vec<PathBuf>,
+    /// The runs live on the repository when the snapshot was taken: their refs stay left
+    /// out even if a run ends before the child does.
+    live_then: Vec<String>,
+}
+
+/// Folders under the common dir whose every file is protected (new files included).
+const TREES: [&str; 3] = ["refs", "hooks", "info"];
+/// Single files under the common dir.
+const FILES: [&str; 5] = ["packed-refs", "config", "config.worktree", "HEAD", "index"];
+
+impl Snapshot {
+    /// Read the protected files of the repository whose common dir is `common`.
+    pub fn take(common: &Path, ex: Exclusions) -> Snapshot {
+        let mut s = Snapshot {
+            common: common.to_path_buf(),
+            ex,
+            files: BTreeMap::new(),
+            index_entries: None,
+            dirs: BTreeSet::new(),
+            overlapped: HashSet::new(),
+            others_holes: Vec::new(),
+            live_then: live_runs(common),
+        };
+        for t in TREES {
+            s.walk(&common.join(t));
+        }
+        for f in FILES {
+            s.read_into(&common.join(f));
+        }
+        if let Ok(rd) = std::fs::read_dir(common.join("worktrees")) {
+            for e in rd.flatten() {
+                let name = e.file_name().to_string_lossy().to_string();
+                if !s.skip_worktree(&name) {
+                    s.read_into(&e.path().join("HEAD"));
+                }
+            }
+        }
+        for p in s.outside_files() {
+            s.read_into(&p);
+        }
+        s.index_entries = index_entries(&common.join("index"));
+        s
+    }
+
+    /// The user's global git files a planted filter or ignore rule would act through.
+    fn outside_files(&self) -> Vec<PathBuf> {
+        let mut out = Vec::new();
+        if let Some(h) = &self.ex.home {
+            out.push(h.join(".gitconfig"));
+        }
+        let xdg = self
+            .ex
+            .xdg_config
+            .clone()
+            .or_else(|| self.ex.home.as_ref().map(|h| h.join(".config")));
+        if let Some(x) = xdg {
+            for f in ["config", "ignore", "attributes"] {
+                out.push(x.join("git").join(f));
+            }
+        }
+        out
+    }
+
+    fn skip_worktree(&self, name: &str) -> bool {
+        self.ex.own_worktrees.iter().any(|w| w == name)
+            || name.starts_with("arctl-best-")
+            || name.starts_with("arctl-merge-")
+            || self.overlapped.contains(name)
+    }
+
+    /// Refs arctl manages for runs: this run's branch, the other live runs' branches and
+    /// refs (they guard them themselves), the temporary branches of arctl's second trees.
+    fn skip_ref(&self, rel: &str) -> bool {
+        if rel == self.ex.own_branch || rel.starts_with("refs/heads/arctl-tmp/") {
+            return true;
+        }
+        let mut live = live_runs(&self.common);
+        live.extend(self.live_then.iter().cloned());
+        let own_id = self.ex.own_branch.strip_prefix("refs/heads/autoresearch/");
+        live.iter()
+            .filter(|id| Some(id.as_str()) != own_id)
+            .any(|id| {
+                rel == format!("refs/heads/autoresearch/{id}")
+                    || rel.starts_with(&format!("refs/autoresearch/{id}/"))
+            })
+    }
+
+    fn rel(&self, p: &Path) -> Option<String> {
+        p.strip_prefix(&self.common)
+            .ok()
+            .map(|r| r.to_string_lossy().to_string())
+    }
+
+    fn skipped(&self, p: &Path) -> bool {
+        let name = p.file_name().unwrap_or_default().to_string_lossy();
+        if name.ends_with(".lock")
+            || name.ends_with(".arctl-lock")
+            || name.ends_with(".arctl-restore")
+            || (name.starts_with('.') && name.contains(".tmp."))
+        {
+            return true;
+        }
+        match self.rel(p) {
+            Some(r) if r.starts_with("refs/") => self.skip_ref(&r),
+            _ => false,
+        }
+    }
+
+    fn walk(&mut self, dir: &Path) {
+        let Ok(rd) = std::fs::read_dir(dir) else {
+            return;
+        };
+        self.dirs.insert(dir.to_path_buf());
+        for e in rd.flatten() {
+            let p = e.path();
+            match e.file_type() {
+                Ok(t) if t.is_dir() => self.walk(&p),
+                Ok(_) => self.read_into(&p),
+                Err(_) => {}
+            }
+        }
+    }
+
+    fn read_into(&mut self, p: &Path) {
+        if self.skipped(p) {
+            return;
+        }
+        if let Some(item) = read_item(p) {
+            self.files.insert(p.to_path_buf(), item);
+        }
+    }
+
+    /// What differs between this snapshot (before the child) and the files now.
+    pub fn compare(&self) -> Vec<Touched> {
+        let mut now = Snapshot::take(&self.common, self.ex.clone());
+        now.overlapped = self.overlapped.clone();
+        now.live_then.extend(self.live_then.iter().cloned());
+        let mut out = Vec::new();
+        for (p, before) in &self.files {
+            if self.skipped(p) || self.overlapped_path(p) {
+                continue;
+            }
+            match now.files.get(p) {
+                None => out.push(self.touched(p, "deleted")),
+                Some(after) if after == before => {}
+                Some(_)
+                    if p == &self.common.join("index")
+                        && self.index_entries.is_some()
+                        && now.index_entries == self.index_entries => {}
+                Some(_) => out.push(self.touched(p, "changed")),
+            }
+        }
+        for p in now.files.keys() {
+            if !self.files.contains_key(p) && !self.skipped(p) && !self.overlapped_path(p) {
+                out.push(self.touched(p, "created"));
+            }
+        }
+        out
+    }
+
+    fn overlapped_path(&self, p: &Path) -> bool {
+        self.rel(p)
+            .and_then(|r| {
+                r.strip_prefix("worktrees/")
+                    .map(|w| w.split('/').next().unwrap_or("").to_string())
+            })
+            .is_some_and(|w| self.overlapped.contains(&w))
+    }
+
+    fn touched(&self, p: &Path, what: &'static str) -> Touched {
+        Touched {
+            path: p
+                .strip_prefix(&self.common)
+                .map(Path::to_path_buf)
+                .unwrap_or_else(|_| p.to_path_buf()),
+            what,
+        }
+    }
+
+    fn abs(&self, t: &Touched) -> PathBuf {
+        if t.path.is_absolute() {
+            t.path.clone()
+        } else {
+            self.common.join(&t.path)
+        }
+    }
+
+    /// Put back what `touched` names as it was: rewrite changed and deleted files, remove
+    /// created ones (and the folders created for them).
+    pub fn restore(&self, touched: &[Touched]) -> Result<()> {
+        for t in touched {
+            let p = self.abs(t);
+            match self.files.get(&p) {
+                Some(item) => {
+                    write_item(&p, item).with_context(|| format!("restoring {}", p.display()))?
+                }
+                None => {
+                    let _ = std::fs::remove_file(&p);
+                    let mut dir = p.parent();
+                    while let Some(d) = dir {
+                        if self.dirs.contains(d) || std::fs::remove_dir(d).is_err() {
+                            break;
+                        }
+                        dir = d.parent();
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Whether another child running at the same time could have made this change too.
+    pub fn shared_with_others(&self, t: &Touched) -> bool {
+        self.under(t, &self.others_holes)
+    }
+
+    /// Whether `path` (absolute) is under one of `roots`.
+    pub fn under(&self, t: &Touched, roots: &[PathBuf]) -> bool {
+        let p = self.abs(t);
+        roots.iter().any(|r| p.starts_with(r))
+    }
+
+    /// Re-read `rel` (relative to the common dir): arctl itself just changed it.
+    fn absorb_path(&mut self, rel: &Path) {
+        let p = self.common.join(rel);
+        self.files.remove(&p);
+        if p.is_dir() {
+            let keys: Vec<PathBuf> = self
+                .files
+                .keys()
+                .filter(|k| k.starts_with(&p))
+                .cloned()
+                .collect();
+            for k in keys {
+                self.files.remove(&k);
+            }
+            self.walk(&p);
+        } else {
+            self.read_into(&p);
+            if let Some(d) = p.parent() {
+                let mut d = d.to_path_buf();
+                while d.starts_with(&self.common) && d != self.common && self.dirs.insert(d.clone())
+                {
+                    d.pop();
+                }
+            }
+        }
+        if rel == Path::new("index") {
+            self.index_entries = index_entries(&p);
+        }
+    }
+}
+
+fn read_item(p: &Path) -> Option<Item> {
+    use std::os::unix::fs::PermissionsExt;
+    let md = std::fs::symlink_metadata(p).ok()?;
+    if md.file_type().is_symlink() {
+        return std::fs::read_link(p).ok().map(Item::Link);
+    }
+    if !md.is_file() {
+        return None;
+    }
+    Some(Item::File {
+        bytes: std::fs::read(p).ok()?,
+        mode: md.permissions().mode() & 0o7777,
+    })
+}
+
+fn write_item(p: &Path, item: &Item) -> std::io::Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    if let Some(d) = p.parent() {
+        std::fs::create_dir_all(d)?;
+    }
+    if std::fs::symlink_metadata(p).is_ok_and(|m| m.is_dir()) {
+        std::fs::remove_dir_all(p)?;
+    }
+    match item {
+        Item::File { bytes, mode } => {
+            let tmp = p.with_file_name(format!(
+                ".{}.arctl-restore",
+                p.file_name().unwrap_or_default().to_string_lossy()
+            ));
+            std::fs::write(&tmp, bytes)?;
+            std::fs::set_permissions(&tmp, std::fs::Permissions::from_mode(*mode))?;
+            std::fs::rename(&tmp, p)
+        }
+        Item::Link(target) => {
+            let _ = std::fs::remove_file(p);
+            std::os::unix::fs::symlink(target, p)
+        }
+    }
+}
+
+fn index_entries(p: &Path) -> Option<Vec<IndexEntry>> {
+    let idx = git2::Index::open(p).ok()?;
+    Some(
+        idx.iter()
+            .map(|e| (e.path, e.mode, e.id, (e.flags >> 12) & 3))
+            .collect(),
+    )
+}
+
+type InFlight = HashMap<PathBuf, Vec<(String, Weak<Mutex<Snapshot>>)>>;
+
+fn in_flight() -> &'static Mutex<InFlight> {
+    static M: OnceLock<Mutex<InFlight>> = OnceLock::new();
+    M.get_or_init(Default::default)
+}
+
+fn key(common: &Path) -> PathBuf {
+    common
+        .canonicalize()
+        .unwrap_or_else(|_| common.to_path_buf())
+}
+
+/// A snapshot in flight: registered so that [`own_write`] updates it, and so that the other
+/// children on the repository know this run's worktree is being worked on.
+pub struct Watched {
+    pub snapshot: Arc<Mutex<Snapshot>>,
+    common: PathBuf,
+}
+
+impl Watched {
+    /// Snapshot the repository before a child of the run whose worktree is
+    /// `ex.own_worktrees[0]`.
+    pub fn begin(common: &Path, ex: Exclusions) -> Watched {
+        let me = ex.own_worktrees.first().cloned().unwrap_or_default();
+        let _g = writes().lock().unwrap_or_else(|e| e.into_inner());
+        let snap = Arc::new(Mutex::new(Snapshot::take(common, ex)));
+        let k = key(common);
+        let mut m = in_flight().lock().unwrap_or_else(|e| e.into_inner());
+        let list = m.entry(k.clone()).or_default();
+        list.retain(|(_, w)| w.strong_count() > 0);
+        for (other, w) in list.iter() {
+            if let Some(o) = w.upgrade() {
+                let mut o = o.lock().unwrap_or_else(|e| e.into_inner());
+                let mut s = snap.lock().unwrap_or_else(|e| e.into_inner());
+                o.overlapped.insert(me.clone());
+                s.overlapped.insert(other.clone());
+                o.others_holes.extend(s.ex.holes.iter().flatten().cloned());
+                s.others_holes.extend(o.ex.holes.iter().flatten().cloned());
+            }
+        }
+        list.push((me, Arc::downgrade(&snap)));
+        Watched {
+            snapshot: snap,
+            common: k,
+        }
+    }
+}
+
+impl Watched {
+    /// After the child: what changed (see [`Snapshot::compare`]), with the snapshot, under
+    /// the lock that keeps arctl's own writes out of the comparison; `settle` restores what
+    /// it must while the lock is held.
+    pub fn finish<T>(&self, settle: impl FnOnce(&Snapshot, Vec<Touched>) -> T) -> T {
+        let _g = writes().lock().unwrap_or_else(|e| e.into_inner());
+        let snap = self.snapshot.lock().unwrap_or_else(|e| e.into_inner());
+        let touched = snap.compare();
+        settle(&snap, touched)
+    }
+}
+
+impl Drop for Watched {
+    fn drop(&mut self) {
+        let mut m = in_flight().lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(list) = m.get_mut(&self.common) {
+            list.retain(|(_, w)| {
+                w.strong_count() > 0 && !std::ptr::eq(w.as_ptr(), Arc::as_ptr(&self.snapshot))
+            });
+        }
+    }
+}
+
+/// Held while a snapshot is taken or compared, and while arctl writes a watched file.
+fn writes() -> &'static Mutex<()> {
+    static M: OnceLock<Mutex<()>> = OnceLock::new();
+    M.get_or_init(Default::default)
+}
+
+/// Run `write`, arctl's own change of `rels` (relative to the common dir: refs,
+/// `packed-refs`, `info/exclude`, `worktrees/<name>/HEAD`...) of the repository at
+/// `common`; then every snapshot in flight there takes them as they are now.
+pub fn own_write<T>(common: &Path, rels: &[&str], write: impl FnOnce() -> T) -> T {
+    let _g = writes().lock().unwrap_or_else(|e| e.into_inner());
+    let r = write();
+    absorb(common, rels);
+    r
+}
+
+fn absorb(common: &Path, rels: &[&str]) {
+    let list: Vec<Arc<Mutex<Snapshot>>> = {
+        let m = in_flight().lock().unwrap_or_else(|e| e.into_inner());
+        m.get(&key(common))
+            .map(|l| l.iter().filter_map(|(_, w)| w.upgrade()).collect())
+            .unwrap_or_default()
+    };
+    for s in list {
+        let mut s = s.lock().unwrap_or_else(|e| e.into_inner());
+        for r in rels {
+            s.absorb_path(Path::new(r));
+        }
+    }
+}
+
+fn live() -> &'static Mutex<HashMap<PathBuf, Vec<String>>> {
+    static M: OnceLock<Mutex<HashMap<PathBuf, Vec<String>>>> = OnceLock::new();
+    M.get_or_init(Default::default)
+}
+
+fn live_runs(common: &Path) -> Vec<String> {
+    live()
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .get(&key(common))
+        .cloned()
+        .unwrap_or_default()
+}
+
+/// A run's loop is live on a repository: its branch and refs are its own to guard (the
+/// other runs' snapshots leave them out) until this is dropped.
+pub struct LiveRun {
+    common: PathBuf,
+    id: String,
+}
+
+impl LiveRun {
+    pub fn new(common: &Path, id: &str) -> LiveRun {
+        let k = key(common);
+        live()
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .entry(k.clone())
+            .or_default()
+            .push(id.to_string());
+        LiveRun {
+            common: k,
+            id: id.to_string(),
+        }
+    }
+}
+
+impl Drop for LiveRun {
+    fn drop(&mut self) {
+        let mut m = live().lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(l) = m.get_mut(&self.common) {
+            if let Some(i) = l.iter().position(|x| *x == self.id) {
+                l.remove(i);
+            }
+        }
+    }
+}
+
+fn turns() -> &'static Mutex<HashSet<PathBuf>> {
+    static M: OnceLock<Mutex<HashSet<PathBuf>>> = OnceLock::new();
+    M.get_or_init(Default::default)
+}
+
+/// A turn on the repository at `common`: in detect mode the children of all runs on one
+/// repository run one at a time, so what changed during a child's run is surely its doing.
+/// Waits for the turn; None when `give_up()` says so first.
+pub fn take_turn(common: &Path, give_up: impl Fn() -> bool) -> Option<Turn> {
+    let k = key(common);
+    loop {
+        if turns()
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(k.clone())
+        {
+            return Some(Turn(k));
+        }
+        if give_up() {
+            return None;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+}
+
+/// A held turn (see [`take_turn`]), given back when dropped.
+pub struct Turn(PathBuf);
+
+impl Drop for Turn {
+    fn drop(&mut self) {
+        turns()
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(&self.0);
+    }
+}
