@@ -436,6 +436,13 @@ impl Executor for Sandboxed {
     }
 }
 
+/// Where `arctl merge` measures a run's change again (on top of the runs merged before it):
+/// its executor inside its guard rails, as its loop measured.
+pub fn evaluator_for(g: &crate::run::Global, rec: &RunRecord) -> Arc<dyn Executor> {
+    let rails = Arc::new(Rails::new(rec));
+    wrap(g.executor(rec), &rails, Role::Evaluator)
+}
+
 /// `inner` with every command inside the run's guard rails as `role`.
 pub(super) fn wrap(inner: Arc<dyn Executor>, rails: &Arc<Rails>, role: Role) -> Arc<dyn Executor> {
     Arc::new(Sandboxed {

@@ -24,7 +24,9 @@ pub mod state;
 pub mod thread;
 
 pub use global::{Global, SlotGuard, Slots, SAFETY_WAKE};
-pub use guard_rails::{describe as sandbox_description, effective_mode as sandbox_mode};
+pub use guard_rails::{
+    describe as sandbox_description, effective_mode as sandbox_mode, evaluator_for,
+};
 pub use handle::{Live, RunHandle};
 
 /// The message for a run id nobody knows, listing the known ones.

@@ -59,8 +59,8 @@ impl Merger<'_> {
         trees: &Trees,
         merged_tree: Oid,
     ) -> Result<std::result::Result<Evaluation, String>> {
-        // Where the run measured (this machine or its cluster).
-        let executor = self.g.executor(rec);
+        // Where the run measured (this machine or its cluster), inside its guard rails.
+        let executor = crate::run::evaluator_for(self.g, rec);
         let meter = Meter {
             rec,
             paths: &h.paths,
