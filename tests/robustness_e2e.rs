@@ -374,3 +374,86 @@ fn a_socket_the_user_may_not_open_is_named_not_called_not_running() {
         "{err}"
     );
 }
+
+#[test]
+fn a_metric_printing_a_flood_costs_the_daemon_little_memory_and_disk() {
+    let w = World::new();
+    let repo = w.path().join("proj");
+    // 512 MiB of noise before the number (the README's figure is for 2 GB).
+    let metric = "#!/bin/sh\nhead -c 536870912 /dev/zero | tr '\\0' x\necho\necho \"score: $(cat src/value.txt)\"\n";
+    common::repo(&repo, &[("metric.sh", metric), ("src/value.txt", "100\n")]);
+    write_exec(
+        &w.path().join("agent.sh"),
+        "#!/bin/sh\necho 90 > src/value.txt\necho lower > \"$ARCTL_DESCRIPTION_FILE\"\n",
+    );
+    let spec = repo.join("flood.toml");
+    write(
+        &spec,
+        &format!(
+            "[metric]\ncommand = \"./metric.sh\"\nregex = 'score: ([0-9]+)'\ndirection = \"lower\"\ntimeout = \"10m\"\n[scope]\ninclude = [\"src/**\"]\n[budget]\nmax_experiments = 1\n[proposer]\ncommand = \"{}\"\n",
+            w.path().join("agent.sh").display()
+        ),
+    );
+    let d = DaemonProcess::spawn(&w);
+    let (_, before) = memory_mib(d.pid());
+    w.ok(&["start", spec.to_str().unwrap()]);
+    let st = w.wait_finished("flood", Duration::from_secs(300));
+    let (peak, _) = memory_mib(d.pid());
+    assert_eq!(st["summary"]["state"], "finished", "{st}");
+    assert_eq!(
+        st["summary"]["best"], 90.0,
+        "the number after the flood is read"
+    );
+    let used = dir_bytes(&w.state_dir);
+    eprintln!("daemon RSS {before:.1} MiB before, peak {peak:.1} MiB; state dir {used} bytes");
+    assert!(peak < 64.0, "daemon peak RSS {peak:.1} MiB");
+    assert!(used < 64 << 20, "state dir {used} bytes");
+    // The experiment's metric output: its head and tail, the cut named between them.
+    let out = std::fs::read(w.state_dir.join("runs/flood/output/1/candidate.out")).unwrap();
+    assert!(out.len() < 3 << 20, "{} bytes kept", out.len());
+    let text = String::from_utf8_lossy(&out);
+    assert!(text.contains("bytes of output cut here]") && text.ends_with("score: 90\n"));
+}
+
+fn dir_bytes(dir: &std::path::Path) -> u64 {
+    let mut n = 0;
+    for e in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+        let m = e.metadata().unwrap();
+        n += if m.is_dir() {
+            dir_bytes(&e.path())
+        } else {
+            m.len()
+        };
+    }
+    n
+}
+
+#[test]
+fn a_cpu_limit_hit_by_a_child_is_a_crash_naming_the_limit() {
+    let w = World::new();
+    let repo = w.path().join("proj");
+    // The busy child dies at the limit; the metric script still prints a number, exit 0.
+    let metric = "#!/bin/sh\nif [ \"$(cat src/value.txt)\" = busy ]; then sh -c 'while :; do :; done'; fi\necho 'score: 7'\n";
+    common::repo(&repo, &[("metric.sh", metric), ("src/value.txt", "100\n")]);
+    write_exec(
+        &w.path().join("agent.sh"),
+        "#!/bin/sh\necho busy > src/value.txt\necho spin > \"$ARCTL_DESCRIPTION_FILE\"\n",
+    );
+    let spec = repo.join("spin.toml");
+    write(
+        &spec,
+        "[metric]\ncommand = \"./metric.sh\"\nregex = 'score: ([0-9]+)'\ndirection = \"lower\"\ntimeout = \"30s\"\n[scope]\ninclude = [\"src/**\"]\n[limits]\ncpu_time = \"1s\"\n[budget]\nmax_experiments = 1\n[proposer]\nkind = \"patches\"\ndir = \"hyp\"\n",
+    );
+    write(
+        &repo.join("hyp/01.patch"),
+        "--- a/src/value.txt\n+++ b/src/value.txt\n@@ -1 +1 @@\n-100\n+busy\n",
+    );
+    let _d = w.daemon();
+    w.ok(&["start", spec.to_str().unwrap()]);
+    w.wait_finished("spin", Duration::from_secs(60));
+    let rows = tsv_rows(&w.path().join("proj-spin/autoresearch-spin.tsv"));
+    assert_eq!(rows[1][3], "crash", "{rows:?}");
+    let v = w.json(&["results", "spin", "--json"]);
+    let desc = v["rows"][1]["description"].as_str().unwrap().to_string();
+    assert!(desc.contains("cpu_time limit"), "{desc}");
+}

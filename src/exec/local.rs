@@ -16,15 +16,19 @@ use super::classify::classify;
 use super::contain::{self, Sandbox};
 use super::feeder::Feeder;
 use super::procfs::{self, Ident, TagMatch, TreeTracker};
+use super::sink::Sink;
 use super::{
     epoch_ms, instructions_supported, limit_mechanism, process_start_time, spawn, Cancel,
-    CommandSpec, Exit, LimitMechanism, Limits, Outcome, MIN_DATA_HEADROOM, TAG_VAR, TERM_GRACE,
+    CommandSpec, Exit, LimitMechanism, Limits, Outcome, DEFAULT_OUTPUT_CAP, MIN_DATA_HEADROOM,
+    TAG_VAR, TERM_GRACE,
 };
 
 /// How often the tree is sampled when a memory or CPU limit is being enforced.
 const SAMPLE_LIMITED: Duration = Duration::from_millis(50);
 /// How often the tree is sampled otherwise (for peak RSS).
 const SAMPLE_PLAIN: Duration = Duration::from_millis(100);
+/// How far above the CPU-time limit the per-process RLIMIT_CPU backstop sits.
+const CPU_BACKSTOP_MARGIN: Duration = Duration::from_secs(2);
 /// Longest sleep of the wait loop.
 const MAX_NAP: Duration = Duration::from_millis(20);
 
@@ -52,11 +56,17 @@ pub fn run_sandboxed(
             spec.cwd.display()
         )
     };
-    let prepared = prepare(spec, sandbox, &what)?;
-    let mut child = spawn_child(spec, prepared, &what)?;
-    let (exited_at, mut watch) = wait(spec, cancel, &mut child, &what)?;
-    let ended_at_ms = epoch_ms();
-    sweep(&child, &mut watch);
+    let mut prepared = prepare(spec, sandbox, &what)?;
+    let sinks = std::mem::take(&mut prepared.sinks);
+    let result = spawn_child(spec, prepared, &what).and_then(|mut child| {
+        let (exited_at, mut watch) = wait(spec, cancel, &mut child, &what)?;
+        let ended_at_ms = epoch_ms();
+        sweep(&child, &mut watch);
+        Ok((child, watch, exited_at, ended_at_ms))
+    });
+    // Every writer of the pipes is gone now (or never started): the files are complete.
+    finish_outputs(sinks, &what);
+    let (child, watch, exited_at, ended_at_ms) = result?;
     outcome(spec, child, watch, exited_at, ended_at_ms)
 }
 
@@ -64,6 +74,8 @@ pub fn run_sandboxed(
 struct Prepared {
     out: OwnedFd,
     err: OwnedFd,
+    /// Copy the child's output into its files (see [`Sink`]).
+    sinks: Vec<Sink>,
     /// None: the rlimits + watchdog path.
     cgroup: Option<CommandCgroup>,
     /// The RLIMIT_DATA backstop, set on the rlimit path when memory is limited.
@@ -78,7 +90,7 @@ fn prepare(
     sandbox: &Sandbox,
     what: &dyn Fn() -> String,
 ) -> io::Result<Prepared> {
-    let (out, err) = open_outputs(spec)?;
+    let (out, err, sinks) = open_outputs(spec)?;
     if spec.count_instructions {
         instructions_supported().map_err(counting_unsupported)?;
     }
@@ -88,9 +100,13 @@ fn prepare(
         (None, Some(m)) => Some(m.saturating_add(m.max(MIN_DATA_HEADROOM))),
         _ => None,
     };
-    let cpu_secs = limits
-        .cpu_time
-        .map(|d| d.as_secs() + u64::from(d.subsec_nanos() > 0));
+    // RLIMIT_CPU is only a backstop, above the limit: the watchdog, which sums the whole
+    // tree, stops it first, so a child over the limit makes the command's outcome the
+    // limit even when its parent carries on and exits 0.
+    let cpu_secs = limits.cpu_time.map(|d| {
+        let backstop = d + (d / 10).max(CPU_BACKSTOP_MARGIN);
+        backstop.as_secs() + u64::from(backstop.subsec_nanos() > 0)
+    });
     let mut env: Vec<(String, String)> = spec
         .env
         .iter()
@@ -111,6 +127,7 @@ fn prepare(
     Ok(Prepared {
         out,
         err,
+        sinks,
         cgroup,
         data_limit,
         exec,
@@ -189,6 +206,7 @@ fn spawn_child<'a>(
     let Prepared {
         out,
         err,
+        sinks: _,
         mut cgroup,
         data_limit,
         exec,
@@ -409,7 +427,7 @@ impl Watch {
         self.tree_cpu = self.tree_cpu.max(cpu);
         if self.reason.is_none() {
             let over_memory = c.rss_watchdog && limits.memory.is_some_and(|m| s.rss_bytes > m);
-            let over_cpu = limits.cpu_time.is_some_and(|l| cpu > l);
+            let over_cpu = limits.cpu_time.is_some_and(|l| cpu >= l);
             if over_memory || over_cpu {
                 self.reason = Some(if over_memory {
                     Exit::MemoryLimit
@@ -600,28 +618,43 @@ fn short(command: &str) -> String {
     format!("{}…", &command[..end])
 }
 
-/// Create/truncate the output files (before anything else can fail).
-fn open_outputs(spec: &CommandSpec) -> io::Result<(OwnedFd, OwnedFd)> {
-    let open = |p: &Path| -> io::Result<OwnedFd> {
+/// Create/truncate the output files (before anything else can fail), and the pipes the
+/// child writes into: each stream reaches its file through a [`Sink`] that keeps its head
+/// and tail. The child's ends of the pipes, and the sinks.
+fn open_outputs(spec: &CommandSpec) -> io::Result<(OwnedFd, OwnedFd, Vec<Sink>)> {
+    let open = |p: &Path| -> io::Result<std::fs::File> {
         if let Some(dir) = p.parent().filter(|d| !d.as_os_str().is_empty()) {
             std::fs::create_dir_all(dir)
                 .map_err(|e| with_context(e, format_args!("creating {}", dir.display())))?;
         }
-        let f = OpenOptions::new()
+        OpenOptions::new()
             .write(true)
             .create(true)
             .truncate(true)
             .open(p)
-            .map_err(|e| with_context(e, format_args!("creating {}", p.display())))?;
-        spawn::above_stdio(f.into())
+            .map_err(|e| with_context(e, format_args!("creating {}", p.display())))
     };
-    let out = open(&spec.stdout)?;
-    let err = if spec.stderr == spec.stdout {
-        spawn::above_stdio(out.try_clone()?)?
-    } else {
-        open(&spec.stderr)?
+    let cap = spec.limits.output.unwrap_or(DEFAULT_OUTPUT_CAP);
+    let stream = |file: std::fs::File| -> io::Result<(OwnedFd, Sink)> {
+        let (read, write) = spawn::pipe()?;
+        Ok((spawn::above_stdio(write)?, Sink::start(read, file, cap)?))
     };
-    Ok((out, err))
+    let (out, out_sink) = stream(open(&spec.stdout)?)?;
+    if spec.stderr == spec.stdout {
+        let err = spawn::above_stdio(out.try_clone()?)?;
+        return Ok((out, err, vec![out_sink]));
+    }
+    let (err, err_sink) = stream(open(&spec.stderr)?)?;
+    Ok((out, err, vec![out_sink, err_sink]))
+}
+
+/// The output sinks, once the tree is gone: every byte written is in the files.
+fn finish_outputs(sinks: Vec<Sink>, what: &dyn Fn() -> String) {
+    for s in sinks {
+        if let Err(e) = s.finish() {
+            tracing::warn!("{}: copying the output: {e}", what());
+        }
+    }
 }
 
 /// Kills and reaps the child if `run` leaves early (error or panic).

@@ -34,9 +34,15 @@
 //!   used: runtimes that reserve large address ranges (Go, V8, the JVM, sanitizers) break
 //!   under it although they use little memory.
 //!
-//! CPU time: `RLIMIT_CPU` per process (soft = the limit rounded up to whole seconds → SIGXCPU,
-//! hard one second later → SIGKILL) and, for the tree as a whole, the watchdog's sum of
-//! user + system time of the tree (cgroup `cpu.stat` under v2): both give `CpuLimit`.
+//! CPU time: the watchdog's sum of user + system time of the whole tree (cgroup `cpu.stat`
+//! under v2) stops the tree at the limit → `CpuLimit`, even when the process that used the
+//! time was a child whose parent would have exited 0. `RLIMIT_CPU` per process is only a
+//! backstop above the limit (limit + max(10%, 2 s): SIGXCPU, SIGKILL a second later), for a
+//! watchdog that cannot keep up.
+//!
+//! Output: the child writes into pipes; threads of ours copy them to the output files,
+//! keeping the head and the tail of each stream (`Limits::output`, 1 MiB each by default)
+//! with a line saying how much was cut between (see `sink`).
 //!
 //! Timeout and cancel: SIGTERM to the group (and the escaped members), [`TERM_GRACE`],
 //! SIGKILL. Whatever way the command ends, the tree is swept afterwards: processes still
@@ -59,6 +65,7 @@ mod local;
 mod procfs;
 #[cfg(test)]
 mod sandbox_tests;
+mod sink;
 pub mod slurm;
 mod spawn;
 #[cfg(test)]
@@ -77,6 +84,7 @@ pub use contain::{containment, running_pids, started_by_arctl, Sandbox};
 pub use executor::{executor_for, ClusterJob, Executor, Group, Local, Preflight, VisibilityCheck};
 pub use local::{run, run_sandboxed};
 pub use procfs::{process_start_time, TAG_VAR};
+pub use sink::DEFAULT_OUTPUT_CAP;
 
 use procfs::TagMatch;
 
@@ -95,6 +103,8 @@ pub struct Limits {
     pub cpu_time: Option<Duration>,
     /// Pin to these core ids.
     pub cpus: Option<Vec<usize>>,
+    /// Bytes kept of each end (head and tail) of each output stream; None: 1 MiB.
+    pub output: Option<u64>,
 }
 
 /// One command to run.

@@ -580,3 +580,14 @@ fn available_cpus_and_start_time() {
     assert!(process_start_time(std::process::id()).is_some());
     assert!(process_start_time(u32::MAX - 1).is_none());
 }
+
+#[test]
+fn a_limit_hit_below_the_top_is_a_limit_even_when_the_top_exits_0() {
+    let dir = TempDir::new().unwrap();
+    // The busy child dies of RLIMIT_CPU; its parent prints a number and exits 0.
+    let mut s = spec(&dir, "busychild", "sh -c 'while :; do :; done'; echo 5");
+    s.limits.cpu_time = Some(Duration::from_secs(1));
+    s.timeout = Some(Duration::from_secs(30));
+    let o = go(&s);
+    assert_eq!(o.exit, Exit::CpuLimit, "cpu_ms {}", o.cpu_ms);
+}

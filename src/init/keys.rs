@@ -49,6 +49,7 @@ pub(super) const KEYS: &[(&str, Kind)] = &[
     ("limits.cpu_time", Kind::Str),
     ("limits.cpus", Kind::Int),
     ("limits.measure", Kind::Choice(&["exclusive", "shared"])),
+    ("limits.output", Kind::Str),
     (
         "proposer.kind",
         Kind::Choice(&["agent", "params", "patches"]),

@@ -88,13 +88,15 @@ pub fn metric_timeout(rec: &RunRecord) -> Duration {
     }
 }
 
-/// The memory and CPU-time limits of a run's commands (core pinning is the loop's).
+/// The memory, CPU-time and output limits of a run's commands (core pinning is the
+/// loop's).
 pub fn limits(rec: &RunRecord) -> Limits {
     let l = &rec.spec.spec.limits;
     Limits {
         memory: l.memory.map(|m| m.0),
         cpu_time: l.cpu_time.map(|d| d.0),
         cpus: None,
+        output: l.output.map(|b| b.0),
     }
 }
 

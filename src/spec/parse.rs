@@ -382,6 +382,18 @@ fn check_budget_and_limits(spec: &RunSpec, src: &Source) -> Result<(), SpecError
             ));
         }
     }
+    if let Some(o) = spec.limits.output {
+        if !(1024..=64 << 20).contains(&o.0) {
+            return Err(src.at_key(
+                Some("limits"),
+                "output",
+                format!(
+                    "limits.output = {:?}: expected 1KiB to 64MiB (the head and the tail of each output stream that are kept)",
+                    crate::spec::format_size(o.0)
+                ),
+            ));
+        }
+    }
     if spec.limits.cpus == Some(0) {
         return Err(src.at_key(
             Some("limits"),

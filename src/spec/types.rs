@@ -521,6 +521,10 @@ pub struct LimitsSpec {
     pub cpus: Option<u32>,
     #[serde(default)]
     pub measure: MeasureMode,
+    /// Bytes kept of the head and of the tail of each output stream of each command
+    /// (default 1MiB each); what is between is cut.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub output: Option<ByteSize>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]

@@ -71,8 +71,7 @@ impl Proposer for Agent {
                 }
             ))
         };
-        let description = std::fs::read_to_string(&desc_file)
-            .ok()
+        let description = read_capped(&desc_file)
             .and_then(|t| {
                 t.lines()
                     .map(str::trim)
@@ -85,9 +84,7 @@ impl Proposer for Agent {
                     ctx.experiment
                 )
             });
-        let hypothesis = std::fs::read_to_string(&proposal_file)
-            .ok()
-            .and_then(|t| serde_json::from_str(&t).ok());
+        let hypothesis = read_capped(&proposal_file).and_then(|t| serde_json::from_str(&t).ok());
         Ok(Proposed::Change(Box::new(Proposal {
             description,
             hypothesis,
@@ -109,4 +106,20 @@ pub fn tail_lines(path: &Path, n: usize) -> String {
     let text = std::fs::read_to_string(path).unwrap_or_default();
     let lines: Vec<&str> = text.lines().filter(|l| !l.trim().is_empty()).collect();
     lines[lines.len().saturating_sub(n)..].join(" | ")
+}
+
+/// The agent's description and proposal files are read up to this size (a description is
+/// one line; a proposal a small JSON object): a file of gigabytes costs nothing.
+const MAX_AGENT_FILE: u64 = 64 * 1024;
+
+/// A file's text, at most [`MAX_AGENT_FILE`] bytes of it.
+fn read_capped(path: &std::path::Path) -> Option<String> {
+    use std::io::Read;
+    let mut bytes = Vec::new();
+    std::fs::File::open(path)
+        .ok()?
+        .take(MAX_AGENT_FILE)
+        .read_to_end(&mut bytes)
+        .ok()?;
+    Some(String::from_utf8_lossy(&bytes).into_owned())
 }
