@@ -215,3 +215,105 @@ fn rerun_under_a_new_id_forget_and_active_only() {
     w.ok(&["start", spec.to_str().unwrap()]);
     w.wait_finished("first", Duration::from_secs(30));
 }
+
+/// A stand-in for an agent CLI: it checks it got the prompt, lowers the value, and prints
+/// its usage report the way the real tool does.
+fn stand_in(bin: &std::path::Path, name: &str, report: &str) {
+    write_exec(
+        &bin.join(name),
+        &format!(
+            r#"#!/bin/sh
+if [ "{name}" = opencode ]; then prompt="$*"; else prompt=$(cat); fi
+case "$prompt" in *QUESTION*) ;; *) echo "no prompt" >&2; exit 9;; esac
+v=$(cat src/value.txt); echo $((v-1)) > src/value.txt
+echo "lower by one" > "$ARCTL_DESCRIPTION_FILE"
+printf '%s\n' '{report}'
+"#
+        ),
+    );
+}
+
+#[test]
+fn each_agent_preset_resolves_and_runs_its_stand_in() {
+    let w = World::new();
+    let bin = w.path().join("bin");
+    let presets = [
+        (
+            "claude",
+            r#"{"type":"result","total_cost_usd":0.25,"usage":{"input_tokens":100,"output_tokens":20}}"#,
+            "claude -p --output-format json",
+            Some(0.25),
+        ),
+        (
+            "codex",
+            r#"{"type":"turn.completed","usage":{"input_tokens":90,"output_tokens":10}}"#,
+            "codex exec --sandbox workspace-write",
+            None,
+        ),
+        (
+            "aider",
+            "Tokens: 2.3k sent, 120 received. Cost: $0.03 message, $0.03 session.",
+            "aider --yes-always --no-auto-commits",
+            Some(0.03),
+        ),
+        (
+            "gemini",
+            r#"{"response":"ok","stats":{"totalTokens":55}}"#,
+            "gemini --yolo",
+            None,
+        ),
+        ("opencode", "done", "opencode run", None),
+    ];
+    for (name, report, _, _) in presets {
+        stand_in(&bin, name, report);
+    }
+    let path = format!("{}:{}", bin.display(), std::env::var("PATH").unwrap());
+    let _d = DaemonProcess::spawn_with(&w, |c| {
+        c.env("PATH", &path);
+    });
+    let repo = w.path().join("proj");
+    common::repo(
+        &repo,
+        &[("metric.sh", METRIC_SH), ("src/value.txt", "100\n")],
+    );
+    for (name, _, expanded, cost) in presets {
+        let spec = repo.join(format!("{name}.toml"));
+        write(
+            &spec,
+            &format!(
+                "id = \"{name}\"\n[metric]\ncommand = \"./metric.sh\"\ndirection = \"lower\"\n[scope]\ninclude = [\"src/{name}/**\", \"src/value.txt\"]\n[budget]\nmax_experiments = 1\n[proposer]\npreset = \"{name}\"\n"
+            ),
+        );
+        let shown = w.ok(&["validate", spec.to_str().unwrap()]);
+        assert!(shown.contains(expanded), "{name}: {shown}");
+        w.ok(&["start", spec.to_str().unwrap()]);
+        let st = w.wait_finished(name, Duration::from_secs(60));
+        let s = &st["summary"];
+        assert_eq!(s["counts"]["kept"], 1, "{name}: {st:#}\n{}", w.log(name));
+        match cost {
+            Some(c) => assert!(
+                (s["cost_usd"].as_f64().unwrap() - c).abs() < 1e-9,
+                "{name}: {s}"
+            ),
+            None => assert!(s.get("cost_usd").is_none(), "{name}: {s}"),
+        }
+        if name == "codex" || name == "gemini" {
+            let v = w.json(&["show", name, "1", "--json"]);
+            assert!(
+                v["hypothesis"]["tokens"].as_u64().unwrap() > 0,
+                "{name}: {v}"
+            );
+        }
+        w.ok(&["cleanup", name, "--force"]);
+    }
+    // An unknown preset names the known ones.
+    let spec = repo.join("bad.toml");
+    write(
+        &spec,
+        "[metric]\ncommand = \"./metric.sh\"\ndirection = \"lower\"\n[scope]\ninclude = [\"src/**\"]\n[proposer]\npreset = \"cursor\"\n",
+    );
+    let o = w.arctl(&["validate", spec.to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&o.stderr)
+        .contains("expected one of claude, codex, aider, gemini, opencode"));
+}

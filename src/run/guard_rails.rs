@@ -39,6 +39,8 @@ pub(super) struct Rails {
     worktree_name: String,
     pub(super) mode: SandboxMode,
     writable: Vec<PathBuf>,
+    /// The preset agent's own state folders: writable for the proposer.
+    agent_writable: Vec<PathBuf>,
     network: bool,
     home: Option<PathBuf>,
     xdg_config: Option<PathBuf>,
@@ -104,6 +106,24 @@ impl Rails {
             .iter()
             .map(|w| expand(w, home.as_deref(), &spec_dir))
             .collect();
+        // A preset agent's own state folders under $HOME (those that exist: Landlock names
+        // existing paths only), for the proposer alone.
+        let agent_writable = rec
+            .spec
+            .spec
+            .proposer
+            .preset
+            .as_deref()
+            .and_then(crate::spec::presets::find)
+            .zip(home.as_deref())
+            .map(|(p, h)| {
+                p.home_writable
+                    .iter()
+                    .map(|d| h.join(d))
+                    .filter(|d| d.exists())
+                    .collect()
+            })
+            .unwrap_or_default();
         Rails {
             rec_id: rec.id.clone(),
             common: rec.common_dir.clone(),
@@ -111,6 +131,7 @@ impl Rails {
             worktree_name: git::worktree_name(&rec.id),
             mode: effective_mode(sb.mode),
             writable,
+            agent_writable,
             network: sb.network,
             xdg_config: std::env::var_os("XDG_CONFIG_HOME")
                 .filter(|h| !h.is_empty())
@@ -161,6 +182,7 @@ impl Rails {
                     .open(&log);
             }
             w.push(log);
+            w.extend(self.agent_writable.iter().cloned());
         }
         w.extend(self.writable.iter().cloned());
         w.into_iter()

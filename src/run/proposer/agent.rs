@@ -8,12 +8,15 @@ use anyhow::{Context, Result};
 use super::{Proposal, ProposeContext, Proposed, Proposer};
 use crate::exec::{CommandSpec, Limits};
 use crate::run::journal::CommandRecord;
+use crate::spec::presets::{self, Usage};
 
 /// Any command (`claude -p`, `codex exec`, `aider ...`): prompt on stdin, a fresh process
 /// per experiment, in the worktree.
 pub(super) struct Agent {
     pub(super) command: String,
     pub(super) timeout: std::time::Duration,
+    /// How its preset reports usage on stdout (None: only the proposal file says).
+    pub(super) usage: Option<Usage>,
 }
 
 impl Proposer for Agent {
@@ -84,7 +87,12 @@ impl Proposer for Agent {
                     ctx.experiment
                 )
             });
-        let hypothesis = read_capped(&proposal_file).and_then(|t| serde_json::from_str(&t).ok());
+        let mut hypothesis =
+            read_capped(&proposal_file).and_then(|t| serde_json::from_str(&t).ok());
+        if let Some(usage) = self.usage {
+            let stdout = read_capped_tail(&ctx.output_dir.join("proposer.out"));
+            add_usage(&mut hypothesis, presets::read_usage(usage, &stdout));
+        }
         Ok(Proposed::Change(Box::new(Proposal {
             description,
             hypothesis,
@@ -122,4 +130,35 @@ fn read_capped(path: &std::path::Path) -> Option<String> {
         .read_to_end(&mut bytes)
         .ok()?;
     Some(String::from_utf8_lossy(&bytes).into_owned())
+}
+
+/// The last [`MAX_AGENT_FILE`] bytes of a file (a tool's final usage report is at its end).
+fn read_capped_tail(path: &Path) -> String {
+    use std::io::{Read, Seek, SeekFrom};
+    let Ok(mut f) = std::fs::File::open(path) else {
+        return String::new();
+    };
+    let len = f.metadata().map(|m| m.len()).unwrap_or(0);
+    let _ = f.seek(SeekFrom::Start(len.saturating_sub(MAX_AGENT_FILE)));
+    let mut bytes = Vec::new();
+    let _ = f.take(MAX_AGENT_FILE).read_to_end(&mut bytes);
+    String::from_utf8_lossy(&bytes).into_owned()
+}
+
+/// What the tool reported spending goes beside the proposal (where any proposer may put
+/// `cost_usd` and `tokens` itself); the agent's own figures win.
+fn add_usage(hypothesis: &mut Option<serde_json::Value>, spent: presets::Spent) {
+    if spent == presets::Spent::default() {
+        return;
+    }
+    let h = hypothesis.get_or_insert_with(|| serde_json::json!({}));
+    let Some(obj) = h.as_object_mut() else {
+        return;
+    };
+    if let Some(c) = spent.cost_usd {
+        obj.entry("cost_usd").or_insert(serde_json::json!(c));
+    }
+    if let Some(t) = spent.tokens {
+        obj.entry("tokens").or_insert(serde_json::json!(t));
+    }
 }

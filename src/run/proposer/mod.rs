@@ -71,6 +71,11 @@ pub fn build(spec: &ResolvedSpec, records: &[ExperimentRecord]) -> Result<Box<dy
         ProposerKind::Agent => Box::new(Agent {
             command: p.command.clone().unwrap_or_default(),
             timeout: p.timeout.0,
+            usage: p
+                .preset
+                .as_deref()
+                .and_then(crate::spec::presets::find)
+                .map(|p| p.usage),
         }),
         ProposerKind::Patches => Box::new(Patches::new(
             &spec.spec_relative(p.dir.as_deref().unwrap_or(Path::new("."))),
