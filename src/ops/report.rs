@@ -678,6 +678,7 @@ mod tests {
             best_estimate: 100.0,
             simplification: false,
             reason: String::new(),
+            ..Evaluation::default()
         });
         let row = result_rows(
             &[rec(0, Status::Baseline, Some(100.0), "baseline"), k.clone()],

@@ -11,7 +11,6 @@ use crate::run::measure::Once;
 use crate::run::record::Inflight;
 use crate::run::runner::Runner;
 use crate::run::state::{Event, Step};
-use crate::spec::Repeats;
 use crate::stats::{self, Mode};
 use crate::store;
 
@@ -94,13 +93,11 @@ impl Runner {
         )
     }
 
-    /// The noise probe: the metric run several times on the base. None: interrupted.
-    fn probe(&self, cancel: &Cancel) -> Result<Option<(Vec<f64>, Vec<CommandRecord>)>> {
-        let auto = self.rec.spec.spec.metric.repeats == Repeats::Auto;
-        let runs = match self.rec.spec.spec.metric.repeats {
-            Repeats::Auto => stats::probe_runs(),
-            Repeats::Fixed(n) => (n as usize).clamp(2, stats::probe_runs().max(2)),
-        };
+    /// The noise probe: the metric run [`stats::probe_runs`] times on the base (never fewer:
+    /// three equal values of a two-level metric are a coin toss, see [`stats::probe_mode`]).
+    /// None: interrupted.
+    pub(super) fn probe(&self, cancel: &Cancel) -> Result<Option<(Vec<f64>, Vec<CommandRecord>)>> {
+        let runs = stats::probe_runs();
         let wt = self.rec.worktree.clone();
         let meter = self.meter(0);
         let mut values = Vec::new();
@@ -118,10 +115,6 @@ impl Runner {
                     ));
                 }
                 Once::Interrupted => return Ok(None),
-            }
-            // Deterministic metrics stop probing early: three equal values settle it.
-            if auto && i >= 2 && values.iter().all(|v| *v == values[0]) {
-                break;
             }
         }
         Ok(Some((values, recs)))
