@@ -132,11 +132,13 @@ impl Registry {
                 }
             };
             let active = record.state().is_active();
-            let handle = Arc::new(RunHandle::new(
-                record,
-                paths,
-                recover::best_history(&records),
-            ));
+            let history = recover::best_history(&records, record.spec.spec.metric.direction);
+            let mut record = record;
+            // Older records have no gain; the journal has what it is made of.
+            if record.gain.is_none() {
+                record.gain = arctl_gain(&records, &record);
+            }
+            let handle = Arc::new(RunHandle::new(record, paths, history));
             if active {
                 self.recover(&id, &handle);
             }
@@ -188,4 +190,12 @@ impl Registry {
         // Nothing stays queued or running on a cluster.
         self.global.shutdown_executors();
     }
+}
+
+/// The gain of a run loaded from disk, from its journal.
+fn arctl_gain(
+    records: &[crate::run::journal::ExperimentRecord],
+    record: &crate::run::record::RunRecord,
+) -> Option<crate::protocol::GainEstimate> {
+    crate::run::truth::gain(records, record.spec.spec.metric.direction)
 }

@@ -15,6 +15,7 @@ use super::cgroup::CommandCgroup;
 use super::classify::classify;
 use super::feeder::Feeder;
 use super::procfs::{self, Ident, TagMatch, TreeTracker};
+use super::running;
 use super::{
     epoch_ms, instructions_supported, limit_mechanism, process_start_time, spawn, Cancel,
     CommandSpec, Exit, LimitMechanism, Limits, Outcome, MIN_DATA_HEADROOM, TAG_VAR, TERM_GRACE,
@@ -46,7 +47,11 @@ pub fn run(spec: &CommandSpec, cancel: &Cancel) -> io::Result<Outcome> {
     let (exited_at, mut watch) = wait(spec, cancel, &mut child, &what)?;
     let ended_at_ms = epoch_ms();
     sweep(&child, &mut watch);
-    outcome(spec, child, watch, exited_at, ended_at_ms)
+    // Out of the registry before the leader is reaped (its group id is then free).
+    let frozen = watch.registration.finish();
+    let mut o = outcome(spec, child, watch, exited_at, ended_at_ms)?;
+    o.frozen_ms = (!frozen.is_zero()).then_some(frozen.as_millis() as u64);
+    Ok(o)
 }
 
 /// What is set up before the fork: everything that can fail while no process exists yet.
@@ -254,6 +259,9 @@ struct Watch {
     /// Tree members at the last sample.
     members: Vec<Ident>,
     nap: Duration,
+    /// The command's place in the daemon-wide registry: a measurement elsewhere may freeze
+    /// it (its frozen time does not count toward the timeout); fed by `sample`.
+    registration: running::Registration,
 }
 
 /// Phase 3: wait for the child to exit, watching the clock, the cancel flag and the tree.
@@ -317,6 +325,7 @@ impl Watch {
             killed: false,
             members: Vec::new(),
             nap: Duration::from_millis(1),
+            registration: running::register(&spec.tag, c.pid),
         }
     }
 
@@ -324,7 +333,10 @@ impl Watch {
     fn stop_if_asked(&mut self, now: Instant, cancel: &Cancel, pid: u32) {
         let stop = if cancel.is_cancelled() {
             Exit::Cancelled
-        } else if self.timeout_at.is_some_and(|t| now >= t) {
+        } else if self
+            .timeout_at
+            .is_some_and(|t| now >= t + self.registration.frozen_for())
+        {
             Exit::TimedOut
         } else {
             return;
@@ -348,6 +360,7 @@ impl Watch {
             .filter(|m| !m.is_dead())
             .map(|m| m.ident())
             .collect();
+        self.registration.update(&self.members);
         let cpu = c
             .cgroup
             .as_ref()
@@ -502,6 +515,7 @@ fn outcome(
         queue_ms: None,
         job_id: None,
         node: None,
+        frozen_ms: None,
     })
 }
 

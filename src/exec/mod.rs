@@ -44,6 +44,7 @@ pub mod executor;
 mod feeder;
 mod local;
 mod procfs;
+pub mod running;
 pub mod slurm;
 mod spawn;
 #[cfg(test)]
@@ -196,6 +197,10 @@ pub struct Outcome {
     /// Cluster executors: the node the command ran on.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub node: Option<String>,
+    /// Time the command spent frozen by another command's exclusive measurement (see
+    /// [`running`]): part of `wall_ms`, not counted toward its timeout.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub frozen_ms: Option<u64>,
 }
 
 /// A cancellation flag shared between the caller and a running command.

@@ -62,6 +62,13 @@ impl Runner {
             r.best = Some(value);
             r.baseline_duration_ms = Some(duration);
             r.mode = Some(mode.clone());
+            r.noise = crate::protocol::NoiseState {
+                baseline_cv: match &mode {
+                    Mode::Noisy { cv } => Some(*cv),
+                    Mode::Deterministic => None,
+                },
+                ..Default::default()
+            };
             r.next_experiment = 1;
             r.inflight = None;
             r.last_status = Some("baseline".into());
@@ -69,10 +76,10 @@ impl Runner {
         })?;
         self.h.live().best_history.push(value);
         self.log(&format!(
-            "baseline: {} = {} ({mode_desc}); metric timeout {:.1}s",
+            "baseline: {} = {} ({mode_desc}); metric timeout {}",
             self.rec.spec.spec.metric.command,
             format_metric(Some(value)),
-            self.metric_timeout().as_secs_f64()
+            self.timeout_rule().describe()
         ));
         Ok(())
     }

@@ -8,7 +8,6 @@
 //! [`RunHandle::update`], which hands back the new snapshot: the handle stays the one owner.
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use anyhow::Result;
 
@@ -103,6 +102,11 @@ impl Runner {
                 return Ok(());
             }
             if c.stop || c.stop_now {
+                // A stop (not --now) with a keep confirms the best first; interrupted, the
+                // controls decide again.
+                if !c.stop_now && !self.confirm()? {
+                    continue;
+                }
                 self.update(|r| {
                     r.apply(Event::Stopped);
                     r.stop_reason = Some("stopped by the user".into());
@@ -122,6 +126,9 @@ impl Runner {
                 self.apply(Event::Paused)?;
                 self.log("paused");
                 self.h.wait_while_paused();
+                if self.rec.pause_reason.is_some() && !self.h.control().pause {
+                    self.update(|r| r.pause_reason = None)?;
+                }
                 continue;
             }
             self.apply(Event::Resumed)?;
@@ -154,7 +161,12 @@ impl Runner {
         None
     }
 
+    /// End the run (budget spent, proposer out of ideas), after the final confirmation of a
+    /// keep; interrupted during it, the run stays as it is and the loop's controls decide.
     pub(super) fn finish(&mut self, why: &str) -> Result<()> {
+        if !self.confirm()? {
+            return Ok(());
+        }
         self.update(|r| {
             r.apply(Event::Finished);
             r.stop_reason = Some(why.to_string());
@@ -168,8 +180,8 @@ impl Runner {
         measure::decision_config(&self.rec)
     }
 
-    pub(super) fn metric_timeout(&self) -> Duration {
-        measure::metric_timeout(&self.rec)
+    pub(super) fn timeout_rule(&self) -> measure::TimeoutRule {
+        measure::TimeoutRule::of(&self.rec)
     }
 
     fn limits(&self) -> Limits {
@@ -212,7 +224,8 @@ impl Runner {
             global: &self.g,
             executor: &*self.executor,
             limits: self.limits(),
-            timeout: self.metric_timeout(),
+            timeout: self.timeout_rule(),
+            log: Some(&self.h),
             env: self.base_env(experiment),
             tag_prefix: self.tag(experiment, ""),
             output_prefix: String::new(),

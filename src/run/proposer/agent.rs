@@ -96,6 +96,7 @@ impl Proposer for Agent {
                 value: None,
                 lock_wait_ms: None,
                 tree: None,
+                froze: None,
             }),
             failure,
         })))

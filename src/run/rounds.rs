@@ -1,0 +1,292 @@
+//! Comparing a candidate with the best, built on [`Meter::once_within`]: the strict
+//! comparison of deterministic mode (re-measured before a keep: a value that moves means the
+//! metric is noisy after all) and the paired, alternating rounds of noisy mode, where a
+//! failure of the best tree is retried instead of blamed on the candidate and each run's
+//! timeout follows its partner's time in the same round.
+
+use std::path::Path;
+use std::time::Duration;
+
+use anyhow::Result;
+
+use crate::exec::{self, Cancel, Exit};
+use crate::protocol::format::format_metric;
+use crate::run::journal::CommandRecord;
+use crate::run::measure::{Measured, Meter, Once, Reference};
+use crate::stats::{self, DecisionConfig, Evaluation, Mode, Verdict};
+
+/// How many times a round is measured again when the best tree failed in it (or the
+/// candidate timed out on a machine that had slowed down) before the measurement gives up.
+pub const MAX_ROUND_RETRIES: usize = 2;
+
+/// One round's outcome.
+enum Round {
+    Pair(f64, f64),
+    /// The best tree failed: why, and its last output lines.
+    BestFailed(String, String),
+    /// Not the candidate's fault either way (it timed out while its partner also slowed):
+    /// measure the round again.
+    Retry(String),
+    /// The candidate's own failure.
+    Crash(String, String),
+    Interrupted,
+}
+
+impl Meter<'_> {
+    /// Measure `candidate` against `best` by the run's mode: one strict comparison
+    /// (deterministic; a reference tree is measured once first), or paired rounds (noisy;
+    /// `progress` sees each round's evaluation).
+    #[allow(clippy::too_many_arguments)]
+    pub fn compare(
+        &self,
+        mode: &Mode,
+        best: Reference,
+        candidate: &Path,
+        cfg: &DecisionConfig,
+        fewer_lines: bool,
+        cancel: &Cancel,
+        progress: impl FnMut(usize, &Evaluation),
+    ) -> Result<Measured> {
+        match (mode, best) {
+            (Mode::Deterministic, Reference::Stored(v, tree)) => {
+                self.deterministic(v, Some(tree), candidate, cfg, fewer_lines, cancel)
+            }
+            (Mode::Deterministic, Reference::Tree(tree)) => {
+                match self.once(tree, "best", cancel)? {
+                    Once::Value(v, r) => {
+                        let mut m =
+                            self.deterministic(v, None, candidate, cfg, fewer_lines, cancel)?;
+                        m.prepend(r);
+                        Ok(m)
+                    }
+                    Once::Failed(reason, tail, r) => Ok(Measured::BestFailed {
+                        reason,
+                        tail,
+                        records: vec![r],
+                    }),
+                    Once::Interrupted => Ok(Measured::Interrupted),
+                }
+            }
+            (Mode::Noisy { .. }, Reference::Tree(tree) | Reference::Stored(_, tree)) => {
+                self.paired(tree, candidate, cfg, fewer_lines, cancel, progress)
+            }
+        }
+    }
+
+    /// Deterministic mode: one run of the candidate, strictly compared with `best_value`.
+    /// Before a keep, when the best's tree is given, the best and the candidate are measured
+    /// once more: either value moving means the metric is not deterministic
+    /// ([`Measured::NotDeterministic`]), and nothing is kept on it.
+    pub fn deterministic(
+        &self,
+        best_value: f64,
+        best_tree: Option<&Path>,
+        tree: &Path,
+        cfg: &DecisionConfig,
+        fewer_lines: bool,
+        cancel: &Cancel,
+    ) -> Result<Measured> {
+        let (v, r) = match self.once(tree, "candidate", cancel)? {
+            Once::Value(v, r) => (v, r),
+            Once::Failed(reason, tail, r) => {
+                return Ok(Measured::Crash {
+                    reason,
+                    tail,
+                    records: vec![r],
+                })
+            }
+            Once::Interrupted => return Ok(Measured::Interrupted),
+        };
+        let evaluation = stats::evaluate_deterministic(best_value, v, cfg, fewer_lines);
+        let mut records = vec![r];
+        if let (Verdict::Keep, Some(best_tree)) = (evaluation.verdict, best_tree) {
+            let again = [(best_tree, "best", best_value), (tree, "candidate", v)];
+            let mut values = vec![best_value, v];
+            for (t, role, before) in again {
+                match self.once(t, role, cancel)? {
+                    Once::Value(now, r) => {
+                        records.push(r);
+                        values.push(now);
+                        if now != before {
+                            let detail = format!(
+                                "the {role} measured {} again, {} before",
+                                format_metric(Some(now)),
+                                format_metric(Some(before))
+                            );
+                            return Ok(Measured::NotDeterministic {
+                                detail,
+                                values,
+                                records,
+                            });
+                        }
+                    }
+                    Once::Failed(reason, tail, r) => {
+                        records.push(r);
+                        return Ok(if role == "best" {
+                            Measured::BestFailed {
+                                reason,
+                                tail,
+                                records,
+                            }
+                        } else {
+                            Measured::Crash {
+                                reason,
+                                tail,
+                                records,
+                            }
+                        });
+                    }
+                    Once::Interrupted => return Ok(Measured::Interrupted),
+                }
+            }
+        }
+        Ok(Measured::Value {
+            value: v,
+            evaluation,
+            records,
+            best_tree: None,
+        })
+    }
+
+    /// Noisy mode: measure the best (in `best`) and the candidate (in `candidate`) in the same
+    /// rounds, alternating the order (AB, BA, ...) so drift hits both alike, until
+    /// [`stats::evaluate_noisy`] decides. A round the best fails in, or where the candidate
+    /// timed out while its partner slowed down too, is measured again (up to
+    /// [`MAX_ROUND_RETRIES`] times in a row). `progress` sees each round's evaluation.
+    pub fn paired(
+        &self,
+        best: &Path,
+        candidate: &Path,
+        cfg: &DecisionConfig,
+        fewer_lines: bool,
+        cancel: &Cancel,
+        mut progress: impl FnMut(usize, &Evaluation),
+    ) -> Result<Measured> {
+        let mut pairs: Vec<(f64, f64)> = Vec::new();
+        let mut records = Vec::new();
+        // The best's latest time: the timeout's reference until this round measures it.
+        let mut best_time: Option<Duration> = None;
+        let mut retries = 0;
+        while pairs.len() < cfg.max_rounds() {
+            let round = pairs.len() + 1;
+            let outcome =
+                self.round(round, best, candidate, &mut best_time, cancel, &mut records)?;
+            let (why, tail) = match outcome {
+                Round::Pair(b, c) => {
+                    retries = 0;
+                    pairs.push((b, c));
+                    let ev = stats::evaluate_noisy(&pairs, cfg, fewer_lines);
+                    progress(round, &ev);
+                    if ev.verdict != Verdict::Continue {
+                        return Ok(Measured::Value {
+                            value: ev.candidate_estimate,
+                            evaluation: ev,
+                            records,
+                            best_tree: None,
+                        });
+                    }
+                    continue;
+                }
+                Round::Crash(reason, tail) => {
+                    return Ok(Measured::Crash {
+                        reason,
+                        tail,
+                        records,
+                    })
+                }
+                Round::Interrupted => return Ok(Measured::Interrupted),
+                Round::BestFailed(why, tail) => (format!("the best failed: {why}"), tail),
+                Round::Retry(why) => (why, String::new()),
+            };
+            retries += 1;
+            if retries > MAX_ROUND_RETRIES {
+                return Ok(Measured::BestFailed {
+                    reason: format!("{why} ({retries} attempts of round {round})"),
+                    tail,
+                    records,
+                });
+            }
+            self.note(&format!(
+                "round {round}: {why}; measuring the round again ({retries} of {MAX_ROUND_RETRIES})"
+            ));
+        }
+        unreachable!("evaluate_noisy decides at the last round")
+    }
+
+    /// One round: both trees, in this round's order, each allowed its factor of the
+    /// partner's time. A candidate that timed out is blamed only when the best, measured in
+    /// the same round, ran well within the factor of the time the candidate was allowed.
+    fn round(
+        &self,
+        round: usize,
+        best: &Path,
+        candidate: &Path,
+        best_time: &mut Option<Duration>,
+        cancel: &Cancel,
+        records: &mut Vec<CommandRecord>,
+    ) -> Result<Round> {
+        // Both trees of a round run together (on a cluster: one allocation, one node).
+        let _round = exec::Group::new(self.executor, 2);
+        let best_first = round % 2 == 1;
+        let mut pair = (f64::NAN, f64::NAN);
+        let mut partner: Option<Duration> = None;
+        // The candidate's failure, held until the best of the round has been measured.
+        let mut failed: Option<(String, String, Duration)> = None;
+        let order = if best_first {
+            [true, false]
+        } else {
+            [false, true]
+        };
+        for is_best in order {
+            let (tree, role) = if is_best {
+                (best, "best")
+            } else {
+                (candidate, "candidate")
+            };
+            let reference = partner.or(*best_time);
+            let allowed = self.timeout.timeout(reference);
+            match self.once_within(tree, role, allowed, cancel)? {
+                Once::Value(v, r) => {
+                    let took = Duration::from_millis(r.outcome.wall_ms);
+                    records.push(r);
+                    partner = Some(took);
+                    if is_best {
+                        *best_time = Some(took);
+                        pair.0 = v;
+                    } else {
+                        pair.1 = v;
+                    }
+                }
+                Once::Failed(reason, tail, r) => {
+                    let timed_out = r.outcome.exit == Exit::TimedOut;
+                    records.push(r);
+                    if is_best {
+                        return Ok(Round::BestFailed(reason, tail));
+                    }
+                    if !timed_out {
+                        return Ok(Round::Crash(reason, tail));
+                    }
+                    failed = Some((reason, tail, allowed));
+                }
+                Once::Interrupted => return Ok(Round::Interrupted),
+            }
+        }
+        let Some((reason, tail, allowed)) = failed else {
+            return Ok(Round::Pair(pair.0, pair.1));
+        };
+        let best_now = best_time.expect("the best was measured in this round");
+        if self.timeout.stale(allowed, best_now) {
+            return Ok(Round::Retry(format!(
+                "the candidate {reason}, but the best took {:.1}s in the same round: the machine slowed down",
+                best_now.as_secs_f64()
+            )));
+        }
+        Ok(Round::Crash(
+            format!(
+                "{reason} (the best took {:.1}s in the same round)",
+                best_now.as_secs_f64()
+            ),
+            tail,
+        ))
+    }
+}
