@@ -13,6 +13,7 @@ use std::time::{Duration, Instant};
 
 use super::cgroup::CommandCgroup;
 use super::classify::classify;
+use super::exit_wait::ExitWaiter;
 use super::feeder::Feeder;
 use super::procfs::{self, Ident, TagMatch, TreeTracker};
 use super::running;
@@ -262,6 +263,8 @@ struct Watch {
     /// The command's place in the daemon-wide registry: a measurement elsewhere may freeze
     /// it (its frozen time does not count toward the timeout); fed by `sample`.
     registration: running::Registration,
+    /// Naps end the moment the child exits (precise wall times).
+    exit: ExitWaiter,
 }
 
 /// Phase 3: wait for the child to exit, watching the clock, the cancel flag and the tree.
@@ -326,6 +329,7 @@ impl Watch {
             members: Vec::new(),
             nap: Duration::from_millis(1),
             registration: running::register(&spec.tag, c.pid),
+            exit: ExitWaiter::open(c.pid),
         }
     }
 
@@ -394,7 +398,7 @@ impl Watch {
         if let Some(t) = self.kill_at.filter(|_| !self.killed) {
             wake = wake.min(t);
         }
-        std::thread::sleep(
+        self.exit.nap(
             wake.saturating_duration_since(now)
                 .max(Duration::from_micros(200)),
         );
@@ -505,6 +509,7 @@ fn outcome(
     Ok(Outcome {
         exit,
         wall_ms: exited_at.duration_since(c.started).as_millis() as u64,
+        wall_us: Some(exited_at.duration_since(c.started).as_micros() as u64),
         cpu_ms,
         peak_rss,
         instructions,

@@ -41,6 +41,7 @@
 mod cgroup;
 mod classify;
 pub mod executor;
+mod exit_wait;
 mod feeder;
 mod local;
 mod procfs;
@@ -197,6 +198,10 @@ pub struct Outcome {
     /// Cluster executors: the node the command ran on.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub node: Option<String>,
+    /// Wall time in microseconds, from the start of the command to its exit (where known:
+    /// this machine); what a wall-clock metric is read from.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub wall_us: Option<u64>,
     /// Time the command spent frozen by another command's exclusive measurement (see
     /// [`running`]): part of `wall_ms`, not counted toward its timeout.
     #[serde(default, skip_serializing_if = "Option::is_none")]

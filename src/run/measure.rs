@@ -366,8 +366,11 @@ impl Meter<'_> {
             Extraction::Time(TimeMode::Wall) if outcome.queue_ms.is_some() => {
                 Ok(outcome.wall_ms as f64 / 1000.0)
             }
-            // Time spent frozen by another run's exclusive measurement is not the metric's.
-            Extraction::Time(TimeMode::Wall) => Ok(wall
+            // From the command's start to its exit (not its setup and sweep); time spent
+            // frozen by another run's exclusive measurement is not the metric's.
+            Extraction::Time(TimeMode::Wall) => Ok(outcome
+                .wall_us
+                .map_or(wall, Duration::from_micros)
                 .saturating_sub(Duration::from_millis(outcome.frozen_ms.unwrap_or(0)))
                 .as_secs_f64()),
             Extraction::Time(TimeMode::Cpu) => Ok(outcome.cpu_ms as f64 / 1000.0),

@@ -22,14 +22,21 @@ pub const MAX_ROUND_RETRIES: usize = 2;
 /// One round's outcome.
 enum Round {
     Pair(f64, f64),
-    /// The best tree failed: why, and its last output lines.
-    BestFailed(String, String),
+    /// The best tree failed: why, its last output lines, and whether it timed out.
+    BestFailed(String, String, bool),
     /// Not the candidate's fault either way (it timed out while its partner also slowed):
     /// measure the round again.
     Retry(String),
     /// The candidate's own failure.
     Crash(String, String),
     Interrupted,
+}
+
+/// What a round's timeouts are made of: the best's latest time (updated by the round) and
+/// the factor a retry grants on top.
+struct Timing<'t> {
+    best_time: &'t mut Option<Duration>,
+    slack: f64,
 }
 
 impl Meter<'_> {
@@ -167,13 +174,20 @@ impl Meter<'_> {
         // The best's latest time: the timeout's reference until this round measures it.
         let mut best_time: Option<Duration> = None;
         let mut retries = 0;
+        // A best that timed out before anything was measured now (the first run of an
+        // experiment on a machine that slowed down) gets twice the time at each retry.
+        let mut slack = 1.0;
         while pairs.len() < cfg.max_rounds() {
             let round = pairs.len() + 1;
-            let outcome =
-                self.round(round, best, candidate, &mut best_time, cancel, &mut records)?;
+            let t = Timing {
+                best_time: &mut best_time,
+                slack,
+            };
+            let outcome = self.round(round, best, candidate, t, cancel, &mut records)?;
             let (why, tail) = match outcome {
                 Round::Pair(b, c) => {
                     retries = 0;
+                    slack = 1.0;
                     pairs.push((b, c));
                     let ev = stats::evaluate_noisy(&pairs, cfg, fewer_lines);
                     progress(round, &ev);
@@ -195,7 +209,12 @@ impl Meter<'_> {
                     })
                 }
                 Round::Interrupted => return Ok(Measured::Interrupted),
-                Round::BestFailed(why, tail) => (format!("the best failed: {why}"), tail),
+                Round::BestFailed(why, tail, timed_out) => {
+                    if timed_out {
+                        slack *= 2.0;
+                    }
+                    (format!("the best failed: {why}"), tail)
+                }
                 Round::Retry(why) => (why, String::new()),
             };
             retries += 1;
@@ -221,10 +240,11 @@ impl Meter<'_> {
         round: usize,
         best: &Path,
         candidate: &Path,
-        best_time: &mut Option<Duration>,
+        t: Timing,
         cancel: &Cancel,
         records: &mut Vec<CommandRecord>,
     ) -> Result<Round> {
+        let Timing { best_time, slack } = t;
         // Both trees of a round run together (on a cluster: one allocation, one node).
         let _round = exec::Group::new(self.executor, 2);
         let best_first = round % 2 == 1;
@@ -244,7 +264,7 @@ impl Meter<'_> {
                 (candidate, "candidate")
             };
             let reference = partner.or(*best_time);
-            let allowed = self.timeout.timeout(reference);
+            let allowed = self.timeout.timeout(reference).mul_f64(slack);
             match self.once_within(tree, role, allowed, cancel)? {
                 Once::Value(v, r) => {
                     let took = Duration::from_millis(r.outcome.wall_ms);
@@ -261,7 +281,7 @@ impl Meter<'_> {
                     let timed_out = r.outcome.exit == Exit::TimedOut;
                     records.push(r);
                     if is_best {
-                        return Ok(Round::BestFailed(reason, tail));
+                        return Ok(Round::BestFailed(reason, tail, timed_out));
                     }
                     if !timed_out {
                         return Ok(Round::Crash(reason, tail));

@@ -409,7 +409,7 @@ impl Test {
         let (est, b, alpha_k) = (&self.est, &self.bounds, self.look.alpha_k);
         match est.tied {
             Some(_) => format!(
-                "sign-flip test of tied rounds, p={} vs {}",
+                "sign-flip test of the tied rounds: p={}, needed <= {}",
                 fmt_p(if which == "upper" {
                     b.p_worse
                 } else {
