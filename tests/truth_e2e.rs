@@ -277,8 +277,9 @@ fn a_two_level_metric_a_a_keeps_at_most_one_of_twenty() {
     }
 }
 
-/// A noisy metric (0.5%) that sleeps as long as the control dir's `load` says (the machine
-/// got slower) and fails in the best tree while `fail-best` exists there.
+/// A noisy metric (0.5%, or the control dir's `noise`) that sleeps as long as the control
+/// dir's `load` says (the machine got slower) and fails in the best tree while `fail-best`
+/// exists there.
 const LOADED_PY: &str = r#"import os, random, sys, time
 ctl = sys.argv[1]
 if os.path.exists(os.path.join(ctl, "fail-best")) and os.getcwd().endswith("best-tree"):
@@ -288,8 +289,12 @@ try:
     time.sleep(float(open(os.path.join(ctl, "load")).read()))
 except OSError:
     pass
+try:
+    noise = float(open(os.path.join(ctl, "noise")).read())
+except OSError:
+    noise = 0.005
 v = float(open("src/value.txt").read())
-print("score: %.4f" % (v * (1 + random.gauss(0, 0.005))))
+print("score: %.4f" % (v * (1 + random.gauss(0, noise))))
 "#;
 
 #[test]
@@ -366,4 +371,127 @@ fn a_best_that_times_out_or_fails_is_never_blamed_on_the_candidate() {
     assert_eq!(e[3]["status"], "keep", "{}\n{log}", e[3]);
     assert!(e.iter().all(|x| x["fix_attempts"] == 0), "{e:#?}");
     assert!(!log.contains("quick fix"), "{log}");
+}
+
+#[test]
+fn a_machine_that_became_noisy_is_called_unstable_and_decisions_take_more_rounds() {
+    let w = World::new();
+    let repo = w.path().join("proj");
+    let ctl = w.path().join("ctl");
+    std::fs::create_dir_all(&ctl).unwrap();
+    common::repo(
+        &repo,
+        &[
+            ("loaded.py", LOADED_PY),
+            ("src/value.txt", "100\n"),
+            ("src/notes.txt", "notes\n"),
+        ],
+    );
+    write_exec(
+        &w.path().join("agent.sh"),
+        &format!(
+            "#!/bin/sh\nwhile [ ! -e {ctl}/go ]; do sleep 0.05; done\necho \"note $ARCTL_EXPERIMENT\" >> src/notes.txt\necho \"reword note $ARCTL_EXPERIMENT\" > \"$ARCTL_DESCRIPTION_FILE\"\n",
+            ctl = ctl.display()
+        ),
+    );
+    spec(
+        &w.path().join("n.toml"),
+        &format!(
+            "id = \"n\"\nrepo = \"proj\"\n[metric]\ncommand = \"python3 loaded.py {}\"\nregex = 'score: ([0-9.]+)'\ndirection = \"lower\"\n[scope]\ninclude = [\"src/**\"]\n[budget]\nmax_experiments = 3\n[proposer]\ncommand = \"{}\"\n",
+            ctl.display(),
+            w.path().join("agent.sh").display()
+        ),
+    );
+    let _d = w.daemon();
+    w.ok(&["start", w.path().join("n.toml").to_str().unwrap()]);
+    w.wait_run("n", Duration::from_secs(60), |s| s["step"] == "proposing");
+    // After a 0.5% baseline the machine turns 8% noisy.
+    write(&ctl.join("noise"), "0.08");
+    write(&ctl.join("go"), "");
+    let st = w.wait_finished("n", Duration::from_secs(120));
+    let log = w.log("n");
+    let s = &st["summary"];
+    let msg = s["noise"]["message"].as_str().unwrap_or_default();
+    assert!(
+        msg.starts_with("unstable: cv ") && msg.contains("at baseline"),
+        "{s:#}\n{log}"
+    );
+    assert!(log.contains("fresh noise probe of the best"), "{log}");
+    assert!(log.contains(msg), "{log}");
+    assert!(w.ok(&["status"]).contains(msg));
+    assert!(w.ok(&["report", "n"]).contains(msg));
+    // The decisions after the warning knew: their reasons say so, and none was kept.
+    let e = journal(&w, "n");
+    assert!(
+        e.iter()
+            .skip(2)
+            .filter(|x| x["status"] != "confirmation")
+            .all(|x| x["reason"].as_str().unwrap().contains("unstable: noise")),
+        "{e:#?}"
+    );
+    assert!(e.iter().all(|x| x["status"] != "keep"), "{e:#?}");
+}
+
+#[test]
+fn a_deterministic_metric_on_a_machine_that_slowed_down_is_measured_again_not_crashed() {
+    let w = World::new();
+    let repo = w.path().join("proj");
+    let ctl = w.path().join("ctl");
+    std::fs::create_dir_all(&ctl).unwrap();
+    // The score is exact; the run takes as long as the control dir's `load` says.
+    common::repo(
+        &repo,
+        &[
+            (
+                "score.sh",
+                &format!(
+                    "#!/bin/sh\nl=$(cat {}/load 2>/dev/null || echo 0)\nsleep \"$l\"\necho \"score: $(cat src/value.txt)\"\n",
+                    ctl.display()
+                ),
+            ),
+            ("src/value.txt", "100\n"),
+        ],
+    );
+    write_exec(
+        &w.path().join("agent.sh"),
+        &format!(
+            "#!/bin/sh\nwhile [ ! -e {ctl}/go ]; do sleep 0.05; done\n[ \"$ARCTL_FIX_ATTEMPT\" = 0 ] || exit 9\necho 90 > src/value.txt\necho \"lower to 90\" > \"$ARCTL_DESCRIPTION_FILE\"\n",
+            ctl = ctl.display()
+        ),
+    );
+    spec(
+        &w.path().join("d.toml"),
+        &format!(
+            "id = \"d\"\nrepo = \"proj\"\n[metric]\ncommand = \"./score.sh\"\nregex = 'score: ([0-9.]+)'\ndirection = \"lower\"\n[scope]\ninclude = [\"src/**\"]\n[budget]\nmax_experiments = 1\n[proposer]\ncommand = \"{}\"\n",
+            w.path().join("agent.sh").display()
+        ),
+    );
+    let _d = w.daemon();
+    w.ok(&["start", w.path().join("d.toml").to_str().unwrap()]);
+    w.wait_run("d", Duration::from_secs(60), |s| s["step"] == "proposing");
+    // Every run now takes 1.2 s, past the baseline's 2x (the 1 s floor).
+    write(&ctl.join("load"), "1.2");
+    write(&ctl.join("go"), "");
+    let st = w.wait_finished("d", Duration::from_secs(120));
+    let log = w.log("d");
+    assert_eq!(st["summary"]["mode"], "deterministic", "{st:#}");
+    let e = journal(&w, "d");
+    assert_eq!(e[1]["status"], "keep", "{}\n{log}", e[1]);
+    assert_eq!(e[1]["fix_attempts"], 0);
+    assert!(log.contains("the machine slowed down"), "{log}");
+    let kinds: Vec<&str> = e[1]["measurements"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["exit"]["kind"].as_str().unwrap())
+        .collect();
+    assert_eq!(kinds[0], "timed_out", "{kinds:?}");
+    assert!(kinds[1..].iter().all(|k| *k == "code"), "{kinds:?}");
+    // The final confirmation measured too, on the slow machine: 10% better, exactly.
+    let c = e.last().unwrap();
+    assert_eq!(c["status"], "confirmation", "{c}\n{log}");
+    assert!(
+        (c["decision"]["estimate"].as_f64().unwrap() - 0.1).abs() < 1e-9,
+        "{c}"
+    );
 }

@@ -143,6 +143,9 @@ struct Child<'a> {
     started_at_ms: u64,
     feeder: Option<Feeder>,
     counter: Option<crate::host::perf::Counter>,
+    /// In the daemon-wide registry from before the gate opened (a command started during a
+    /// freeze is stopped before it runs); handed to the watch. Dropped before the reaper.
+    registration: Option<running::Registration>,
     reaper: Reaper<'a>,
     cgroup: Option<CommandCgroup>,
     /// The memory limit is enforced by sampling the tree's RSS (no cgroup to do it).
@@ -206,7 +209,9 @@ fn spawn_child<'a>(
             rss_watchdog = memory;
         }
     }
+    let registration = running::register(&spec.tag, pid);
     spawn::open_gate(gate_parent, err_read).map_err(|e| with_context(e, what()))?;
+    registration.started();
     let started = Instant::now();
     let started_at_ms = epoch_ms();
     let feeder = match (stdin_parent, &spec.stdin) {
@@ -220,6 +225,7 @@ fn spawn_child<'a>(
         started_at_ms,
         feeder,
         counter,
+        registration: Some(registration),
         reaper,
         cgroup,
         rss_watchdog,
@@ -310,7 +316,7 @@ fn lost_child(c: &mut Child, e: io::Error, what: &dyn Fn() -> String) -> io::Err
 }
 
 impl Watch {
-    fn new(spec: &CommandSpec, c: &Child) -> Watch {
+    fn new(spec: &CommandSpec, c: &mut Child) -> Watch {
         let limits = &spec.limits;
         Watch {
             tracker: TreeTracker::new(c.pid, &spec.tag),
@@ -328,7 +334,10 @@ impl Watch {
             killed: false,
             members: Vec::new(),
             nap: Duration::from_millis(1),
-            registration: running::register(&spec.tag, c.pid),
+            registration: c
+                .registration
+                .take()
+                .unwrap_or_else(|| running::register(&spec.tag, c.pid)),
             exit: ExitWaiter::open(c.pid),
         }
     }

@@ -77,7 +77,9 @@ impl Runner {
                 "{}: the next decisions take more rounds",
                 message.as_deref().unwrap_or_default()
             ));
-        } else if was && !unstable {
+        } else if unstable {
+            self.log(&format!("still {}", message.as_deref().unwrap_or_default()));
+        } else if was {
             self.log(&format!(
                 "stable again: cv {} now, {} at baseline",
                 pct(now),

@@ -202,9 +202,13 @@ fn last_change(records: &[ExperimentRecord]) -> String {
     };
     let what = match r.status {
         Status::Keep => "was KEPT: it is in the code you see now".to_string(),
-        _ => format!(
+        s => format!(
             "was {} and REVERTED: the worktree is back at the best, the diff below is not in the code",
-            r.status.as_str()
+            match s {
+                Status::Crash => "a crash",
+                Status::InspectorReject => "rejected by the inspector",
+                _ => "discarded",
+            }
         ),
     };
     format!(
@@ -435,6 +439,121 @@ mod tests {
             );
             assert!(text.contains("NameError: x"));
         }
+    }
+
+    fn record(include: &str) -> RunRecord {
+        let text = format!(
+            "id = \"p\"\n[metric]\ncommand = \"./m\"\ntime = \"wall\"\ndirection = \"lower\"\n[scope]\ninclude = [\"{include}\"]\n[budget]\nmax_experiments = 10\n[proposer]\ncommand = \"agent\"\n"
+        );
+        let spec = crate::spec::parse(&text, std::path::Path::new("/tmp/p.toml")).unwrap();
+        let mut rec = RunRecord::new(
+            crate::run::record::Origin {
+                id: "p".into(),
+                spec,
+                repo: "/tmp/r".into(),
+                common_dir: "/tmp/r/.git".into(),
+                worktree: "/tmp/r-p".into(),
+                branch: "autoresearch/p".into(),
+                base: "main".into(),
+                base_commit: "0".repeat(40),
+            },
+            0,
+        );
+        rec.baseline = Some(0.2);
+        rec.best = Some(0.237);
+        rec.mode = Some(Mode::Noisy { cv: 0.023 });
+        rec
+    }
+
+    fn exp(n: u32, status: Status, gain: f64, reason: &str) -> ExperimentRecord {
+        ExperimentRecord {
+            commit: Some(format!("{n:040}")),
+            metric: Some(0.237),
+            description: format!("idea {n}"),
+            reason: reason.into(),
+            decision: Some(crate::stats::Evaluation {
+                verdict: crate::stats::Verdict::Discard,
+                rounds: 12,
+                estimate: gain,
+                theta: -(-gain).ln_1p(),
+                se: 0.01,
+                df: 10.0,
+                log_scale: true,
+                ci_low: gain - 0.02,
+                ci_high: gain + 0.02,
+                ..crate::stats::Evaluation::default()
+            }),
+            ..ExperimentRecord::new(n, status, 0)
+        }
+    }
+
+    #[test]
+    fn the_prompt_tells_the_truth() {
+        let rec = record("src/parse.py");
+        let reason = "inconclusive after 12 rounds: gain +9.4% (95% CI +1.2% to +17.6%; 98.71% bound -0.5%, p=0.0210)";
+        let records = vec![
+            ExperimentRecord {
+                metric: Some(0.2),
+                ..ExperimentRecord::new(0, Status::Baseline, 0)
+            },
+            exp(
+                1,
+                Status::Keep,
+                0.10,
+                "gain +10.0% ... >= min_effect 1% after 5 rounds",
+            ),
+            exp(2, Status::Discard, 0.094, reason),
+        ];
+        let ctx = Context {
+            rec: &rec,
+            records: &records,
+            experiment: 3,
+            last_diff: "(diff)".into(),
+            fix: None,
+            elapsed_ms: 60_000,
+        };
+        let text = render(DEFAULT_TEMPLATE, &variables(&ctx));
+        // Each experiment's reason verbatim and its paired estimate, not only raw values.
+        assert!(text.contains(reason), "{text}");
+        assert!(
+            text.contains("change +9.40% (95% CI +7.40% to +11.40%)"),
+            "{text}"
+        );
+        // The best from the chain (+10% of 0.2 = 0.18), not the raw 0.237 of the keep.
+        assert!(
+            text.contains("current best: 0.18 in the baseline's terms: +10.00%"),
+            "{text}"
+        );
+        assert!(!text.contains("current best: 0.237"), "{text}");
+        // Noise, rounds, budget, what became of the last change.
+        assert!(text.contains("cv 2.3% at the baseline probe"), "{text}");
+        assert!(text.contains("3 to 24 paired rounds"), "{text}");
+        assert!(
+            text.contains("experiment 3 of 10 (7 left after this one)"),
+            "{text}"
+        );
+        assert!(
+            text.contains("Experiment 2 (idea 2) was discarded and REVERTED"),
+            "{text}"
+        );
+        // No quick-fix section outside a quick fix; commits are folded, as the daemon does.
+        assert!(!text.contains("QUICK FIX"), "{text}");
+        assert!(
+            text.contains("commits you make are folded into it"),
+            "{text}"
+        );
+        assert!(!text.contains("Do not commit"), "{text}");
+    }
+
+    #[test]
+    fn a_one_file_scope_pivots_to_another_approach_not_another_area() {
+        let discards: Vec<ExperimentRecord> = (1..=3)
+            .map(|n| exp(n, Status::Discard, 0.0, "too small"))
+            .collect();
+        assert!(hints_for(&discards, true).contains("the scope is one file"));
+        assert!(hints_for(&discards, false).contains("strategy or area"));
+        assert!(one_file_scope(&record("src/parse.py")));
+        assert!(!one_file_scope(&record("src/**")));
     }
 
     #[test]

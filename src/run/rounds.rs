@@ -19,6 +19,10 @@ use crate::stats::{self, DecisionConfig, Evaluation, Mode, Verdict};
 /// candidate timed out on a machine that had slowed down) before the measurement gives up.
 pub const MAX_ROUND_RETRIES: usize = 2;
 
+/// The candidate's value, its record, and the best's time if the best was measured to
+/// judge a timeout.
+type CandidateRun = (f64, CommandRecord, Option<Duration>);
+
 /// One round's outcome.
 enum Round {
     Pair(f64, f64),
@@ -59,18 +63,25 @@ impl Meter<'_> {
                 self.deterministic(v, Some(tree), candidate, cfg, fewer_lines, cancel)
             }
             (Mode::Deterministic, Reference::Tree(tree)) => {
-                match self.once(tree, "best", cancel)? {
+                let mut records = Vec::new();
+                match self.once_patient(tree, "best", cancel, &mut records)? {
                     Once::Value(v, r) => {
                         let mut m =
-                            self.deterministic(v, None, candidate, cfg, fewer_lines, cancel)?;
+                            self.deterministic(v, Some(tree), candidate, cfg, fewer_lines, cancel)?;
                         m.prepend(r);
+                        for r in records.into_iter().rev() {
+                            m.prepend(r);
+                        }
                         Ok(m)
                     }
-                    Once::Failed(reason, tail, r) => Ok(Measured::BestFailed {
-                        reason,
-                        tail,
-                        records: vec![r],
-                    }),
+                    Once::Failed(reason, tail, r) => {
+                        records.push(r);
+                        Ok(Measured::BestFailed {
+                            reason,
+                            tail,
+                            records,
+                        })
+                    }
                     Once::Interrupted => Ok(Measured::Interrupted),
                 }
             }
@@ -93,24 +104,23 @@ impl Meter<'_> {
         fewer_lines: bool,
         cancel: &Cancel,
     ) -> Result<Measured> {
-        let (v, r) = match self.once(tree, "candidate", cancel)? {
-            Once::Value(v, r) => (v, r),
-            Once::Failed(reason, tail, r) => {
-                return Ok(Measured::Crash {
-                    reason,
-                    tail,
-                    records: vec![r],
-                })
-            }
-            Once::Interrupted => return Ok(Measured::Interrupted),
+        let mut records = Vec::new();
+        let (v, r, best_took) = match self.candidate_once(best_tree, tree, cancel, &mut records)? {
+            Ok(x) => x,
+            Err(m) => return Ok(m),
         };
         let evaluation = stats::evaluate_deterministic(best_value, v, cfg, fewer_lines);
-        let mut records = vec![r];
+        // The runs again are allowed their factor of what the machine takes now.
+        let took = Duration::from_millis(r.outcome.wall_ms);
+        let allowed = self
+            .timeout
+            .timeout(Some(best_took.map_or(took, |b| b.max(took))));
+        records.push(r);
         if let (Verdict::Keep, Some(best_tree)) = (evaluation.verdict, best_tree) {
             let again = [(best_tree, "best", best_value), (tree, "candidate", v)];
             let mut values = vec![best_value, v];
             for (t, role, before) in again {
-                match self.once(t, role, cancel)? {
+                match self.once_within(t, role, allowed, cancel)? {
                     Once::Value(now, r) => {
                         records.push(r);
                         values.push(now);
@@ -153,6 +163,100 @@ impl Meter<'_> {
             records,
             best_tree: None,
         })
+    }
+
+    /// One run of a reference tree with no reference time measured now: a timeout is tried
+    /// again with twice the time, up to [`MAX_ROUND_RETRIES`] times (the machine may have
+    /// slowed down since the baseline); the timed-out runs go to `records`.
+    fn once_patient(
+        &self,
+        tree: &Path,
+        role: &str,
+        cancel: &Cancel,
+        records: &mut Vec<CommandRecord>,
+    ) -> Result<Once> {
+        let mut allowed = self.timeout.timeout(None);
+        for attempt in 0..=MAX_ROUND_RETRIES {
+            match self.once_within(tree, role, allowed, cancel)? {
+                Once::Failed(reason, _, r)
+                    if r.outcome.exit == Exit::TimedOut && attempt < MAX_ROUND_RETRIES =>
+                {
+                    records.push(r);
+                    self.note(&format!(
+                        "the {role} {reason}; measuring it again with twice the time"
+                    ));
+                    allowed *= 2;
+                }
+                other => return Ok(other),
+            }
+        }
+        unreachable!("the last attempt returns")
+    }
+
+    /// The candidate's one run of deterministic mode. A timeout is checked against the
+    /// machine: the best, measured now with twice the room, shows whether everything got
+    /// slower (then the candidate runs again, allowed its factor of the best's time now).
+    fn candidate_once(
+        &self,
+        best_tree: Option<&Path>,
+        tree: &Path,
+        cancel: &Cancel,
+        records: &mut Vec<CommandRecord>,
+    ) -> Result<std::result::Result<CandidateRun, Measured>> {
+        let allowed = self.timeout.timeout(None);
+        let crash = |reason, tail, r: CommandRecord, mut records: Vec<CommandRecord>| {
+            records.push(r);
+            Measured::Crash {
+                reason,
+                tail,
+                records,
+            }
+        };
+        let (reason, tail, r) = match self.once_within(tree, "candidate", allowed, cancel)? {
+            Once::Value(v, r) => return Ok(Ok((v, r, None))),
+            Once::Interrupted => return Ok(Err(Measured::Interrupted)),
+            Once::Failed(reason, tail, r) => (reason, tail, r),
+        };
+        let Some(best) = best_tree.filter(|_| r.outcome.exit == Exit::TimedOut) else {
+            return Ok(Err(crash(reason, tail, r, std::mem::take(records))));
+        };
+        records.push(r);
+        let took = match self.once_within(best, "best", allowed * 2, cancel)? {
+            Once::Value(_, b) => {
+                let took = Duration::from_millis(b.outcome.wall_ms);
+                records.push(b);
+                took
+            }
+            Once::Failed(why, tail, b) => {
+                records.push(b);
+                return Ok(Err(Measured::BestFailed {
+                    reason: why,
+                    tail,
+                    records: std::mem::take(records),
+                }));
+            }
+            Once::Interrupted => return Ok(Err(Measured::Interrupted)),
+        };
+        if !self.timeout.stale(allowed, took) {
+            let reason = format!("{reason} (the best took {:.1}s now)", took.as_secs_f64());
+            return Ok(Err(Measured::Crash {
+                reason,
+                tail,
+                records: std::mem::take(records),
+            }));
+        }
+        self.note(&format!(
+            "the candidate {reason}, but the best took {:.1}s now: the machine slowed down; measuring the candidate again",
+            took.as_secs_f64()
+        ));
+        let again = self.timeout.timeout(Some(took));
+        match self.once_within(tree, "candidate", again, cancel)? {
+            Once::Value(v, r) => Ok(Ok((v, r, Some(took)))),
+            Once::Interrupted => Ok(Err(Measured::Interrupted)),
+            Once::Failed(reason, tail, r) => {
+                Ok(Err(crash(reason, tail, r, std::mem::take(records))))
+            }
+        }
     }
 
     /// Noisy mode: measure the best (in `best`) and the candidate (in `candidate`) in the same
