@@ -5,13 +5,13 @@
 //! other runs' proposers, guards, setup and shared-mode measurements — with SIGSTOP, and
 //! thaws them with SIGCONT after.
 //!
-//! Why freezing (measured on a 2-core machine, see the README's decision section): with a
-//! neighbour burning a core, a 0.16 s metric ran +64-72% slow and 5-10x noisier; pinning
-//! the metric to one core and everything else to the other only helps when that other
-//! core is otherwise idle (+2% with two burners on it, +47% when the machine had other
-//! load too), and takes a core from everything else; stopping the neighbours gives the
-//! quiet machine's numbers (within ±2.5%) at a cost of ~0.2-2 ms per freeze. The cgroup v1
-//! freezer gives the same numbers but needs root. Time spent frozen does not count toward
+//! Why freezing (measured on a 2-core machine with `scripts/measure-exclusive.py`, see the
+//! README's isolation section): with one or two neighbours burning cores, a 0.15 s metric ran
+//! up to +98% slow (robust cv up to 58%); pinning the metric to one core and everything else
+//! to the other ranged from −0.5% to +148% (it only helps when that other core is otherwise
+//! idle, and takes a core from everything else); stopping the neighbours gave the quiet
+//! machine's numbers (within ±2.5%) at a cost of ~0.2-2 ms per freeze. The cgroup v1 freezer
+//! gives the same numbers but needs root. Time spent frozen does not count toward
 //! a command's timeout, and a wall-clock metric frozen by another run's measurement has the
 //! frozen time taken out of its value.
 //!

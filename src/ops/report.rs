@@ -679,6 +679,30 @@ mod tests {
     }
 
     #[test]
+    fn the_headline_is_a_same_time_comparison() {
+        // The kept candidate's raw value was measured on a loaded machine (worse than the
+        // baseline's raw value); its paired estimate says 10% better.
+        let mut k = rec(1, Status::Keep, Some(0.237), "tweak");
+        k.decision = Some(Evaluation {
+            verdict: Verdict::Keep,
+            rounds: 8,
+            estimate: 0.10,
+            theta: -(0.9f64).ln(),
+            se: 0.01,
+            df: 7.0,
+            log_scale: true,
+            ..Evaluation::default()
+        });
+        let recs = [rec(0, Status::Baseline, Some(0.181), "baseline"), k];
+        let rows = result_rows(&recs, Direction::Lower);
+        assert!((rows[1].change.unwrap() - 0.10).abs() < 1e-12);
+        let g = truth::gain(&recs, Direction::Lower).unwrap();
+        assert!((g.gain - 0.10).abs() < 1e-12 && !g.confirmed);
+        // The running best goes down, not up to the raw 0.237.
+        assert!(rows[1].best_after.unwrap() < 0.181);
+    }
+
+    #[test]
     fn noisy_gain_under_twice_the_noise_is_fragile() {
         let mut k = rec(1, Status::Keep, Some(97.0), "tweak");
         k.decision = Some(Evaluation {
