@@ -43,7 +43,7 @@ impl Runner {
         // The baseline goes into the second worktree; the best is the run's worktree.
         self.ensure_best_tree()?;
         let base = git::parse_oid(&self.rec.base_commit)?;
-        if let Some(bt) = &self.best_tree {
+        if let Some(bt) = self.best_tree.borrow().as_ref() {
             bt.checkout_detached(base)?;
         }
         let measured = self.measure_confirmation(&cancel);

@@ -220,8 +220,12 @@ impl Runner {
     /// whose value moves when measured again switches the run to noisy mode, and the
     /// candidate is measured paired.
     fn measure_candidate(&mut self, fewer_lines: bool, cancel: &Cancel) -> Result<Measured> {
-        let how = self.ensure_best_tree()?;
         let mode = self.rec.mode.clone().unwrap_or(Mode::Deterministic);
+        // Noisy mode measures the best in every round; deterministic mode makes the second
+        // worktree only when it needs it (before a keep, or to judge a timeout).
+        if matches!(mode, Mode::Noisy { .. }) {
+            self.ensure_best_tree()?;
+        }
         let mut m = self.compare_now(&mode, fewer_lines, cancel)?;
         if let Measured::NotDeterministic {
             detail,
@@ -236,8 +240,12 @@ impl Runner {
                 m.prepend(r);
             }
         }
-        if let Measured::Value { best_tree, .. } = &mut m {
-            *best_tree = Some(how);
+        if let Measured::Value {
+            best_tree, records, ..
+        } = &mut m
+        {
+            let measured = records.iter().any(|r| r.tree.as_deref() == Some("best"));
+            *best_tree = measured.then(|| self.best_tree_description());
         }
         Ok(m)
     }
@@ -248,8 +256,12 @@ impl Runner {
         let cfg = self.decision_config();
         let wt = self.rec.worktree.clone();
         let best_path = self.h.paths.best_tree();
+        let ready = || {
+            self.ensure_best_tree()?;
+            Ok(best_path.clone())
+        };
         let reference = match mode {
-            Mode::Deterministic => Reference::Stored(self.rec.best.unwrap_or(f64::NAN), &best_path),
+            Mode::Deterministic => Reference::Stored(self.rec.best.unwrap_or(f64::NAN), &ready),
             Mode::Noisy { .. } => Reference::Tree(&best_path),
         };
         let h = self.h.clone();

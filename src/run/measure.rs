@@ -84,9 +84,10 @@ impl Measured {
 
 /// What a candidate is compared with.
 pub enum Reference<'p> {
-    /// Deterministic mode of the loop: the stored best's value, and the tree holding the
-    /// best, measured again before a keep (the metric must still give that value).
-    Stored(f64, &'p Path),
+    /// Deterministic mode of the loop: the stored best's value, and where the tree holding
+    /// the best is (made ready by the call, only when it is needed: to measure the best
+    /// again before a keep, or to judge a timeout).
+    Stored(f64, &'p dyn Fn() -> Result<PathBuf>),
     /// A tree measured now (noisy mode: beside the candidate, in the same rounds).
     Tree(&'p Path),
 }
@@ -417,8 +418,9 @@ impl Meter<'_> {
         if cancel.is_cancelled() {
             return Ok(None);
         }
-        let freeze =
-            exclusive.then(|| exec::running::freeze_others(&self.global.tag_root, &spec.tag));
+        let freeze = exclusive.then(|| {
+            exec::running::freeze_others(&format!("{}/", self.global.tag_root), &spec.tag)
+        });
         let t0 = Instant::now();
         let outcome = self
             .executor

@@ -4,7 +4,7 @@
 //! failure of the best tree is retried instead of blamed on the candidate and each run's
 //! timeout follows its partner's time in the same round.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use anyhow::Result;
@@ -62,12 +62,23 @@ impl Meter<'_> {
             (Mode::Deterministic, Reference::Stored(v, tree)) => {
                 self.deterministic(v, Some(tree), candidate, cfg, fewer_lines, cancel)
             }
+            (Mode::Noisy { .. }, Reference::Stored(_, tree)) => {
+                let tree = tree()?;
+                self.paired(&tree, candidate, cfg, fewer_lines, cancel, progress)
+            }
             (Mode::Deterministic, Reference::Tree(tree)) => {
                 let mut records = Vec::new();
                 match self.once_patient(tree, "best", cancel, &mut records)? {
                     Once::Value(v, r) => {
-                        let mut m =
-                            self.deterministic(v, Some(tree), candidate, cfg, fewer_lines, cancel)?;
+                        let here = || Ok(tree.to_path_buf());
+                        let mut m = self.deterministic(
+                            v,
+                            Some(&here),
+                            candidate,
+                            cfg,
+                            fewer_lines,
+                            cancel,
+                        )?;
                         m.prepend(r);
                         for r in records.into_iter().rev() {
                             m.prepend(r);
@@ -85,7 +96,7 @@ impl Meter<'_> {
                     Once::Interrupted => Ok(Measured::Interrupted),
                 }
             }
-            (Mode::Noisy { .. }, Reference::Tree(tree) | Reference::Stored(_, tree)) => {
+            (Mode::Noisy { .. }, Reference::Tree(tree)) => {
                 self.paired(tree, candidate, cfg, fewer_lines, cancel, progress)
             }
         }
@@ -98,7 +109,7 @@ impl Meter<'_> {
     pub fn deterministic(
         &self,
         best_value: f64,
-        best_tree: Option<&Path>,
+        best_tree: Option<&dyn Fn() -> Result<PathBuf>>,
         tree: &Path,
         cfg: &DecisionConfig,
         fewer_lines: bool,
@@ -117,7 +128,11 @@ impl Meter<'_> {
             .timeout(Some(best_took.map_or(took, |b| b.max(took))));
         records.push(r);
         if let (Verdict::Keep, Some(best_tree)) = (evaluation.verdict, best_tree) {
-            let again = [(best_tree, "best", best_value), (tree, "candidate", v)];
+            let best_tree = best_tree()?;
+            let again = [
+                (best_tree.as_path(), "best", best_value),
+                (tree, "candidate", v),
+            ];
             let mut values = vec![best_value, v];
             for (t, role, before) in again {
                 match self.once_within(t, role, allowed, cancel)? {
@@ -198,7 +213,7 @@ impl Meter<'_> {
     /// slower (then the candidate runs again, allowed its factor of the best's time now).
     fn candidate_once(
         &self,
-        best_tree: Option<&Path>,
+        best_tree: Option<&dyn Fn() -> Result<PathBuf>>,
         tree: &Path,
         cancel: &Cancel,
         records: &mut Vec<CommandRecord>,
@@ -221,7 +236,8 @@ impl Meter<'_> {
             return Ok(Err(crash(reason, tail, r, std::mem::take(records))));
         };
         records.push(r);
-        let took = match self.once_within(best, "best", allowed * 2, cancel)? {
+        let best = best()?;
+        let took = match self.once_within(&best, "best", allowed * 2, cancel)? {
             Once::Value(_, b) => {
                 let took = Duration::from_millis(b.outcome.wall_ms);
                 records.push(b);

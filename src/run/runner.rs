@@ -31,7 +31,9 @@ pub(super) struct Runner {
     pub(super) proposer: Box<dyn Proposer>,
     pub(super) scope: Scope,
     pub(super) template: String,
-    pub(super) best_tree: Option<WorkTree>,
+    /// The second worktree, created when first needed (a cell: the deterministic check
+    /// creates it in the middle of a measurement).
+    pub(super) best_tree: std::cell::RefCell<Option<WorkTree>>,
     /// The record as last written through the handle.
     pub(super) rec: RunRecord,
     /// Where the metric and guards run.
@@ -54,7 +56,7 @@ impl Runner {
             records,
             proposer,
             template,
-            best_tree: None,
+            best_tree: std::cell::RefCell::new(None),
             executor,
             rec,
         })
