@@ -1,18 +1,80 @@
-//! `arctl plot`: the metric of every experiment over its number, as a dependency-free SVG.
+//! `arctl plot`: every experiment over its number, as a dependency-free SVG, in the
+//! baseline's terms: values measured at different times under different load are never
+//! compared. The running best (a step line through the baseline and the kept experiments)
+//! is the baseline moved by the chain of the kept experiments' paired estimates; each
+//! experiment's point is the best of its time moved by its own paired estimate; the final
+//! confirmation, when the run has one, is a diamond with its interval at the right end.
 //!
 //! Drawn from the experiment table (`arctl results`), so the daemon needs no extra request.
-//! Every experiment is one `<circle class="exp STATUS" data-experiment="N" ...>`: the baseline
-//! and kept ones solid and joined as the running best (a step line), discarded, crashed and
-//! inspector-rejected ones faded. Experiments without a metric (crashes, "no change",
-//! rejections before measuring) sit on a separate lane under the plot area, labelled
-//! "no metric", so each experiment still has its point. The baseline is a dashed horizontal
-//! line; axes carry labels and ticks; the title names the run and the direction.
+//! Every experiment is one `<circle class="exp STATUS" data-experiment="N" ...>`
+//! (`data-metric` is the TSV's raw value, `data-shown` where it is drawn): the baseline and
+//! kept ones solid, discarded, crashed and inspector-rejected ones faded. Experiments without
+//! a measurement (crashes, "no change", rejections before measuring) sit on a separate lane
+//! under the plot area, labelled "no metric", so each experiment still has its point. The
+//! baseline is a dashed horizontal line; axes carry labels and ticks; the title names the
+//! run and the direction.
 
 use std::fmt::Write;
 
-use crate::protocol::format::format_metric;
+use crate::protocol::format::{format_metric, pct};
 use crate::protocol::ResultsTable;
 use crate::spec::Direction;
+
+/// Where each row is drawn, in the baseline's terms: the baseline at its value, a measured
+/// experiment at the best of its time moved by its own change, the rest nowhere (the lane).
+fn shown(t: &ResultsTable) -> Vec<Option<f64>> {
+    let mut prev: Option<f64> = None;
+    t.rows
+        .iter()
+        .map(|r| {
+            let y = if r.status == "baseline" {
+                finite(r.metric)
+            } else {
+                match (prev, r.change) {
+                    (Some(p), Some(c)) => finite(Some(move_by(p, c, t.direction))),
+                    _ => None,
+                }
+            };
+            if let Some(b) = finite(r.best_after) {
+                prev = Some(b);
+            } else if r.status == "baseline" {
+                prev = finite(r.metric);
+            }
+            y
+        })
+        .collect()
+}
+
+/// `value` moved by a relative gain in the metric's direction.
+fn move_by(value: f64, gain: f64, direction: Direction) -> f64 {
+    match direction {
+        Direction::Lower => value * (1.0 - gain),
+        Direction::Higher => value * (1.0 + gain),
+    }
+}
+
+/// The final confirmation (or the chain) at the right end: (value, low, high, label).
+fn end_estimate(t: &ResultsTable) -> Option<(f64, f64, f64, String)> {
+    let g = t.gain?;
+    let base = t
+        .rows
+        .iter()
+        .find(|r| r.status == "baseline")
+        .and_then(|r| finite(r.metric))?;
+    let v = move_by(base, g.gain, t.direction);
+    let (a, b) = (
+        move_by(base, g.low, t.direction),
+        move_by(base, g.high, t.direction),
+    );
+    let label = format!(
+        "{} {} [{}, {}]",
+        if g.confirmed { "confirmed" } else { "chain" },
+        pct(g.gain),
+        pct(g.low),
+        pct(g.high)
+    );
+    Some((v, a.min(b), a.max(b), label)).filter(|x| x.0.is_finite() && x.1.is_finite())
+}
 
 const W: f64 = 820.0;
 const H: f64 = 500.0;
@@ -93,7 +155,11 @@ struct Frame {
 impl Frame {
     fn new(t: &ResultsTable) -> Frame {
         let rows = &t.rows;
-        let values: Vec<f64> = rows.iter().filter_map(|r| finite(r.metric)).collect();
+        let mut values: Vec<f64> = shown(t).into_iter().flatten().collect();
+        values.extend(rows.iter().filter_map(|r| finite(r.best_after)));
+        if let Some((v, lo, hi, _)) = end_estimate(t) {
+            values.extend([v, lo, hi]);
+        }
         let (emin, emax) = rows.iter().fold((u32::MAX, 0u32), |(lo, hi), r| {
             (lo.min(r.experiment), hi.max(r.experiment))
         });
@@ -140,7 +206,7 @@ pub fn svg(t: &ResultsTable) -> String {
         Direction::Lower => "lower is better",
         Direction::Higher => "higher is better",
     };
-    let no_metric = rows.iter().filter(|r| finite(r.metric).is_none()).count();
+    let no_metric = shown(t).iter().filter(|y| y.is_none()).count();
     let mut s = String::new();
     header(&mut s, &t.run, better);
     y_ticks(&mut s, &f);
@@ -155,6 +221,7 @@ pub fn svg(t: &ResultsTable) -> String {
     }
     best_line(&mut s, &f, t);
     points(&mut s, &f, t);
+    end_marker(&mut s, &f, t);
     legend(&mut s, t, no_metric);
     s.push_str("</svg>\n");
     s
@@ -174,6 +241,7 @@ fn header(s: &mut String, run: &str, better: &str) {
   .exp.crash {{ fill: #cf222e; opacity: 0.45; }}
   .exp.inspector-reject {{ fill: #bf8700; opacity: 0.45; }}
   .best {{ fill: none; stroke: #1a7f37; stroke-width: 2; }}
+  .confirmation {{ fill: #8250df; stroke: #8250df; stroke-width: 2; }}
   .baseline-line {{ stroke: #0969da; stroke-width: 1; stroke-dasharray: 6 4; }}
   .grid {{ stroke: #d0d7de; stroke-width: 0.5; }}
   .axis {{ stroke: #24292f; stroke-width: 1; }}
@@ -248,7 +316,7 @@ fn axes(s: &mut String, better: &str, no_metric: usize) {
     );
     let _ = writeln!(
         s,
-        r##"<text x="20" y="{ty}" text-anchor="middle" transform="rotate(-90 20 {ty})">metric ({better})</text>"##,
+        r##"<text x="20" y="{ty}" text-anchor="middle" transform="rotate(-90 20 {ty})">metric in the baseline's terms ({better})</text>"##,
         ty = (TOP + VALUES_BOTTOM) / 2.0
     );
     if no_metric > 0 {
@@ -278,15 +346,17 @@ fn baseline_line(s: &mut String, f: &Frame, b: f64) {
     );
 }
 
-/// The running best: a step line through the baseline and the kept experiments.
+/// The running best in the baseline's terms: a step line through the baseline and the kept
+/// experiments, at the baseline moved by the chain of kept estimates.
 fn best_line(s: &mut String, f: &Frame, t: &ResultsTable) {
     let mut path = String::new();
-    for r in t
-        .rows
-        .iter()
-        .filter(|r| r.status == "baseline" || r.status == "keep")
-    {
-        let Some(m) = finite(r.metric) else { continue };
+    for (r, y) in t.rows.iter().zip(shown(t)) {
+        if r.status != "baseline" && r.status != "keep" {
+            continue;
+        }
+        let Some(m) = finite(r.best_after).or(y) else {
+            continue;
+        };
         if path.is_empty() {
             let _ = write!(path, "M{:.1},{:.1}", f.x(r.experiment as f64), f.y(m));
         } else {
@@ -299,12 +369,15 @@ fn best_line(s: &mut String, f: &Frame, t: &ResultsTable) {
     }
 }
 
-/// One point per experiment, on the lane when it has no metric.
+/// One point per experiment, on the lane when nothing was measured.
 fn points(s: &mut String, f: &Frame, t: &ResultsTable) {
-    for r in &t.rows {
+    for (r, y) in t.rows.iter().zip(shown(t)) {
         let status = xml_escape(&r.status);
-        let (cy, metric) = match finite(r.metric) {
-            Some(m) => (f.y(m), format_metric(Some(m))),
+        let metric = finite(r.metric)
+            .map(|m| format_metric(Some(m)))
+            .unwrap_or_else(|| "none".to_string());
+        let (cy, at) = match y {
+            Some(v) => (f.y(v), format_metric(Some(v))),
             None => (LANE, "none".to_string()),
         };
         let radius = if r.status == "keep" || r.status == "baseline" {
@@ -314,16 +387,49 @@ fn points(s: &mut String, f: &Frame, t: &ResultsTable) {
         };
         let _ = writeln!(
             s,
-            r##"<circle class="exp {status}" data-experiment="{n}" data-status="{status}" data-metric="{m}" cx="{cx:.1}" cy="{cy:.1}" r="{radius}"><title>{tip}</title></circle>"##,
+            r##"<circle class="exp {status}" data-experiment="{n}" data-status="{status}" data-metric="{m}" data-shown="{at}" cx="{cx:.1}" cy="{cy:.1}" r="{radius}"><title>{tip}</title></circle>"##,
             n = r.experiment,
             m = xml_escape(&metric),
+            at = xml_escape(&at),
             cx = f.x(r.experiment as f64),
             tip = xml_escape(&format!(
-                "#{} {} {}: {}",
-                r.experiment, r.status, metric, r.description
+                "#{} {} {} ({} against the best of its time): {}",
+                r.experiment,
+                r.status,
+                metric,
+                r.change.map(pct).unwrap_or_else(|| "-".into()),
+                r.description
             )),
         );
     }
+}
+
+/// The final confirmation (or the chain) at the right end: a diamond, its interval, a label.
+fn end_marker(s: &mut String, f: &Frame, t: &ResultsTable) {
+    let Some((v, lo, hi, label)) = end_estimate(t) else {
+        return;
+    };
+    let (x, y) = (f.x(f.emax), f.y(v));
+    let _ = writeln!(
+        s,
+        r##"<line class="confirmation" x1="{x:.1}" y1="{:.1}" x2="{x:.1}" y2="{:.1}"/>"##,
+        f.y(lo),
+        f.y(hi)
+    );
+    let _ = writeln!(
+        s,
+        r##"<path class="confirmation" data-shown="{}" d="M{x:.1},{:.1} l6,6 l-6,6 l-6,-6 z"><title>{}</title></path>"##,
+        xml_escape(&format_metric(Some(v))),
+        y - 6.0,
+        xml_escape(&label)
+    );
+    let _ = writeln!(
+        s,
+        r##"<text x="{:.1}" y="{:.1}" text-anchor="end" font-size="11" fill="#8250df">{}</text>"##,
+        x - 8.0,
+        y - 8.0,
+        xml_escape(&label)
+    );
 }
 
 /// The legend along the top and the counts in the bottom corner.
@@ -390,22 +496,29 @@ mod tests {
             description: "a <b> & \"c\"".into(),
             change: None,
             confidence: None,
+            reason: String::new(),
+            rounds: None,
+            interval: None,
+            best_after: None,
         }
     }
 
     #[test]
     fn one_point_per_experiment_escaped_and_balanced() {
-        let t = ResultsTable {
-            run: "r&d".into(),
-            direction: Direction::Lower,
-            rows: vec![
-                row(0, Some(100.0), "baseline"),
-                row(1, Some(90.0), "keep"),
-                row(2, Some(120.0), "discard"),
-                row(3, None, "crash"),
-                row(4, Some(80.0), "keep"),
-            ],
-        };
+        let mut rows = vec![
+            row(0, Some(100.0), "baseline"),
+            row(1, Some(90.0), "keep"),
+            row(2, Some(120.0), "discard"),
+            row(3, None, "crash"),
+            row(4, Some(80.0), "keep"),
+        ];
+        for (r, c) in rows
+            .iter_mut()
+            .zip([None, Some(0.1), Some(-0.2), None, Some(0.1)])
+        {
+            r.change = c;
+        }
+        let t = ResultsTable::new("r&d".into(), Direction::Lower, rows, None);
         let s = svg(&t);
         assert_eq!(s.matches("<circle class=\"exp ").count(), 5);
         assert!(s.contains(r##"data-experiment="3" data-status="crash" data-metric="none""##));
@@ -417,13 +530,46 @@ mod tests {
         );
         assert!(s.contains("class=\"best\"") && s.contains("baseline 100.0"));
         // Degenerate input still draws.
-        let one = ResultsTable {
-            run: "x".into(),
-            direction: Direction::Higher,
-            rows: vec![row(0, Some(5.0), "baseline")],
-        };
+        let one = ResultsTable::new(
+            "x".into(),
+            Direction::Higher,
+            vec![row(0, Some(5.0), "baseline")],
+            None,
+        );
         assert_eq!(svg(&one).matches("<circle class=\"exp ").count(), 1);
         assert_eq!(nice_step(97.0, 6.0), 20.0);
         assert_eq!(tick_label(0.25, 0.05), "0.25");
+    }
+
+    #[test]
+    fn the_best_line_follows_the_chain_not_the_raw_values() {
+        // A keep measured on a loaded machine: raw 0.237 against a 0.181 baseline, its
+        // paired estimate +10%. The best line must go down (lower is better) to 0.1629.
+        let mut keep = row(1, Some(0.237), "keep");
+        keep.change = Some(0.10);
+        keep.best_after = Some(0.181 * 0.9);
+        let mut base = row(0, Some(0.181), "baseline");
+        base.best_after = Some(0.181);
+        let gain = crate::protocol::GainEstimate {
+            gain: 0.09,
+            low: 0.05,
+            high: 0.13,
+            confirmed: true,
+            significant: true,
+            kept: 1,
+            rounds: Some(12),
+        };
+        let t = ResultsTable::new("r".into(), Direction::Lower, vec![base, keep], Some(gain));
+        let s = svg(&t);
+        assert!(
+            s.contains(r#"data-metric="0.237" data-shown="0.1629""#),
+            "{s}"
+        );
+        let f = Frame::new(&t);
+        assert!(
+            f.y(0.1629) > f.y(0.181),
+            "the best is drawn below the baseline"
+        );
+        assert!(s.contains("confirmed +9.00% [+5.00%, +13.00%]"), "{s}");
     }
 }

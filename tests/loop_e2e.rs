@@ -180,13 +180,18 @@ timeout = "30s"
     let exclude = std::fs::read_to_string(repo.join(".git/info/exclude")).unwrap();
     assert!(exclude.contains("autoresearch-loop.tsv") && exclude.contains("autoresearch-loop.log"));
 
-    // The journal has one object per experiment with its why; the state dir has a TSV copy.
+    // The journal has one object per experiment with its why, then the final confirmation
+    // of the best against the baseline (no TSV row); the state dir has a TSV copy.
     let journal = std::fs::read_to_string(w.state_dir.join("runs/loop/journal.jsonl")).unwrap();
     let entries: Vec<serde_json::Value> = journal
         .lines()
         .map(|l| serde_json::from_str(l).unwrap())
         .collect();
-    assert_eq!(entries.len(), 11);
+    assert_eq!(entries.len(), 12);
+    assert_eq!(entries[11]["status"], "confirmation", "{}", entries[11]);
+    assert!((entries[11]["decision"]["estimate"].as_f64().unwrap() - 0.5).abs() < 1e-9);
+    assert!((st["summary"]["change"].as_f64().unwrap() - 0.5).abs() < 1e-9);
+    assert_eq!(st["summary"]["change_source"], "confirmation");
     assert_eq!(entries[3]["fix_attempts"], 2);
     assert_eq!(entries[10]["fix_attempts"], 1);
     assert!(entries[1]["reason"].as_str().unwrap().len() > 3);

@@ -142,6 +142,11 @@ fn fixed_repeats_and_cpu_time() {
     let journal = std::fs::read_to_string(w.state_dir.join("runs/timed/journal.jsonl")).unwrap();
     for line in journal.lines().skip(1) {
         let e: serde_json::Value = serde_json::from_str(line).unwrap();
+        if e["status"] == "confirmation" {
+            // The final confirmation of a keep measures at least 8 rounds.
+            assert!(e["decision"]["rounds"].as_u64().unwrap() >= 8, "{e}");
+            continue;
+        }
         assert_eq!(e["decision"]["rounds"], 4, "{e}");
     }
     let spec_cpu = w.path().join("cpu.toml");

@@ -64,7 +64,17 @@ fn check_run(w: &World, repo: &Path, id: &str, budget: usize) {
     );
     let journal =
         std::fs::read_to_string(w.state_dir.join(format!("runs/{id}/journal.jsonl"))).unwrap();
-    assert_eq!(journal.lines().count(), budget + 1, "{id}: journal lines");
+    // One line per experiment, and at most one final confirmation (never a duplicate).
+    let confirmations = journal
+        .lines()
+        .filter(|l| l.contains(r#""status":"confirmation""#))
+        .count();
+    assert!(confirmations <= 1, "{id}: {confirmations} confirmations");
+    assert_eq!(
+        journal.lines().count() - confirmations,
+        budget + 1,
+        "{id}: journal lines"
+    );
 }
 
 fn soak(runs: usize, budget: usize, kills: usize) {

@@ -65,14 +65,22 @@ pub fn status_table(runs: &[RunSummary]) -> String {
                     r.counts.kept, r.counts.discarded, r.counts.crashed, r.counts.rejected
                 ),
                 metric(r.baseline),
-                metric(r.best),
+                metric(r.best_estimate.or(r.best)),
                 pct(r.change),
                 duration_ms(r.elapsed_ms),
                 r.sparkline.clone(),
             ]
         })
         .collect();
-    table(
+    let notes: String = runs
+        .iter()
+        .flat_map(|r| {
+            let unstable = r.noise.message.as_ref().map(|m| format!("{}: {m}\n", r.id));
+            let paused = r.pause_reason.as_ref().map(|m| format!("{}: {m}\n", r.id));
+            unstable.into_iter().chain(paused)
+        })
+        .collect();
+    let mut out = table(
         &[
             "RUN",
             "STATE",
@@ -86,7 +94,27 @@ pub fn status_table(runs: &[RunSummary]) -> String {
             "BEST SO FAR",
         ],
         &rows,
-    )
+    );
+    out.push_str(&notes);
+    out
+}
+
+/// "+10.2% (95% CI +7.1% to +13.1%; final confirmation, 12 paired rounds)".
+pub fn change_text(s: &RunSummary) -> String {
+    let mut out = pct(s.change);
+    if let (Some(lo), Some(hi)) = (s.change_low, s.change_high) {
+        if lo != hi {
+            out.push_str(&format!(" (95% CI {} to {}", pct(Some(lo)), pct(Some(hi))));
+        } else {
+            out.push_str(" (");
+        }
+        out.push_str(match s.change_source.as_deref() {
+            Some("confirmation") => "; final paired confirmation against the baseline)",
+            Some(_) => "; chain of the kept experiments' paired estimates)",
+            None => ")",
+        });
+    }
+    out
 }
 
 pub fn detail(d: &RunDetail) -> String {
@@ -143,11 +171,22 @@ pub fn detail(d: &RunDetail) -> String {
             s.counts.rejected
         ),
     );
+    if let Some(p) = &s.pause_reason {
+        kv("paused", p.clone());
+    }
     kv("baseline", metric(s.baseline));
     kv(
         "best",
-        format!("{} ({})  {}", metric(s.best), pct(s.change), s.sparkline),
+        format!(
+            "{} ({})  {}",
+            metric(s.best_estimate.or(s.best)),
+            change_text(s),
+            s.sparkline
+        ),
     );
+    if let Some(n) = noise_text(s) {
+        kv("noise", n);
+    }
     kv("elapsed", duration_ms(s.elapsed_ms));
     if let Some(c) = s.cost_usd {
         kv("cost", format!("${c:.2} reported by the agent"));
@@ -187,13 +226,30 @@ pub fn detail(d: &RunDetail) -> String {
     }
     if !d.recent.is_empty() {
         out.push('\n');
-        out.push_str(&results(&ResultsTable {
-            run: s.id.clone(),
-            direction: s.direction,
-            rows: d.recent.clone(),
-        }));
+        out.push_str(&results(&ResultsTable::new(
+            s.id.clone(),
+            s.direction,
+            d.recent.clone(),
+            None,
+        )));
     }
     out
+}
+
+/// The run's noise now against the baseline's, in words (None before anything is known).
+pub fn noise_text(s: &RunSummary) -> Option<String> {
+    let n = &s.noise;
+    if let Some(m) = &n.message {
+        return Some(m.clone());
+    }
+    match (n.baseline_cv, n.now) {
+        (Some(b), Some(now)) => Some(format!(
+            "cv {:.1}% now, {:.1}% at baseline",
+            now * 100.0,
+            b * 100.0
+        )),
+        _ => None,
+    }
 }
 
 pub fn format_time(ms: u64) -> String {
@@ -221,10 +277,15 @@ pub fn results(t: &ResultsTable) -> String {
                     .map(|c| format!("{:.0}%", c * 100.0))
                     .unwrap_or_else(|| "-".into()),
                 r.description.clone(),
+                if r.reason.is_empty() {
+                    "-".into()
+                } else {
+                    r.reason.clone()
+                },
             ]
         })
         .collect();
-    table(
+    let mut out = table(
         &[
             "EXP",
             "COMMIT",
@@ -233,7 +294,27 @@ pub fn results(t: &ResultsTable) -> String {
             "CHANGE",
             "CONF",
             "DESCRIPTION",
+            "REASON",
         ],
         &rows,
-    )
+    );
+    if let Some(g) = &t.gain {
+        out.push_str(&format!(
+            "\nbest vs baseline: {} (95% CI {} to {}; {})\n",
+            pct(Some(g.gain)),
+            pct(Some(g.low)),
+            pct(Some(g.high)),
+            if g.confirmed {
+                format!(
+                    "final paired confirmation{}",
+                    g.rounds
+                        .map(|n| format!(", {n} rounds"))
+                        .unwrap_or_default()
+                )
+            } else {
+                format!("chain of {} kept experiment(s)' paired estimates", g.kept)
+            }
+        ));
+    }
+    out
 }

@@ -44,6 +44,24 @@ fn head(s: &mut String, r: &RunReport) {
             _ => "mode not measured yet".into(),
         }
     );
+    let n = &r.noise;
+    let noise = match (&n.message, n.baseline_cv, n.now) {
+        (Some(m), _, _) => Some(format!(
+            "{m}{}",
+            n.since_experiment
+                .map(|e| format!(" (since experiment {e}): its decisions took more rounds"))
+                .unwrap_or_default()
+        )),
+        (None, Some(b), Some(now)) => Some(format!(
+            "cv {:.1}% at the last decision, {:.1}% at baseline",
+            now * 100.0,
+            b * 100.0
+        )),
+        _ => None,
+    };
+    if let Some(text) = noise {
+        let _ = writeln!(s, "noise     {text}");
+    }
     let _ = writeln!(
         s,
         "branch    {} from {} at {}; best {}{}{}",
@@ -59,24 +77,55 @@ fn head(s: &mut String, r: &RunReport) {
 /// The experiment table (as `arctl results` shows it) and the totals under it.
 fn experiments(s: &mut String, r: &RunReport) {
     let _ = writeln!(s, "\n## Experiments\n");
-    s.push_str(&results(&ResultsTable {
-        run: r.run.clone(),
-        direction: r.direction,
-        rows: r.experiments.clone(),
-    }));
+    s.push_str(&results(&ResultsTable::new(
+        r.run.clone(),
+        r.direction,
+        r.experiments.clone(),
+        None,
+    )));
     let t = &r.totals;
     let _ = writeln!(
         s,
         "\nTotal {} experiments: {} kept, {} discarded, {} crashed, {} inspector-rejected",
         t.experiments, t.kept, t.discarded, t.crashed, t.rejected
     );
-    let _ = writeln!(
-        s,
-        "Baseline → final: {} → {} ({})",
+    let _ = writeln!(s, "{}", headline(r));
+    if let (Some(c), Some(k)) = (&r.confirmation, &r.chain) {
+        if c.rounds > 1 {
+            let _ = writeln!(
+                s,
+                "(the chain of the {} kept experiments' own estimates says {}; each won its own test and reads a little high, the confirmation was measured without selection: {})",
+                k.kept,
+                pct(Some(k.gain)),
+                c.reason
+            );
+        }
+    }
+}
+
+/// "Baseline → final: 0.1816 → 0.1634 (+10.00%), measured at the same time: final paired
+/// confirmation, 12 rounds, 95% CI +7.00% to +13.10%".
+fn headline(r: &RunReport) -> String {
+    let how = match (r.change_source.as_deref(), &r.confirmation) {
+        (Some("confirmation"), Some(c)) if c.rounds > 1 => {
+            format!("final paired confirmation, {} rounds", c.rounds)
+        }
+        (Some("confirmation"), _) => "final confirmation (deterministic: one run each)".into(),
+        (Some(_), _) => {
+            "the chain of the kept experiments' paired estimates (no final confirmation)".into()
+        }
+        (None, _) => "nothing kept".into(),
+    };
+    let interval = r
+        .change_interval
+        .map(|[lo, hi]| format!(", 95% CI {} to {}", pct(Some(lo)), pct(Some(hi))))
+        .unwrap_or_default();
+    format!(
+        "Baseline → final: {} → {} ({}), measured at the same time: {how}{interval}",
         format_metric(r.baseline),
         format_metric(r.final_value),
         pct(r.change)
-    );
+    )
 }
 
 /// The largest kept gains, largest first.
@@ -177,7 +226,7 @@ fn kept_gains(s: &mut String, r: &RunReport) {
                     .map(|c| format!("{:.1}%", c * 100.0))
                     .unwrap_or_else(|| "-".into()),
                 k.interval
-                    .map(|i| format!(", gain between {} and {}", pct(Some(i[0])), pct(Some(i[1]))))
+                    .map(|i| format!(", 95% CI {} to {}", pct(Some(i[0])), pct(Some(i[1]))))
                     .unwrap_or_default(),
                 k.rounds
                     .map(|n| format!(", {n} paired rounds"))

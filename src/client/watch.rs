@@ -116,12 +116,19 @@ fn experiments(r: &RunSummary) -> String {
     }
 }
 
+/// The best in the baseline's terms with its change measured at the same time, and the
+/// words when the machine is unstable.
 fn best(r: &RunSummary) -> String {
-    match (r.best, r.baseline) {
+    let shown = r.best_estimate.or(r.best);
+    let mut s = match (shown, r.baseline) {
         (Some(b), Some(_)) => format!("best {} ({})", format_metric(Some(b)), pct(r.change)),
         (Some(b), None) => format!("best {}", format_metric(Some(b))),
         _ => "no baseline yet".into(),
+    };
+    if let Some(m) = &r.noise.message {
+        s.push_str(&format!(" · {m}"));
     }
+    s
 }
 
 /// The closing line of a run.

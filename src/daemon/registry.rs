@@ -136,11 +136,13 @@ impl Registry {
                 }
             };
             let active = record.state().is_active();
-            let handle = Arc::new(RunHandle::new(
-                record,
-                paths,
-                recover::best_history(&records),
-            ));
+            let history = recover::best_history(&records, record.spec.spec.metric.direction);
+            let mut record = record;
+            // Older records have no gain; the journal has what it is made of.
+            if record.gain.is_none() {
+                record.gain = arctl_gain(&records, &record);
+            }
+            let handle = Arc::new(RunHandle::new(record, paths, history));
             if active {
                 self.recover(&id, &handle);
             }
@@ -211,7 +213,12 @@ fn quarantine_foreign_lines(journal: &std::path::Path) -> Option<String> {
         }
         let torn = i + 1 == lines.len() && !complete;
         match serde_json::from_str::<ExperimentRecord>(line) {
-            Ok(r) if last.is_none_or(|l| r.experiment > l) => {
+            // A run's final confirmation follows its last experiment under its number.
+            Ok(r)
+                if last.is_none_or(|l| r.experiment > l)
+                    || (r.status == crate::run::journal::Status::Confirmation
+                        && last == Some(r.experiment)) =>
+            {
                 last = Some(r.experiment);
                 keep.push_str(line);
                 keep.push('\n');
@@ -233,4 +240,12 @@ fn quarantine_foreign_lines(journal: &std::path::Path) -> Option<String> {
         ),
         Err(e) => format!("journal lines no daemon wrote could not be moved aside: {e:#}"),
     })
+}
+
+/// The gain of a run loaded from disk, from its journal.
+fn arctl_gain(
+    records: &[crate::run::journal::ExperimentRecord],
+    record: &crate::run::record::RunRecord,
+) -> Option<crate::protocol::GainEstimate> {
+    crate::run::truth::gain(records, record.spec.spec.metric.direction)
 }

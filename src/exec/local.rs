@@ -14,8 +14,10 @@ use std::time::{Duration, Instant};
 use super::cgroup::CommandCgroup;
 use super::classify::classify;
 use super::contain::{self, Sandbox};
+use super::exit_wait::ExitWaiter;
 use super::feeder::Feeder;
 use super::procfs::{self, Ident, TagMatch, TreeTracker};
+use super::running;
 use super::sink::Sink;
 use super::{
     epoch_ms, instructions_supported, limit_mechanism, process_start_time, spawn, Cancel,
@@ -58,16 +60,28 @@ pub fn run_sandboxed(
     };
     let mut prepared = prepare(spec, sandbox, &what)?;
     let sinks = std::mem::take(&mut prepared.sinks);
+    // Frozen from just before the fork to after the sweep; whatever turn or lock a sandbox
+    // needed is held by now, so no frozen command holds something this one waits for.
+    let freeze = spec.exclusive.then(|| {
+        let scope = format!("{}/", spec.tag.split('/').next().unwrap_or(&spec.tag));
+        running::freeze_others(&scope, &spec.tag)
+    });
     let result = spawn_child(spec, prepared, &what).and_then(|mut child| {
         let (exited_at, mut watch) = wait(spec, cancel, &mut child, &what)?;
         let ended_at_ms = epoch_ms();
         sweep(&child, &mut watch);
-        Ok((child, watch, exited_at, ended_at_ms))
+        // Out of the registry before the leader is reaped (its group id is then free).
+        let frozen = watch.registration.finish();
+        Ok((child, watch, exited_at, ended_at_ms, frozen))
     });
     // Every writer of the pipes is gone now (or never started): the files are complete.
     finish_outputs(sinks, &what);
-    let (child, watch, exited_at, ended_at_ms) = result?;
-    outcome(spec, child, watch, exited_at, ended_at_ms)
+    let froze = freeze.map(|f| f.stopped);
+    let (child, watch, exited_at, ended_at_ms, frozen) = result?;
+    let mut o = outcome(spec, child, watch, exited_at, ended_at_ms)?;
+    o.frozen_ms = (!frozen.is_zero()).then_some(frozen.as_millis() as u64);
+    o.froze = froze;
+    Ok(o)
 }
 
 /// What is set up before the fork: everything that can fail while no process exists yet.
@@ -189,6 +203,9 @@ struct Child<'a> {
     started_at_ms: u64,
     feeder: Option<Feeder>,
     counter: Option<crate::host::perf::Counter>,
+    /// In the daemon-wide registry from before the gate opened (a command started during a
+    /// freeze is stopped before it runs); handed to the watch. Dropped before the reaper.
+    registration: Option<running::Registration>,
     reaper: Reaper<'a>,
     cgroup: Option<CommandCgroup>,
     /// The memory limit is enforced by sampling the tree's RSS (no cgroup to do it).
@@ -257,7 +274,12 @@ fn spawn_child<'a>(
             rss_watchdog = memory;
         }
     }
+    // Held at its gate during another command's exclusive measurement; freezable only once
+    // past it (see `running::wait_unfrozen`).
+    running::wait_unfrozen(&spec.tag);
     spawn::open_gate(gate_parent, err_read).map_err(|e| with_context(e, what()))?;
+    let registration = running::register(&spec.tag, pid);
+    registration.started();
     let started = Instant::now();
     let started_at_ms = epoch_ms();
     let feeder = match (stdin_parent, &spec.stdin) {
@@ -273,6 +295,7 @@ fn spawn_child<'a>(
         started_at_ms,
         feeder,
         counter,
+        registration: Some(registration),
         reaper,
         cgroup,
         rss_watchdog,
@@ -315,6 +338,11 @@ struct Watch {
     nap: Duration,
     /// The command's wait status, reported by the keeper.
     command_status: Option<i32>,
+    /// The command's place in the daemon-wide registry: a measurement elsewhere may freeze
+    /// it (its frozen time does not count toward the timeout); fed by `sample`.
+    registration: running::Registration,
+    /// Naps end the moment the child exits (precise wall times).
+    exit: ExitWaiter,
 }
 
 /// Phase 3: wait for the child to exit, watching the clock, the cancel flag and the tree.
@@ -364,7 +392,7 @@ fn lost_child(c: &mut Child, e: io::Error, what: &dyn Fn() -> String) -> io::Err
 }
 
 impl Watch {
-    fn new(spec: &CommandSpec, c: &Child) -> Watch {
+    fn new(spec: &CommandSpec, c: &mut Child) -> Watch {
         let limits = &spec.limits;
         Watch {
             // In a PID namespace nothing leaves the keeper's tree: no environment scan.
@@ -384,6 +412,11 @@ impl Watch {
             members: Vec::new(),
             nap: Duration::from_millis(1),
             command_status: None,
+            registration: c
+                .registration
+                .take()
+                .unwrap_or_else(|| running::register(&spec.tag, c.pid)),
+            exit: ExitWaiter::open(c.pid),
         }
     }
 
@@ -391,7 +424,10 @@ impl Watch {
     fn stop_if_asked(&mut self, now: Instant, cancel: &Cancel, pid: u32) {
         let stop = if cancel.is_cancelled() {
             Exit::Cancelled
-        } else if self.timeout_at.is_some_and(|t| now >= t) {
+        } else if self
+            .timeout_at
+            .is_some_and(|t| now >= t + self.registration.frozen_for())
+        {
             Exit::TimedOut
         } else {
             return;
@@ -419,6 +455,7 @@ impl Watch {
             (c.pid, c.pid_start_time),
             self.members.iter().map(|m| m.0).collect(),
         );
+        self.registration.update(&self.members);
         let cpu = c
             .cgroup
             .as_ref()
@@ -452,7 +489,7 @@ impl Watch {
         if let Some(t) = self.kill_at.filter(|_| !self.killed) {
             wake = wake.min(t);
         }
-        std::thread::sleep(
+        self.exit.nap(
             wake.saturating_duration_since(now)
                 .max(Duration::from_micros(200)),
         );
@@ -574,6 +611,7 @@ fn outcome(
     Ok(Outcome {
         exit,
         wall_ms: exited_at.duration_since(c.started).as_millis() as u64,
+        wall_us: Some(exited_at.duration_since(c.started).as_micros() as u64),
         cpu_ms,
         peak_rss,
         instructions,
@@ -584,6 +622,8 @@ fn outcome(
         queue_ms: None,
         job_id: None,
         node: None,
+        frozen_ms: None,
+        froze: None,
     })
 }
 

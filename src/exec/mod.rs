@@ -59,10 +59,12 @@ mod cgroup;
 mod classify;
 mod contain;
 pub mod executor;
+mod exit_wait;
 mod feeder;
 mod landlock;
 mod local;
 mod procfs;
+pub mod running;
 #[cfg(test)]
 mod sandbox_tests;
 mod sink;
@@ -129,6 +131,10 @@ pub struct CommandSpec {
     pub tag: String,
     /// Count the hardware instructions (user space) of the tree.
     pub count_instructions: bool,
+    /// A timed measurement exclusive of the machine: every other command of this daemon
+    /// (its tag's first component) is frozen from just before it starts until it ends.
+    /// Set only under the daemon's measurement lock (one exclusive command at a time).
+    pub exclusive: bool,
 }
 
 impl CommandSpec {
@@ -151,6 +157,7 @@ impl CommandSpec {
             limits: Limits::default(),
             tag: tag.into(),
             count_instructions: false,
+            exclusive: false,
         }
     }
 }
@@ -222,6 +229,18 @@ pub struct Outcome {
     /// Cluster executors: the node the command ran on.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub node: Option<String>,
+    /// Wall time in microseconds, from the start of the command to its exit (where known:
+    /// this machine); what a wall-clock metric is read from.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub wall_us: Option<u64>,
+    /// Time the command spent frozen by another command's exclusive measurement (see
+    /// [`running`]): part of `wall_ms`, not counted toward its timeout.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub frozen_ms: Option<u64>,
+    /// An exclusive command (see [`CommandSpec::exclusive`]): the processes of other
+    /// commands it froze. Kept in the journal as the measurement's `froze`, not here.
+    #[serde(skip)]
+    pub froze: Option<usize>,
 }
 
 /// A cancellation flag shared between the caller and a running command.

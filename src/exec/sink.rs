@@ -6,7 +6,9 @@
 
 use std::fs::File;
 use std::io::{self, Read, Write};
-use std::os::fd::OwnedFd;
+use std::os::fd::{AsRawFd, OwnedFd};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::thread::JoinHandle;
 
 /// The default cap of each end (head and tail) of each stream.
@@ -15,22 +17,70 @@ pub const DEFAULT_OUTPUT_CAP: u64 = 1 << 20;
 /// The copying thread of one stream.
 pub(super) struct Sink {
     thread: JoinHandle<io::Result<u64>>,
+    /// Set once the command's tree is gone: what is in the pipe then is all there is.
+    done: Arc<AtomicBool>,
 }
 
 impl Sink {
-    /// Copy what arrives on `from` into `file` until every writer has closed it.
+    /// Copy what arrives on `from` into `file` until every writer has closed it, or the
+    /// command's tree is gone and the pipe is drained.
     pub(super) fn start(from: OwnedFd, file: File, cap: u64) -> io::Result<Sink> {
+        let done = Arc::new(AtomicBool::new(false));
+        let reader = Drained {
+            pipe: File::from(from),
+            done: done.clone(),
+        };
         let thread = std::thread::Builder::new()
             .name("arctl-output".into())
-            .spawn(move || copy_capped(File::from(from), file, cap))?;
-        Ok(Sink { thread })
+            .spawn(move || copy_capped(reader, file, cap))?;
+        Ok(Sink { thread, done })
     }
 
-    /// Wait for the end of the stream (the tree is gone by now); the bytes it carried.
+    /// The command's tree is gone: take what is left in the pipe and end; the bytes the
+    /// stream carried. (Another command's keeper, forked from the daemon while this pipe
+    /// was open, may hold a copy of its write end until it closes what it inherited: the
+    /// end of the stream is not waited for.)
     pub(super) fn finish(self) -> io::Result<u64> {
+        self.done.store(true, Ordering::SeqCst);
         self.thread
             .join()
             .unwrap_or_else(|_| Err(io::Error::other("the output thread panicked")))
+    }
+}
+
+/// The read end of an output pipe: reads block until data, the end of the stream, or — once
+/// `done` is set — an empty pipe.
+struct Drained {
+    pipe: File,
+    done: Arc<AtomicBool>,
+}
+
+impl Read for Drained {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        loop {
+            let done = self.done.load(Ordering::SeqCst);
+            let mut pfd = libc::pollfd {
+                fd: self.pipe.as_raw_fd(),
+                events: libc::POLLIN,
+                revents: 0,
+            };
+            // SAFETY: one valid pollfd for an fd we own.
+            let n = unsafe { libc::poll(&mut pfd, 1, if done { 0 } else { 50 }) };
+            if n < 0 {
+                let e = io::Error::last_os_error();
+                if e.kind() == io::ErrorKind::Interrupted {
+                    continue;
+                }
+                return Err(e);
+            }
+            if n > 0 {
+                // Data, or the end of the stream (POLLHUP: read gives 0).
+                return self.pipe.read(buf);
+            }
+            if done {
+                return Ok(0);
+            }
+        }
     }
 }
 
@@ -118,6 +168,20 @@ impl Ring {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_copy_of_the_write_end_held_elsewhere_does_not_hold_up_the_end() {
+        let (r, w) = crate::exec::spawn::pipe().unwrap();
+        let held_elsewhere = w.try_clone().unwrap();
+        let dir = tempfile::TempDir::new().unwrap();
+        let path = dir.path().join("out");
+        let sink = Sink::start(r, File::create(&path).unwrap(), 1024).unwrap();
+        File::from(w).write_all(b"score: 1\n").unwrap();
+        // The command is gone; `held_elsewhere` is still open.
+        assert_eq!(sink.finish().unwrap(), 9);
+        assert_eq!(std::fs::read_to_string(&path).unwrap(), "score: 1\n");
+        drop(held_elsewhere);
+    }
 
     fn capped(input: &[u8], cap: u64) -> String {
         let mut out = Vec::new();

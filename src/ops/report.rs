@@ -13,7 +13,12 @@ use crate::protocol::format::{pct, short_commit};
 use crate::protocol::{Flag, GitLog, KeptChange, ResultRow, Review, Revisit, RunReport, Totals};
 use crate::run::journal::{clean_description, ExperimentRecord, Status};
 use crate::run::record::RunRecord;
+use crate::run::truth;
 use crate::stats::Mode;
+
+fn totals_kept(records: &[ExperimentRecord]) -> usize {
+    records.iter().filter(|r| r.status == Status::Keep).count()
+}
 
 /// Build the report of a run from its record and journal (and its repo, for the git log).
 pub fn build(rec: &RunRecord, records: &[ExperimentRecord]) -> RunReport {
@@ -29,7 +34,7 @@ pub fn build(rec: &RunRecord, records: &[ExperimentRecord]) -> RunReport {
     let mut totals = Totals::default();
     for r in records {
         match r.status {
-            Status::Baseline => continue,
+            Status::Baseline | Status::Confirmation => continue,
             Status::Keep => totals.kept += 1,
             Status::Discard => totals.discarded += 1,
             Status::Crash => totals.crashed += 1,
@@ -42,14 +47,15 @@ pub fn build(rec: &RunRecord, records: &[ExperimentRecord]) -> RunReport {
         .find(|r| r.status == Status::Baseline)
         .and_then(|r| r.metric)
         .or(rec.baseline);
-    let final_value = records
-        .iter()
-        .rev()
-        .find(|r| matches!(r.status, Status::Keep | Status::Baseline))
-        .and_then(|r| r.metric)
-        .or(rec.best);
-    let change = match (baseline, final_value) {
-        (Some(b), Some(f)) => Some(direction.gain(b, f)).filter(|g| g.is_finite()),
+    // Same-time comparisons only: the confirmation, else the chain of kept estimates.
+    let gain = truth::gain(records, direction);
+    let change = match gain {
+        Some(g) => Some(g.gain).filter(|g| g.is_finite()),
+        None if totals_kept(records) == 0 => baseline.map(|_| 0.0),
+        None => None,
+    };
+    let final_value = match (baseline, change) {
+        (Some(b), Some(c)) => Some(truth::apply(b, c, direction)),
         _ => None,
     };
 
@@ -114,6 +120,11 @@ pub fn build(rec: &RunRecord, records: &[ExperimentRecord]) -> RunReport {
         baseline,
         final_value,
         change,
+        change_interval: gain.map(|g| [g.low, g.high]).filter(|i| i[0] != i[1]),
+        change_source: gain.map(|g| g.source().to_string()),
+        chain: truth::chain_gain(records, direction),
+        confirmation: truth::confirmation(records).and_then(|c| c.decision.clone()),
+        noise: rec.noise.clone(),
         top_changes: top,
         kept,
         git_log,
@@ -183,10 +194,10 @@ fn kept_change(
             .filter(|_| noisy)
             .map(|d| 1.0 - d.p_value)
             .filter(|c| c.is_finite()),
-        interval: d
-            .filter(|_| noisy)
-            .map(|d| [d.lower, d.upper])
-            .filter(|i| i[0].is_finite() && i[1].is_finite()),
+        interval: d.filter(|_| noisy).and_then(|d| {
+            d.interval()
+                .or(Some([d.lower, d.upper]).filter(|i| i[0].is_finite() && i[1].is_finite()))
+        }),
         rounds: d.filter(|_| noisy).map(|d| d.rounds),
         simplification,
         fragile,
@@ -485,9 +496,13 @@ fn summary(
     );
     match change {
         Some(c) if c > 0.0 => s.push_str(&format!(
-            " The metric went from {} to {} ({}).",
+            " Measured against the baseline at the same time, the best is {} ({} → {} in the baseline's terms).",
+            pct(c),
             fmt(baseline),
-            fmt(final_value),
+            fmt(final_value)
+        )),
+        Some(c) if totals.kept > 0 => s.push_str(&format!(
+            " The kept changes together measure {} against the baseline at the same time: no net improvement shown.",
             pct(c)
         )),
         _ => s.push_str(&format!(
@@ -664,6 +679,30 @@ mod tests {
     }
 
     #[test]
+    fn the_headline_is_a_same_time_comparison() {
+        // The kept candidate's raw value was measured on a loaded machine (worse than the
+        // baseline's raw value); its paired estimate says 10% better.
+        let mut k = rec(1, Status::Keep, Some(0.237), "tweak");
+        k.decision = Some(Evaluation {
+            verdict: Verdict::Keep,
+            rounds: 8,
+            estimate: 0.10,
+            theta: -(0.9f64).ln(),
+            se: 0.01,
+            df: 7.0,
+            log_scale: true,
+            ..Evaluation::default()
+        });
+        let recs = [rec(0, Status::Baseline, Some(0.181), "baseline"), k];
+        let rows = result_rows(&recs, Direction::Lower);
+        assert!((rows[1].change.unwrap() - 0.10).abs() < 1e-12);
+        let g = truth::gain(&recs, Direction::Lower).unwrap();
+        assert!((g.gain - 0.10).abs() < 1e-12 && !g.confirmed);
+        // The running best goes down, not up to the raw 0.237.
+        assert!(rows[1].best_after.unwrap() < 0.181);
+    }
+
+    #[test]
     fn noisy_gain_under_twice_the_noise_is_fragile() {
         let mut k = rec(1, Status::Keep, Some(97.0), "tweak");
         k.decision = Some(Evaluation {
@@ -678,6 +717,7 @@ mod tests {
             best_estimate: 100.0,
             simplification: false,
             reason: String::new(),
+            ..Evaluation::default()
         });
         let row = result_rows(
             &[rec(0, Status::Baseline, Some(100.0), "baseline"), k.clone()],

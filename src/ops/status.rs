@@ -3,6 +3,7 @@
 
 use crate::protocol::{ClusterJobs, ResultRow, RunDetail, RunSummary};
 use crate::run::record::RunRecord;
+use crate::run::truth;
 use crate::run::{Global, RunHandle};
 use crate::stats::Mode;
 
@@ -66,8 +67,18 @@ fn cluster_status(g: &Global, rec: &RunRecord) -> Option<ClusterJobs> {
 /// The summary of a record alone (no live step, no history).
 fn summarize(r: &RunRecord) -> RunSummary {
     let direction = r.spec.spec.metric.direction;
-    let change = match (r.baseline, r.best) {
-        (Some(b), Some(x)) => Some(direction.gain(b, x)).filter(|g| g.is_finite()),
+    // Same-time comparisons only: the confirmation or the chain, never baseline vs best raw.
+    let gain = r
+        .gain
+        .filter(|g| g.gain.is_finite() && r.best_commit != r.base_commit);
+    let change = match gain {
+        Some(g) => Some(g.gain),
+        None if r.best_commit == r.base_commit && r.baseline.is_some() => Some(0.0),
+        None => None,
+    };
+    let best_estimate = match (r.baseline, change) {
+        (Some(b), Some(g)) => Some(truth::apply(b, g, direction)),
+        (b, None) if r.best_commit == r.base_commit => b,
         _ => None,
     };
     let (mode, cv) = match &r.mode {
@@ -87,6 +98,12 @@ fn summarize(r: &RunRecord) -> RunSummary {
         baseline: r.baseline,
         best: r.best,
         change,
+        change_low: gain.map(|g| g.low).filter(|x| x.is_finite()),
+        change_high: gain.map(|g| g.high).filter(|x| x.is_finite()),
+        change_source: gain.map(|g| g.source().to_string()),
+        best_estimate,
+        noise: r.noise.clone(),
+        pause_reason: r.pause_reason.clone(),
         mode,
         cv,
         created_at_ms: r.created_at_ms,

@@ -63,8 +63,16 @@ pub struct MergeRow {
     pub direction: Direction,
     pub baseline: Option<f64>,
     pub best: Option<f64>,
-    /// Relative improvement baseline → best of the run alone, in the metric's direction.
+    /// Relative improvement baseline → best of the run alone, in the metric's direction,
+    /// from same-time comparisons (its final confirmation, else the chain of its kept
+    /// experiments' paired estimates): the merge order.
     pub gain_alone: Option<f64>,
+    /// The 95% interval of `gain_alone`.
+    #[serde(default)]
+    pub gain_alone_interval: Option<[f64; 2]>,
+    /// "confirmation" or "chain".
+    #[serde(default)]
+    pub gain_source: Option<String>,
     /// Relative improvement of the merged tree over the updated base, as re-measured (None:
     /// not re-measured, e.g. a fast-forward of exactly the tree the run measured).
     pub gain_on_top: Option<f64>,

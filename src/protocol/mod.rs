@@ -25,7 +25,9 @@ pub use report::{Flag, GitLog, KeptChange, Review, Revisit, RunReport, Totals};
 pub use request::{CleanupRequest, MergeRequest, Request};
 pub use response::{Response, StartedRun};
 pub use results::{ResultRow, ResultsTable};
-pub use run::{ClusterJob, ClusterJobs, Counts, RunDetail, RunState, RunSummary};
+pub use run::{
+    ClusterJob, ClusterJobs, Counts, GainEstimate, NoiseState, RunDetail, RunState, RunSummary,
+};
 pub use show::{ExperimentView, OutputTail};
 
 pub const PROTOCOL_VERSION: u32 = 1;

@@ -6,8 +6,9 @@ use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
 
-use super::{ResultRow, RunState};
+use super::{GainEstimate, NoiseState, ResultRow, RunState};
 use crate::spec::Direction;
+use crate::stats::Evaluation;
 
 /// `arctl report RUN --json`.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -36,10 +37,28 @@ pub struct RunReport {
     pub experiments: Vec<ResultRow>,
     pub totals: Totals,
     pub baseline: Option<f64>,
+    /// The baseline moved by `change`: the best in the baseline's terms.
     #[serde(rename = "final")]
     pub final_value: Option<f64>,
-    /// Relative improvement baseline → final in the metric's direction (0.05 = 5% better).
+    /// Relative improvement baseline → final in the metric's direction (0.05 = 5% better),
+    /// from same-time comparisons only: the final confirmation, else the chain.
     pub change: Option<f64>,
+    /// The 95% interval of `change`.
+    #[serde(default)]
+    pub change_interval: Option<[f64; 2]>,
+    /// "confirmation" or "chain".
+    #[serde(default)]
+    pub change_source: Option<String>,
+    /// The chain of the kept experiments' paired estimates (beside a confirmation, to
+    /// compare: each kept estimate won its own test and reads a little high).
+    #[serde(default)]
+    pub chain: Option<GainEstimate>,
+    /// The final confirmation's decision, when the run has one.
+    #[serde(default)]
+    pub confirmation: Option<Evaluation>,
+    /// The noise during the run against the baseline probe.
+    #[serde(default)]
+    pub noise: NoiseState,
     /// The (up to) three kept experiments with the largest own gain, largest first.
     pub top_changes: Vec<KeptChange>,
     /// Every kept experiment, in order, with how sure its gain is (4.1b).
@@ -77,7 +96,7 @@ pub struct KeptChange {
     pub evidence: String,
     /// 1 - p of "the candidate is not better" (noisy).
     pub confidence: Option<f64>,
-    /// One-sided lower bound and upper bound of the gain (noisy).
+    /// The 95% interval of the gain (noisy; older journals: the one-sided bounds).
     pub interval: Option<[f64; 2]>,
     pub rounds: Option<usize>,
     /// Kept for the simplicity rule rather than for a gain.

@@ -70,8 +70,29 @@ pub struct RunSummary {
     pub direction: Direction,
     pub baseline: Option<f64>,
     pub best: Option<f64>,
-    /// Relative improvement of best over baseline, in the metric's direction (0.05 = 5%).
+    /// Relative improvement of best over baseline, in the metric's direction (0.05 = 5%),
+    /// from same-time comparisons only: the final confirmation when the run has one, else
+    /// the chain of the kept experiments' paired estimates (`change_source`).
     pub change: Option<f64>,
+    /// The 95% interval of `change`.
+    #[serde(default)]
+    pub change_low: Option<f64>,
+    #[serde(default)]
+    pub change_high: Option<f64>,
+    /// "confirmation" or "chain" (None: nothing kept).
+    #[serde(default)]
+    pub change_source: Option<String>,
+    /// The baseline's value moved by `change`: what the best measures in the baseline's
+    /// conditions (`best` is the last kept candidate's own estimate, measured at its time).
+    #[serde(default)]
+    pub best_estimate: Option<f64>,
+    /// The run's noise now against the baseline probe's, and the words when it is unstable
+    /// ("unstable: cv 9% now, 2.3% at baseline").
+    #[serde(default)]
+    pub noise: NoiseState,
+    /// Why the run paused itself (a best tree that keeps failing), until it is resumed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pause_reason: Option<String>,
     /// "deterministic" or "noisy".
     pub mode: Option<String>,
     /// Coefficient of variation measured at baseline (noisy mode).
@@ -96,6 +117,57 @@ pub struct RunSummary {
     /// Runs on a cluster: the executor and the run's jobs queued or running there.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cluster: Option<ClusterJobs>,
+}
+
+/// The change of a run's best against its baseline from same-time comparisons: the final
+/// paired confirmation, or the chain of the kept experiments' paired estimates.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq)]
+pub struct GainEstimate {
+    /// Relative, positive when the best is better (0.10 = 10% better).
+    pub gain: f64,
+    /// Its 95% interval.
+    pub low: f64,
+    pub high: f64,
+    /// Measured by the final confirmation (else the chain).
+    pub confirmed: bool,
+    /// The confirmation found the best significantly better than the baseline.
+    #[serde(default)]
+    pub significant: bool,
+    /// Kept experiments in the chain.
+    pub kept: usize,
+    /// Paired rounds of the confirmation.
+    #[serde(default)]
+    pub rounds: Option<usize>,
+}
+
+impl GainEstimate {
+    pub fn source(&self) -> &'static str {
+        if self.confirmed {
+            "confirmation"
+        } else {
+            "chain"
+        }
+    }
+}
+
+/// A run's noise during the run against its baseline probe.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+pub struct NoiseState {
+    /// The baseline probe's cv (noisy mode).
+    #[serde(default)]
+    pub baseline_cv: Option<f64>,
+    /// The latest estimate: a decision's rounds, or a fresh probe of the best.
+    #[serde(default)]
+    pub now: Option<f64>,
+    /// At least 3x the baseline's: decisions get more rounds.
+    #[serde(default)]
+    pub unstable: bool,
+    /// Since which experiment it is unstable.
+    #[serde(default)]
+    pub since_experiment: Option<u32>,
+    /// The words: "unstable: cv 9% now, 2.3% at baseline" (None while stable).
+    #[serde(default)]
+    pub message: Option<String>,
 }
 
 /// `arctl status RUN`: the summary plus the spec, limits and the latest experiments.

@@ -11,7 +11,6 @@ use crate::run::measure::Once;
 use crate::run::record::Inflight;
 use crate::run::runner::Runner;
 use crate::run::state::{Event, Step};
-use crate::spec::Repeats;
 use crate::stats::{self, Mode};
 use crate::store;
 
@@ -63,6 +62,13 @@ impl Runner {
             r.best = Some(value);
             r.baseline_duration_ms = Some(duration);
             r.mode = Some(mode.clone());
+            r.noise = crate::protocol::NoiseState {
+                baseline_cv: match &mode {
+                    Mode::Noisy { cv } => Some(*cv),
+                    Mode::Deterministic => None,
+                },
+                ..Default::default()
+            };
             r.next_experiment = 1;
             r.inflight = None;
             r.last_status = Some("baseline".into());
@@ -70,10 +76,10 @@ impl Runner {
         })?;
         self.h.live().best_history.push(value);
         self.log(&format!(
-            "baseline: {} = {} ({mode_desc}); metric timeout {:.1}s",
+            "baseline: {} = {} ({mode_desc}); metric timeout {}",
             self.rec.spec.spec.metric.command,
             format_metric(Some(value)),
-            self.metric_timeout().as_secs_f64()
+            self.timeout_rule().describe()
         ));
         Ok(())
     }
@@ -94,13 +100,11 @@ impl Runner {
         )
     }
 
-    /// The noise probe: the metric run several times on the base. None: interrupted.
-    fn probe(&self, cancel: &Cancel) -> Result<Option<(Vec<f64>, Vec<CommandRecord>)>> {
-        let auto = self.rec.spec.spec.metric.repeats == Repeats::Auto;
-        let runs = match self.rec.spec.spec.metric.repeats {
-            Repeats::Auto => stats::probe_runs(),
-            Repeats::Fixed(n) => (n as usize).clamp(2, stats::probe_runs().max(2)),
-        };
+    /// The noise probe: the metric run [`stats::probe_runs`] times on the base (never fewer:
+    /// three equal values of a two-level metric are a coin toss, see [`stats::probe_mode`]).
+    /// None: interrupted.
+    pub(super) fn probe(&self, cancel: &Cancel) -> Result<Option<(Vec<f64>, Vec<CommandRecord>)>> {
+        let runs = stats::probe_runs();
         let wt = self.rec.worktree.clone();
         let meter = self.meter(0);
         let mut values = Vec::new();
@@ -118,10 +122,6 @@ impl Runner {
                     ));
                 }
                 Once::Interrupted => return Ok(None),
-            }
-            // Deterministic metrics stop probing early: three equal values settle it.
-            if auto && i >= 2 && values.iter().all(|v| *v == values[0]) {
-                break;
             }
         }
         Ok(Some((values, recs)))

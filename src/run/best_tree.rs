@@ -8,16 +8,17 @@ use crate::run::runner::Runner;
 
 impl Runner {
     /// Create the best tree (or move it to the best commit); says how it was set up.
-    pub(super) fn ensure_best_tree(&mut self) -> Result<String> {
+    pub(super) fn ensure_best_tree(&self) -> Result<String> {
         let best = git::parse_oid(&self.rec.best_commit)?;
         let path = self.h.paths.best_tree();
-        if self.best_tree.is_none() {
+        let mut cell = self.best_tree.borrow_mut();
+        if cell.is_none() {
             let (repo, _) = git::open_repo(&self.rec.repo)?;
             let name = git::names::best_tree_name(&self.rec.id);
             git::create_detached_worktree(&repo, &name, &path, best)?;
-            self.best_tree = Some(WorkTree::open(&path)?);
+            *cell = Some(WorkTree::open(&path)?);
         }
-        let bt = self.best_tree.as_ref().expect("just created");
+        let bt = cell.as_ref().expect("just created");
         if !matches!(bt.head_state(), HeadState::Detached(o) if o == best) || !bt.is_clean()? {
             bt.checkout_detached(best)?;
         }
@@ -28,8 +29,17 @@ impl Runner {
         ))
     }
 
+    /// How the best was measured beside the candidate (the journal's `best_tree`).
+    pub(super) fn best_tree_description(&self) -> String {
+        format!(
+            "second worktree {} detached at {}",
+            self.h.paths.best_tree().display(),
+            &self.rec.best_commit[..7.min(self.rec.best_commit.len())]
+        )
+    }
+
     pub(super) fn drop_best_tree(&mut self) {
-        self.best_tree = None;
+        *self.best_tree.get_mut() = None;
         let path = self.h.paths.best_tree();
         if let Ok((repo, _)) = git::open_repo(&self.rec.repo) {
             let _ = git::remove_worktree(&repo, &git::names::best_tree_name(&self.rec.id), &path);

@@ -26,7 +26,7 @@ pub fn describe(description: &str, status: Status, reason: &str, experiment: u32
                 format!("{d} (no change)")
             }
         }
-        Status::Keep | Status::Baseline => d.to_string(),
+        Status::Keep | Status::Baseline | Status::Confirmation => d.to_string(),
         _ if d.is_empty() => reason.to_string(),
         Status::Discard => d.to_string(),
         Status::Crash | Status::InspectorReject => format!("{d} ({reason})"),
@@ -76,6 +76,12 @@ impl Runner {
         self.append(&rec)?;
         let commit = rec.commit.clone();
         let cost = rec.cost_usd();
+        let direction = self.rec.spec.spec.metric.direction;
+        let gain = crate::run::truth::gain(&self.records, direction);
+        let shown = crate::run::truth::history(&self.records, direction)
+            .last()
+            .copied()
+            .unwrap_or(f64::NAN);
         self.update(|r| {
             r.add_cost(cost);
             r.next_experiment = n + 1;
@@ -85,11 +91,13 @@ impl Runner {
             if kept {
                 r.best = value;
                 r.best_commit = commit.unwrap_or_else(|| r.best_commit.clone());
+                r.gain = gain;
             }
         })?;
         {
             let mut l = self.h.live();
-            l.best_history.push(self.rec.best.unwrap_or(f64::NAN));
+            // The running best in the baseline's terms (the chain), not the raw value.
+            l.best_history.push(shown);
             l.last_resources = Some((rec.peak_rss, rec.cpu_ms, rec.wall_ms));
         }
         self.log(&format!(

@@ -13,7 +13,7 @@ use crate::run::prompt::{self, Fix};
 use crate::run::proposer::{self, Proposal, Proposed};
 use crate::run::record::Inflight;
 use crate::run::runner::Runner;
-use crate::run::state::Step;
+use crate::run::state::{Request, Step};
 use crate::stats::{Evaluation, Mode, Verdict};
 use crate::store;
 
@@ -88,18 +88,22 @@ impl Runner {
             Next::Guards(v, e) => (v, e),
         };
         rec.metric = Some(value);
+        let noise = evaluation.clone();
         match self.run_guards(&mut rec, &cancel)? {
-            Guards::Pass => self.decide(rec, value, evaluation, best),
+            Guards::Pass => self.decide(rec, value, evaluation, best)?,
             Guards::Fail(reason) => {
                 rec.decision = Some(evaluation);
-                self.conclude(rec, Status::InspectorReject, reason, None, best)
+                self.conclude(rec, Status::InspectorReject, reason, None, best)?
             }
-            Guards::Interrupted => self.interrupt(n, best),
+            Guards::Interrupted => return self.interrupt(n, best),
         }
+        // The noise of these rounds against the baseline's (a fresh probe when far above).
+        self.track_noise(&noise, &cancel)
     }
 
     /// Measure the committed candidate; an agent gets quick-fix calls for a crash of its
-    /// own tree. Concludes the experiment unless it goes on to the guards.
+    /// own tree (never for a failure of the best's). Concludes the experiment unless it goes
+    /// on to the guards.
     fn measure_with_fixes(
         &mut self,
         rec: &mut ExperimentRecord,
@@ -129,20 +133,25 @@ impl Runner {
                     rec.best_tree = best_tree;
                     return Ok(Next::Guards(value, evaluation));
                 }
+                Measured::BestFailed {
+                    reason,
+                    tail,
+                    records,
+                } => {
+                    rec.measurements.extend(records);
+                    self.best_keeps_failing(rec.clone(), best, &reason, &tail)?;
+                    return Ok(Next::Done);
+                }
+                Measured::NotDeterministic { records, .. } => {
+                    // measure_candidate measures again in noisy mode; never here.
+                    rec.measurements.extend(records);
+                    anyhow::bail!("internal error: a deterministic check was not followed up")
+                }
                 Measured::Crash {
                     reason,
                     tail,
                     records,
                 } => (reason, tail, records),
-                Measured::BestFailed {
-                    reason,
-                    tail,
-                    records,
-                } => (
-                    format!("measuring the current best failed: {reason}"),
-                    tail,
-                    records,
-                ),
             };
             rec.measurements.extend(records);
             if !self.proposer.can_fix()
@@ -180,35 +189,96 @@ impl Runner {
         }
     }
 
-    /// Measure the candidate against the best by the run's mode.
+    /// The current best failed to measure in every attempt of a round: the candidate is not
+    /// judged (a discard that says so, no quick fix) and the run pauses with a message.
+    fn best_keeps_failing(
+        &mut self,
+        rec: ExperimentRecord,
+        best: Oid,
+        reason: &str,
+        tail: &str,
+    ) -> Result<()> {
+        let n = rec.experiment;
+        let why = format!(
+            "not judged: measuring the current best ({}) failed: {reason}",
+            git::short(best)
+        );
+        self.conclude(rec, Status::Discard, why, None, best)?;
+        let msg = format!(
+            "paused: the current best ({}) failed to measure in every attempt of a round of experiment {n} ({reason}); the candidate was not blamed. Check the metric on the best commit and the machine's load, then `arctl resume {}`",
+            git::short(best),
+            self.rec.id
+        );
+        self.log(&msg);
+        if !tail.trim().is_empty() {
+            self.log(&format!("last lines of the best's failure:\n{tail}"));
+        }
+        self.update(|r| r.pause_reason = Some(msg.clone()))?;
+        self.h.request(Request::Pause)
+    }
+
+    /// Measure the candidate against the best by the run's mode. A deterministic metric
+    /// whose value moves when measured again switches the run to noisy mode, and the
+    /// candidate is measured paired.
     fn measure_candidate(&mut self, fewer_lines: bool, cancel: &Cancel) -> Result<Measured> {
+        let mode = self.rec.mode.clone().unwrap_or(Mode::Deterministic);
+        // Noisy mode measures the best in every round; deterministic mode makes the second
+        // worktree only when it needs it (before a keep, or to judge a timeout).
+        if matches!(mode, Mode::Noisy { .. }) {
+            self.ensure_best_tree()?;
+        }
+        let mut m = self.compare_now(&mode, fewer_lines, cancel)?;
+        if let Measured::NotDeterministic {
+            detail,
+            values,
+            records,
+        } = m
+        {
+            self.switch_to_noisy(&detail, &values)?;
+            let mode = self.rec.mode.clone().unwrap_or(Mode::Deterministic);
+            m = self.compare_now(&mode, fewer_lines, cancel)?;
+            for r in records.into_iter().rev() {
+                m.prepend(r);
+            }
+        }
+        if let Measured::Value {
+            best_tree, records, ..
+        } = &mut m
+        {
+            let measured = records.iter().any(|r| r.tree.as_deref() == Some("best"));
+            *best_tree = measured.then(|| self.best_tree_description());
+        }
+        Ok(m)
+    }
+
+    /// One comparison of the candidate (the run's worktree) with the best (its second
+    /// worktree, or in deterministic mode the stored value, re-measured before a keep).
+    fn compare_now(&self, mode: &Mode, fewer_lines: bool, cancel: &Cancel) -> Result<Measured> {
         let cfg = self.decision_config();
         let wt = self.rec.worktree.clone();
-        let mode = self.rec.mode.clone().unwrap_or(Mode::Deterministic);
-        let how = match mode {
-            Mode::Deterministic => None,
-            Mode::Noisy { .. } => Some(self.ensure_best_tree()?),
-        };
         let best_path = self.h.paths.best_tree();
-        let reference = match how {
-            None => Reference::Value(self.rec.best.unwrap_or(f64::NAN)),
-            Some(_) => Reference::Tree(&best_path),
+        let ready = || {
+            self.ensure_best_tree()?;
+            Ok(best_path.clone())
+        };
+        let reference = match mode {
+            Mode::Deterministic => Reference::Stored(self.rec.best.unwrap_or(f64::NAN), &ready),
+            Mode::Noisy { .. } => Reference::Tree(&best_path),
         };
         let h = self.h.clone();
-        let rounds = cfg.max_rounds();
-        let mut m = self.meter(self.rec.next_experiment).compare(
-            &mode,
+        let (main, max) = (cfg.main_rounds(), cfg.max_rounds());
+        self.meter(self.rec.next_experiment).compare(
+            mode,
             reference,
             &wt,
             &cfg,
             fewer_lines,
             cancel,
-            |round, _| h.set_detail(format!("round {round}/{rounds}")),
-        )?;
-        if let Measured::Value { best_tree, .. } = &mut m {
-            *best_tree = how;
-        }
-        Ok(m)
+            |round, _| {
+                let of = if round <= main { main } else { max };
+                h.set_detail(format!("round {round}/{of}"))
+            },
+        )
     }
 
     /// Run every guard on the candidate, up to the first failure.
@@ -340,6 +410,7 @@ impl Runner {
             experiment,
             last_diff: self.last_diff().unwrap_or_else(|| "(none yet)".into()),
             fix,
+            elapsed_ms: self.h.live().elapsed_ms(),
         };
         prompt::render(&self.template, &prompt::variables(&ctx))
     }
@@ -350,7 +421,7 @@ impl Runner {
             .records
             .iter()
             .rev()
-            .filter(|r| r.status != Status::Baseline)
+            .filter(|r| r.status.is_row() && r.status != Status::Baseline)
             .find_map(|r| r.commit.as_deref())?;
         let oid = git::parse_oid(c).ok()?;
         let parent = self.wt.repo.find_commit(oid).ok()?.parent_id(0).ok()?;

@@ -653,5 +653,8 @@ fn cancelled_before_start() -> Outcome {
         queue_ms: None,
         job_id: None,
         node: None,
+        wall_us: None,
+        frozen_ms: None,
+        froze: None,
     }
 }

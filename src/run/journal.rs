@@ -1,5 +1,7 @@
 //! The experiment log: `journal.jsonl` (one object per experiment, the source of truth) and
-//! the seed's TSV (`experiment commit metric status description`), derived from it.
+//! the seed's TSV (`experiment commit metric status description`), derived from it. A run
+//! that ends with a keep also journals its final confirmation (best against baseline,
+//! measured paired): a line of status `confirmation`, which the TSV never shows.
 
 use std::path::Path;
 
@@ -21,6 +23,8 @@ pub enum Status {
     Discard,
     Crash,
     InspectorReject,
+    /// Not an experiment: the final paired measurement of the best against the baseline.
+    Confirmation,
 }
 
 impl Status {
@@ -31,7 +35,13 @@ impl Status {
             Status::Discard => "discard",
             Status::Crash => "crash",
             Status::InspectorReject => "inspector-reject",
+            Status::Confirmation => "confirmation",
         }
+    }
+
+    /// A row of the TSV: the baseline and the experiments (not the confirmation).
+    pub fn is_row(self) -> bool {
+        self != Status::Confirmation
     }
 }
 
@@ -49,6 +59,9 @@ pub struct CommandRecord {
     /// Which tree was measured: "candidate" or "best".
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tree: Option<String>,
+    /// Processes of other commands frozen while this exclusive measurement ran.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub froze: Option<usize>,
 }
 
 /// One experiment: the line of `journal.jsonl`.
@@ -179,11 +192,11 @@ pub fn clean_description(s: &str) -> String {
     }
 }
 
-/// The whole TSV for these records.
+/// The whole TSV for these records (a confirmation is no row).
 pub fn render_tsv(records: &[ExperimentRecord]) -> String {
     let mut out = String::from(TSV_HEADER);
     out.push('\n');
-    for r in records {
+    for r in records.iter().filter(|r| r.status.is_row()) {
         out.push_str(&r.tsv_row());
         out.push('\n');
     }
@@ -238,8 +251,13 @@ mod tests {
         );
         let c = rec(4, Status::Crash, None, "add numba jit");
         assert_eq!(c.tsv_row(), "4\ta1b2c3d\t0.0\tcrash\tadd numba jit");
-        let all = render_tsv(&[r, c]);
+        let confirm = rec(4, Status::Confirmation, Some(120.0), "final confirmation");
+        let all = render_tsv(&[r, c, confirm]);
         assert!(all.starts_with("experiment\tcommit\tmetric\tstatus\tdescription\n"));
-        assert_eq!(parse_tsv(&all).len(), 2);
+        assert_eq!(
+            parse_tsv(&all).len(),
+            2,
+            "the confirmation is no row: {all}"
+        );
     }
 }

@@ -1,7 +1,10 @@
-//! Measuring a run's metric: one run of the command in a tree, and the paired, alternating
-//! rounds of noisy mode. Shared by the loop (`runner`) and by `arctl merge`, which
-//! re-measures a run's change on top of the runs merged before it with the same command,
-//! extraction, limits and decision rule.
+//! Measuring a run's metric: one run of the command in a tree (exclusive of everything else
+//! arctl runs on this machine when `measure = "exclusive"`: the other commands are frozen for
+//! the run, see [`crate::exec::running`]), its timeout, its guards. The comparisons built on
+//! it — the strict deterministic one, the paired alternating rounds of noisy mode — are in
+//! [`super::rounds`]. Shared by the loop (`runner`) and by `arctl merge`, which re-measures a
+//! run's change on top of the runs merged before it with the same command, extraction,
+//! limits and decision rule.
 
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -14,7 +17,7 @@ use crate::run::record::{RunPaths, RunRecord};
 use crate::run::Global;
 use crate::spec::extract::extract;
 use crate::spec::{Extraction, MeasureMode, MetricTimeout, Repeats, TimeMode};
-use crate::stats::{self, DecisionConfig, Evaluation, Mode, Verdict};
+use crate::stats::{DecisionConfig, Evaluation};
 
 /// Shortest metric timeout derived from the baseline, so a 5 ms baseline doesn't kill
 /// normal runs of a loaded machine.
@@ -33,6 +36,7 @@ pub enum Once {
 }
 
 /// What a measurement of a candidate came to.
+#[derive(Debug)]
 pub enum Measured {
     Value {
         value: f64,
@@ -47,11 +51,19 @@ pub enum Measured {
         tail: String,
         records: Vec<CommandRecord>,
     },
-    /// The reference (the current best, or the base `arctl merge` lands on) failed: not
-    /// the candidate's fault.
+    /// The reference (the current best, or the base `arctl merge` lands on) failed in every
+    /// attempt of a round: not the candidate's fault.
     BestFailed {
         reason: String,
         tail: String,
+        records: Vec<CommandRecord>,
+    },
+    /// Deterministic mode: a value measured again differed (the metric is noisy after all).
+    NotDeterministic {
+        /// What moved, in words.
+        detail: String,
+        /// Every value measured: the probe's verdict is replaced by these.
+        values: Vec<f64>,
         records: Vec<CommandRecord>,
     },
     Interrupted,
@@ -59,11 +71,12 @@ pub enum Measured {
 
 impl Measured {
     /// Record a measurement made before this one (the reference's).
-    fn prepend(&mut self, r: CommandRecord) {
+    pub(super) fn prepend(&mut self, r: CommandRecord) {
         match self {
             Measured::Value { records, .. }
             | Measured::Crash { records, .. }
-            | Measured::BestFailed { records, .. } => records.insert(0, r),
+            | Measured::BestFailed { records, .. }
+            | Measured::NotDeterministic { records, .. } => records.insert(0, r),
             Measured::Interrupted => {}
         }
     }
@@ -71,20 +84,69 @@ impl Measured {
 
 /// What a candidate is compared with.
 pub enum Reference<'p> {
-    /// A value measured before (deterministic mode of the loop: the stored best).
-    Value(f64),
+    /// Deterministic mode of the loop: the stored best's value, and where the tree holding
+    /// the best is (made ready by the call, only when it is needed: to measure the best
+    /// again before a keep, or to judge a timeout).
+    Stored(f64, &'p dyn Fn() -> Result<PathBuf>),
     /// A tree measured now (noisy mode: beside the candidate, in the same rounds).
     Tree(&'p Path),
 }
 
-/// The metric timeout of a run: the spec's fixed one, or a factor of the baseline's duration.
-pub fn metric_timeout(rec: &RunRecord) -> Duration {
-    match rec.spec.spec.metric.timeout {
-        MetricTimeout::Fixed(d) => d,
-        MetricTimeout::Factor(f) => match rec.baseline_duration_ms {
-            Some(ms) => Duration::from_secs_f64(ms as f64 / 1000.0 * f).max(MIN_METRIC_TIMEOUT),
-            None => BASELINE_TIMEOUT,
-        },
+/// How long one metric run may take: the spec's fixed timeout, or its factor (`"2x"`) of a
+/// reference that follows the machine: the slower of the baseline's duration and the
+/// reference tree's time measured now (the paired partner in the same round, else the
+/// best's latest run). A loaded machine slows both trees alike, so load never times out a
+/// healthy metric.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum TimeoutRule {
+    Fixed(Duration),
+    Factor {
+        factor: f64,
+        baseline: Option<Duration>,
+    },
+}
+
+impl TimeoutRule {
+    pub fn of(rec: &RunRecord) -> TimeoutRule {
+        match rec.spec.spec.metric.timeout {
+            MetricTimeout::Fixed(d) => TimeoutRule::Fixed(d),
+            MetricTimeout::Factor(f) => TimeoutRule::Factor {
+                factor: f,
+                baseline: rec.baseline_duration_ms.map(Duration::from_millis),
+            },
+        }
+    }
+
+    /// The timeout of a run whose reference tree took `reference` now (None: not known).
+    pub fn timeout(&self, reference: Option<Duration>) -> Duration {
+        match *self {
+            TimeoutRule::Fixed(d) => d,
+            TimeoutRule::Factor { baseline: None, .. } => BASELINE_TIMEOUT,
+            TimeoutRule::Factor {
+                factor,
+                baseline: Some(b),
+            } => {
+                let r = reference.map_or(b, |r| r.max(b));
+                Duration::from_secs_f64(r.as_secs_f64() * factor).max(MIN_METRIC_TIMEOUT)
+            }
+        }
+    }
+
+    /// Would a run allowed `allowed` have been allowed more with `reference` as reference?
+    /// (A timed-out candidate is blamed only when its partner ran well within the factor.)
+    pub fn stale(&self, allowed: Duration, reference: Duration) -> bool {
+        self.timeout(Some(reference)) > allowed
+    }
+
+    /// For the log: "2x the partner's time in the round (now 1.8s)" or "90s".
+    pub fn describe(&self) -> String {
+        match *self {
+            TimeoutRule::Fixed(d) => format!("{:.1}s", d.as_secs_f64()),
+            TimeoutRule::Factor { factor, .. } => format!(
+                "{factor}x the best's time measured in the same round (at least {:.1}s now)",
+                self.timeout(None).as_secs_f64()
+            ),
+        }
     }
 }
 
@@ -115,15 +177,21 @@ pub fn run_env(rec: &RunRecord, experiment: &str, worktree: &Path) -> Vec<(Strin
     ]
 }
 
-/// The keep/discard rule of a run, from its spec.
+/// The keep/discard rule of a run, from its spec, with the noise reference of its
+/// baseline probe and whether the run found the machine unstable.
 pub fn decision_config(rec: &RunRecord) -> DecisionConfig {
     let m = &rec.spec.spec.metric;
+    let baseline_cv = match &rec.mode {
+        Some(crate::stats::Mode::Noisy { cv }) => Some(*cv),
+        _ => None,
+    };
     let cfg = DecisionConfig::new(
         m.direction,
         m.min_effect.0,
         m.alpha,
         rec.spec.spec.policy.simplicity,
-    );
+    )
+    .with_noise(baseline_cv, rec.noise.unstable);
     match m.repeats {
         Repeats::Fixed(n) => cfg.fixed_rounds(n as usize),
         Repeats::Auto => cfg,
@@ -138,7 +206,9 @@ pub struct Meter<'a> {
     /// Where the metric runs (this machine, a cluster).
     pub executor: &'a dyn exec::Executor,
     pub limits: Limits,
-    pub timeout: Duration,
+    pub timeout: TimeoutRule,
+    /// Where the comparisons say what they retried and why (the run's log).
+    pub log: Option<&'a crate::run::RunHandle>,
     pub env: Vec<(String, String)>,
     /// Process tag of each command: `tag_prefix + role`.
     pub tag_prefix: String,
@@ -150,6 +220,14 @@ pub struct Meter<'a> {
 }
 
 impl Meter<'_> {
+    /// A line for the run's log.
+    pub fn note(&self, msg: &str) {
+        tracing::info!("{msg}");
+        if let Some(h) = self.log {
+            h.log_line(msg);
+        }
+    }
+
     /// Run guard `g` in `tree` (with the run's limits, its own timeout); whether it passed,
     /// and its record. Output in the run's `output/` folder as `guard-NAME.out|err`.
     pub fn guard(
@@ -178,6 +256,7 @@ impl Meter<'_> {
             limits: self.limits.clone(),
             tag: format!("{}guard-{name}", self.tag_prefix),
             count_instructions: false,
+            exclusive: false,
         };
         let outcome = self
             .executor
@@ -191,12 +270,25 @@ impl Meter<'_> {
                 value: None,
                 lock_wait_ms: None,
                 tree: None,
+                froze: None,
             },
         ))
     }
 
-    /// Run the metric once in `tree`; `role` names the tree ("baseline", "best", "candidate").
+    /// Run the metric once in `tree` with the timeout of no reference measured now; `role`
+    /// names the tree ("baseline", "best", "candidate").
     pub fn once(&self, tree: &Path, role: &str, cancel: &Cancel) -> Result<Once> {
+        self.once_within(tree, role, self.timeout.timeout(None), cancel)
+    }
+
+    /// Run the metric once in `tree`, allowed `timeout`.
+    pub fn once_within(
+        &self,
+        tree: &Path,
+        role: &str,
+        timeout: Duration,
+        cancel: &Cancel,
+    ) -> Result<Once> {
         let m = &self.rec.spec.spec.metric;
         let out = self
             .paths
@@ -211,36 +303,16 @@ impl Meter<'_> {
             stdin: None,
             stdout: out.clone(),
             stderr: err.clone(),
-            timeout: Some(self.timeout),
+            timeout: Some(timeout),
             limits: self.limits.clone(),
             tag: format!("{}{role}", self.tag_prefix),
             count_instructions: m.time == Some(TimeMode::Instructions),
+            exclusive: false,
         };
-        // The daemon-wide lock keeps this machine quiet; a cluster job has its own node.
-        let exclusive =
-            self.executor.is_local() && self.rec.spec.spec.limits.measure == MeasureMode::Exclusive;
-        let wait = Instant::now();
-        let guard = if exclusive {
-            Some(
-                self.global
-                    .measure_lock
-                    .lock()
-                    .unwrap_or_else(|e| e.into_inner()),
-            )
-        } else {
-            None
+        let (outcome, wall, lock_wait_ms, froze) = match self.timed_run(&spec, cancel)? {
+            Some(x) => x,
+            None => return Ok(Once::Interrupted),
         };
-        let lock_wait_ms = exclusive.then(|| wait.elapsed().as_millis() as u64);
-        if cancel.is_cancelled() {
-            return Ok(Once::Interrupted);
-        }
-        let t0 = Instant::now();
-        let outcome = self
-            .executor
-            .run(&spec, cancel)
-            .with_context(|| format!("running the metric `{}`", m.command))?;
-        let wall = t0.elapsed();
-        drop(guard);
         let stdout = String::from_utf8_lossy(&std::fs::read(&out).unwrap_or_default()).to_string();
         let stderr = String::from_utf8_lossy(&std::fs::read(&err).unwrap_or_default()).to_string();
         if role == "candidate" || role == "baseline" {
@@ -255,6 +327,7 @@ impl Meter<'_> {
             value: None,
             lock_wait_ms,
             tree: Some(role.to_string()),
+            froze,
         };
         let tail = || {
             let all = format!("{stdout}{stderr}");
@@ -267,7 +340,7 @@ impl Meter<'_> {
         if !outcome.exit.success() {
             let why = match &outcome.exit {
                 Exit::TimedOut => {
-                    format!("metric timed out after {:.1}s", self.timeout.as_secs_f64())
+                    format!("metric timed out after {:.1}s", timeout.as_secs_f64())
                 }
                 Exit::MemoryLimit => format!(
                     "metric exceeded the memory limit ({})",
@@ -298,7 +371,13 @@ impl Meter<'_> {
             Extraction::Time(TimeMode::Wall) if outcome.queue_ms.is_some() => {
                 Ok(outcome.wall_ms as f64 / 1000.0)
             }
-            Extraction::Time(TimeMode::Wall) => Ok(wall.as_secs_f64()),
+            // From the command's start to its exit (not its setup and sweep); time spent
+            // frozen by another run's exclusive measurement is not the metric's.
+            Extraction::Time(TimeMode::Wall) => Ok(outcome
+                .wall_us
+                .map_or(wall, Duration::from_micros)
+                .saturating_sub(Duration::from_millis(outcome.frozen_ms.unwrap_or(0)))
+                .as_secs_f64()),
             Extraction::Time(TimeMode::Cpu) => Ok(outcome.cpu_ms as f64 / 1000.0),
             Extraction::Time(TimeMode::Instructions) => outcome
                 .instructions
@@ -319,139 +398,42 @@ impl Meter<'_> {
         }
     }
 
-    /// Measure `candidate` against `best` by the run's mode: one strict comparison
-    /// (deterministic; a reference tree is measured once first), or paired rounds (noisy;
-    /// `progress` sees each round's evaluation).
-    #[allow(clippy::too_many_arguments)]
-    pub fn compare(
+    /// The command under the measurement rules: on this machine with `measure =
+    /// "exclusive"`, under the daemon-wide lock and with every other command of this
+    /// daemon frozen for the run. Returns the outcome, the wall time, the lock wait and how
+    /// many processes were frozen; None when cancelled while waiting for the lock.
+    #[allow(clippy::type_complexity)]
+    fn timed_run(
         &self,
-        mode: &Mode,
-        best: Reference,
-        candidate: &Path,
-        cfg: &DecisionConfig,
-        fewer_lines: bool,
+        spec: &CommandSpec,
         cancel: &Cancel,
-        progress: impl FnMut(usize, &Evaluation),
-    ) -> Result<Measured> {
-        match (mode, best) {
-            (Mode::Deterministic, Reference::Value(v)) => {
-                self.deterministic(v, candidate, cfg, fewer_lines, cancel)
-            }
-            (Mode::Deterministic, Reference::Tree(tree)) => {
-                match self.once(tree, "best", cancel)? {
-                    Once::Value(v, r) => {
-                        let mut m = self.deterministic(v, candidate, cfg, fewer_lines, cancel)?;
-                        m.prepend(r);
-                        Ok(m)
-                    }
-                    Once::Failed(reason, tail, r) => Ok(Measured::BestFailed {
-                        reason,
-                        tail,
-                        records: vec![r],
-                    }),
-                    Once::Interrupted => Ok(Measured::Interrupted),
-                }
-            }
-            (Mode::Noisy { .. }, Reference::Tree(tree)) => {
-                self.paired(tree, candidate, cfg, fewer_lines, cancel, progress)
-            }
-            (Mode::Noisy { .. }, Reference::Value(_)) => {
-                anyhow::bail!(
-                    "noisy mode measures the best beside the candidate, not a stored value"
-                )
-            }
+    ) -> Result<Option<(exec::Outcome, Duration, Option<u64>, Option<usize>)>> {
+        // A cluster job has its own node; the lock and the freeze keep this machine quiet.
+        let exclusive =
+            self.executor.is_local() && self.rec.spec.spec.limits.measure == MeasureMode::Exclusive;
+        let wait = Instant::now();
+        let lock = exclusive.then(|| {
+            self.global
+                .measure_lock
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+        });
+        let lock_wait_ms = exclusive.then(|| wait.elapsed().as_millis() as u64);
+        if cancel.is_cancelled() {
+            return Ok(None);
         }
-    }
-
-    /// Deterministic mode: one run of the candidate, strictly compared with `best_value`.
-    pub fn deterministic(
-        &self,
-        best_value: f64,
-        tree: &Path,
-        cfg: &DecisionConfig,
-        fewer_lines: bool,
-        cancel: &Cancel,
-    ) -> Result<Measured> {
-        Ok(match self.once(tree, "candidate", cancel)? {
-            Once::Value(v, r) => Measured::Value {
-                value: v,
-                evaluation: stats::evaluate_deterministic(best_value, v, cfg, fewer_lines),
-                records: vec![r],
-                best_tree: None,
-            },
-            Once::Failed(reason, tail, r) => Measured::Crash {
-                reason,
-                tail,
-                records: vec![r],
-            },
-            Once::Interrupted => Measured::Interrupted,
-        })
-    }
-
-    /// Noisy mode: measure the best (in `best`) and the candidate (in `candidate`) in the same
-    /// rounds, alternating the order (AB, BA, ...) so drift hits both alike, until
-    /// [`stats::evaluate_noisy`] decides. `progress` sees each round's evaluation.
-    pub fn paired(
-        &self,
-        best: &Path,
-        candidate: &Path,
-        cfg: &DecisionConfig,
-        fewer_lines: bool,
-        cancel: &Cancel,
-        mut progress: impl FnMut(usize, &Evaluation),
-    ) -> Result<Measured> {
-        let mut pairs: Vec<(f64, f64)> = Vec::new();
-        let mut records = Vec::new();
-        for round in 1..=cfg.max_rounds() {
-            // Both trees of a round run together (on a cluster: one allocation, one node).
-            let _round = exec::Group::new(self.executor, 2);
-            let order: [(&Path, &str); 2] = if round % 2 == 1 {
-                [(best, "best"), (candidate, "candidate")]
-            } else {
-                [(candidate, "candidate"), (best, "best")]
-            };
-            let mut pair = (f64::NAN, f64::NAN);
-            for (tree, role) in order {
-                match self.once(tree, role, cancel)? {
-                    Once::Value(v, r) => {
-                        records.push(r);
-                        if role == "best" {
-                            pair.0 = v
-                        } else {
-                            pair.1 = v
-                        }
-                    }
-                    Once::Failed(reason, tail, r) => {
-                        records.push(r);
-                        return Ok(if role == "best" {
-                            Measured::BestFailed {
-                                reason,
-                                tail,
-                                records,
-                            }
-                        } else {
-                            Measured::Crash {
-                                reason,
-                                tail,
-                                records,
-                            }
-                        });
-                    }
-                    Once::Interrupted => return Ok(Measured::Interrupted),
-                }
-            }
-            pairs.push(pair);
-            let ev = stats::evaluate_noisy(&pairs, cfg, fewer_lines);
-            progress(round, &ev);
-            if ev.verdict != Verdict::Continue {
-                return Ok(Measured::Value {
-                    value: ev.candidate_estimate,
-                    evaluation: ev,
-                    records,
-                    best_tree: None,
-                });
-            }
-        }
-        unreachable!("evaluate_noisy decides at the last round")
+        // The freeze itself is the command's own (see `CommandSpec::exclusive`): it starts
+        // after any turn the sandbox takes, so nothing frozen holds what it waits for.
+        let mut spec = spec.clone();
+        spec.exclusive = exclusive;
+        let t0 = Instant::now();
+        let outcome = self
+            .executor
+            .run(&spec, cancel)
+            .with_context(|| format!("running the metric `{}`", spec.command));
+        let wall = t0.elapsed();
+        let froze = outcome.as_ref().ok().and_then(|o| o.froze);
+        drop(lock);
+        Ok(Some((outcome?, wall, lock_wait_ms, froze)))
     }
 }

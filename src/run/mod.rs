@@ -8,26 +8,35 @@ mod baseline;
 mod best_tree;
 pub mod budget;
 mod conclude;
+mod confirm;
 mod experiment;
 mod global;
 mod guard_rails;
 mod handle;
 pub mod journal;
 pub mod measure;
+mod noise;
 pub mod prompt;
 pub mod proposer;
 pub mod record;
 pub mod recover;
+mod rounds;
 mod runner;
 pub mod setup;
 pub mod state;
 pub mod thread;
+pub mod truth;
 
 pub use global::{Global, SlotGuard, Slots, SAFETY_WAKE};
 pub use guard_rails::{
     describe as sandbox_description, effective_mode as sandbox_mode, evaluator_for,
 };
 pub use handle::{Live, RunHandle};
+
+/// Quick-fix calls an agent gets for a crash of its own change.
+pub fn experiment_max_fix_attempts() -> u32 {
+    experiment::MAX_FIX_ATTEMPTS
+}
 
 /// The message for a run id nobody knows, listing the known ones.
 pub fn unknown_run<'a>(name: &str, known: impl IntoIterator<Item = &'a str>) -> String {

@@ -6,6 +6,7 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
+use crate::protocol::{GainEstimate, NoiseState};
 use crate::run::state::{Counts, Event, RunState};
 use crate::spec::ResolvedSpec;
 use crate::stats::Mode;
@@ -80,6 +81,16 @@ pub struct RunRecord {
     pub merged: bool,
     #[serde(default)]
     pub cleaned_up: bool,
+    /// The best's change against the baseline from same-time comparisons (see
+    /// `run::truth`), kept up to date with the journal.
+    #[serde(default)]
+    pub gain: Option<GainEstimate>,
+    /// The noise during the run against the baseline probe.
+    #[serde(default)]
+    pub noise: NoiseState,
+    /// Why the run paused itself, until it is resumed.
+    #[serde(default)]
+    pub pause_reason: Option<String>,
 }
 
 impl RunRecord {
@@ -113,6 +124,9 @@ impl RunRecord {
             notes: Vec::new(),
             merged: false,
             cleaned_up: false,
+            gain: None,
+            noise: NoiseState::default(),
+            pause_reason: None,
         }
     }
 

@@ -54,7 +54,7 @@ pub fn recover(h: &RunHandle, g: &Global) -> Result<Vec<String>> {
     }
     rec.recovered_at_ms = Some(store::now_ms());
     h.update(|r| *r = rec)?;
-    h.live().best_history = best_history(&records);
+    h.live().best_history = best_history(&records, rec_direction(h));
     Ok(notes)
 }
 
@@ -77,7 +77,12 @@ fn read_journal(h: &RunHandle, notes: &mut Vec<String>) -> Result<Vec<Experiment
 /// apply them.
 fn apply_missing(rec: &mut RunRecord, records: &[ExperimentRecord], notes: &mut Vec<String>) {
     let first_missing = rec.next_experiment;
-    for r in records.iter().filter(|r| r.experiment >= first_missing) {
+    // The gain follows the journal whatever the record missed.
+    rec.gain = crate::run::truth::gain(records, rec.spec.spec.metric.direction);
+    for r in records
+        .iter()
+        .filter(|r| r.experiment >= first_missing && r.status.is_row())
+    {
         rec.next_experiment = r.experiment + 1;
         rec.last_status = Some(r.status.as_str().to_string());
         rec.counts.add(r.status);
@@ -105,6 +110,10 @@ fn apply_missing(rec: &mut RunRecord, records: &[ExperimentRecord], notes: &mut 
     }
 }
 
+fn rec_direction(h: &RunHandle) -> crate::spec::Direction {
+    h.live().record.spec.spec.metric.direction
+}
+
 /// Stale git locks removed, and the worktree at the last kept commit with nothing else in
 /// it.
 fn reset_worktree(rec: &RunRecord, notes: &mut Vec<String>) -> Result<()> {
@@ -125,16 +134,8 @@ fn reset_worktree(rec: &RunRecord, notes: &mut Vec<String>) -> Result<()> {
     Ok(())
 }
 
-/// Best-so-far after each experiment, from the journal.
-pub fn best_history(records: &[ExperimentRecord]) -> Vec<f64> {
-    let mut best = f64::NAN;
-    records
-        .iter()
-        .map(|r| {
-            if matches!(r.status, Status::Baseline | Status::Keep) {
-                best = r.metric.unwrap_or(best);
-            }
-            best
-        })
-        .collect()
+/// Best-so-far after each experiment, from the journal, in the baseline's terms (the chain
+/// of the kept experiments' paired estimates, see [`crate::run::truth::history`]).
+pub fn best_history(records: &[ExperimentRecord], direction: crate::spec::Direction) -> Vec<f64> {
+    crate::run::truth::history(records, direction)
 }

@@ -8,7 +8,6 @@
 //! [`RunHandle::update`], which hands back the new snapshot: the handle stays the one owner.
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use anyhow::Result;
 
@@ -33,7 +32,9 @@ pub(super) struct Runner {
     pub(super) proposer: Box<dyn Proposer>,
     pub(super) scope: Scope,
     pub(super) template: String,
-    pub(super) best_tree: Option<WorkTree>,
+    /// The second worktree, created when first needed (a cell: the deterministic check
+    /// creates it in the middle of a measurement).
+    pub(super) best_tree: std::cell::RefCell<Option<WorkTree>>,
     /// The record as last written through the handle.
     pub(super) rec: RunRecord,
     /// Where the metric and guards run (inside the guard rails).
@@ -59,7 +60,7 @@ impl Runner {
             records,
             proposer,
             template,
-            best_tree: None,
+            best_tree: std::cell::RefCell::new(None),
             executor,
             rails,
             rec,
@@ -108,6 +109,11 @@ impl Runner {
                 return Ok(());
             }
             if c.stop || c.stop_now {
+                // A stop (not --now) with a keep confirms the best first; interrupted, the
+                // controls decide again.
+                if !c.stop_now && !self.confirm()? {
+                    continue;
+                }
                 self.update(|r| {
                     r.apply(Event::Stopped);
                     r.stop_reason = Some("stopped by the user".into());
@@ -127,6 +133,9 @@ impl Runner {
                 self.apply(Event::Paused)?;
                 self.log("paused");
                 self.h.wait_while_paused();
+                if self.rec.pause_reason.is_some() && !self.h.control().pause {
+                    self.update(|r| r.pause_reason = None)?;
+                }
                 continue;
             }
             self.apply(Event::Resumed)?;
@@ -151,7 +160,12 @@ impl Runner {
         .reason()
     }
 
+    /// End the run (budget spent, proposer out of ideas), after the final confirmation of a
+    /// keep; interrupted during it, the run stays as it is and the loop's controls decide.
     pub(super) fn finish(&mut self, why: &str) -> Result<()> {
+        if !self.confirm()? {
+            return Ok(());
+        }
         self.update(|r| {
             r.apply(Event::Finished);
             r.stop_reason = Some(why.to_string());
@@ -165,8 +179,8 @@ impl Runner {
         measure::decision_config(&self.rec)
     }
 
-    pub(super) fn metric_timeout(&self) -> Duration {
-        measure::metric_timeout(&self.rec)
+    pub(super) fn timeout_rule(&self) -> measure::TimeoutRule {
+        measure::TimeoutRule::of(&self.rec)
     }
 
     fn limits(&self) -> Limits {
@@ -209,7 +223,8 @@ impl Runner {
             global: &self.g,
             executor: &*self.executor,
             limits: self.limits(),
-            timeout: self.metric_timeout(),
+            timeout: self.timeout_rule(),
+            log: Some(&self.h),
             env: self.base_env(experiment),
             tag_prefix: self.tag(experiment, ""),
             // Every experiment's outputs are kept, each in its own folder.

@@ -63,7 +63,7 @@ impl Counts {
             Status::Discard => self.discarded += 1,
             Status::Crash => self.crashed += 1,
             Status::InspectorReject => self.rejected += 1,
-            Status::Baseline => {}
+            Status::Baseline | Status::Confirmation => {}
         }
     }
 }

@@ -18,15 +18,11 @@ pub fn evaluate_deterministic(
     let mut ev = Evaluation {
         verdict: Verdict::Discard,
         rounds: 1,
-        estimate: f64::NAN,
-        lower: f64::NAN,
-        upper: f64::NAN,
-        p_value: 1.0,
         threshold: 0.0,
         candidate_estimate: candidate,
         best_estimate: best,
-        simplification: false,
-        reason: String::new(),
+        test: "deterministic".into(),
+        ..Evaluation::default()
     };
     if !candidate.is_finite() {
         ev.reason = format!("candidate value {candidate} is not a finite number");
@@ -42,6 +38,19 @@ pub fn evaluate_deterministic(
     ev.estimate = gain;
     ev.lower = gain;
     ev.upper = gain;
+    ev.ci_low = gain;
+    ev.ci_high = gain;
+    // Exact: a point on the chain's scale (the log ratio when both values are positive).
+    ev.se = 0.0;
+    ev.log_scale = best > 0.0 && candidate > 0.0;
+    ev.theta = if ev.log_scale {
+        match dir {
+            Direction::Lower => best.ln() - candidate.ln(),
+            Direction::Higher => candidate.ln() - best.ln(),
+        }
+    } else {
+        gain
+    };
     let (better, worse) = (dir.better(candidate, best), dir.better(best, candidate));
     if better {
         ev.verdict = Verdict::Keep;

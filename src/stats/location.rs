@@ -12,28 +12,50 @@ pub(super) struct Location {
     pub(super) theta: f64,
     pub(super) se: f64,
     pub(super) df: f64,
+    /// The Huber estimate (else the plain mean).
+    pub(super) robust: bool,
 }
 
+/// The Huber estimate from [`ROBUST_MIN_N`] rounds on, else (or when the MAD is zero) the
+/// plain mean.
 pub(super) fn locate(d: &[f64]) -> Location {
+    let p = plain(d);
+    if d.len() < ROBUST_MIN_N {
+        return p;
+    }
+    huber(d, HUBER_K).unwrap_or(p)
+}
+
+/// The mean, its standard error and n - 1 degrees of freedom.
+pub(super) fn plain(d: &[f64]) -> Location {
     let n = d.len();
-    let m = mean(d);
     if n < 2 {
         return Location {
             theta: if n == 1 { d[0] } else { 0.0 },
             se: f64::INFINITY,
             df: 1.0,
+            robust: false,
         };
     }
-    let df = (n - 1) as f64;
-    let plain = Location {
+    let m = mean(d);
+    Location {
         theta: m,
         se: sample_sd(d, m) / (n as f64).sqrt(),
-        df,
-    };
-    if n < ROBUST_MIN_N {
-        return plain;
+        df: (n - 1) as f64,
+        robust: false,
     }
-    huber(d, HUBER_K).unwrap_or(plain)
+}
+
+/// A robust standard deviation: the normal-consistent MAD with its small-sample factor,
+/// the sample standard deviation when the MAD is zero.
+pub(super) fn robust_sd(d: &[f64]) -> f64 {
+    let med = median(d);
+    let s = 1.4826 * mad(d, med) * mad_small_sample_factor(d.len());
+    if s > 0.0 && s.is_finite() {
+        s
+    } else {
+        sample_sd(d, mean(d))
+    }
 }
 
 /// Huber M-estimate of location with a fixed MAD scale, with small-sample corrections that
@@ -90,6 +112,7 @@ fn huber(d: &[f64], k: f64) -> Option<Location> {
         theta: mu,
         se: var.sqrt() * correction,
         df: (m * n - 1.0).max(1.0),
+        robust: true,
     })
 }
 

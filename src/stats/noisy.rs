@@ -1,12 +1,16 @@
 //! The decision for a noisy metric: the paired test of the rounds, looked at only at the
-//! checkpoints (the method is in the `stats` module documentation). One step per function:
-//! the per-round contrasts, their location, the bounds at the checkpoint's level, the
-//! verdict and its reason.
+//! checkpoints and extension looks (the method is in the `stats` module documentation). One
+//! step per function: the per-round contrasts, their location (or the sign-flip test when
+//! they tie), the bounds at the look's level, the verdict and its reason.
 
 use super::format::{fmt_gain, fmt_level, fmt_p, fmt_pct};
-use super::location::{locate, t_quantile, t_sf, Location};
-use super::summary::median;
-use super::{DecisionConfig, Evaluation, Verdict, FUTILITY_BETA};
+use super::location::{locate, plain, robust_sd, t_quantile, t_sf, Location};
+use super::perm::sign_flip_p;
+use super::summary::{mad, median};
+use super::{
+    DecisionConfig, Evaluation, Verdict, FUTILITY_BETA, INTERVAL_LEVEL, PROMISING_P, ROBUST_MIN_N,
+    UNSTABLE_FLOOR, UNSTABLE_RATIO,
+};
 use crate::spec::Direction;
 
 /// The per-round contrasts, on the log scale or (degenerate values) as scaled differences.
@@ -59,14 +63,14 @@ fn contrasts(pairs: &[(f64, f64)], dir: Direction) -> Contrasts {
 }
 
 /// Noisy mode. `pairs[i] = (best_value, candidate_value)` measured in round `i` (alternating
-/// AB/BA order). Returns Continue except at a checkpoint where a decision is reached, and
-/// never at (or past) `cfg.max_rounds()`, where undecided means Discard ("inconclusive").
+/// AB/BA order). Returns Continue except at a look where a decision is reached, and never
+/// at (or past) `cfg.max_rounds()`, where undecided means Discard ("inconclusive").
 /// `fewer_lines`: the candidate has fewer lines of code than the best (simplicity rule).
 /// See the `stats` module documentation for the method.
 ///
-/// The steps: where the round count stands among the checkpoints (`look`), the contrasts
-/// and their location (`estimate`), the one-sided bounds at this checkpoint's level
-/// (`bounds`), then the verdict and its reason (`Test::decide`).
+/// The steps: where the round count stands among the looks (`look`), the contrasts, their
+/// location and noise (`estimate`), the one-sided bounds at this look's level (`bounds`),
+/// then the verdict and its reason (`Test::decide`).
 pub fn evaluate_noisy(pairs: &[(f64, f64)], cfg: &DecisionConfig, fewer_lines: bool) -> Evaluation {
     let look = look(pairs.len(), cfg);
     let est = estimate(pairs, cfg);
@@ -81,43 +85,48 @@ pub fn evaluate_noisy(pairs: &[(f64, f64)], cfg: &DecisionConfig, fewer_lines: b
     test.evaluation(decision)
 }
 
-/// Where a round count stands among the checkpoints.
+/// Where a round count stands among the looks.
 struct Look {
     rounds: usize,
-    /// At or past the last checkpoint: undecided means Discard.
+    /// At or past the last look: undecided means Discard.
     last: bool,
-    at_checkpoint: bool,
-    /// The one-sided level spent here; between checkpoints, the next checkpoint's (bounds
-    /// are reported at that level).
+    /// At or past the last checkpoint: only a promising candidate (or an unstable machine)
+    /// goes on, to the extension looks.
+    end_of_main: bool,
+    at_look: bool,
+    /// The one-sided level spent here; between looks, the next look's (bounds are reported
+    /// at that level).
     alpha_k: f64,
-    /// The next checkpoint (the maximum when none is left).
+    /// The next look (the maximum when none is left).
     next: usize,
+    max_rounds: usize,
 }
 
 fn look(rounds: usize, cfg: &DecisionConfig) -> Look {
     let max_rounds = cfg.max_rounds();
     let last = rounds >= max_rounds;
     let next = cfg
-        .clean_checkpoints()
-        .iter()
-        .copied()
+        .looks()
+        .into_iter()
         .find(|&c| c > rounds)
         .unwrap_or(max_rounds);
-    // At or past the maximum, the last checkpoint's level applies.
+    // At or past the maximum, the last look's level applies.
     let alpha_k = if last {
         cfg.checkpoint_alpha(max_rounds)
     } else {
         cfg.checkpoint_alpha(rounds)
     };
-    let at_checkpoint = alpha_k.is_some();
+    let at_look = alpha_k.is_some();
     let alpha_k =
         alpha_k.unwrap_or_else(|| cfg.checkpoint_alpha(next).unwrap_or(cfg.alpha_clamped()));
     Look {
         rounds,
         last,
-        at_checkpoint,
+        end_of_main: rounds >= cfg.main_rounds(),
+        at_look,
         alpha_k,
         next,
+        max_rounds,
     }
 }
 
@@ -128,9 +137,16 @@ struct Estimate {
     /// Valid rounds.
     n: usize,
     loc: Location,
+    /// The contrasts tie too much for a t statistic: the sign-flip test decides, with these
+    /// one-sided p-values (better, worse).
+    tied: Option<(f64, f64)>,
     /// The clamped `min_effect` (a gain), and the same threshold on the contrast scale.
     min_effect: f64,
     theta_min: f64,
+    /// Per-measurement noise of the rounds (NaN below 3 rounds) and the baseline's.
+    noise: f64,
+    baseline_cv: Option<f64>,
+    unstable: bool,
 }
 
 fn estimate(pairs: &[(f64, f64)], cfg: &DecisionConfig) -> Estimate {
@@ -145,14 +161,49 @@ fn estimate(pairs: &[(f64, f64)], cfg: &DecisionConfig) -> Estimate {
     } else {
         min_effect
     };
+    let n = c.d.len();
+    let tied = tie_heavy(&c.d).then(|| sign_flip_p(&c.d));
+    // The sign-flip test is a test of the sum: its estimate is the mean.
+    let loc = if tied.is_some() {
+        plain(&c.d)
+    } else {
+        locate(&c.d)
+    };
+    let noise = if n >= 3 {
+        robust_sd(&c.d) / std::f64::consts::SQRT_2
+    } else {
+        f64::NAN
+    };
+    let unstable = cfg.unstable
+        || cfg.baseline_cv.is_some_and(|b| {
+            noise.is_finite() && noise >= UNSTABLE_FLOOR && noise >= UNSTABLE_RATIO * b
+        });
     Estimate {
         dir,
-        n: c.d.len(),
-        loc: locate(&c.d),
+        n,
+        loc,
+        tied,
         c,
         min_effect,
         theta_min,
+        noise,
+        baseline_cv: cfg.baseline_cv,
+        unstable,
     }
+}
+
+/// Contrasts that tie too much for a t statistic: fewer than three quarters distinct, or
+/// (from 3 rounds) more than half equal to the median (a zero MAD).
+fn tie_heavy(d: &[f64]) -> bool {
+    let n = d.len();
+    if n < 2 {
+        return false;
+    }
+    let mut v = d.to_vec();
+    v.sort_by(f64::total_cmp);
+    v.dedup();
+    let distinct = v.len();
+    4 * distinct < 3 * n || (n >= 3 && mad(d, median(d)) == 0.0)
 }
 
 impl Estimate {
@@ -190,40 +241,77 @@ impl Estimate {
             }
         }
     }
+
+    /// "unstable: noise 7.5% now, 2.1% at baseline", when it is.
+    fn unstable_note(&self) -> String {
+        if !self.unstable || !self.noise.is_finite() {
+            return String::new();
+        }
+        match self.baseline_cv {
+            Some(b) => format!(
+                "; unstable: noise {} now, {} at baseline",
+                fmt_pct(self.noise),
+                fmt_pct(b)
+            ),
+            None => format!("; unstable: noise {}", fmt_pct(self.noise)),
+        }
+    }
 }
 
 /// One-sided bounds on `θ`: at (1-α_k) for the keep and "worse" tests, at (1-β) for
-/// futility; and the p-value of "the candidate is not better".
+/// futility; the two-sided interval; and the p-value of "the candidate is not better".
 struct Bounds {
     lower_k: f64,
     upper_k: f64,
     upper_f: f64,
+    ci: (f64, f64),
     p_value: f64,
+    /// The p-value of "the candidate is not worse" (for the sign-flip test's "worse").
+    p_worse: f64,
 }
 
 fn bounds(est: &Estimate, alpha_k: f64) -> Bounds {
     let (n, loc) = (est.n, &est.loc);
-    let (lower_k, upper_k, upper_f, p_value) = if n >= 2 && loc.se == 0.0 {
-        // All rounds agree exactly: no noise left to test against.
-        let p = if loc.theta > 0.0 { 0.0 } else { 1.0 };
-        (loc.theta, loc.theta, loc.theta, p)
+    let b = if n >= 2 && loc.se == 0.0 {
+        // All rounds agree exactly: the interval is a point, the p-value the sign-flip's.
+        let t = loc.theta;
+        Bounds {
+            lower_k: t,
+            upper_k: t,
+            upper_f: t,
+            ci: (t, t),
+            p_value: 1.0,
+            p_worse: 1.0,
+        }
     } else if n >= 2 && loc.se.is_finite() {
         let tk = t_quantile(1.0 - alpha_k, loc.df);
         let tf = t_quantile(1.0 - FUTILITY_BETA, loc.df);
-        (
-            loc.theta - tk * loc.se,
-            loc.theta + tk * loc.se,
-            loc.theta + tf * loc.se,
-            t_sf(loc.theta / loc.se, loc.df),
-        )
+        let tc = t_quantile(1.0 - (1.0 - INTERVAL_LEVEL) / 2.0, loc.df);
+        Bounds {
+            lower_k: loc.theta - tk * loc.se,
+            upper_k: loc.theta + tk * loc.se,
+            upper_f: loc.theta + tf * loc.se,
+            ci: (loc.theta - tc * loc.se, loc.theta + tc * loc.se),
+            p_value: t_sf(loc.theta / loc.se, loc.df),
+            p_worse: t_sf(-loc.theta / loc.se, loc.df),
+        }
     } else {
-        (f64::NEG_INFINITY, f64::INFINITY, f64::INFINITY, 1.0)
+        Bounds {
+            lower_k: f64::NEG_INFINITY,
+            upper_k: f64::INFINITY,
+            upper_f: f64::INFINITY,
+            ci: (f64::NEG_INFINITY, f64::INFINITY),
+            p_value: 1.0,
+            p_worse: 1.0,
+        }
     };
-    Bounds {
-        lower_k,
-        upper_k,
-        upper_f,
-        p_value,
+    match est.tied {
+        Some((better, worse)) => Bounds {
+            p_value: better,
+            p_worse: worse,
+            ..b
+        },
+        None => b,
     }
 }
 
@@ -254,10 +342,10 @@ struct Test {
 }
 
 impl Test {
-    /// The verdict: Continue between checkpoints and with too few valid rounds to test.
+    /// The verdict: Continue between looks and with too few valid rounds to test.
     fn decide(&self) -> Decision {
         let (rounds, n) = (self.look.rounds, self.est.n);
-        if !self.look.at_checkpoint && !self.look.last {
+        if !self.look.at_look && !self.look.last {
             return Decision::new(
                 Verdict::Continue,
                 format!(
@@ -269,7 +357,7 @@ impl Test {
         }
         if n < 2 {
             let note = self.dropped_note();
-            return if self.look.last {
+            return if self.look.end_of_main {
                 Decision::new(
                     Verdict::Discard,
                     format!(
@@ -283,35 +371,84 @@ impl Test {
                 )
             };
         }
-        self.at_checkpoint()
+        let mut d = self.at_look();
+        d.reason.push_str(&self.est.unstable_note());
+        d
     }
 
-    /// At a checkpoint (or past the last) with at least 2 valid rounds: keep, significantly
-    /// worse, the simplicity rule, futility, then the end or another round.
-    fn at_checkpoint(&self) -> Decision {
+    /// Better with confidence: the (1-α_k) lower bound above 0, or the sign-flip p ≤ α_k.
+    fn significant(&self) -> bool {
+        match self.est.tied {
+            Some(_) => self.bounds.p_value <= self.look.alpha_k,
+            None => self.bounds.lower_k > 0.0,
+        }
+    }
+
+    /// Worse with confidence, by the same test.
+    fn worse(&self) -> bool {
+        match self.est.tied {
+            Some(_) => self.bounds.p_worse <= self.look.alpha_k,
+            None => self.bounds.upper_k < 0.0,
+        }
+    }
+
+    /// "gain +5.2% (95% CI +2.1% to +8.4%": the estimate with its interval.
+    fn gain_ci(&self) -> String {
+        let (est, (lo, hi)) = (&self.est, self.bounds.ci);
+        format!(
+            "gain {} ({}% CI {} to {}",
+            est.say(est.loc.theta),
+            INTERVAL_LEVEL * 100.0,
+            est.say(lo),
+            est.say(hi)
+        )
+    }
+
+    /// The test's evidence: "99.46% bound +1.3%, p=0.0021" or the sign-flip p-value.
+    fn evidence(&self, bound: f64, which: &str) -> String {
+        let (est, b, alpha_k) = (&self.est, &self.bounds, self.look.alpha_k);
+        match est.tied {
+            Some(_) => format!(
+                "sign-flip test of the tied rounds: p={}, needed <= {}",
+                fmt_p(if which == "upper" {
+                    b.p_worse
+                } else {
+                    b.p_value
+                }),
+                fmt_p(alpha_k)
+            ),
+            None => format!(
+                "{} {which} {}, p={}",
+                fmt_level(alpha_k),
+                est.say(bound),
+                fmt_p(b.p_value)
+            ),
+        }
+    }
+
+    /// At a look with at least 2 valid rounds: keep, significantly worse, the simplicity
+    /// rule, futility, then the end, the extension or another round.
+    fn at_look(&self) -> Decision {
         let (est, b) = (&self.est, &self.bounds);
-        let (n, theta, alpha_k) = (est.n, est.loc.theta, self.look.alpha_k);
+        let (n, theta) = (est.n, est.loc.theta);
         let (me, note) = (fmt_pct(est.min_effect), self.dropped_note());
-        if b.lower_k > 0.0 && theta >= est.theta_min {
+        if self.significant() && theta >= est.theta_min {
             return Decision::new(
                 Verdict::Keep,
                 format!(
-                    "gain {} ({} bound {}, p={}) >= min_effect {me} after {n} rounds{note}",
-                    est.say(theta),
-                    fmt_level(alpha_k),
-                    est.say(b.lower_k),
-                    fmt_p(b.p_value)
+                    "{}; {}) >= min_effect {me} after {n} rounds{note}",
+                    self.gain_ci(),
+                    self.evidence(b.lower_k, "bound")
                 ),
             );
         }
-        if b.upper_k < 0.0 {
+        if self.worse() {
             return Decision::new(
                 Verdict::Discard,
                 format!(
-                    "significantly worse: gain {} ({} upper bound {}) after {n} rounds{note}",
-                    est.say(theta),
-                    fmt_level(alpha_k),
-                    est.say(b.upper_k)
+                    "significantly worse: {}; {}) after {n} rounds{note}",
+                    self.gain_ci(),
+                    self.evidence(b.upper_k, "upper")
                 ),
             );
         }
@@ -320,41 +457,69 @@ impl Test {
                 return d;
             }
         }
-        if !self.look.last && b.upper_f < est.theta_min {
-            return Decision::new(
-                Verdict::Discard,
-                format!(
-                    "gain {} too small: {} upper bound {} < min_effect {me} after {n} rounds{note}",
-                    est.say(theta),
-                    fmt_level(FUTILITY_BETA),
-                    est.say(b.upper_f)
-                ),
-            );
+        if !self.look.end_of_main {
+            // Futility on the robust estimate only: one spike in three rounds never stops.
+            if n >= ROBUST_MIN_N && b.upper_f < est.theta_min {
+                return Decision::new(
+                    Verdict::Discard,
+                    format!(
+                        "too small: {}; {} upper bound {} < min_effect {me}) after {n} rounds{note}",
+                        self.gain_ci(),
+                        fmt_level(FUTILITY_BETA),
+                        est.say(b.upper_f)
+                    ),
+                );
+            }
+            return self.more("undecided");
+        }
+        if !self.look.last && theta >= est.theta_min && b.p_value <= PROMISING_P {
+            return self.more("promising");
+        }
+        if !self.look.last && est.unstable && b.upper_f >= est.theta_min {
+            return self.more("unstable machine");
         }
         self.undecided()
     }
 
+    /// Another round (or the extension looks): why, and where the next look is.
+    fn more(&self, why: &str) -> Decision {
+        let (b, n) = (&self.bounds, self.est.n);
+        let upto = if self.look.end_of_main {
+            format!(": measuring up to {} rounds", self.look.max_rounds)
+        } else {
+            String::new()
+        };
+        Decision::new(
+            Verdict::Continue,
+            format!(
+                "{why} after {n} rounds: {}; {}){upto}",
+                self.gain_ci(),
+                self.evidence(b.lower_k, "bound")
+            ),
+        )
+    }
+
     /// The simplicity rule: kept when shown no worse than `-min_effect` (early) or not
-    /// significantly worse (at the end); before the end, otherwise another round. None at
-    /// the end when not kept: the ordinary end verdict applies.
+    /// significantly worse (at the last checkpoint); before it, otherwise another round.
+    /// None at the end when not kept: the ordinary end verdict applies.
     fn simplification(&self) -> Option<Decision> {
-        let (est, b, last) = (&self.est, &self.bounds, self.look.last);
+        let (est, b, end) = (&self.est, &self.bounds, self.look.end_of_main);
         let (n, theta, alpha_k) = (est.n, est.loc.theta, self.look.alpha_k);
         let (me, note) = (fmt_pct(est.min_effect), self.dropped_note());
-        let early = !last && b.lower_k > -est.theta_min;
-        let at_end = last && theta > -est.theta_min;
+        let early = !end && b.lower_k > -est.theta_min;
+        let at_end = end && theta > -est.theta_min;
         if early || at_end {
             let reason = if early {
                 format!(
-                    "fewer lines and no worse than -{me}: gain {} ({} bound {}) after {n} rounds: kept as a simplification{note}",
-                    est.say(theta),
+                    "fewer lines and no worse than -{me}: {}; {} bound {}) after {n} rounds: kept as a simplification{note}",
+                    self.gain_ci(),
                     fmt_level(alpha_k),
                     est.say(b.lower_k)
                 )
             } else {
                 format!(
-                    "fewer lines and not significantly worse: gain {} ({} upper bound {}) after {n} rounds: kept as a simplification{note}",
-                    est.say(theta),
+                    "fewer lines and not significantly worse: {}; {} upper bound {}) after {n} rounds: kept as a simplification{note}",
+                    self.gain_ci(),
                     fmt_level(alpha_k),
                     est.say(b.upper_k)
                 )
@@ -365,12 +530,12 @@ impl Test {
                 reason,
             });
         }
-        (!last).then(|| {
+        (!end).then(|| {
             Decision::new(
                 Verdict::Continue,
                 format!(
-                    "simplification undecided after {n} rounds: gain {} ({} bound {})",
-                    est.say(theta),
+                    "simplification undecided after {n} rounds: {}; {} bound {})",
+                    self.gain_ci(),
                     fmt_level(alpha_k),
                     est.say(b.lower_k)
                 ),
@@ -378,39 +543,24 @@ impl Test {
         })
     }
 
-    /// Nothing decided: Discard at the end (significant but too small, or inconclusive),
-    /// else another round.
+    /// Nothing decided at the end: significant but too small, or inconclusive.
     fn undecided(&self) -> Decision {
         let (est, b) = (&self.est, &self.bounds);
-        let (n, theta, alpha_k) = (est.n, est.loc.theta, self.look.alpha_k);
+        let n = est.n;
         let (me, note) = (fmt_pct(est.min_effect), self.dropped_note());
-        if self.look.last {
-            let reason = if b.lower_k > 0.0 {
-                format!(
-                    "gain {} is significant but below min_effect {me} after {n} rounds{note}",
-                    est.say(theta)
-                )
-            } else {
-                format!(
-                    "inconclusive after {n} rounds: gain {} ({} bound {}, p={}){note}",
-                    est.say(theta),
-                    fmt_level(alpha_k),
-                    est.say(b.lower_k),
-                    fmt_p(b.p_value)
-                )
-            };
-            return Decision::new(Verdict::Discard, reason);
-        }
-        Decision::new(
-            Verdict::Continue,
+        let reason = if self.significant() {
             format!(
-                "undecided after {n} rounds: gain {} ({} bound {}, p={})",
-                est.say(theta),
-                fmt_level(alpha_k),
-                est.say(b.lower_k),
-                fmt_p(b.p_value)
-            ),
-        )
+                "significant but below min_effect {me}: {}) after {n} rounds{note}",
+                self.gain_ci()
+            )
+        } else {
+            format!(
+                "inconclusive after {n} rounds: {}; {}){note}",
+                self.gain_ci(),
+                self.evidence(b.lower_k, "bound")
+            )
+        };
+        Decision::new(Verdict::Discard, reason)
     }
 
     /// Said of a verdict when rounds with non-finite values were dropped.
@@ -426,18 +576,36 @@ impl Test {
     /// The evaluation: the decision with the numbers behind it.
     fn evaluation(&self, d: Decision) -> Evaluation {
         let (est, b) = (&self.est, &self.bounds);
+        let test = match (est.tied, est.n >= ROBUST_MIN_N && est.loc.robust) {
+            (Some(_), _) => "sign-flip",
+            (None, true) => "huber-t",
+            (None, false) => "t",
+        };
         Evaluation {
             verdict: d.verdict,
             rounds: est.n,
             estimate: est.gain(est.loc.theta),
             lower: est.gain(b.lower_k),
-            upper: est.gain(if self.look.last { b.upper_k } else { b.upper_f }),
+            upper: est.gain(if self.look.end_of_main {
+                b.upper_k
+            } else {
+                b.upper_f
+            }),
             p_value: b.p_value,
             threshold: est.min_effect,
             candidate_estimate: est.candidate_value(),
             best_estimate: est.c.best_center,
             simplification: d.simplification,
             reason: d.reason,
+            ci_low: est.gain(b.ci.0),
+            ci_high: est.gain(b.ci.1),
+            theta: est.loc.theta,
+            se: est.loc.se,
+            df: est.loc.df,
+            log_scale: est.c.log,
+            noise: est.noise,
+            unstable: est.unstable,
+            test: test.into(),
         }
     }
 }
@@ -497,11 +665,16 @@ mod tests {
         assert!((ev.candidate_estimate - 80.0).abs() < 1.0);
         assert_eq!(ev.best_estimate, 100.0);
         assert!(ev.reason.contains("min_effect 1%"), "{}", ev.reason);
+        assert!(ev.reason.contains("95% CI"), "{}", ev.reason);
+        assert!(ev.ci_low <= ev.estimate && ev.estimate <= ev.ci_high);
+        assert!(ev.log_scale && ev.se > 0.0 && ev.theta > 0.0);
         // Serializes with snake_case verdicts and round-trips.
         let j = serde_json::to_string(&ev).unwrap();
         assert!(j.contains(r#""verdict":"keep""#), "{j}");
         let back: Evaluation = serde_json::from_str(&j).unwrap();
-        assert_eq!(back, ev);
+        assert_eq!((back.verdict, &back.reason), (ev.verdict, &ev.reason));
+        assert!((back.estimate - ev.estimate).abs() < 1e-12);
+        assert!((back.se - ev.se).abs() < 1e-12);
     }
 
     #[test]
@@ -526,7 +699,7 @@ mod tests {
         // rule would keep half.
         let kept = (0..1000)
             .filter(|&seed| {
-                run_sequential(&noisy_pairs(1000 + seed, 12, 1.0, 0.02), &c, false).verdict
+                run_sequential(&noisy_pairs(1000 + seed, 24, 1.0, 0.02), &c, false).verdict
                     == Verdict::Keep
             })
             .count();
@@ -548,7 +721,7 @@ mod tests {
     fn noisy_inconclusive_at_the_end() {
         // Round gains alternate +5% / -4%: small average, too noisy for any decision.
         let c = cfg(Direction::Lower);
-        let pairs: Vec<(f64, f64)> = (0..12)
+        let pairs: Vec<(f64, f64)> = (0..24)
             .map(|i| {
                 let d: f64 = if i % 2 == 0 { 0.05 } else { -0.04 };
                 (100.0, 100.0 / d.exp())
@@ -558,9 +731,11 @@ mod tests {
             let ev = evaluate_noisy(&pairs[..r], &c, false);
             assert_eq!(ev.verdict, Verdict::Continue, "round {r}: {}", ev.reason);
         }
-        let ev = evaluate_noisy(&pairs, &c, false);
+        // Not promising (the estimate is under min_effect): decided at the last checkpoint.
+        let ev = evaluate_noisy(&pairs[..12], &c, false);
         assert_eq!(ev.verdict, Verdict::Discard);
         assert!(ev.reason.contains("inconclusive"), "{}", ev.reason);
+        assert!(ev.reason.contains("95% CI"), "{}", ev.reason);
         assert_eq!(ev.rounds, 12);
         // Past the maximum: still a decision, never Continue.
         let mut more = pairs.clone();
@@ -660,6 +835,101 @@ mod tests {
     }
 
     #[test]
+    fn ties_never_keep_from_a_zero_standard_error() {
+        let c = cfg(Direction::Lower);
+        // Identical improvements in every round: se 0, but the sign-flip p is 2^-n.
+        let same = vec![(108.0, 100.0); 24];
+        for r in [3, 5] {
+            let ev = evaluate_noisy(&same[..r], &c, false);
+            assert_eq!(ev.verdict, Verdict::Continue, "round {r}: {}", ev.reason);
+            assert!(ev.p_value >= 0.5f64.powi(r as i32) - 1e-12);
+        }
+        assert_eq!(evaluate_noisy(&same[..8], &c, false).verdict, Verdict::Keep);
+        // A two-level metric (100 or 108, 50/50), no-op candidates: rarely kept.
+        let kept = (0..2000u64)
+            .filter(|&seed| {
+                let mut rng = StdRng::seed_from_u64(seed);
+                let mut level = || if rng.gen_bool(0.5) { 108.0 } else { 100.0 };
+                let pairs: Vec<(f64, f64)> = (0..24).map(|_| (level(), level())).collect();
+                run_sequential(&pairs, &c, false).verdict == Verdict::Keep
+            })
+            .count();
+        assert!(kept <= 40, "{kept} of 2000 two-level no-ops kept");
+    }
+
+    #[test]
+    fn futility_ignores_one_spike_in_three_rounds() {
+        // A real 5% gain whose candidate hit a busy moment (+20%) in one of three rounds.
+        let c = cfg(Direction::Lower);
+        let pairs = [(100.0, 95.0), (100.5, 95.2 * 1.2), (99.6, 94.8)];
+        let ev = evaluate_noisy(&pairs, &c, false);
+        assert_eq!(ev.verdict, Verdict::Continue, "{}", ev.reason);
+        // From five rounds on the robust estimate decides, and a no-op is stopped early,
+        // its magnitude given with its interval.
+        let noop = noisy_pairs(40, 24, 1.0, 0.005);
+        let ev = run_sequential(&noop, &c, false);
+        assert_eq!(ev.verdict, Verdict::Discard, "{}", ev.reason);
+        assert!(ev.rounds >= 5 && ev.rounds < 12, "{}", ev.reason);
+        assert!(
+            ev.reason.contains("too small") && ev.reason.contains("95% CI"),
+            "{}",
+            ev.reason
+        );
+    }
+
+    #[test]
+    fn a_promising_candidate_gets_more_rounds() {
+        // A real 2% gain on a 2% metric: rarely significant by round 12; the extension
+        // keeps more of them than the checkpoints alone, within the same spending plan.
+        let c = cfg(Direction::Lower);
+        let only_main = {
+            let mut m = c.clone();
+            m.extension.clear();
+            m
+        };
+        let (mut with, mut without, mut extended) = (0, 0, 0);
+        for seed in 0..400 {
+            let pairs = noisy_pairs(5000 + seed, 24, 0.98, 0.02);
+            let ev = run_sequential(&pairs, &c, false);
+            with += usize::from(ev.verdict == Verdict::Keep);
+            extended += usize::from(ev.rounds > 12);
+            let ev = run_sequential(&pairs, &only_main, false);
+            without += usize::from(ev.verdict == Verdict::Keep);
+        }
+        assert!(
+            extended > 0 && with > without,
+            "kept {with} vs {without}, {extended} extended"
+        );
+        let at12 = (0..400)
+            .map(|seed| evaluate_noisy(&noisy_pairs(5000 + seed, 12, 0.98, 0.02), &c, false))
+            .find(|ev| ev.verdict == Verdict::Continue)
+            .expect("some 2% gain goes on after 12 rounds");
+        assert!(at12.reason.contains("promising"), "{}", at12.reason);
+        assert!(at12.reason.contains("up to 24 rounds"), "{}", at12.reason);
+    }
+
+    #[test]
+    fn noise_far_above_the_baseline_is_unstable() {
+        let c = cfg(Direction::Lower).with_noise(Some(0.01), false);
+        let calm = evaluate_noisy(&noisy_pairs(1, 5, 1.0, 0.01), &c, false);
+        assert!(!calm.unstable, "noise {}", calm.noise);
+        assert!(
+            calm.noise > 0.003 && calm.noise < 0.03,
+            "noise {}",
+            calm.noise
+        );
+        let rough = evaluate_noisy(&noisy_pairs(1, 12, 1.0, 0.08), &c, false);
+        assert!(rough.unstable, "noise {}", rough.noise);
+        assert!(rough.reason.contains("unstable: noise"), "{}", rough.reason);
+        assert!(rough.reason.contains("1% at baseline"), "{}", rough.reason);
+        // An unstable machine opens the extension to a candidate that is not futile.
+        assert_eq!(rough.verdict, Verdict::Continue, "{}", rough.reason);
+        // Told by the loop before the decision.
+        let told = cfg(Direction::Lower).with_noise(Some(0.01), true);
+        assert!(evaluate_noisy(&noisy_pairs(1, 3, 1.0, 0.01), &told, false).unstable);
+    }
+
+    #[test]
     fn noisy_degenerate_inputs_do_not_panic() {
         let c = cfg(Direction::Lower);
         let cases: Vec<Vec<(f64, f64)>> = vec![
@@ -667,7 +937,7 @@ mod tests {
             vec![(0.0, 0.0); 12],
             vec![(0.0, 1.0); 12],
             vec![(1.0, 0.0); 12],
-            vec![(-5.0, -6.0), (-5.1, -6.2), (-4.9, -5.9)],
+            vec![(-5.0, -6.0), (-5.1, -6.3), (-4.9, -5.85)],
             vec![(f64::NAN, 1.0); 12],
             vec![(f64::NAN, f64::NAN); 3],
             vec![(1.0, f64::INFINITY), (1.0, 0.5), (1.0, 0.5)],
@@ -694,8 +964,12 @@ mod tests {
         // All zeros: no gain, discarded at the end.
         let ev = evaluate_noisy(&cases[1], &c, false);
         assert_eq!(ev.verdict, Verdict::Discard, "{}", ev.reason);
-        // Zeros in the candidate (lower is better): differences, gain 100%, kept.
+        // Zeros in the candidate (lower is better): differences, gain 100%, all rounds tied:
+        // never kept from a zero standard error at 3 rounds; the sign-flip test keeps at 8.
         let ev = evaluate_noisy(&cases[3][..3], &c, false);
+        assert_eq!(ev.verdict, Verdict::Continue, "{}", ev.reason);
+        assert_eq!(ev.test, "sign-flip");
+        let ev = evaluate_noisy(&[(1.0, 0.0); 8], &c, false);
         assert_eq!(ev.verdict, Verdict::Keep, "{}", ev.reason);
         // Negative values: differences scaled by |median best|, candidate lower, kept.
         let ev = evaluate_noisy(&cases[4], &c, false);
@@ -713,7 +987,8 @@ mod tests {
         odd.alpha = 2.0;
         odd.min_effect = -1.0;
         odd.checkpoints = vec![5, 0, 5, 2];
-        assert_eq!(odd.max_rounds(), 5);
+        assert_eq!(odd.main_rounds(), 5);
+        assert_eq!(odd.max_rounds(), 24);
         let _ = evaluate_noisy(&noisy_pairs(1, 5, 0.9, 0.02), &odd, false);
     }
 }

@@ -12,7 +12,9 @@ pub fn probe_runs() -> usize {
 
 /// Classify baseline samples.
 ///
-/// * All values finite and exactly equal (and at least one): [`Mode::Deterministic`].
+/// * At least [`probe_runs`] values, all finite and exactly equal: [`Mode::Deterministic`].
+///   Fewer equal values prove nothing (a 50/50 two-level metric gives three equal values a
+///   quarter of the time, five 6% of the time): noisy, with a `cv` of 0 until rounds say more.
 /// * Otherwise [`Mode::Noisy`] with a robust coefficient of variation:
 ///   `1.4826 × MAD / |median|` (the MAD-based standard deviation over the median, so one slow
 ///   run out of five does not make a 1% metric look like a 10% one). When the MAD is zero
@@ -26,7 +28,7 @@ pub fn probe_mode(samples: &[f64]) -> Mode {
         return Mode::Noisy { cv: 0.0 };
     }
     let all_equal = finite.iter().all(|&x| x == finite[0]);
-    if all_equal && finite.len() == samples.len() {
+    if all_equal && finite.len() == samples.len() && samples.len() >= probe_runs() {
         return Mode::Deterministic;
     }
     if finite.len() < 2 || all_equal {
@@ -58,8 +60,10 @@ mod tests {
     #[test]
     fn probe_mode_equal_samples_is_deterministic() {
         assert_eq!(probe_mode(&[42.0; 5]), Mode::Deterministic);
-        assert_eq!(probe_mode(&[0.0, 0.0, 0.0]), Mode::Deterministic);
-        assert_eq!(probe_mode(&[7.0]), Mode::Deterministic);
+        assert_eq!(probe_mode(&[0.0; 6]), Mode::Deterministic);
+        // Fewer than five equal values prove nothing.
+        assert_eq!(probe_mode(&[0.0, 0.0, 0.0]), Mode::Noisy { cv: 0.0 });
+        assert_eq!(probe_mode(&[7.0]), Mode::Noisy { cv: 0.0 });
     }
 
     #[test]

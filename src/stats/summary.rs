@@ -47,6 +47,22 @@ pub fn cv(xs: &[f64]) -> f64 {
     }
 }
 
+/// Robust coefficient of variation of positive samples: `1.4826 × MAD / |median|`, the
+/// classical [`cv`] when the MAD is zero; NaN for fewer than two finite values.
+pub fn robust_cv(xs: &[f64]) -> f64 {
+    let v: Vec<f64> = xs.iter().copied().filter(|x| x.is_finite()).collect();
+    if v.len() < 2 {
+        return f64::NAN;
+    }
+    let med = median(&v);
+    let spread = 1.4826 * mad(&v, med);
+    if spread > 0.0 && med != 0.0 {
+        spread / med.abs()
+    } else {
+        cv(&v)
+    }
+}
+
 /// Median absolute deviation from `center` (unscaled).
 pub(super) fn mad(xs: &[f64], center: f64) -> f64 {
     let dev: Vec<f64> = xs.iter().map(|x| (x - center).abs()).collect();
@@ -77,5 +93,8 @@ mod tests {
         assert_eq!(cv(&[5.0, 5.0]), 0.0);
         assert_eq!(cv(&[5.0]), 0.0);
         assert!((cv(&[9.0, 11.0]) - 2f64.sqrt() / 10.0).abs() < 1e-12);
+        assert!((robust_cv(&[100.0, 102.0, 98.0, 101.0, 99.0]) - 0.014826).abs() < 1e-9);
+        assert!(robust_cv(&[1.0]).is_nan());
+        assert!(robust_cv(&[10.0, 10.0, 10.0, 11.0]) > 0.0);
     }
 }

@@ -376,6 +376,9 @@ fn cancelled_in_queue(waited_ms: u64, job: Option<u64>) -> Outcome {
         queue_ms: Some(waited_ms),
         job_id: job.map(|j| j.to_string()),
         node: None,
+        wall_us: None,
+        frozen_ms: None,
+        froze: None,
     }
 }
 

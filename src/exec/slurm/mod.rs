@@ -178,6 +178,7 @@ impl Slurm {
             limits: Limits::default(),
             tag: spec.tag.clone(),
             count_instructions: false,
+            exclusive: false,
         };
         let mut o = super::run(&local, cancel)?;
         o.exit = classify(

@@ -65,13 +65,11 @@ struct Candidate {
     gain: f64,
 }
 
+/// A run's own gain, from same-time comparisons only (its final confirmation, else the chain
+/// of its kept experiments' paired estimates): never the ratio of its raw baseline and best,
+/// measured at different times under different load.
 fn gain_alone(rec: &RunRecord) -> Option<f64> {
-    match (rec.baseline, rec.best) {
-        (Some(b), Some(x)) => {
-            Some(rec.spec.spec.metric.direction.gain(b, x)).filter(|g| !g.is_nan())
-        }
-        _ => None,
-    }
+    rec.gain.map(|g| g.gain).filter(|g| !g.is_nan())
 }
 
 fn row(order: u32, rec: &RunRecord, status: MergeStatus, reason: impl Into<String>) -> MergeRow {
@@ -83,6 +81,8 @@ fn row(order: u32, rec: &RunRecord, status: MergeStatus, reason: impl Into<Strin
         baseline: rec.baseline,
         best: rec.best,
         gain_alone: gain_alone(rec).filter(|g| g.is_finite()),
+        gain_alone_interval: rec.gain.map(|g| [g.low, g.high]).filter(|i| i[0] != i[1]),
+        gain_source: rec.gain.map(|g| g.source().to_string()),
         gain_on_top: None,
         on_top: None,
         status,

@@ -69,7 +69,9 @@ impl Merger<'_> {
             // Unpinned: the run's reserved cores were released when it ended; both trees are
             // measured alike, which is what the comparison needs.
             limits: measure::limits(rec),
-            timeout: measure::metric_timeout(rec),
+            // The run's rule, its reference measured now: the updated base in the same round.
+            timeout: measure::TimeoutRule::of(rec),
+            log: Some(h),
             env: measure::run_env(rec, "merge", &trees.candidate),
             tag_prefix: format!("{}merge/", self.g.run_tag(&rec.id)),
             output_prefix: "merge-".into(),
@@ -78,37 +80,58 @@ impl Merger<'_> {
         let cfg = measure::decision_config(rec);
         let base_tree = git::merge::tree_of(self.repo, self.tip)?;
         let (ins, del) = git::merge::tree_diff_lines(self.repo, base_tree, merged_tree)?;
-        let mode = rec.mode.clone().unwrap_or(Mode::Deterministic);
-        let measured = meter.compare(
+        let mut mode = rec.mode.clone().unwrap_or(Mode::Deterministic);
+        let progress = |round: usize, ev: &Evaluation| {
+            h.log_line(&format!(
+                "merge: round {round}/{}: base {} vs merged {} (estimate {}, p {:.3})",
+                cfg.max_rounds(),
+                format_metric(Some(ev.best_estimate)),
+                format_metric(Some(ev.candidate_estimate)),
+                pct_or_dash(Some(ev.estimate)),
+                ev.p_value
+            ))
+        };
+        let mut measured = meter.compare(
             &mode,
             Reference::Tree(&trees.base),
             &trees.candidate,
             &cfg,
             del > ins,
             self.cancel,
-            |round, ev| {
-                h.log_line(&format!(
-                    "merge: round {round}/{}: base {} vs merged {} (estimate {}, p {:.3})",
-                    cfg.max_rounds(),
-                    format_metric(Some(ev.best_estimate)),
-                    format_metric(Some(ev.candidate_estimate)),
-                    pct_or_dash(Some(ev.estimate)),
-                    ev.p_value
-                ))
-            },
+            progress,
         )?;
+        if let Measured::NotDeterministic { detail, .. } = &measured {
+            h.log_line(&format!("merge: {detail}: measuring paired"));
+            mode = Mode::Noisy { cv: 0.0 };
+            measured = meter.compare(
+                &mode,
+                Reference::Tree(&trees.base),
+                &trees.candidate,
+                &cfg,
+                del > ins,
+                self.cancel,
+                progress,
+            )?;
+        }
         let evaluation = match measured {
             Measured::Value { evaluation, .. } => evaluation,
             Measured::Crash { reason, .. } => {
                 return Ok(Err(format!(
-                    "the metric failed on the merged tree: {reason}"
+                    "the metric failed on the merged tree: {reason}; branch {} kept",
+                    rec.branch
                 )))
             }
             Measured::BestFailed { reason, .. } => {
                 return Ok(Err(format!(
-                    "measuring {} failed: {reason}",
-                    self.on_top_of()
+                    "measuring {} failed: {reason}; the run's change was not judged and its branch {} stays. If the machine was busy, run `arctl merge {}` again when it is quieter; if the metric fails on {} itself, fix that first (or raise metric.timeout in the run's spec)",
+                    self.on_top_of(),
+                    rec.branch,
+                    rec.id,
+                    self.target
                 )))
+            }
+            Measured::NotDeterministic { detail, .. } => {
+                return Ok(Err(format!("the metric moved when measured again ({detail})")))
             }
             Measured::Interrupted => return Ok(Err(INTERRUPTED.into())),
         };

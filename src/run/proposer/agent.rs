@@ -55,6 +55,7 @@ impl Proposer for Agent {
             },
             tag: ctx.tag.clone(),
             count_instructions: false,
+            exclusive: false,
         };
         let outcome = ctx
             .executor
@@ -103,6 +104,7 @@ impl Proposer for Agent {
                 value: None,
                 lock_wait_ms: None,
                 tree: None,
+                froze: None,
             }),
             failure,
         })))
