@@ -1,12 +1,10 @@
 //! Process containment: how a command's tree is held together (the keeper at its root, in a
 //! PID namespace of its own where the machine allows, else a child subreaper), the
-//! [`Sandbox`] a command runs in, and the daemon-wide list of running trees, which answers
-//! "did arctl start this process?" (the daemon refuses state-changing requests from its own
-//! children) and "which pids does this command have now?".
+//! [`Sandbox`] a command runs in, and, from the daemon-wide registry of running commands
+//! (`running`), "did arctl start this process?" (the daemon refuses state-changing requests
+//! from its own children).
 
-use std::collections::HashMap;
 use std::path::PathBuf;
-use std::sync::{Mutex, OnceLock};
 
 use super::procfs::{self, Ident};
 
@@ -61,56 +59,10 @@ pub(super) fn clone_flags(sandbox: &Sandbox) -> std::io::Result<i32> {
     })
 }
 
-/// A running command's tree, as the wait loop last saw it.
-struct Tree {
-    tag: String,
-    pids: Vec<u32>,
-}
-
-fn trees() -> &'static Mutex<HashMap<Ident, Tree>> {
-    static TREES: OnceLock<Mutex<HashMap<Ident, Tree>>> = OnceLock::new();
-    TREES.get_or_init(Default::default)
-}
-
-/// A keeper started (before its gate opens: its command cannot act before it is known).
-pub(super) fn register(keeper: Ident, tag: &str) {
-    let mut t = trees().lock().unwrap_or_else(|e| e.into_inner());
-    t.insert(
-        keeper,
-        Tree {
-            tag: tag.to_string(),
-            pids: vec![keeper.0],
-        },
-    );
-}
-
-/// The tree's members at the latest sample.
-pub(super) fn update(keeper: Ident, pids: Vec<u32>) {
-    let mut t = trees().lock().unwrap_or_else(|e| e.into_inner());
-    if let Some(tree) = t.get_mut(&keeper) {
-        tree.pids = pids;
-    }
-}
-
-/// The keeper was reaped: its tree is gone.
-pub(super) fn unregister(keeper: Ident) {
-    trees()
-        .lock()
-        .unwrap_or_else(|e| e.into_inner())
-        .remove(&keeper);
-}
-
-/// The pids of the running commands whose tag starts with `prefix`, as last sampled (the
-/// keeper first), by tag.
+/// The pids of the running commands whose tag starts with `prefix` (see
+/// [`super::running::pids`]).
 pub fn running_pids(prefix: &str) -> Vec<(String, Vec<u32>)> {
-    let t = trees().lock().unwrap_or_else(|e| e.into_inner());
-    let mut out: Vec<(String, Vec<u32>)> = t
-        .values()
-        .filter(|tree| tree.tag.starts_with(prefix))
-        .map(|tree| (tree.tag.clone(), tree.pids.clone()))
-        .collect();
-    out.sort();
-    out
+    super::running::pids(prefix)
 }
 
 /// Whether the process `pid` was started by a command of this process (arctl): one of its
@@ -119,12 +71,7 @@ pub fn running_pids(prefix: &str) -> Vec<(String, Vec<u32>)> {
 /// or environment. None: `pid` is not there (it exited, or is not visible here).
 pub fn started_by_arctl(pid: u32) -> Option<bool> {
     let first = procfs::read_stat(pid)?;
-    let keepers: Vec<Ident> = trees()
-        .lock()
-        .unwrap_or_else(|e| e.into_inner())
-        .keys()
-        .copied()
-        .collect();
+    let keepers: Vec<Ident> = super::running::keepers();
     let mut cur = Some(first);
     // A chain longer than this would be a loop (pids recycled under the walk).
     for _ in 0..4096 {

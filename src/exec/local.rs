@@ -246,10 +246,10 @@ fn spawn_child<'a>(
     )
     .map_err(|e| with_context(e, format_args!("{}: fork", what())))?;
     let pid_start_time = process_start_time(pid).unwrap_or(0);
-    contain::register((pid, pid_start_time), &spec.tag);
+    // Known before its gate opens: its command cannot act before it is.
+    let registration = running::register(&spec.tag, (pid, pid_start_time));
     let reaper = Reaper {
         pid,
-        ident: (pid, pid_start_time),
         tag: &spec.tag,
         reaped: false,
     };
@@ -278,7 +278,6 @@ fn spawn_child<'a>(
     // past it (see `running::wait_unfrozen`).
     running::wait_unfrozen(&spec.tag);
     spawn::open_gate(gate_parent, err_read).map_err(|e| with_context(e, what()))?;
-    let registration = running::register(&spec.tag, pid);
     registration.started();
     let started = Instant::now();
     let started_at_ms = epoch_ms();
@@ -415,7 +414,7 @@ impl Watch {
             registration: c
                 .registration
                 .take()
-                .unwrap_or_else(|| running::register(&spec.tag, c.pid)),
+                .unwrap_or_else(|| running::register(&spec.tag, (c.pid, c.pid_start_time))),
             exit: ExitWaiter::open(c.pid),
         }
     }
@@ -451,10 +450,6 @@ impl Watch {
             .filter(|m| !m.is_dead())
             .map(|m| m.ident())
             .collect();
-        contain::update(
-            (c.pid, c.pid_start_time),
-            self.members.iter().map(|m| m.0).collect(),
-        );
         self.registration.update(&self.members);
         let cpu = c
             .cgroup
@@ -572,7 +567,6 @@ fn outcome(
     let (keeper_status, ru) =
         reap(pid).map_err(|e| with_context(e, format_args!("reaping pid {pid}")))?;
     c.reaper.reaped = true;
-    contain::unregister(c.reaper.ident);
     let status = w.command_status.unwrap_or(keeper_status);
     if let Some(f) = c.feeder.take() {
         f.finish();
@@ -700,7 +694,6 @@ fn finish_outputs(sinks: Vec<Sink>, what: &dyn Fn() -> String) {
 /// Kills and reaps the child if `run` leaves early (error or panic).
 struct Reaper<'a> {
     pid: u32,
-    ident: Ident,
     tag: &'a str,
     reaped: bool,
 }
@@ -720,7 +713,6 @@ impl Drop for Reaper<'_> {
             {}
         }
         procfs::kill_matching(TagMatch::Exact(self.tag), Duration::ZERO);
-        contain::unregister(self.ident);
     }
 }
 

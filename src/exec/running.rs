@@ -31,6 +31,11 @@ struct Entry {
     /// The leader's pid: also its process group id, reserved while it is registered (the
     /// leader is unregistered before it is reaped).
     leader: u32,
+    /// The leader (the command's keeper) as pid and start time: what `started_by_arctl`
+    /// looks for among a process's ancestors.
+    keeper: Ident,
+    /// Past its gate (its keeper closed what it inherited): only then may a freeze stop it.
+    started: bool,
     /// Tree members as last sampled (escaped processes included).
     members: Vec<Ident>,
     /// Freezes holding it now, since when, and its frozen time so far.
@@ -98,37 +103,51 @@ pub struct Registration {
     id: Option<u64>,
 }
 
-/// Register the command `tag` whose leader (and process group) is `leader`, once its keeper
-/// is past its gate (see [`wait_unfrozen`]). When a freeze of its scope began meanwhile, it
-/// is stopped at once and continued at the thaw.
-pub fn register(tag: &str, leader: u32) -> Registration {
+/// Register the command `tag` whose keeper (its leader and process group) was just forked
+/// and waits at its gate: known from now on (a process it starts is arctl's), freezable
+/// once [`Registration::started`].
+pub fn register(tag: &str, keeper: Ident) -> Registration {
     let mut r = registry();
     let id = r.next;
     r.next += 1;
-    let mut frozen_now = 0;
-    for f in r.freezes.iter_mut() {
-        if tag.starts_with(&f.scope) && tag != f.exempt {
-            f.held.push(id);
-            frozen_now += 1;
-        }
-    }
-    let mut e = Entry {
-        tag: tag.to_string(),
-        leader,
-        members: Vec::new(),
-        depth: frozen_now,
-        since: (frozen_now > 0).then(Instant::now),
-        frozen: Duration::ZERO,
-        stopped: Vec::new(),
-    };
-    if frozen_now > 0 {
-        procfs::signal_group(leader, libc::SIGSTOP);
-        if let Some(s) = procfs::read_stat(leader) {
-            e.stopped.push(s.ident());
-        }
-    }
-    r.entries.insert(id, e);
+    r.entries.insert(
+        id,
+        Entry {
+            tag: tag.to_string(),
+            leader: keeper.0,
+            keeper,
+            started: false,
+            members: vec![keeper],
+            depth: 0,
+            since: None,
+            frozen: Duration::ZERO,
+            stopped: Vec::new(),
+        },
+    );
     Registration { id: Some(id) }
+}
+
+/// The pids of the running commands whose tag starts with `prefix`, as last sampled (the
+/// keeper first), by tag.
+pub fn pids(prefix: &str) -> Vec<(String, Vec<u32>)> {
+    let r = registry();
+    let mut out: Vec<(String, Vec<u32>)> = r
+        .entries
+        .values()
+        .filter(|e| e.tag.starts_with(prefix))
+        .map(|e| {
+            let mut pids = vec![e.leader];
+            pids.extend(e.members.iter().map(|m| m.0).filter(|p| *p != e.leader));
+            (e.tag.clone(), pids)
+        })
+        .collect();
+    out.sort();
+    out
+}
+
+/// The keepers of every command running now.
+pub fn keepers() -> Vec<Ident> {
+    registry().entries.values().map(|e| e.keeper).collect()
 }
 
 impl Registration {
@@ -141,16 +160,28 @@ impl Registration {
         }
     }
 
-    /// The command starts now (its gate opened): frozen time before this is not its own.
+    /// The command starts now (its gate opened): it may be frozen from now on, and at once
+    /// when a freeze of its scope began while it waited.
     pub fn started(&self) {
         let Some(id) = self.id else {
             return;
         };
-        if let Some(e) = registry().entries.get_mut(&id) {
-            e.frozen = Duration::ZERO;
-            if e.since.is_some() {
-                e.since = Some(Instant::now());
+        let mut guard = registry();
+        let r = &mut *guard;
+        let Some(e) = r.entries.get_mut(&id) else {
+            return;
+        };
+        e.started = true;
+        for f in r.freezes.iter_mut() {
+            if e.tag.starts_with(&f.scope) && e.tag != f.exempt {
+                f.held.push(id);
+                e.depth += 1;
             }
+        }
+        if e.depth > 0 {
+            e.since = Some(Instant::now());
+            procfs::signal_group(e.leader, libc::SIGSTOP);
+            e.stopped.push(e.keeper);
         }
     }
 
@@ -205,7 +236,7 @@ pub fn freeze_others(scope: &str, exempt: &str) -> Freeze {
     let mut stopped = 0;
     // Under the lock: an entry cannot be unregistered (and its leader reaped) meanwhile.
     for (&id, e) in r.entries.iter_mut() {
-        if !e.tag.starts_with(scope) || e.tag == exempt {
+        if !e.started || !e.tag.starts_with(scope) || e.tag == exempt {
             continue;
         }
         if e.depth == 0 {
