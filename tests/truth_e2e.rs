@@ -264,9 +264,20 @@ fn a_two_level_metric_a_a_keeps_at_most_one_of_twenty() {
         "{kept} of 20 no-ops kept:\n{rows:#?}\n{}",
         w.log("aa")
     );
-    // Whatever the probe saw, the run ends noisy: five equal values or a later differing
-    // one never leave a two-level metric deterministic.
-    assert_eq!(st["summary"]["mode"], "noisy", "{st:#}");
+    // The run ends noisy, unless its probe drew the same level five times (1 in 16): then it
+    // stays deterministic as long as no candidate reads better (a keep is measured again
+    // first), and candidates reading the other level are discarded as worse, which is safe.
+    let probe = &journal(&w, "aa")[0];
+    let probed: Vec<f64> = probe["measurements"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|m| m["value"].as_f64())
+        .collect();
+    let same_five = probed.len() >= 5 && probed.iter().all(|v| *v == probed[0]);
+    if !same_five {
+        assert_eq!(st["summary"]["mode"], "noisy", "{st:#}");
+    }
     for e in journal(&w, "aa").iter().skip(1) {
         let d = &e["decision"];
         if d.is_null() {
