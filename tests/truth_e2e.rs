@@ -304,6 +304,15 @@ try:
     noise = float(open(os.path.join(ctl, "noise")).read())
 except OSError:
     noise = 0.005
+# With a `seed` file the draws are a fixed sequence (one per run of the metric, counted in
+# `draws`): a test that asserts what a run decided is then reproducible, not a coin flip.
+# (The spec makes the control dir writable then.)
+if os.path.exists(os.path.join(ctl, "seed")):
+    seed = int(open(os.path.join(ctl, "seed")).read())
+    path = os.path.join(ctl, "draws")
+    n = int(open(path).read()) if os.path.exists(path) else 0
+    open(path, "w").write(str(n + 1))
+    random.seed(seed * 100000 + n)
 v = float(open("src/value.txt").read())
 print("score: %.4f" % (v * (1 + random.gauss(0, noise))))
 "#;
@@ -408,11 +417,16 @@ fn a_machine_that_became_noisy_is_called_unstable_and_decisions_take_more_rounds
     spec(
         &w.path().join("n.toml"),
         &format!(
-            "id = \"n\"\nrepo = \"proj\"\n[metric]\ncommand = \"python3 loaded.py {}\"\nregex = 'score: ([0-9.]+)'\ndirection = \"lower\"\n[scope]\ninclude = [\"src/**\"]\n[budget]\nmax_experiments = 3\n[proposer]\ncommand = \"{}\"\n",
+            "id = \"n\"\nrepo = \"proj\"\n[metric]\ncommand = \"python3 loaded.py {}\"\nregex = 'score: ([0-9.]+)'\ndirection = \"lower\"\ntimeout = \"60s\"\n[scope]\ninclude = [\"src/**\"]\n[budget]\nmax_experiments = 3\n[proposer]\ncommand = \"{}\"\n[sandbox]\nwritable = [\"{}\"]\n",
             ctl.display(),
-            w.path().join("agent.sh").display()
+            w.path().join("agent.sh").display(),
+            ctl.display()
         ),
     );
+    // The metric's draws are a fixed sequence, so what the decisions make of them is the same
+    // in every run of the test.
+    let seed = std::env::var("ARCTL_TEST_SEED").unwrap_or_else(|_| "1".into());
+    write(&ctl.join("seed"), &seed);
     let _d = w.daemon();
     w.ok(&["start", w.path().join("n.toml").to_str().unwrap()]);
     w.wait_run("n", Duration::from_secs(60), |s| s["step"] == "proposing");
