@@ -199,6 +199,13 @@ pub fn now_ms() -> u64 {
         .unwrap_or(0)
 }
 
+/// The last `n` non-empty lines of a file, joined with " | ".
+pub fn tail_lines(path: &Path, n: usize) -> String {
+    let text = std::fs::read_to_string(path).unwrap_or_default();
+    let lines: Vec<&str> = text.lines().filter(|l| !l.trim().is_empty()).collect();
+    lines[lines.len().saturating_sub(n)..].join(" | ")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

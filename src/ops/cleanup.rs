@@ -52,12 +52,23 @@ pub fn cleanup(runs: &[Arc<RunHandle>], req: &CleanupRequest) -> OpResult<Cleanu
             )));
         }
     }
+    // `[setup]` exclude lines other runs (not cleaned up) of a repository still need.
+    let kept: Vec<(std::path::PathBuf, String)> = runs
+        .iter()
+        .filter(|h| !chosen.iter().any(|c| c.id == h.id))
+        .map(|h| h.record())
+        .filter(|r| !r.cleaned_up)
+        .flat_map(|r| {
+            let dir = r.common_dir.clone();
+            r.setup_excludes.into_iter().map(move |l| (dir.clone(), l))
+        })
+        .collect();
     Ok(CleanupReport {
-        runs: chosen.iter().map(|h| one(h, req)).collect(),
+        runs: chosen.iter().map(|h| one(h, req, &kept)).collect(),
     })
 }
 
-fn one(h: &RunHandle, req: &CleanupRequest) -> CleanupRow {
+fn one(h: &RunHandle, req: &CleanupRequest, kept: &[(std::path::PathBuf, String)]) -> CleanupRow {
     let rec = h.record();
     let mut row = CleanupRow {
         run: rec.id.clone(),
@@ -89,7 +100,7 @@ fn one(h: &RunHandle, req: &CleanupRequest) -> CleanupRow {
     }
     remove_extra_trees(&repo, h, &mut row);
     branch(&repo, &rec, req, &mut row);
-    excludes_and_refs(&repo, &rec, &mut row);
+    excludes_and_refs(&repo, &rec, kept, &mut row);
     h.update_logged(|r| r.cleaned_up = true);
     h.log_line(&format!(
         "cleanup: worktree {}; branch {}; {} ref(s) deleted",
@@ -253,9 +264,21 @@ fn branch(repo: &Repository, rec: &RunRecord, req: &CleanupRequest, row: &mut Cl
     }
 }
 
-/// The exclude lines of the run's files, and its refs under `refs/autoresearch/<id>/`.
-fn excludes_and_refs(repo: &Repository, rec: &RunRecord, row: &mut CleanupRow) {
-    let excludes = vec![rec.spec.tsv_name(), rec.spec.log_name()];
+/// The exclude lines of the run's files (and of what its `[setup]` made, unless another run
+/// still records them), and its refs under `refs/autoresearch/<id>/`.
+fn excludes_and_refs(
+    repo: &Repository,
+    rec: &RunRecord,
+    kept: &[(std::path::PathBuf, String)],
+    row: &mut CleanupRow,
+) {
+    let mut excludes = vec![rec.spec.tsv_name(), rec.spec.log_name()];
+    excludes.extend(
+        rec.setup_excludes
+            .iter()
+            .filter(|l| !kept.iter().any(|(d, k)| *d == rec.common_dir && k == *l))
+            .cloned(),
+    );
     match git::exclude::remove(&rec.common_dir, &excludes) {
         Ok(()) => row.excludes_removed = true,
         Err(e) => row

@@ -31,6 +31,14 @@ impl Runner {
         if self.interrupted() || !self.check_visible(&cancel)? {
             return Ok(());
         }
+        if !self.rec.prepared && crate::run::prepare::wanted(&self.rec) {
+            self.h.set_step(Step::Setup);
+            if !self.prepare_tree(&self.rec.worktree.clone(), "worktree", &cancel)? {
+                return Ok(());
+            }
+            self.update(|r| r.prepared = true)?;
+            self.h.set_step(Step::Baseline);
+        }
         let Some((values, recs)) = self.probe(&cancel)? else {
             return Ok(());
         };
@@ -118,13 +126,51 @@ impl Runner {
                 }
                 Once::Failed(why, tail, _) => {
                     return Err(anyhow!(
-                        "the baseline measurement failed on the base commit: {why}\n{tail}"
+                        "the baseline measurement failed on the base commit: {why}\n{tail}{}",
+                        self.missing_hint()
                     ));
                 }
                 Once::Interrupted => return Ok(None),
             }
         }
         Ok(Some((values, recs)))
+    }
+
+    /// When the main checkout has untracked or ignored files the worktree lacks (and setup
+    /// does not copy), a hint naming them: the usual cause of a baseline that fails here but
+    /// works in the main checkout.
+    fn missing_hint(&self) -> String {
+        if !self.rec.spec.spec.setup.copy.is_empty() {
+            return String::new();
+        }
+        let spec_file = self.rec.spec.spec_file.strip_prefix(&self.rec.repo).ok();
+        let missing: Vec<String> =
+            crate::run::prepare::missing_from(&self.rec.repo, &self.rec.worktree)
+                .into_iter()
+                .filter(|p| Some(std::path::Path::new(p)) != spec_file)
+                .collect();
+        if missing.is_empty() {
+            return String::new();
+        }
+        let shown = &missing[..missing.len().min(6)];
+        let more = match missing.len() {
+            n if n > 6 => format!(" and {} more", n - 6),
+            _ => String::new(),
+        };
+        // A folder is copied with everything in it.
+        let globs: Vec<String> = shown
+            .iter()
+            .map(|p| match p.strip_suffix('/') {
+                Some(dir) => format!("{:?}", format!("{dir}/**")),
+                None => format!("{p:?}"),
+            })
+            .collect();
+        format!(
+            "\nhint: the main checkout {} has untracked or ignored files the run's worktree lacks: {}{more}. If the metric needs them, copy them with `[setup] copy = [{}]` in the spec (or make them with `[setup] command`)",
+            self.rec.repo.display(),
+            shown.join(", "),
+            globs.join(", ")
+        )
     }
 
     /// Every guard must pass on the base commit, or the spec (or the base) needs fixing.

@@ -3,12 +3,15 @@
 
 use anyhow::Result;
 
+use crate::exec::Cancel;
 use crate::git::{self, HeadState, WorkTree};
 use crate::run::runner::Runner;
 
 impl Runner {
     /// Create the best tree (or move it to the best commit); says how it was set up.
-    pub(super) fn ensure_best_tree(&self) -> Result<String> {
+    /// Interrupted while `[setup]` prepares it, the half-made tree is removed again (the
+    /// measurement that follows sees `cancel` and stops too).
+    pub(super) fn ensure_best_tree(&self, cancel: &Cancel) -> Result<String> {
         let best = git::parse_oid(&self.rec.best_commit)?;
         let path = self.h.paths.best_tree();
         let mut cell = self.best_tree.borrow_mut();
@@ -16,6 +19,10 @@ impl Runner {
             let (repo, _) = git::open_repo(&self.rec.repo)?;
             let name = git::names::best_tree_name(&self.rec.id);
             git::create_detached_worktree(&repo, &name, &path, best)?;
+            if !self.prepare_tree(&path, "best-tree", cancel)? {
+                let _ = git::remove_worktree(&repo, &name, &path);
+                return Ok("interrupted while its setup ran".into());
+            }
             *cell = Some(WorkTree::open(&path)?);
         }
         let bt = cell.as_ref().expect("just created");

@@ -41,14 +41,14 @@ impl Runner {
         let started = store::now_ms();
         let cancel = self.h.new_cancel();
         // The baseline goes into the second worktree; the best is the run's worktree.
-        self.ensure_best_tree()?;
+        self.ensure_best_tree(&cancel)?;
         let base = git::parse_oid(&self.rec.base_commit)?;
         if let Some(bt) = self.best_tree.borrow().as_ref() {
             bt.checkout_detached(base)?;
         }
         let measured = self.measure_confirmation(&cancel);
         // Whatever happened, the second worktree holds the best again.
-        self.ensure_best_tree()?;
+        self.ensure_best_tree(&cancel)?;
         let measured = measured?;
         let (evaluation, records) = match measured {
             Measured::Value {

@@ -225,7 +225,7 @@ impl Runner {
         // Noisy mode measures the best in every round; deterministic mode makes the second
         // worktree only when it needs it (before a keep, or to judge a timeout).
         if matches!(mode, Mode::Noisy { .. }) {
-            self.ensure_best_tree()?;
+            self.ensure_best_tree(cancel)?;
         }
         let mut m = self.compare_now(&mode, fewer_lines, cancel)?;
         if let Measured::NotDeterministic {
@@ -258,7 +258,7 @@ impl Runner {
         let wt = self.rec.worktree.clone();
         let best_path = self.h.paths.best_tree();
         let ready = || {
-            self.ensure_best_tree()?;
+            self.ensure_best_tree(cancel)?;
             Ok(best_path.clone())
         };
         let reference = match mode {

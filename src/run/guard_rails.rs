@@ -24,11 +24,14 @@ use crate::spec::SandboxMode;
 use crate::store;
 
 /// Which child: the proposer may commit on the run's branch and keeps its network; the
-/// metric and guards may write their tree only.
+/// metric and guards may write their tree only, and what they change there is reverted;
+/// the setup command writes its tree too (what it makes stays: the environment) and keeps
+/// its network (package managers download).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(super) enum Role {
     Proposer,
     Evaluator,
+    Setup,
 }
 
 /// What a run's children may do, and what they did that they must not.
@@ -323,6 +326,7 @@ impl Sandboxed {
     fn who(&self, spec: &CommandSpec) -> String {
         match self.role {
             Role::Proposer => "proposer".into(),
+            Role::Setup => "setup command".into(),
             Role::Evaluator => {
                 let role = spec.tag.rsplit('/').next().unwrap_or("metric");
                 if role.starts_with("guard-") {
@@ -405,7 +409,7 @@ impl Executor for Sandboxed {
             let sandbox = Sandbox {
                 writable: holes.clone(),
                 isolate: true,
-                network: self.role == Role::Proposer || rails.network,
+                network: self.role != Role::Evaluator || rails.network,
             };
             exec::run_sandboxed(&spec, &sandbox, cancel)
         } else {
@@ -463,6 +467,12 @@ impl Executor for Sandboxed {
 pub fn evaluator_for(g: &crate::run::Global, rec: &RunRecord) -> Arc<dyn Executor> {
     let rails = Arc::new(Rails::new(rec));
     wrap(g.executor(rec), &rails, Role::Evaluator)
+}
+
+/// Where `arctl merge` prepares its worktrees (`[setup]`): as the loop prepared the run's.
+pub fn setup_executor_for(g: &crate::run::Global, rec: &RunRecord) -> Arc<dyn Executor> {
+    let rails = Arc::new(Rails::new(rec));
+    wrap(g.executor(rec), &rails, Role::Setup)
 }
 
 /// `inner` with every command inside the run's guard rails as `role`.

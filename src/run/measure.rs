@@ -165,7 +165,16 @@ pub fn limits(rec: &RunRecord) -> Limits {
 /// The environment every child of a run gets (the agent interface): `experiment` is its
 /// number, or "merge" for a re-measurement; `worktree` where it runs.
 pub fn run_env(rec: &RunRecord, experiment: &str, worktree: &Path) -> Vec<(String, String)> {
-    vec![
+    // `[setup] env` first: arctl's own names (checked not to clash) come after.
+    let mut env: Vec<(String, String)> = rec
+        .spec
+        .spec
+        .setup
+        .env
+        .iter()
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect();
+    env.extend([
         ("ARCTL_RUN_ID".into(), rec.id.clone()),
         ("ARCTL_EXPERIMENT".into(), experiment.to_string()),
         ("ARCTL_WORKTREE".into(), worktree.display().to_string()),
@@ -174,7 +183,8 @@ pub fn run_env(rec: &RunRecord, experiment: &str, worktree: &Path) -> Vec<(Strin
             rec.worktree_tsv().display().to_string(),
         ),
         ("ARCTL_GOAL".into(), rec.spec.spec.goal.clone()),
-    ]
+    ]);
+    env
 }
 
 /// The keep/discard rule of a run, from its spec, with the noise reference of its

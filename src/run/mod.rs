@@ -16,6 +16,7 @@ mod handle;
 pub mod journal;
 pub mod measure;
 mod noise;
+pub mod prepare;
 pub mod prompt;
 pub mod proposer;
 pub mod record;
@@ -30,6 +31,7 @@ pub mod truth;
 pub use global::{Global, SlotGuard, Slots, SAFETY_WAKE};
 pub use guard_rails::{
     describe as sandbox_description, effective_mode as sandbox_mode, evaluator_for,
+    setup_executor_for,
 };
 pub use handle::{Live, RunHandle};
 

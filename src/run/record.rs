@@ -91,6 +91,13 @@ pub struct RunRecord {
     /// Why the run paused itself, until it is resumed.
     #[serde(default)]
     pub pause_reason: Option<String>,
+    /// `[setup]` prepared the run's worktree (not again on resume).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub prepared: bool,
+    /// The exclude lines `[setup]` added for what it made in the run's trees (removed at
+    /// cleanup, unless another run still records them).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub setup_excludes: Vec<String>,
 }
 
 impl RunRecord {
@@ -127,6 +134,8 @@ impl RunRecord {
             gain: None,
             noise: NoiseState::default(),
             pause_reason: None,
+            prepared: false,
+            setup_excludes: Vec::new(),
         }
     }
 

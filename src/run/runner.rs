@@ -183,7 +183,7 @@ impl Runner {
         measure::TimeoutRule::of(&self.rec)
     }
 
-    fn limits(&self) -> Limits {
+    pub(super) fn limits(&self) -> Limits {
         Limits {
             cpus: self.cpus(),
             ..measure::limits(&self.rec)

@@ -74,6 +74,7 @@ impl Counts {
 #[serde(rename_all = "snake_case")]
 pub enum Step {
     Idle,
+    Setup,
     Baseline,
     Waiting,
     Proposing,
@@ -88,6 +89,7 @@ impl Step {
     pub fn as_str(self) -> &'static str {
         match self {
             Step::Idle => "idle",
+            Step::Setup => "setup",
             Step::Baseline => "baseline",
             Step::Waiting => "waiting for a slot",
             Step::Proposing => "proposing",

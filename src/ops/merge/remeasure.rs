@@ -13,6 +13,7 @@ use crate::exec::Exit;
 use crate::git;
 use crate::protocol::format::{format_metric, pct_or_dash};
 use crate::run::measure::{self, Measured, Meter, Reference};
+use crate::run::prepare;
 use crate::run::record::RunRecord;
 use crate::run::RunHandle;
 use crate::stats::{Evaluation, Mode, Verdict};
@@ -59,6 +60,9 @@ impl Merger<'_> {
         trees: &Trees,
         merged_tree: Oid,
     ) -> Result<std::result::Result<Evaluation, String>> {
+        if let Err(why) = self.prepare(h, rec, trees)? {
+            return Ok(Err(why));
+        }
         // Where the run measured (this machine or its cluster), inside its guard rails.
         let executor = crate::run::evaluator_for(self.g, rec);
         let meter = Meter {
@@ -165,6 +169,45 @@ impl Merger<'_> {
             h.log_line(&format!("merge: guard {:?} passes on top", g.name));
         }
         Ok(Ok(evaluation))
+    }
+}
+
+impl Merger<'_> {
+    /// Both trees prepared as the run's spec says (`[setup]`), as the loop prepared its own.
+    /// Ok(Err(why)) when setup failed or was interrupted.
+    fn prepare(
+        &self,
+        h: &Arc<RunHandle>,
+        rec: &RunRecord,
+        trees: &Trees,
+    ) -> Result<std::result::Result<(), String>> {
+        if !prepare::wanted(rec) {
+            return Ok(Ok(()));
+        }
+        let executor = crate::run::setup_executor_for(self.g, rec);
+        for (tree, label) in [(&trees.base, "base"), (&trees.candidate, "candidate")] {
+            let p = prepare::Preparation {
+                rec,
+                executor: &*executor,
+                env: measure::run_env(rec, "merge", tree),
+                limits: measure::limits(rec),
+                tag: format!("{}merge/setup-{label}", self.g.run_tag(&rec.id)),
+                stdout: h.paths.output(&format!("merge-setup-{label}.out")),
+                stderr: h.paths.output(&format!("merge-setup-{label}.err")),
+            };
+            match p.prepare(tree, self.cancel) {
+                Ok(Some(done)) => {
+                    prepare::record_excludes(h, &done.excludes)?;
+                    h.log_line(&format!(
+                        "merge: setup of the {label} tree: {}",
+                        done.summary
+                    ));
+                }
+                Ok(None) => return Ok(Err(INTERRUPTED.into())),
+                Err(e) => return Ok(Err(format!("{e:#}; branch {} kept", rec.branch))),
+            }
+        }
+        Ok(Ok(()))
     }
 }
 

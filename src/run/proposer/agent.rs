@@ -64,7 +64,7 @@ impl Proposer for Agent {
         let failure = if outcome.exit.success() {
             None
         } else {
-            let tail = tail_lines(&ctx.output_dir.join("proposer.err"), 5);
+            let tail = crate::store::tail_lines(&ctx.output_dir.join("proposer.err"), 5);
             Some(format!(
                 "agent {}{}",
                 outcome.exit.describe(),
@@ -109,13 +109,6 @@ impl Proposer for Agent {
             failure,
         })))
     }
-}
-
-/// The last `n` non-empty lines of a file, joined with " | ".
-pub fn tail_lines(path: &Path, n: usize) -> String {
-    let text = std::fs::read_to_string(path).unwrap_or_default();
-    let lines: Vec<&str> = text.lines().filter(|l| !l.trim().is_empty()).collect();
-    lines[lines.len().saturating_sub(n)..].join(" | ")
 }
 
 /// The agent's description and proposal files are read up to this size (a description is
