@@ -1,7 +1,7 @@
 //! What a real project and a real agent need around the loop: stop rules (a plateau, a cost
 //! cap from the agent's reported usage), every experiment's output kept and shown
 //! (`arctl show`, `arctl diff`), the user's notes reaching the agent, reruns under a new id,
-//! and forgetting a finished run.
+//! forgetting a finished run, and the user's notification commands.
 
 mod common;
 
@@ -121,6 +121,17 @@ echo "try $ARCTL_EXPERIMENT" > "$ARCTL_DESCRIPTION_FILE"
         .unwrap()
         .iter()
         .any(|o| o["name"] == "proposer.err"));
+    // The report quotes the crash's own error line, from experiment 1's outputs only.
+    let report = w.ok(&["report", "shown"]);
+    let from = report.find("## Failures").expect(&report);
+    let to = report.find("## Review").expect(&report);
+    let failures = &report[from..to];
+    assert!(
+        failures.contains("experiment 1 (crash)")
+            && failures.contains("Traceback (most recent call last): boom")
+            && !failures.contains("experiment 2"),
+        "{report}"
+    );
     // No such experiment: bad input naming the range.
     let o = w.arctl(&["show", "shown", "9"]);
     assert_eq!(o.status.code(), Some(2));
@@ -316,4 +327,59 @@ fn each_agent_preset_resolves_and_runs_its_stand_in() {
     assert_eq!(o.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&o.stderr)
         .contains("expected one of claude, codex, aider, gemini, opencode"));
+}
+
+#[test]
+fn notify_commands_hear_of_keeps_the_end_and_failures_and_cannot_hurt_the_run() {
+    let w = World::new();
+    let _d = w.daemon();
+    let heard = w.path().join("heard");
+    let agent = r#"#!/bin/sh
+v=$(cat src/value.txt); echo $((v-1)) > src/value.txt
+echo "lower by one" > "$ARCTL_DESCRIPTION_FILE"
+"#;
+    // on_keep fails (exit 7): logged, the run goes on; on_finish records what it got.
+    let notify = format!(
+        "[notify]\non_keep = \"echo keep $ARCTL_EXPERIMENT >> {h}; exit 7\"\non_finish = \"echo $ARCTL_RUN_ID $ARCTL_EVENT $ARCTL_STATE $ARCTL_BEST $ARCTL_CHANGE >> {h}; grep -q 'Report: run told' $ARCTL_REPORT && echo report-ok >> {h}\"\n",
+        h = heard.display()
+    );
+    let spec = project(&w, "told", agent, &format!("max_experiments = 2\n{notify}"));
+    w.ok(&["start", spec.to_str().unwrap()]);
+    let st = w.wait_finished("told", Duration::from_secs(60));
+    assert_eq!(st["summary"]["state"], "finished", "{st:#}");
+    assert_eq!(st["summary"]["counts"]["kept"], 2, "{st:#}");
+    wait_until("the on_finish command ran", Duration::from_secs(30), || {
+        std::fs::read_to_string(&heard).is_ok_and(|t| t.contains("report-ok"))
+    });
+    let text = std::fs::read_to_string(&heard).unwrap();
+    assert!(text.contains("told finish finished 98"), "{text}");
+    assert!(text.contains("%"), "{text}");
+    assert!(
+        text.contains("keep 1\n") && text.contains("keep 2\n"),
+        "{text}"
+    );
+    wait_until(
+        "the failed on_keep is logged",
+        Duration::from_secs(10),
+        || w.log("told").contains("notify on_keep") && w.log("told").contains("exit 7"),
+    );
+
+    // on_fail: a run whose baseline fails.
+    let failing = format!(
+        "max_experiments = 1\n[notify]\non_fail = \"echo $ARCTL_EVENT $ARCTL_STATE >> {}\"\n",
+        heard.display()
+    );
+    let spec = project(&w, "doomed", agent, &failing);
+    let metric = w.path().join("proj/doomed-metric.sh");
+    write_exec(&metric, "#!/bin/sh\nexit 1\n");
+    let text = std::fs::read_to_string(&spec)
+        .unwrap()
+        .replace("./metric.sh", metric.to_str().unwrap());
+    write(&spec, &text);
+    w.ok(&["start", spec.to_str().unwrap()]);
+    let st = w.wait_finished("doomed", Duration::from_secs(60));
+    assert_eq!(st["summary"]["state"], "failed", "{st:#}");
+    wait_until("the on_fail command ran", Duration::from_secs(30), || {
+        std::fs::read_to_string(&heard).is_ok_and(|t| t.contains("fail failed"))
+    });
 }

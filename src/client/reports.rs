@@ -13,9 +13,36 @@ pub fn report(r: &RunReport) -> String {
     experiments(&mut s, r);
     top_changes(&mut s, r);
     git_log(&mut s, r);
+    failures(&mut s, r);
     review(&mut s, r);
     next_steps(&mut s, r);
     s
+}
+
+/// The crashed and rejected experiments, quoting what their failing command printed.
+fn failures(s: &mut String, r: &RunReport) {
+    if r.failures.is_empty() {
+        return;
+    }
+    let _ = writeln!(s, "\n## Failures\n");
+    for f in &r.failures {
+        let _ = writeln!(
+            s,
+            "- experiment {} ({}): {}",
+            f.experiment, f.status, f.reason
+        );
+        if let Some(out) = &f.output {
+            let _ = writeln!(s, "  {out}:");
+        }
+        for l in &f.lines {
+            let _ = writeln!(s, "      {l}");
+        }
+    }
+    let _ = writeln!(
+        s,
+        "\nEach experiment's whole output: `arctl show {} N`.",
+        r.run
+    );
 }
 
 /// The title and the run's facts: goal, state, metric, branch.

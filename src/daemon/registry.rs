@@ -31,6 +31,7 @@ impl Registry {
         let mut global = Global::new(config.state_dir.clone(), config.settings.max_parallel);
         global.default_executor = config.settings.executor.clone();
         global.default_notify = config.settings.notify.clone();
+        global.listener = Some(Arc::new(crate::ops::notify::dispatch));
         let global = Arc::new(global);
         Registry {
             config,

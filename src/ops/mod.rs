@@ -4,6 +4,7 @@
 
 pub mod cleanup;
 pub mod merge;
+pub mod notify;
 pub mod report;
 pub mod results;
 pub mod show;

@@ -10,9 +10,11 @@ use std::collections::BTreeSet;
 use crate::git;
 use crate::ops::results::result_rows;
 use crate::protocol::format::{pct, short_commit};
-use crate::protocol::{Flag, GitLog, KeptChange, ResultRow, Review, Revisit, RunReport, Totals};
+use crate::protocol::{
+    FailureQuote, Flag, GitLog, KeptChange, ResultRow, Review, Revisit, RunReport, Totals,
+};
 use crate::run::journal::{clean_description, ExperimentRecord, Status};
-use crate::run::record::RunRecord;
+use crate::run::record::{RunPaths, RunRecord};
 use crate::run::truth;
 use crate::stats::Mode;
 
@@ -21,7 +23,7 @@ fn totals_kept(records: &[ExperimentRecord]) -> usize {
 }
 
 /// Build the report of a run from its record and journal (and its repo, for the git log).
-pub fn build(rec: &RunRecord, records: &[ExperimentRecord]) -> RunReport {
+pub fn build(rec: &RunRecord, paths: &RunPaths, records: &[ExperimentRecord]) -> RunReport {
     let spec = &rec.spec.spec;
     let direction = spec.metric.direction;
     let min_effect = spec.metric.min_effect.0;
@@ -136,9 +138,44 @@ pub fn build(rec: &RunRecord, records: &[ExperimentRecord]) -> RunReport {
             overfitting,
         },
         next_steps: Vec::new(),
+        failures: failures(paths, records),
     };
     report.next_steps = next_steps(&report, branch_exists(rec));
     report
+}
+
+/// The most failures quoted (the latest ones).
+const MAX_FAILURES: usize = 10;
+
+/// The crashed and rejected experiments (and discards a guard decided), with what their
+/// failing command printed.
+fn failures(paths: &RunPaths, records: &[ExperimentRecord]) -> Vec<FailureQuote> {
+    let failed: Vec<&ExperimentRecord> = records
+        .iter()
+        .filter(|r| match r.status {
+            Status::Crash | Status::InspectorReject => true,
+            Status::Discard => r.reason.contains("guard"),
+            _ => false,
+        })
+        .collect();
+    failed[failed.len().saturating_sub(MAX_FAILURES)..]
+        .iter()
+        .map(|r| {
+            let quote = match r.status {
+                // What the inspector saw is its reason; a command's output says nothing more.
+                Status::InspectorReject => None,
+                _ => super::show::failure_lines(&paths.experiment_output(r.experiment)),
+            };
+            let (output, lines) = quote.map_or((None, Vec::new()), |(o, l)| (Some(o), l));
+            FailureQuote {
+                experiment: r.experiment,
+                status: r.status.as_str().to_string(),
+                reason: r.reason.clone(),
+                output,
+                lines,
+            }
+        })
+        .collect()
 }
 
 fn kept_change(

@@ -116,3 +116,46 @@ fn tail(path: &Path, len: u64) -> std::io::Result<String> {
         .max(skip.min(lines.len()));
     Ok(lines[from..].join("\n"))
 }
+
+/// Lines that say an error happened, in the usual tools' words.
+const ERROR_WORDS: &[&str] = &[
+    "error",
+    "Error",
+    "ERROR",
+    "Traceback",
+    "Exception",
+    "panicked",
+    "FAILED",
+    "FAIL:",
+    "failed",
+    "assert",
+    "fatal",
+    "No such file",
+    "not found",
+    "Killed",
+];
+
+/// At most this many lines are quoted for one failure.
+const QUOTE_LINES: usize = 4;
+
+/// What the failing command of an experiment said: the first of its error output files
+/// (the metric's, a guard's, the proposer's) that has something, as its error lines, else its
+/// last lines. None: no output says anything.
+pub fn failure_lines(dir: &Path) -> Option<(String, Vec<String>)> {
+    let mut outs = outputs(dir);
+    // The metric's and guards' errors before the proposer's chatter; stderr before stdout.
+    outs.sort_by_key(|o| (o.name.starts_with("proposer"), !o.name.ends_with(".err")));
+    let o = outs.into_iter().find(|o| !o.tail.trim().is_empty())?;
+    let lines: Vec<&str> = o.tail.lines().filter(|l| !l.trim().is_empty()).collect();
+    let errors: Vec<&str> = lines
+        .iter()
+        .copied()
+        .filter(|l| ERROR_WORDS.iter().any(|w| l.contains(w)))
+        .collect();
+    let chosen = if errors.is_empty() { lines } else { errors };
+    let quoted = chosen[chosen.len().saturating_sub(QUOTE_LINES)..]
+        .iter()
+        .map(|l| l.chars().take(200).collect())
+        .collect();
+    Some((o.name, quoted))
+}

@@ -21,7 +21,7 @@ pub use cleanup::{CleanupReport, CleanupRow};
 pub use error::{Error, ErrorKind, OpResult};
 pub use frame::{Connection, FrameError, MAX_FRAME, MAX_REQUEST};
 pub use merge::{MergeReport, MergeRow, MergeStatus};
-pub use report::{Flag, GitLog, KeptChange, Review, Revisit, RunReport, Totals};
+pub use report::{FailureQuote, Flag, GitLog, KeptChange, Review, Revisit, RunReport, Totals};
 pub use request::{CleanupRequest, MergeRequest, Request};
 pub use response::{Response, StartedRun};
 pub use results::{ResultRow, ResultsTable};

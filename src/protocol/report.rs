@@ -68,6 +68,22 @@ pub struct RunReport {
     pub review: Review,
     /// Next steps (4.3), one checklist item each (rendered as `- [ ] item`).
     pub next_steps: Vec<String>,
+    /// The crashed and rejected experiments, each with the lines of its failing command's
+    /// output that say why (from the run's kept outputs).
+    #[serde(default)]
+    pub failures: Vec<FailureQuote>,
+}
+
+/// A failed experiment and what its output said.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct FailureQuote {
+    pub experiment: u32,
+    pub status: String,
+    pub reason: String,
+    /// The output file quoted (in the run's `output/N/`), when one said anything.
+    pub output: Option<String>,
+    /// Its error lines, else its last lines (at most a few).
+    pub lines: Vec<String>,
 }
 
 #[derive(Debug, Clone, Copy, Default, Serialize, Deserialize, PartialEq, Eq)]

@@ -107,6 +107,9 @@ impl Runner {
             rec.reason,
             journal::clean_description(&rec.description)
         ));
+        if kept {
+            self.g.tell(&self.h, crate::run::Notice::Keep);
+        }
         Ok(())
     }
 

@@ -30,7 +30,30 @@ pub struct Global {
     pub default_notify: Option<crate::spec::NotifySpec>,
     /// Each run's executor, by run id (see `cluster`).
     executors: Mutex<BTreeMap<String, Arc<dyn Executor>>>,
+    /// Who hears of what a user may want to know (`[notify]`): set by the daemon.
+    pub listener: Option<Listener>,
 }
+
+/// What a run tells its listener: a keep, its end (finished or stopped), a failure.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Notice {
+    Keep,
+    Finish,
+    Fail,
+}
+
+impl Notice {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Notice::Keep => "keep",
+            Notice::Finish => "finish",
+            Notice::Fail => "fail",
+        }
+    }
+}
+
+/// Told of each [`Notice`] of a run; must return at once (it runs on the run's thread).
+pub type Listener = Arc<dyn Fn(&Global, &Arc<crate::run::RunHandle>, Notice) + Send + Sync>;
 
 impl Global {
     pub fn new(state_dir: PathBuf, max_parallel: usize) -> Global {
@@ -47,6 +70,7 @@ impl Global {
             default_executor: None,
             default_notify: None,
             executors: Mutex::new(BTreeMap::new()),
+            listener: None,
         }
     }
 
@@ -93,6 +117,13 @@ impl Global {
             .unwrap_or_else(|e| e.into_inner())
             .get(id)
             .cloned()
+    }
+
+    /// Tell the listener (if any) of `notice` of run `h`.
+    pub fn tell(&self, h: &Arc<crate::run::RunHandle>, notice: Notice) {
+        if let Some(l) = &self.listener {
+            l(self, h, notice);
+        }
     }
 
     pub fn run_tag(&self, id: &str) -> String {

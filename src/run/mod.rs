@@ -28,7 +28,7 @@ pub mod state;
 pub mod thread;
 pub mod truth;
 
-pub use global::{Global, SlotGuard, Slots, SAFETY_WAKE};
+pub use global::{Global, Listener, Notice, SlotGuard, Slots, SAFETY_WAKE};
 pub use guard_rails::{
     describe as sandbox_description, effective_mode as sandbox_mode, evaluator_for,
     setup_executor_for,

@@ -9,7 +9,7 @@ use anyhow::anyhow;
 
 use crate::run::runner::Runner;
 use crate::run::state::{Event, Step};
-use crate::run::{Global, RunHandle};
+use crate::run::{Global, Notice, RunHandle};
 
 /// Start the run's thread.
 pub fn spawn(h: Arc<RunHandle>, g: Arc<Global>) {
@@ -63,7 +63,14 @@ fn thread_main(h: Arc<RunHandle>, g: Arc<Global>) {
         }
     });
     match saved {
-        Ok(rec) if !rec.state().is_active() => g.release_cores(&rec.id),
+        Ok(rec) if !rec.state().is_active() => {
+            g.release_cores(&rec.id);
+            let notice = match rec.state() {
+                crate::run::state::RunState::Failed => Notice::Fail,
+                _ => Notice::Finish,
+            };
+            g.tell(&h, notice);
+        }
         Ok(_) => {}
         Err(e) => tracing::error!(error = %format!("{e:#}"), "saving run state"),
     }

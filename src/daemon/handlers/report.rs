@@ -8,6 +8,7 @@ pub fn handle(reg: &Registry, id: &str) -> OpResult<Response> {
     let records = journal(&h)?;
     Ok(Response::Report(Box::new(crate::ops::report::build(
         &h.record(),
+        &h.paths,
         &records,
     ))))
 }
