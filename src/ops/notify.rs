@@ -66,7 +66,8 @@ fn command_spec(
     let records = crate::store::read_json_lines(&h.paths.journal())
         .map(|(r, _)| r)
         .unwrap_or_default();
-    let text = report_text(&super::report::build(rec, &h.paths, &records));
+    let built = super::report::build(rec, &h.paths, &records);
+    let text = report_text(&built);
     if let Err(e) = std::fs::write(&report, text) {
         tracing::warn!(run = %rec.id, "writing {}: {e}", report.display());
     }
@@ -83,7 +84,8 @@ fn command_spec(
         ("ARCTL_BASELINE".into(), format_metric(rec.baseline)),
         (
             "ARCTL_CHANGE".into(),
-            rec.gain.as_ref().map(|g| pct(g.gain)).unwrap_or_default(),
+            // As the report says it: same-time comparisons, 0 without a keep.
+            built.change.map(pct).unwrap_or_default(),
         ),
         ("ARCTL_REPORT".into(), report.display().to_string()),
     ];
