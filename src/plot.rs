@@ -463,7 +463,8 @@ fn legend(s: &mut String, t: &ResultsTable, no_metric: usize) {
         tx = W - RIGHT,
         ty = H - 12.0,
         text = xml_escape(&format!(
-            "{total} experiments, {kept} kept{}",
+            "{}, {kept} kept{}",
+            crate::protocol::format::count(total, "experiment"),
             if no_metric > 0 {
                 format!(", {no_metric} without a metric (bottom lane)")
             } else {

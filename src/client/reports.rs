@@ -3,7 +3,7 @@
 use std::fmt::Write;
 
 use super::render::{results, table};
-use crate::protocol::format::{format_metric, pct_or_dash as pct, short_commit as short};
+use crate::protocol::format::{count, format_metric, pct_or_dash as pct, short_commit as short};
 use crate::protocol::{CleanupReport, MergeReport, MergeStatus, ResultsTable, RunReport};
 
 /// `arctl report`: one Markdown section after another, each written by its own function.
@@ -86,16 +86,20 @@ fn experiments(s: &mut String, r: &RunReport) {
     let t = &r.totals;
     let _ = writeln!(
         s,
-        "\nTotal {} experiments: {} kept, {} discarded, {} crashed, {} inspector-rejected",
-        t.experiments, t.kept, t.discarded, t.crashed, t.rejected
+        "\nTotal {}: {} kept, {} discarded, {} crashed, {} inspector-rejected",
+        count(t.experiments as usize, "experiment"),
+        t.kept,
+        t.discarded,
+        t.crashed,
+        t.rejected
     );
     let _ = writeln!(s, "{}", headline(r));
     if let (Some(c), Some(k)) = (&r.confirmation, &r.chain) {
         if c.rounds > 1 {
             let _ = writeln!(
                 s,
-                "(the chain of the {} kept experiments' own estimates says {}; each won its own test and reads a little high, the confirmation was measured without selection: {})",
-                k.kept,
+                "(the chain of the {} own estimates says {}; each won its own test and reads a little high, the confirmation was measured without selection: {})",
+                if k.kept == 1 { "1 kept experiment's".to_string() } else { format!("{} kept experiments'", k.kept) },
                 pct(Some(k.gain)),
                 c.reason
             );
@@ -343,7 +347,8 @@ pub fn merge(m: &MergeReport) -> String {
     if !m.dry_run && merged > 0 {
         let _ = writeln!(
             s,
-            "merged {merged} run(s); branches stay until `arctl cleanup`"
+            "merged {}; branches stay until `arctl cleanup`",
+            count(merged, "run")
         );
     }
     for n in &m.notes {
@@ -364,7 +369,7 @@ pub fn cleanup(c: &CleanupReport) -> String {
         }
         let _ = writeln!(
             s,
-            "{}: worktree {}; branch {}; {} ref(s) deleted; exclude lines {}",
+            "{}: worktree {}; branch {}; {} deleted; exclude lines {}",
             r.run,
             if r.worktree_removed {
                 format!("{} removed", r.worktree.display())
@@ -379,7 +384,7 @@ pub fn cleanup(c: &CleanupReport) -> String {
                     None => format!("{} already gone", r.branch),
                 }
             },
-            r.refs_deleted,
+            count(r.refs_deleted, "ref"),
             if r.excludes_removed {
                 "removed"
             } else {
@@ -421,8 +426,9 @@ pub fn write_plot(t: &ResultsTable, path: &std::path::Path) -> super::CmdResult 
     let total = t.rows.iter().filter(|r| r.status != "baseline").count();
     let kept = t.rows.iter().filter(|r| r.status == "keep").count();
     println!(
-        "wrote {} ({total} experiments, {kept} kept)",
-        path.display()
+        "wrote {} ({}, {kept} kept)",
+        path.display(),
+        count(total, "experiment")
     );
     Ok(())
 }
