@@ -142,20 +142,26 @@ pub fn no_best_text(s: &RunSummary) -> Option<String> {
     })
 }
 
-/// "+10.2% (95% CI +7.1% to +13.1%; final confirmation, 12 paired rounds)".
+/// "+10.2% (95% CI +7.1% to +13.1%; final paired confirmation against the baseline)".
 pub fn change_text(s: &RunSummary) -> String {
     let mut out = pct(s.change);
     if let (Some(lo), Some(hi)) = (s.change_low, s.change_high) {
+        let how = match s.change_source.as_deref() {
+            Some("confirmation") if lo == hi => "final confirmation against the baseline",
+            Some("confirmation") => "final paired confirmation against the baseline",
+            Some(_) => "chain of the kept experiments' paired estimates",
+            None => "",
+        };
+        let mut parts = Vec::new();
         if lo != hi {
-            out.push_str(&format!(" (95% CI {} to {}", pct(Some(lo)), pct(Some(hi))));
-        } else {
-            out.push_str(" (");
+            parts.push(format!("95% CI {} to {}", pct(Some(lo)), pct(Some(hi))));
         }
-        out.push_str(match s.change_source.as_deref() {
-            Some("confirmation") => "; final paired confirmation against the baseline)",
-            Some(_) => "; chain of the kept experiments' paired estimates)",
-            None => ")",
-        });
+        if !how.is_empty() {
+            parts.push(how.to_string());
+        }
+        if !parts.is_empty() {
+            out.push_str(&format!(" ({})", parts.join("; ")));
+        }
     }
     out
 }
@@ -217,7 +223,7 @@ pub fn detail(d: &RunDetail) -> String {
         match no_best_text(s) {
             Some(words) => words,
             None => format!(
-                "{} ({})  {}",
+                "{}, {}  {}",
                 metric(s.best_estimate.or(s.best)),
                 change_text(s),
                 s.sparkline

@@ -405,30 +405,42 @@ pub fn cleanup(c: &CleanupReport) -> String {
 
 /// `arctl plot` writes SVG: refuse another file name before asking the daemon.
 pub fn check_plot_file(path: &std::path::Path) -> super::CmdResult {
-    let svg = path
-        .extension()
-        .map(|e| e.eq_ignore_ascii_case("svg"))
-        .unwrap_or(false);
-    if svg {
-        return Ok(());
+    match crate::plot::Format::of(path) {
+        Some(_) => Ok(()),
+        None => Err(super::Error::bad_input(format!(
+            "{}: arctl plot writes SVG or PNG; name the file *.svg or *.png",
+            path.display()
+        ))),
     }
-    Err(super::Error::bad_input(format!(
-        "{}: only SVG output is supported; name the file *.svg (convert it afterwards, e.g. `rsvg-convert -o progress.png progress.svg`)",
-        path.display()
-    )))
 }
 
-/// `arctl plot`: write the SVG and say where.
-pub fn write_plot(t: &ResultsTable, path: &std::path::Path) -> super::CmdResult {
-    let svg = crate::plot::svg(t);
-    std::fs::write(path, svg)
+/// `arctl plot`: write the SVG or PNG (by the file's extension) and say where.
+pub fn write_plot(
+    t: &ResultsTable,
+    path: &std::path::Path,
+    scale: crate::plot::ScaleChoice,
+) -> super::CmdResult {
+    check_plot_file(path)?;
+    let format = crate::plot::Format::of(path).unwrap_or(crate::plot::Format::Svg);
+    let picture = crate::plot::render(t, scale, format).map_err(|e| {
+        if scale == crate::plot::ScaleChoice::Log {
+            super::Error::bad_input(e)
+        } else {
+            super::Error::failed(format!("plotting {}: {e}", t.run))
+        }
+    })?;
+    std::fs::write(path, &picture.bytes)
         .map_err(|e| super::Error::failed(format!("writing {}: {e}", path.display())))?;
     let total = t.rows.iter().filter(|r| r.status != "baseline").count();
     let kept = t.rows.iter().filter(|r| r.status == "keep").count();
     println!(
-        "wrote {} ({}, {kept} kept)",
+        "wrote {} ({}, {kept} kept; {} scale)",
         path.display(),
-        count(total, "experiment")
+        count(total, "experiment"),
+        picture.scale.as_str()
     );
+    if let Some(n) = picture.note {
+        eprintln!("arctl: note: {n}");
+    }
     Ok(())
 }
