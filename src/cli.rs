@@ -182,14 +182,22 @@ pub enum Command {
         /// The experiment's number
         experiment: u32,
     },
-    /// Plot the metric over experiments as SVG, kept ones marked
-    #[command(after_help = "Example:\n  arctl plot etl-runtime -o progress.svg")]
+    /// Plot the metric over experiments as SVG or PNG, kept ones marked
+    #[command(
+        after_help = "The value axis is logarithmic when the values span more than 100x (all positive), else linear.\n\nExamples:\n  arctl plot etl-runtime -o progress.svg\n  arctl plot etl-runtime -o progress.png --log"
+    )]
     Plot {
         /// The run to plot
         run: String,
-        /// The file to write (SVG)
+        /// The file to write: *.svg, or *.png for a picture (twice the SVG's 820x500)
         #[arg(short, long, default_value = "progress.svg")]
         output: PathBuf,
+        /// A logarithmic value axis, whatever the range (the values must be positive)
+        #[arg(long, conflicts_with = "linear")]
+        log: bool,
+        /// A linear value axis, whatever the range
+        #[arg(long)]
+        linear: bool,
     },
     /// Merge finished runs in order of improvement, re-measuring each on top of the last
     #[command(

@@ -1,6 +1,7 @@
 //! The command line as a shell user meets it: completion scripts that list the run ids of a
 //! live daemon (bash's `complete` round trip, and the zsh and fish entry points) and preset
-//! names, completion that never starts a daemon, and man pages.
+//! names, completion that never starts a daemon, man pages, and the words of status,
+//! watch, results and report for a run that kept nothing, and plots of a 5000x drop.
 
 mod common;
 
@@ -199,4 +200,198 @@ fn the_systemd_unit_verifies_where_systemd_analyze_exists() {
     };
     let err = String::from_utf8_lossy(&o.stderr);
     assert!(o.status.success() && err.trim().is_empty(), "{err}");
+}
+
+/// A run of one experiment that keeps nothing: every command says so in plain words.
+#[test]
+fn status_words_for_a_finished_run_of_one_experiment_that_kept_nothing() {
+    let w = World::new();
+    let _d = w.daemon();
+    let repo = w.path().join("proj");
+    common::repo(
+        &repo,
+        &[("metric.sh", METRIC_SH), ("src/value.txt", "100\n")],
+    );
+    // The agent makes it worse: discarded.
+    write_exec(
+        &w.path().join("worse.sh"),
+        "#!/bin/sh\necho 101 > src/value.txt\n",
+    );
+    let spec = repo.join("lone.toml");
+    write(
+        &spec,
+        &format!(
+            "[metric]\ncommand = \"./metric.sh\"\ndirection = \"lower\"\n[scope]\ninclude = [\"src/**\"]\n[budget]\nmax_experiments = 1\n[proposer]\ncommand = \"{}\"\n",
+            w.path().join("worse.sh").display()
+        ),
+    );
+    w.ok(&["start", spec.to_str().unwrap()]);
+    let s = w.wait_finished("lone", std::time::Duration::from_secs(60));
+    assert_eq!(s["summary"]["state"], "finished", "{s:#}");
+    assert_eq!(s["summary"]["counts"]["kept"], 0, "{s:#}");
+
+    let detail = w.ok(&["--no-autostart", "status", "lone"]);
+    let line = |key: &str| {
+        detail
+            .lines()
+            .find(|l| l.starts_with(key))
+            .unwrap_or_else(|| panic!("no {key} line: {detail}"))
+            .to_string()
+    };
+    assert!(
+        regex::Regex::new(r"^state +finished after \d+\.\ds$")
+            .unwrap()
+            .is_match(&line("state")),
+        "{detail}"
+    );
+    assert_eq!(
+        line("ended"),
+        format!("{:<14}budget reached: 1 experiment", "ended")
+    );
+    assert_eq!(
+        line("best "),
+        format!("{:<14}none kept: the baseline 100.0 stands", "best")
+    );
+    let table = w.ok(&["--no-autostart", "status"]);
+    let row: Vec<&str> = table.lines().nth(1).unwrap().split_whitespace().collect();
+    // RUN STATE STEP EXP K/D/C/R BASELINE BEST CHANGE
+    assert_eq!(
+        row[..8],
+        ["lone", "finished", "-", "1/1", "0/1/0/0", "100.0", "none", "-"],
+        "{table}"
+    );
+    let watch = w.ok(&["--no-autostart", "watch", "lone"]);
+    assert!(
+        watch.contains(": 1 experiment (kept 0, discarded 1")
+            && watch.contains("nothing kept (baseline 100.0)"),
+        "{watch}"
+    );
+    let report = w.ok(&["--no-autostart", "report", "lone"]);
+    assert!(report.contains("Total 1 experiment: 0 kept"), "{report}");
+    assert!(report.contains("\n1 experiment: 0 kept"), "{report}");
+    // No "1 experiments", no "(s)", no dash where words belong, anywhere.
+    let plot = w.path().join("lone.svg");
+    let wrote = w.ok(&[
+        "--no-autostart",
+        "plot",
+        "lone",
+        "-o",
+        plot.to_str().unwrap(),
+    ]);
+    let results = w.ok(&["--no-autostart", "results", "lone"]);
+    let bad = regex::Regex::new(r"\b1 experiments|\(s\)|\(- for|best - \(-\)").unwrap();
+    for (what, text) in [
+        ("status", &detail),
+        ("watch", &watch),
+        ("report", &report),
+        ("results", &results),
+        ("plot", &wrote),
+    ] {
+        assert!(!bad.is_match(text), "{what}: {text}");
+    }
+    assert!(wrote.contains("(1 experiment, 0 kept;"), "{wrote}");
+}
+
+/// A 5000x drop (100 → 1 → 0.02): the plot goes log on its own, each point carries its
+/// experiment in a `<title>`, `--linear` overrides, and `-o x.png` writes a real PNG.
+#[test]
+fn plot_of_a_wide_range_in_log_scale_as_svg_and_png() {
+    let w = World::new();
+    let _d = w.daemon();
+    let repo = w.path().join("proj");
+    common::repo(
+        &repo,
+        &[("metric.sh", METRIC_SH), ("src/value.txt", "100\n")],
+    );
+    write_exec(
+        &w.path().join("drop.sh"),
+        "#!/bin/sh\ncase $(cat src/value.txt) in 100) v=1;; *) v=0.02;; esac\necho $v > src/value.txt\n",
+    );
+    let spec = repo.join("wide.toml");
+    write(
+        &spec,
+        &format!(
+            "[metric]\ncommand = \"./metric.sh\"\ndirection = \"lower\"\n[scope]\ninclude = [\"src/**\"]\n[budget]\nmax_experiments = 2\n[proposer]\ncommand = \"{}\"\n",
+            w.path().join("drop.sh").display()
+        ),
+    );
+    w.ok(&["start", spec.to_str().unwrap()]);
+    let s = w.wait_finished("wide", std::time::Duration::from_secs(60));
+    assert_eq!(s["summary"]["counts"]["kept"], 2, "{s:#}");
+    // The best of a deterministic run: one pair of parentheses, no stray "(;".
+    let detail = w.ok(&["--no-autostart", "status", "wide"]);
+    let best = detail.lines().find(|l| l.starts_with("best ")).unwrap();
+    assert!(
+        best.contains("0.02, +99.98% (final confirmation against the baseline)"),
+        "{detail}"
+    );
+
+    let svg = w.path().join("wide.svg");
+    let out = w.ok(&[
+        "--no-autostart",
+        "plot",
+        "wide",
+        "-o",
+        svg.to_str().unwrap(),
+    ]);
+    assert!(out.contains("(2 experiments, 2 kept; log scale)"), "{out}");
+    let text = std::fs::read_to_string(&svg).unwrap();
+    assert!(text.contains(r#"data-scale="log""#), "{text}");
+    let ticks: Vec<&str> = text
+        .split(r#"<text class="tick y""#)
+        .skip(1)
+        .map(|x| &x[x.find('>').unwrap() + 1..x.find("</text>").unwrap()])
+        .collect();
+    assert_eq!(ticks, ["0.1", "1", "10", "100"], "{text}");
+    for (n, v) in [(0, "100.0"), (1, "1.0"), (2, "0.02")] {
+        let title = format!("<title>experiment {n}: ");
+        let at = text
+            .find(&title)
+            .unwrap_or_else(|| panic!("no {title}: {text}"));
+        assert!(text[at..].starts_with(&format!(
+            "{title}{}",
+            if n == 0 { "baseline" } else { "keep" }
+        )));
+        assert!(text[at..at + 80].contains(v), "{}", &text[at..at + 80]);
+    }
+    // --linear: the same run on a linear axis; no "-0.0" tick either way.
+    let lin = w.path().join("lin.svg");
+    w.ok(&[
+        "--no-autostart",
+        "plot",
+        "wide",
+        "-o",
+        lin.to_str().unwrap(),
+        "--linear",
+    ]);
+    let lin = std::fs::read_to_string(&lin).unwrap();
+    assert!(lin.contains(r#"data-scale="linear""#));
+    assert!(!lin.contains(">-0.0<") && !lin.contains(">-0<"), "{lin}");
+    // PNG by the extension: a PNG header and twice the SVG's 820x500.
+    let png = w.path().join("wide.png");
+    let out = w.ok(&[
+        "--no-autostart",
+        "plot",
+        "wide",
+        "-o",
+        png.to_str().unwrap(),
+    ]);
+    assert!(out.contains("wide.png"), "{out}");
+    let bytes = std::fs::read(&png).unwrap();
+    assert_eq!(&bytes[..8], b"\x89PNG\r\n\x1a\n");
+    let be = |b: &[u8]| u32::from_be_bytes([b[0], b[1], b[2], b[3]]);
+    assert_eq!((be(&bytes[16..20]), be(&bytes[20..24])), (1640, 1000));
+    // Bad input: another extension, or both axes at once.
+    for args in [
+        vec!["plot", "wide", "-o", "x.gif"],
+        vec!["plot", "wide", "--log", "--linear"],
+    ] {
+        let o = w.arctl(&args);
+        assert_eq!(
+            o.status.code(),
+            Some(2),
+            "{args:?}: {}",
+            String::from_utf8_lossy(&o.stderr)
+        );
+    }
 }

@@ -29,7 +29,7 @@ fn demo_runs_the_whole_story() {
         assert_eq!(rows[0][3], "baseline");
         let kept = rows.iter().filter(|r| r[3] == "keep").count();
         assert!(kept >= keeps, "{id}: {rows:?}");
-        assert!(out.contains(&format!("{id} finished: ")), "{out}");
+        assert!(out.contains(&format!("{id} finished after ")), "{out}");
     }
     // The sort run's hypotheses met every outcome: keep, discard, a guard's rejection.
     let sort = tsv_rows(&dir.join("state/runs/sort/results.tsv"));

@@ -65,10 +65,14 @@ fn watch_prints_lines_when_not_a_terminal_and_exits_when_the_run_ends() {
         "{out}"
     );
     assert!(out.contains("exp 4/4"), "{out}");
+    // The time left, by the experiment budget once one experiment says how long they take.
+    assert!(out.contains("left (max_experiments)"), "{out}");
     assert!(out.contains("last keep"), "{out}");
     let last = lines.last().unwrap();
     assert!(
-        last.starts_with("slow finished: 4 experiments (kept 4, discarded 0"),
+        regex::Regex::new(r"^slow finished after \d+\.\ds: 4 experiments \(kept 4, discarded 0")
+            .unwrap()
+            .is_match(last),
         "{out}"
     );
     assert!(
@@ -97,7 +101,7 @@ fn watch_draws_bars_in_a_terminal() {
     let mut cmd = w.cmd();
     cmd.args(["--no-autostart", "watch"]).env("TERM", "xterm");
     let mut t = pty::Pty::spawn(cmd);
-    t.expect_within("bars finished: 3 experiments", Duration::from_secs(60));
+    t.expect_within("3 experiments (kept 3", Duration::from_secs(60));
     let st = t.wait(Duration::from_secs(10));
     assert!(st.success(), "{st:?}\n{}", t.output());
     let out = t.output();
@@ -132,4 +136,60 @@ fn ctrl_c_leaves_the_run_going() {
         "{s:#}"
     );
     w.ok(&["stop", "long", "--now"]);
+}
+
+/// Every line of `out` as the screen shows it: control sequences dropped, split at carriage
+/// returns and newlines.
+fn screen_lines(out: &str) -> Vec<String> {
+    let csi = regex::Regex::new(r"\x1b\[[0-9;?]*[A-Za-z]").unwrap();
+    csi.replace_all(out, "")
+        .split(['\r', '\n'])
+        .map(str::to_string)
+        .collect()
+}
+
+#[test]
+fn watch_fits_80_columns_with_long_ids_and_shows_the_time_left() {
+    let w = World::new();
+    let _d = w.daemon();
+    // A long id and a wall budget: the lines have a lot to say.
+    let id = "a-rather-long-run-id-for-narrow-terminals";
+    let spec = slow_run(&w, id, 3);
+    let text = std::fs::read_to_string(&spec).unwrap();
+    write(
+        &spec,
+        &text.replace("[budget]\n", "[budget]\nmax_wall = \"1h\"\n"),
+    );
+    w.ok(&["start", spec.to_str().unwrap(), "--id", id]);
+    // A pipe with COLUMNS=80: each line cut to 80 columns, the closing summary wrapped.
+    let o = w
+        .cmd()
+        .args(["--no-autostart", "watch", id])
+        .env("COLUMNS", "80")
+        .output()
+        .unwrap();
+    assert!(o.status.success());
+    let out = String::from_utf8_lossy(&o.stdout).to_string();
+    let width = |l: &str| l.chars().count();
+    assert!(out.lines().all(|l| width(l) <= 80), "{out}");
+    assert!(out.contains('…'), "nothing was cut: {out}");
+    assert!(out.contains("(kept 3"), "{out}");
+    // A terminal of 80 columns: the bars never reach the last column (no wrap), and the
+    // time left comes before what is cut.
+    let spec2 = slow_run(&w, "narrow", 3);
+    w.ok(&["start", spec2.to_str().unwrap()]);
+    let mut cmd = w.cmd();
+    cmd.args(["--no-autostart", "watch", "narrow"])
+        .env("TERM", "xterm");
+    let mut t = pty::Pty::spawn_sized(cmd, 24, 80);
+    t.expect_within("(kept 3", Duration::from_secs(60));
+    assert!(t.wait(Duration::from_secs(10)).success(), "{}", t.output());
+    let lines = screen_lines(&t.output());
+    // indicatif blanks the rest of a line with spaces up to the width: those are not text.
+    let wide: Vec<&String> = lines.iter().filter(|l| width(l.trim_end()) >= 80).collect();
+    assert!(wide.is_empty(), "lines of 80 columns or more: {wide:#?}");
+    assert!(
+        lines.iter().any(|l| l.contains(" left")),
+        "no time left shown: {lines:#?}"
+    );
 }

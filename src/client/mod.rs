@@ -189,7 +189,19 @@ async fn remote(cmd: Command, paths: &Paths, autostart: bool) -> CmdResult {
         Command::Log { run, follow } => log::run(&mut client, run, follow).await,
         Command::Results { run, json } => results::results(&mut client, run, json).await,
         Command::Report { run, json } => results::report(&mut client, run, json).await,
-        Command::Plot { run, output } => results::plot(&mut client, run, &output).await,
+        Command::Plot {
+            run,
+            output,
+            log,
+            linear,
+        } => {
+            let choice = match (log, linear) {
+                (true, _) => crate::plot::ScaleChoice::Log,
+                (_, true) => crate::plot::ScaleChoice::Linear,
+                _ => crate::plot::ScaleChoice::Auto,
+            };
+            results::plot(&mut client, run, &output, choice).await
+        }
         Command::Show {
             run,
             experiment,

@@ -65,8 +65,16 @@ pub fn status_table(runs: &[RunSummary]) -> String {
                     r.counts.kept, r.counts.discarded, r.counts.crashed, r.counts.rejected
                 ),
                 metric(r.baseline),
-                metric(r.best_estimate.or(r.best)),
-                pct(r.change),
+                if nothing_kept(r) {
+                    "none".into()
+                } else {
+                    metric(r.best_estimate.or(r.best))
+                },
+                if nothing_kept(r) {
+                    "-".into()
+                } else {
+                    pct(r.change)
+                },
                 duration_ms(r.elapsed_ms),
                 r.sparkline.clone(),
             ]
@@ -99,20 +107,61 @@ pub fn status_table(runs: &[RunSummary]) -> String {
     out
 }
 
-/// "+10.2% (95% CI +7.1% to +13.1%; final confirmation, 12 paired rounds)".
+/// "running, measuring (round 3/12) for 2.1s" while active; "finished after 16.8s" once
+/// ended (the run's own running time: the clock of its last step means nothing then).
+pub fn state_text(s: &RunSummary) -> String {
+    if s.state.is_active() {
+        format!(
+            "{}, {} for {}",
+            s.state.as_str(),
+            s.step_text(),
+            duration_ms(s.step_elapsed_ms)
+        )
+    } else {
+        format!("{} after {}", s.state.as_str(), duration_ms(s.elapsed_ms))
+    }
+}
+
+/// Nothing kept: the best is still the baseline, so no best value and no change to show.
+pub fn nothing_kept(s: &RunSummary) -> bool {
+    s.counts.kept == 0
+}
+
+/// The words for a run without a best of its own ("none yet: the baseline 100.0 stands"),
+/// or None when it has one to show.
+pub fn no_best_text(s: &RunSummary) -> Option<String> {
+    if !nothing_kept(s) {
+        return None;
+    }
+    let active = s.state.is_active();
+    Some(match (s.baseline, active) {
+        (Some(b), true) => format!("none yet: the baseline {} stands", format_metric(Some(b))),
+        (Some(b), false) => format!("none kept: the baseline {} stands", format_metric(Some(b))),
+        (None, true) => "none yet: the baseline is not measured yet".into(),
+        (None, false) => "none: no baseline was measured".into(),
+    })
+}
+
+/// "+10.2% (95% CI +7.1% to +13.1%; final paired confirmation against the baseline)".
 pub fn change_text(s: &RunSummary) -> String {
     let mut out = pct(s.change);
     if let (Some(lo), Some(hi)) = (s.change_low, s.change_high) {
+        let how = match s.change_source.as_deref() {
+            Some("confirmation") if lo == hi => "final confirmation against the baseline",
+            Some("confirmation") => "final paired confirmation against the baseline",
+            Some(_) => "chain of the kept experiments' paired estimates",
+            None => "",
+        };
+        let mut parts = Vec::new();
         if lo != hi {
-            out.push_str(&format!(" (95% CI {} to {}", pct(Some(lo)), pct(Some(hi))));
-        } else {
-            out.push_str(" (");
+            parts.push(format!("95% CI {} to {}", pct(Some(lo)), pct(Some(hi))));
         }
-        out.push_str(match s.change_source.as_deref() {
-            Some("confirmation") => "; final paired confirmation against the baseline)",
-            Some(_) => "; chain of the kept experiments' paired estimates)",
-            None => ")",
-        });
+        if !how.is_empty() {
+            parts.push(how.to_string());
+        }
+        if !parts.is_empty() {
+            out.push_str(&format!(" ({})", parts.join("; ")));
+        }
     }
     out
 }
@@ -122,15 +171,7 @@ pub fn detail(d: &RunDetail) -> String {
     let mut out = String::new();
     let mut kv = |k: &str, v: String| out.push_str(&format!("{k:<14}{v}\n"));
     kv("run", s.id.clone());
-    kv(
-        "state",
-        format!(
-            "{} ({} for {})",
-            s.state.as_str(),
-            s.step_text(),
-            duration_ms(s.step_elapsed_ms)
-        ),
-    );
+    kv("state", state_text(s));
     if let Some(r) = &s.stop_reason {
         kv("ended", r.clone());
     }
@@ -140,7 +181,9 @@ pub fn detail(d: &RunDetail) -> String {
     if let Some(t) = s.recovered_at_ms {
         kv("recovered", format_time(t));
     }
-    kv("goal", d.spec.spec.goal.clone());
+    if !d.spec.spec.goal.trim().is_empty() {
+        kv("goal", d.spec.spec.goal.clone());
+    }
     kv(
         "metric",
         format!(
@@ -177,12 +220,15 @@ pub fn detail(d: &RunDetail) -> String {
     kv("baseline", metric(s.baseline));
     kv(
         "best",
-        format!(
-            "{} ({})  {}",
-            metric(s.best_estimate.or(s.best)),
-            change_text(s),
-            s.sparkline
-        ),
+        match no_best_text(s) {
+            Some(words) => words,
+            None => format!(
+                "{}, {}  {}",
+                metric(s.best_estimate.or(s.best)),
+                change_text(s),
+                s.sparkline
+            ),
+        },
     );
     if let Some(n) = noise_text(s) {
         kv("noise", n);
@@ -312,7 +358,10 @@ pub fn results(t: &ResultsTable) -> String {
                         .unwrap_or_default()
                 )
             } else {
-                format!("chain of {} kept experiment(s)' paired estimates", g.kept)
+                match g.kept {
+                    1 => "the kept experiment's paired estimate".to_string(),
+                    n => format!("chain of {n} kept experiments' paired estimates"),
+                }
             }
         ));
     }

@@ -3,7 +3,7 @@
 use std::fmt::Write;
 
 use super::render::{results, table};
-use crate::protocol::format::{format_metric, pct_or_dash as pct, short_commit as short};
+use crate::protocol::format::{count, format_metric, pct_or_dash as pct, short_commit as short};
 use crate::protocol::{CleanupReport, MergeReport, MergeStatus, ResultsTable, RunReport};
 
 /// `arctl report`: one Markdown section after another, each written by its own function.
@@ -113,16 +113,20 @@ fn experiments(s: &mut String, r: &RunReport) {
     let t = &r.totals;
     let _ = writeln!(
         s,
-        "\nTotal {} experiments: {} kept, {} discarded, {} crashed, {} inspector-rejected",
-        t.experiments, t.kept, t.discarded, t.crashed, t.rejected
+        "\nTotal {}: {} kept, {} discarded, {} crashed, {} inspector-rejected",
+        count(t.experiments as usize, "experiment"),
+        t.kept,
+        t.discarded,
+        t.crashed,
+        t.rejected
     );
     let _ = writeln!(s, "{}", headline(r));
     if let (Some(c), Some(k)) = (&r.confirmation, &r.chain) {
         if c.rounds > 1 {
             let _ = writeln!(
                 s,
-                "(the chain of the {} kept experiments' own estimates says {}; each won its own test and reads a little high, the confirmation was measured without selection: {})",
-                k.kept,
+                "(the chain of the {} own estimates says {}; each won its own test and reads a little high, the confirmation was measured without selection: {})",
+                if k.kept == 1 { "1 kept experiment's".to_string() } else { format!("{} kept experiments'", k.kept) },
                 pct(Some(k.gain)),
                 c.reason
             );
@@ -370,7 +374,8 @@ pub fn merge(m: &MergeReport) -> String {
     if !m.dry_run && merged > 0 {
         let _ = writeln!(
             s,
-            "merged {merged} run(s); branches stay until `arctl cleanup`"
+            "merged {}; branches stay until `arctl cleanup`",
+            count(merged, "run")
         );
     }
     for n in &m.notes {
@@ -391,7 +396,7 @@ pub fn cleanup(c: &CleanupReport) -> String {
         }
         let _ = writeln!(
             s,
-            "{}: worktree {}; branch {}; {} ref(s) deleted; exclude lines {}",
+            "{}: worktree {}; branch {}; {} deleted; exclude lines {}",
             r.run,
             if r.worktree_removed {
                 format!("{} removed", r.worktree.display())
@@ -406,7 +411,7 @@ pub fn cleanup(c: &CleanupReport) -> String {
                     None => format!("{} already gone", r.branch),
                 }
             },
-            r.refs_deleted,
+            count(r.refs_deleted, "ref"),
             if r.excludes_removed {
                 "removed"
             } else {
@@ -427,29 +432,42 @@ pub fn cleanup(c: &CleanupReport) -> String {
 
 /// `arctl plot` writes SVG: refuse another file name before asking the daemon.
 pub fn check_plot_file(path: &std::path::Path) -> super::CmdResult {
-    let svg = path
-        .extension()
-        .map(|e| e.eq_ignore_ascii_case("svg"))
-        .unwrap_or(false);
-    if svg {
-        return Ok(());
+    match crate::plot::Format::of(path) {
+        Some(_) => Ok(()),
+        None => Err(super::Error::bad_input(format!(
+            "{}: arctl plot writes SVG or PNG; name the file *.svg or *.png",
+            path.display()
+        ))),
     }
-    Err(super::Error::bad_input(format!(
-        "{}: only SVG output is supported; name the file *.svg (convert it afterwards, e.g. `rsvg-convert -o progress.png progress.svg`)",
-        path.display()
-    )))
 }
 
-/// `arctl plot`: write the SVG and say where.
-pub fn write_plot(t: &ResultsTable, path: &std::path::Path) -> super::CmdResult {
-    let svg = crate::plot::svg(t);
-    std::fs::write(path, svg)
+/// `arctl plot`: write the SVG or PNG (by the file's extension) and say where.
+pub fn write_plot(
+    t: &ResultsTable,
+    path: &std::path::Path,
+    scale: crate::plot::ScaleChoice,
+) -> super::CmdResult {
+    check_plot_file(path)?;
+    let format = crate::plot::Format::of(path).unwrap_or(crate::plot::Format::Svg);
+    let picture = crate::plot::render(t, scale, format).map_err(|e| {
+        if scale == crate::plot::ScaleChoice::Log {
+            super::Error::bad_input(e)
+        } else {
+            super::Error::failed(format!("plotting {}: {e}", t.run))
+        }
+    })?;
+    std::fs::write(path, &picture.bytes)
         .map_err(|e| super::Error::failed(format!("writing {}: {e}", path.display())))?;
     let total = t.rows.iter().filter(|r| r.status != "baseline").count();
     let kept = t.rows.iter().filter(|r| r.status == "keep").count();
     println!(
-        "wrote {} ({total} experiments, {kept} kept)",
-        path.display()
+        "wrote {} ({}, {kept} kept; {} scale)",
+        path.display(),
+        count(total, "experiment"),
+        picture.scale.as_str()
     );
+    if let Some(n) = picture.note {
+        eprintln!("arctl: note: {n}");
+    }
     Ok(())
 }

@@ -28,9 +28,14 @@ pub async fn report(client: &mut Client, run: String, json: bool) -> CmdResult {
     }
 }
 
-pub async fn plot(client: &mut Client, run: String, output: &Path) -> CmdResult {
+pub async fn plot(
+    client: &mut Client,
+    run: String,
+    output: &Path,
+    scale: crate::plot::ScaleChoice,
+) -> CmdResult {
     match expect_ok(client.call(&Request::Results { run }).await?)? {
-        Response::Results(t) => reports::write_plot(&t, output),
+        Response::Results(t) => reports::write_plot(&t, output, scale),
         other => Err(unexpected(other)),
     }
 }

@@ -103,7 +103,7 @@ fn one(h: &RunHandle, req: &CleanupRequest, kept: &[(std::path::PathBuf, String)
     excludes_and_refs(&repo, &rec, kept, &mut row);
     h.update_logged(|r| r.cleaned_up = true);
     h.log_line(&format!(
-        "cleanup: worktree {}; branch {}; {} ref(s) deleted",
+        "cleanup: worktree {}; branch {}; {} deleted",
         if row.worktree_removed {
             "removed"
         } else {
@@ -114,7 +114,7 @@ fn one(h: &RunHandle, req: &CleanupRequest, kept: &[(std::path::PathBuf, String)
         } else {
             row.branch_kept.clone().unwrap_or_else(|| "gone".into())
         },
-        row.refs_deleted
+        crate::protocol::format::count(row.refs_deleted, "ref")
     ));
     row
 }
@@ -231,9 +231,13 @@ fn branch(repo: &Repository, rec: &RunRecord, req: &CleanupRequest, row: &mut Cl
         ))
     } else {
         Some(format!(
-            "kept: its {} kept experiment(s) are not merged into {}; merge them with `arctl merge {}`, or delete the branch with `arctl cleanup {} --force`",
-            rec.counts.kept,
+            "kept: {} not merged into {}; merge {} with `arctl merge {}`, or delete the branch with `arctl cleanup {} --force`",
+            match rec.counts.kept {
+                1 => "its kept experiment is".to_string(),
+                n => format!("its {n} kept experiments are"),
+            },
             rec.base,
+            if rec.counts.kept == 1 { "it" } else { "them" },
             rec.id,
             rec.id
         ))

@@ -9,7 +9,7 @@ use std::collections::BTreeSet;
 
 use crate::git;
 use crate::ops::results::result_rows;
-use crate::protocol::format::{pct, short_commit};
+use crate::protocol::format::{count, pct, short_commit};
 use crate::protocol::{
     FailureQuote, Flag, GitLog, KeptChange, ResultRow, Review, Revisit, RunReport, Totals,
 };
@@ -312,7 +312,11 @@ fn git_log(rec: &RunRecord, records: &[ExperimentRecord]) -> GitLog {
         }
     }
     let note = (missing > 0).then(|| {
-        format!("{missing} kept commit(s) recorded in the journal are no longer in the repository")
+        format!(
+            "{} recorded in the journal {} no longer in the repository",
+            count(missing, "kept commit"),
+            if missing == 1 { "is" } else { "are" }
+        )
     });
     GitLog {
         source: if lines.is_empty() {
@@ -528,8 +532,12 @@ fn summary(
 ) -> String {
     let fmt = |v: Option<f64>| crate::protocol::format::format_metric(v);
     let mut s = format!(
-        "{} experiments: {} kept, {} discarded, {} crashed, {} rejected by the inspector.",
-        totals.experiments, totals.kept, totals.discarded, totals.crashed, totals.rejected
+        "{}: {} kept, {} discarded, {} crashed, {} rejected by the inspector.",
+        count(totals.experiments as usize, "experiment"),
+        totals.kept,
+        totals.discarded,
+        totals.crashed,
+        totals.rejected
     );
     match change {
         Some(c) if c > 0.0 => s.push_str(&format!(
@@ -550,9 +558,12 @@ fn summary(
     if !kept.is_empty() {
         let noisy = kept.iter().filter(|k| k.evidence == "noisy").count();
         s.push_str(&format!(
-            " {} of {} kept gains look fragile{}{}.",
+            " {} of {} fragile{}{}.",
             fragile.len(),
-            kept.len(),
+            match kept.len() {
+                1 => "1 kept gain looks".to_string(),
+                n => format!("{n} kept gains look"),
+            },
             if noisy > 0 {
                 format!(", {noisy} decided on paired noisy measurements")
             } else {
@@ -561,7 +572,10 @@ fn summary(
             if overfitting.is_empty() {
                 String::new()
             } else {
-                format!("; {} possible sign(s) of overfitting", overfitting.len())
+                format!(
+                    "; {} of overfitting",
+                    count(overfitting.len(), "possible sign")
+                )
             }
         ));
     }
@@ -648,8 +662,9 @@ fn next_steps(r: &RunReport, branch_exists: bool) -> Vec<String> {
         && r.totals.crashed > 0
     {
         out.push(format!(
-            "Look at why {} experiments crashed: `arctl log {}`",
-            r.totals.crashed, r.run
+            "Look at why {} crashed: `arctl log {}`",
+            count(r.totals.crashed as usize, "experiment"),
+            r.run
         ));
     }
     for v in r

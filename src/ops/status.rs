@@ -93,6 +93,7 @@ fn summarize(r: &RunRecord) -> RunSummary {
         step_detail: None,
         experiments: r.next_experiment.saturating_sub(1),
         max_experiments: r.spec.spec.budget.max_experiments,
+        max_wall_ms: r.spec.spec.budget.max_wall.map(|w| w.0.as_millis() as u64),
         counts: r.counts,
         direction,
         baseline: r.baseline,

@@ -40,6 +40,16 @@ pub fn pct_or_dash(v: Option<f64>) -> String {
     }
 }
 
+/// A count with its noun, singular or plural as English wants: "1 experiment",
+/// "2 experiments", "0 rounds". Nouns that take more than an "s" pass their plural.
+pub fn count(n: usize, noun: &str) -> String {
+    if n == 1 {
+        format!("1 {noun}")
+    } else {
+        format!("{n} {noun}s")
+    }
+}
+
 /// The short form of a commit id (7 characters, as `git log --oneline`).
 pub fn short_commit(c: &str) -> &str {
     &c[..7.min(c.len())]
@@ -62,5 +72,8 @@ mod tests {
         assert_eq!(pct_or_dash(Some(f64::NAN)), "-");
         assert_eq!(short_commit("a1b2c3d4e5"), "a1b2c3d");
         assert_eq!(short_commit("ab"), "ab");
+        assert_eq!(count(1, "experiment"), "1 experiment");
+        assert_eq!(count(0, "experiment"), "0 experiments");
+        assert_eq!(count(12, "round"), "12 rounds");
     }
 }

@@ -66,6 +66,10 @@ pub struct RunSummary {
     /// Experiments done (the baseline not counted).
     pub experiments: u32,
     pub max_experiments: Option<u32>,
+    /// The budget's `max_wall` in milliseconds of running time (`elapsed_ms` counts the
+    /// same clock), for the time left `arctl watch` shows.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_wall_ms: Option<u64>,
     pub counts: Counts,
     pub direction: Direction,
     pub baseline: Option<f64>,

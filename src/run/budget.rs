@@ -2,6 +2,7 @@
 //! experiments without a keep (`patience`), or the agent's reported cost (`max_cost`).
 //! Pure: the loop hands in what it knows.
 
+use crate::protocol::format::count;
 use crate::run::journal::{ExperimentRecord, Status};
 use crate::spec::BudgetSpec;
 
@@ -21,7 +22,10 @@ impl Spent<'_> {
         let b = self.budget;
         if let Some(max) = b.max_experiments {
             if self.next_experiment > max {
-                return Some(format!("budget reached: {max} experiments"));
+                return Some(format!(
+                    "budget reached: {}",
+                    count(max as usize, "experiment")
+                ));
             }
         }
         if let Some(w) = b.max_wall {
@@ -36,7 +40,8 @@ impl Spent<'_> {
             let dry = without_keep(self.records);
             if dry >= p {
                 return Some(format!(
-                    "plateau: {dry} experiments in a row without a keep (patience {p})"
+                    "plateau: {} in a row without a keep (patience {p})",
+                    count(dry as usize, "experiment")
                 ));
             }
         }

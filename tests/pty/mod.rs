@@ -17,8 +17,13 @@ pub struct Pty {
 }
 
 impl Pty {
-    /// Spawn `cmd` on a new pty (its stdin, stdout and stderr; a new session).
-    pub fn spawn(mut cmd: Command) -> Pty {
+    /// Spawn `cmd` on a new pty (its stdin, stdout and stderr; a new session), 40x120.
+    pub fn spawn(cmd: Command) -> Pty {
+        Self::spawn_sized(cmd, 40, 120)
+    }
+
+    /// Spawn on a pty of `rows` x `cols`.
+    pub fn spawn_sized(mut cmd: Command, rows: u16, cols: u16) -> Pty {
         use std::os::unix::process::CommandExt;
         // SAFETY: plain libc pty calls; every result is checked.
         let master_fd =
@@ -45,10 +50,10 @@ impl Pty {
             .write(true)
             .open(&slave_path)
             .expect("open the pty slave");
-        // A sensible window size (some renderers ask).
+        // The window size renderers ask for.
         let ws = libc::winsize {
-            ws_row: 40,
-            ws_col: 120,
+            ws_row: rows,
+            ws_col: cols,
             ws_xpixel: 0,
             ws_ypixel: 0,
         };

@@ -58,11 +58,11 @@ pub(super) fn message(
         .count();
     let mut msg = format!("{subject}\n\n");
     msg.push_str(&format!(
-        "{} of {} ({}): {} kept experiment(s) of {total}.\n",
+        "{} of {} ({}): {} of {total}.\n",
         if squash { "Squash" } else { "Merge" },
         rec.branch,
         rec.id,
-        kept.len()
+        crate::protocol::format::count(kept.len(), "kept experiment")
     ));
     msg.push_str(&format!(
         "Metric `{}` ({} is better): {change} alone",
