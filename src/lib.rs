@@ -23,4 +23,5 @@ pub mod run;
 pub mod spec;
 pub mod stats;
 pub mod store;
+pub mod text;
 pub mod validate;

@@ -1,7 +1,8 @@
 //! `arctl cleanup`: remove what ended runs left in their repositories; one row per run.
 
-use super::{expect_ok, json_out, reports, unexpected, Client, CmdResult, Error};
+use super::{expect_ok, json_out, unexpected, Client, CmdResult, Error};
 use crate::protocol::{CleanupRequest, Request, Response};
+use crate::text::reports;
 
 pub async fn run(client: &mut Client, req: CleanupRequest, json: bool) -> CmdResult {
     match expect_ok(client.call(&Request::Cleanup(req)).await?)? {

@@ -1,8 +1,9 @@
 //! `arctl merge`: land finished runs on their base; the daemon re-measures and answers with
 //! one row per run.
 
-use super::{expect_ok, json_out, reports, unexpected, Client, CmdResult, Error};
+use super::{expect_ok, json_out, unexpected, Client, CmdResult, Error};
 use crate::protocol::{MergeRequest, Request, Response};
+use crate::text::reports;
 
 pub async fn run(client: &mut Client, req: MergeRequest, json: bool) -> CmdResult {
     if !req.dry_run {

@@ -9,8 +9,6 @@ mod connect;
 mod control;
 mod log;
 mod merge;
-pub mod render;
-pub mod reports;
 mod results;
 pub mod shell;
 mod show;
@@ -163,7 +161,7 @@ async fn remote(cmd: Command, paths: &Paths, autostart: bool) -> CmdResult {
             Some(load_checked(spec)?)
         }
         Command::Plot { output, .. } => {
-            reports::check_plot_file(output)?;
+            results::check_plot_file(output)?;
             None
         }
         _ => None,

@@ -1,7 +1,8 @@
 //! `arctl status [RUN]`: the table of runs, or one run in detail.
 
-use super::{expect_ok, json_out, render, unexpected, Client, CmdResult};
+use super::{expect_ok, json_out, unexpected, Client, CmdResult};
 use crate::protocol::{Request, Response, RunSummary};
+use crate::text::render;
 
 pub async fn run(client: &mut Client, run: Option<String>, json: bool, active: bool) -> CmdResult {
     match expect_ok(client.call(&Request::Status { run }).await?)? {

@@ -10,11 +10,11 @@ use std::time::Duration;
 
 use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
 
-use super::render::{duration_ms, nothing_kept};
 use super::{expect_ok, unexpected, Client, CmdResult, Error};
 use crate::protocol::format::{count, format_metric, pct_or_dash as pct};
 use crate::protocol::{Request, Response};
 use crate::protocol::{RunState, RunSummary};
+use crate::text::render::{duration_ms, nothing_kept};
 
 /// How often the daemon is asked.
 const POLL: Duration = Duration::from_millis(250);

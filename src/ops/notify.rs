@@ -127,5 +127,5 @@ fn run(h: &RunHandle, spec: &CommandSpec, event: &str) {
 
 /// The report as `arctl report` prints it.
 fn report_text(r: &crate::protocol::RunReport) -> String {
-    crate::client::reports::report(r)
+    crate::text::reports::report(r)
 }
