@@ -7,7 +7,7 @@ use anyhow::{Context, Result};
 use git2::Oid;
 
 use crate::git;
-use crate::protocol::format::format_metric;
+use crate::protocol::format::metric_or_dash;
 use crate::run::journal::{self, ExperimentRecord, Status};
 use crate::run::runner::Runner;
 use crate::run::state::Step;
@@ -103,7 +103,7 @@ impl Runner {
         self.log(&format!(
             "experiment {n}: {} {} ({}) - {}",
             status.as_str(),
-            format_metric(rec.metric),
+            metric_or_dash(rec.metric),
             rec.reason,
             journal::clean_description(&rec.description)
         ));

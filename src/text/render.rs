@@ -316,7 +316,8 @@ pub fn results(t: &ResultsTable) -> String {
             vec![
                 r.experiment.to_string(),
                 r.commit.clone(),
-                format_metric(r.metric),
+                // No value (a crash, a reject): a dash; the TSV keeps the seed's 0.0.
+                metric(r.metric),
                 r.status.clone(),
                 pct(r.change),
                 r.confidence
