@@ -1,6 +1,9 @@
 //! Benchmark of the keep/discard decision (DESIGN.md section 4) on simulated noisy metrics.
 //!
-//! Run with `cargo bench --bench decision`. Exits non-zero when a target fails. Targets, in
+//! Run with `cargo bench --bench decision`. Exits non-zero when a target fails. While
+//! iterating, `ARCTL_DECISION_TRIALS=4000` runs fewer trials and `ARCTL_DECISION_ONLY=two-level`
+//! only the scenarios whose label contains that text (with 20,000 trials its numbers are the
+//! full run's: each scenario has its own seeded generator). Targets, in
 //! every noise model: no-op changes kept ≤ 3%, true 5% gains kept ≥ 90%, mean rounds ≤ 10
 //! (no-op and 5%); the 2% gain's power is printed beside them.
 //!
@@ -25,7 +28,7 @@
 //! calling `evaluate_noisy` after every round until it stops. A candidate with true gain `g`
 //! has true value `base × (1 − g)` ([`Direction::gain`]'s definition). The naive rule
 //! measures each once (back to back) and keeps when the candidate's number is lower. Every
-//! trial draws its own noise from one seeded RNG.
+//! scenario draws its trials' noise from its own seeded RNG.
 
 use std::process::ExitCode;
 use std::time::Instant;
@@ -39,6 +42,7 @@ use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 
 const SEED: u64 = 0x5EED_2024_A7C7;
+/// Trials per scenario; `ARCTL_DECISION_TRIALS` overrides (fewer while iterating).
 const TRIALS: usize = 20_000;
 const MIN_EFFECT: f64 = 0.01;
 const ALPHA: f64 = 0.05;
@@ -221,7 +225,7 @@ fn trial(rng: &mut StdRng, base_cfg: &DecisionConfig, sc: &Scenario, out: &mut O
 
 fn simulate(rng: &mut StdRng, cfg: &DecisionConfig, sc: &Scenario) -> Outcome {
     let mut out = Outcome::default();
-    for _ in 0..TRIALS {
+    for _ in 0..trials() {
         // Naive: one run each, back to back.
         let mut m = Metric::new(rng, sc.model);
         let b = m.run(rng, 1.0);
@@ -232,8 +236,17 @@ fn simulate(rng: &mut StdRng, cfg: &DecisionConfig, sc: &Scenario) -> Outcome {
     out
 }
 
+/// Trials per scenario: [`TRIALS`] unless `ARCTL_DECISION_TRIALS` says otherwise.
+fn trials() -> usize {
+    std::env::var("ARCTL_DECISION_TRIALS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .filter(|&n: &usize| n > 0)
+        .unwrap_or(TRIALS)
+}
+
 fn pct(k: usize) -> f64 {
-    100.0 * k as f64 / TRIALS as f64
+    100.0 * k as f64 / trials() as f64
 }
 
 fn scenarios() -> Vec<Scenario> {
@@ -283,6 +296,15 @@ fn scenarios() -> Vec<Scenario> {
     v
 }
 
+/// Each scenario draws from its own generator, seeded by [`SEED`] and its label: a change of
+/// the rule on one model does not reshuffle the others' draws, and a filtered run gives the
+/// full run's numbers.
+fn scenario_seed(sc: &Scenario) -> u64 {
+    label(sc)
+        .bytes()
+        .fold(SEED, |h, b| (h ^ u64::from(b)).wrapping_mul(0x100000001b3))
+}
+
 fn label(sc: &Scenario) -> String {
     let g = sc.gain;
     let what = if g == 0.0 {
@@ -300,7 +322,10 @@ fn main() -> ExitCode {
     let start = Instant::now();
     let cfg = DecisionConfig::new(Direction::Lower, MIN_EFFECT, ALPHA, false);
     println!("arctl decision benchmark (DESIGN.md section 4)");
-    println!("seed {SEED:#x}, {TRIALS} trials per scenario; the models are in benches/decision.rs");
+    println!(
+        "seed {SEED:#x}, {} trials per scenario; the models are in benches/decision.rs",
+        trials()
+    );
     println!(
         "rule: min_effect {}%, alpha {}, checkpoints {:?}, extension {:?}; a round = one run of the best + one of the candidate",
         MIN_EFFECT * 100.0,
@@ -314,11 +339,13 @@ fn main() -> ExitCode {
         "{:<52} {:>8} {:>12} {:>11} {:>8}",
         "scenario", "kept", "mean rounds", "naive kept", "determ."
     );
-    let mut rng = StdRng::seed_from_u64(SEED);
     let mut results = Vec::new();
-    for sc in scenarios() {
+    // `ARCTL_DECISION_ONLY=two-level` runs the scenarios whose label contains it.
+    let only = std::env::var("ARCTL_DECISION_ONLY").unwrap_or_default();
+    for sc in scenarios().into_iter().filter(|s| label(s).contains(&only)) {
+        let mut rng = StdRng::seed_from_u64(scenario_seed(&sc));
         let o = simulate(&mut rng, &cfg, &sc);
-        let mean_rounds = o.rounds as f64 / TRIALS as f64;
+        let mean_rounds = o.rounds as f64 / trials() as f64;
         println!(
             "{:<52} {:>7.2}% {:>12.2} {:>10.2}% {:>7.2}%",
             label(&sc),

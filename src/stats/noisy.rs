@@ -5,7 +5,7 @@
 
 use super::format::{fmt_gain, fmt_level, fmt_p, fmt_pct};
 use super::location::{locate, plain, robust_sd, t_quantile, t_sf, Location};
-use super::perm::sign_flip_p;
+use super::perm::{sign_flip_p, sign_flip_size, signed_ranks};
 use super::summary::{mad, median};
 use super::{
     DecisionConfig, Evaluation, Verdict, FUTILITY_BETA, INTERVAL_LEVEL, PROMISING_P, ROBUST_MIN_N,
@@ -72,8 +72,12 @@ fn contrasts(pairs: &[(f64, f64)], dir: Direction) -> Contrasts {
 /// location and noise (`estimate`), the one-sided bounds at this look's level (`bounds`),
 /// then the verdict and its reason (`Test::decide`).
 pub fn evaluate_noisy(pairs: &[(f64, f64)], cfg: &DecisionConfig, fewer_lines: bool) -> Evaluation {
-    let look = look(pairs.len(), cfg);
+    let mut look = look(pairs.len(), cfg);
     let est = estimate(pairs, cfg);
+    if est.tied.is_some() {
+        // The exact test of tied rounds also spends what its earlier looks could not.
+        look.alpha_k += carried(pairs, cfg, look.due);
+    }
     let bounds = bounds(&est, look.alpha_k);
     let test = Test {
         look,
@@ -99,6 +103,8 @@ struct Look {
     alpha_k: f64,
     /// The next look (the maximum when none is left).
     next: usize,
+    /// The look whose level `alpha_k` is: this one, else the next.
+    due: usize,
     max_rounds: usize,
 }
 
@@ -117,6 +123,11 @@ fn look(rounds: usize, cfg: &DecisionConfig) -> Look {
         cfg.checkpoint_alpha(rounds)
     };
     let at_look = alpha_k.is_some();
+    let due = match (last, at_look) {
+        (true, _) => max_rounds,
+        (false, true) => rounds,
+        (false, false) => next,
+    };
     let alpha_k =
         alpha_k.unwrap_or_else(|| cfg.checkpoint_alpha(next).unwrap_or(cfg.alpha_clamped()));
     Look {
@@ -126,8 +137,72 @@ fn look(rounds: usize, cfg: &DecisionConfig) -> Look {
         at_look,
         alpha_k,
         next,
+        due,
         max_rounds,
     }
+}
+
+/// The level the exact test of tied rounds left unspent at the looks before `due`, carried
+/// to it. Under the null (the candidate no better) each round's contrast is as likely
+/// negative as positive given its magnitude, so a look's chance of rejecting given the
+/// rounds' magnitudes, its conditional size `s`, can be counted over the sign patterns: a
+/// look that tested at level `a` (its plan's share plus what it was carried) and rejects
+/// with chance `s ≤ a` leaves `a - s` to the next. Counted for the looks whose test is a
+/// function of the sign pattern's sum: the signed-rank test of tied rounds
+/// ([`sign_flip_size`]) and the plain t test below [`ROBUST_MIN_N`] rounds
+/// ([`plain_t_size`]); a Huber look spends its share and passes the carry on. Which test a
+/// look uses depends on the magnitudes only ([`tie_heavy`], the round count), so given the
+/// magnitudes the looks' rejection chances add up to at most the plan's sum (Bonferroni):
+/// the false-keep bound is the plan's, the discreteness of tied rounds no longer wastes it.
+fn carried(pairs: &[(f64, f64)], cfg: &DecisionConfig, due: usize) -> f64 {
+    let dir = cfg.direction;
+    let mut carry = 0.0;
+    for j in cfg
+        .looks()
+        .into_iter()
+        .filter(|&j| j < due && j <= pairs.len())
+    {
+        let level = cfg.checkpoint_alpha(j).unwrap_or(0.0) + carry;
+        let d = contrasts(&pairs[..j], dir).d;
+        let size = if tie_heavy(&d) {
+            sign_flip_size(&signed_ranks(&d), level)
+        } else if d.len() < ROBUST_MIN_N {
+            plain_t_size(&d, level)
+        } else {
+            continue;
+        };
+        carry = level - size;
+    }
+    carry.max(0.0)
+}
+
+/// The conditional size of the plain one-sided t test at `level` (what a look below
+/// [`ROBUST_MIN_N`] rounds uses): the share of the 2^n sign patterns of `d`'s magnitudes
+/// whose lower bound is above 0. `level` when `d` is too long to enumerate (no claim).
+fn plain_t_size(d: &[f64], level: f64) -> f64 {
+    let n = d.len();
+    if n < 2 {
+        return 0.0;
+    }
+    if n >= ROBUST_MIN_N {
+        return level;
+    }
+    let tq = t_quantile(1.0 - level, (n - 1) as f64);
+    let mut flipped = vec![0.0; n];
+    let rejecting = (0..1u32 << n)
+        .filter(|mask| {
+            for (i, x) in d.iter().enumerate() {
+                flipped[i] = if mask & (1 << i) != 0 {
+                    x.abs()
+                } else {
+                    -x.abs()
+                };
+            }
+            let loc = plain(&flipped);
+            loc.se > 0.0 && loc.theta - tq * loc.se > 0.0
+        })
+        .count();
+    (rejecting as f64 / (1u64 << n) as f64).min(level)
 }
 
 /// The contrasts' location, with what maps it to gains and metric values.
@@ -162,8 +237,8 @@ fn estimate(pairs: &[(f64, f64)], cfg: &DecisionConfig) -> Estimate {
         min_effect
     };
     let n = c.d.len();
-    let tied = tie_heavy(&c.d).then(|| sign_flip_p(&c.d));
-    // The sign-flip test is a test of the sum: its estimate is the mean.
+    let tied = tie_heavy(&c.d).then(|| sign_flip_p(&signed_ranks(&c.d)));
+    // The estimate of tied rounds is their mean (the Huber scale, a MAD, is zero).
     let loc = if tied.is_some() {
         plain(&c.d)
     } else {
@@ -192,18 +267,20 @@ fn estimate(pairs: &[(f64, f64)], cfg: &DecisionConfig) -> Estimate {
     }
 }
 
-/// Contrasts that tie too much for a t statistic: fewer than three quarters distinct, or
-/// (from 3 rounds) more than half equal to the median (a zero MAD).
+/// Contrasts that tie too much for a t statistic: their magnitudes are fewer than three
+/// quarters distinct, or (from 3 rounds) more than half equal to their median. Magnitudes
+/// only, so that the choice of test is one the sign-flip null leaves fixed (see
+/// [`carried`]); it covers every case of a zero MAD of the contrasts themselves.
 fn tie_heavy(d: &[f64]) -> bool {
     let n = d.len();
     if n < 2 {
         return false;
     }
-    let mut v = d.to_vec();
-    v.sort_by(f64::total_cmp);
-    v.dedup();
-    let distinct = v.len();
-    4 * distinct < 3 * n || (n >= 3 && mad(d, median(d)) == 0.0)
+    let mut m: Vec<f64> = d.iter().map(|x| x.abs()).collect();
+    m.sort_by(f64::total_cmp);
+    let tol = 1e-9 * m[n - 1];
+    let distinct = 1 + m.windows(2).filter(|w| w[1] - w[0] > tol).count();
+    4 * distinct < 3 * n || (n >= 3 && mad(&m, median(&m)) <= tol)
 }
 
 impl Estimate {
@@ -409,7 +486,7 @@ impl Test {
         let (est, b, alpha_k) = (&self.est, &self.bounds, self.look.alpha_k);
         match est.tied {
             Some(_) => format!(
-                "sign-flip test of the tied rounds: p={}, needed <= {}",
+                "signed-rank test of the tied rounds: p={}, needed <= {}",
                 fmt_p(if which == "upper" {
                     b.p_worse
                 } else {
@@ -855,6 +932,63 @@ mod tests {
             })
             .count();
         assert!(kept <= 40, "{kept} of 2000 two-level no-ops kept");
+    }
+
+    #[test]
+    fn tie_heavy_reads_magnitudes_only() {
+        // Six distinct values but three distinct magnitudes: tied (the choice of test must
+        // not depend on the signs the null flips).
+        assert!(tie_heavy(&[0.05, -0.05, 0.03, -0.03, 0.02, -0.02]));
+        assert!(tie_heavy(&[0.077, 0.0, 0.0, -0.077, 0.0]));
+        // Equal up to the last bits counts as equal.
+        assert!(tie_heavy(&[0.051, 0.051 + 1e-17, 0.051 - 1e-17, 0.02]));
+        assert!(!tie_heavy(&[0.011, -0.02, 0.031, 0.004, -0.017, 0.026]));
+        assert!(!tie_heavy(&[0.05]));
+    }
+
+    #[test]
+    fn plain_t_size_counts_sign_patterns() {
+        // Three spread-out rounds: no sign pattern passes the 0.32% t test (t <= 3.5 < 12.9).
+        assert_eq!(plain_t_size(&[0.01, 0.02, 0.03], 0.0032), 0.0);
+        // At 20% the all-positive pattern passes (and only patterns with a positive mean).
+        let s = plain_t_size(&[0.01, 0.02, 0.03], 0.2);
+        assert!((0.125..=0.2).contains(&s), "{s}");
+        assert_eq!(plain_t_size(&[0.01], 0.05), 0.0);
+    }
+
+    #[test]
+    fn tied_looks_carry_what_they_could_not_spend() {
+        // A two-level metric (100 or 108) and a candidate 5% better: round contrasts of
+        // +5.1%, -2.6% or +12.8%. 8 rounds with two against the candidate: signed-rank
+        // p = 4/256 = 1.56%, above round 8's own share (0.86%) but within what rounds 3 and
+        // 5 could not spend (a 3-round t test and a 5-round signed-rank test never reach
+        // their 0.32% and 0.54%): kept at round 8.
+        let c = cfg(Direction::Lower);
+        let (mid, lo, hi) = ((100.0, 95.0), (100.0, 102.6), (108.0, 95.0));
+        let pairs = [mid, lo, hi, lo, mid, mid, mid, mid];
+        let ev = run_sequential(&pairs, &c, false);
+        assert_eq!(ev.verdict, Verdict::Keep, "{}", ev.reason);
+        assert_eq!(ev.rounds, 8);
+        assert!((ev.p_value - 4.0 / 256.0).abs() < 1e-9, "{}", ev.p_value);
+        assert!(ev.reason.contains("needed <= 0.0171"), "{}", ev.reason);
+        let share = c.checkpoint_alpha(8).unwrap();
+        assert!(ev.p_value > share, "{} <= {share}", ev.p_value);
+        // What was carried is what rounds 3 and 5 left: their whole shares.
+        let carry = carried(&pairs, &c, 8);
+        let early = c.checkpoint_alpha(3).unwrap() + c.checkpoint_alpha(5).unwrap();
+        assert!((carry - early).abs() < 1e-12, "{carry} vs {early}");
+        // A round-8 look that spent its level leaves only the unreached part to round 12.
+        let mut longer = pairs.to_vec();
+        longer.extend([lo, lo, lo, lo]);
+        let at12 = carried(&longer, &c, 12);
+        let level8 = early + share;
+        let size8 = sign_flip_size(&signed_ranks(&contrasts(&pairs, c.direction).d), level8);
+        assert!((at12 - (level8 - size8)).abs() < 1e-12 && at12 < level8);
+        // Continuous rounds never use the tied test: nothing is carried to them.
+        let smooth = noisy_pairs(3, 8, 0.95, 0.02);
+        let ev = evaluate_noisy(&smooth, &c, false);
+        assert_ne!(ev.test, "sign-flip");
+        assert!(!ev.reason.contains("needed"), "{}", ev.reason);
     }
 
     #[test]

@@ -4,6 +4,14 @@
 //! candidate are exchangeable within a round, so each contrast's sign is a fair coin and the
 //! p-value is the share of the 2^n sign patterns whose sum reaches the observed one.
 //!
+//! The decision applies it to the contrasts' signed ranks ([`signed_ranks`]: Wilcoxon's
+//! signed-rank test with midranks for tied magnitudes, zeros dropped), the textbook exact test
+//! of paired data with ties: conditional on the multiset of magnitudes it is exact, and the
+//! ranks give the small contrasts of a shifted distribution (the rounds where the noise went
+//! against the candidate) a small weight. [`sign_flip_size`] gives the test's attained size,
+//! P(p ≤ level) under the null given the magnitudes: a discrete test rejects less often than
+//! its level, and the decision carries the difference to its next look.
+//!
 //! Exact: equal magnitudes are grouped (a pattern only matters through how many of each
 //! group are positive, a binomial count), so tie-heavy data — the only data this test is
 //! used for — costs a few hundred terms. Data with too many distinct magnitudes fall back
@@ -18,25 +26,121 @@ const MAX_EXACT_TERMS: f64 = 1_048_576.0;
 /// Monte Carlo draws.
 const DRAWS: usize = 1 << 16;
 
+/// Two magnitudes within this relative distance are tied (the same two levels measured in
+/// another order give log ratios that differ in the last bits).
+const TIE_TOLERANCE: f64 = 1e-9;
+
 /// One-sided p-values of the sum of `d` under random sign flips: (upper, lower) =
 /// (P(S ≥ s_obs), P(S ≤ s_obs)). Zeros carry no sign and drop out. (1, 1) when `d` is
 /// empty or all zero.
 pub fn sign_flip_p(d: &[f64]) -> (f64, f64) {
-    let d: Vec<f64> = d.iter().copied().filter(|x| x.is_finite()).collect();
-    let observed: f64 = d.iter().sum();
-    let mut mags: Vec<f64> = d.iter().map(|x| x.abs()).filter(|&a| a > 0.0).collect();
-    if mags.is_empty() {
-        return (1.0, 1.0);
+    match Null::of(d) {
+        None => (1.0, 1.0),
+        Some(Null::Exact {
+            dist,
+            observed,
+            eps,
+        }) => tails(&dist, observed, eps),
+        Some(Null::Sampled {
+            mags,
+            observed,
+            eps,
+        }) => monte_carlo(&mags, observed, eps),
     }
-    mags.sort_by(f64::total_cmp);
-    // Sums of floats in another order differ in the last bits: compare with a tolerance.
-    let eps = 1e-9 * mags.iter().sum::<f64>();
-    let groups = group(&mags);
-    let terms: f64 = groups.iter().map(|&(_, c)| (c + 1) as f64).product();
-    if terms <= MAX_EXACT_TERMS {
-        exact(&groups, observed, eps)
-    } else {
-        monte_carlo(&mags, observed, eps)
+}
+
+/// The attained size of the upper test at `level`: P(P(S ≥ s_obs) ≤ level) when the signs
+/// are fair coins and the magnitudes are those of `d` — at most `level`, often well below it
+/// for tied data (the p-values are few). `level` itself when the null is sampled (no claim
+/// of a smaller size), 0 when `d` has no nonzero value (the test never rejects).
+pub fn sign_flip_size(d: &[f64], level: f64) -> f64 {
+    match Null::of(d) {
+        None => 0.0,
+        Some(Null::Sampled { .. }) => level,
+        Some(Null::Exact { dist, .. }) => {
+            // Tails from the top: the size is the largest tail at most `level`.
+            let mut tail = 0.0;
+            let mut size = 0.0;
+            for &(_, p) in dist.iter().rev() {
+                tail += p;
+                if tail > level * (1.0 + 1e-12) {
+                    break;
+                }
+                size = tail;
+            }
+            size.min(level)
+        }
+    }
+}
+
+/// Signed midranks: each nonzero contrast replaced by its sign times the rank of its
+/// magnitude among the nonzero ones (tied magnitudes share the mean of their ranks); zeros
+/// and non-finite values stay out (a zero is kept as 0, which the test drops).
+pub fn signed_ranks(d: &[f64]) -> Vec<f64> {
+    let d: Vec<f64> = d.iter().copied().filter(|x| x.is_finite()).collect();
+    let mut order: Vec<usize> = (0..d.len()).filter(|&i| d[i] != 0.0).collect();
+    order.sort_by(|&i, &j| d[i].abs().total_cmp(&d[j].abs()));
+    let top = order.last().map_or(0.0, |&i| d[i].abs());
+    let tol = TIE_TOLERANCE * top;
+    let mut r = vec![0.0; d.len()];
+    let mut start = 0;
+    while start < order.len() {
+        let first = d[order[start]].abs();
+        let end = (start..order.len())
+            .find(|&k| d[order[k]].abs() - first > tol)
+            .unwrap_or(order.len());
+        // Ranks start+1..=end share their mean.
+        let mid = (start + 1 + end) as f64 / 2.0;
+        for &i in &order[start..end] {
+            r[i] = mid.copysign(d[i]);
+        }
+        start = end;
+    }
+    r
+}
+
+/// The null distribution of the sum: exact (value, probability) pairs, or the magnitudes
+/// to sample from.
+enum Null {
+    Exact {
+        dist: Vec<(f64, f64)>,
+        observed: f64,
+        eps: f64,
+    },
+    Sampled {
+        mags: Vec<f64>,
+        observed: f64,
+        eps: f64,
+    },
+}
+
+impl Null {
+    /// None when `d` has no nonzero finite value.
+    fn of(d: &[f64]) -> Option<Null> {
+        let d: Vec<f64> = d.iter().copied().filter(|x| x.is_finite()).collect();
+        let observed: f64 = d.iter().sum();
+        let mut mags: Vec<f64> = d.iter().map(|x| x.abs()).filter(|&a| a > 0.0).collect();
+        if mags.is_empty() {
+            return None;
+        }
+        mags.sort_by(f64::total_cmp);
+        // Sums of floats in another order differ in the last bits: compare with a tolerance.
+        let eps = 1e-9 * mags.iter().sum::<f64>();
+        let groups = group(&mags);
+        let terms: f64 = groups.iter().map(|&(_, c)| (c + 1) as f64).product();
+        Some(if terms <= MAX_EXACT_TERMS {
+            Null::Exact {
+                dist: exact(&groups, eps),
+                observed,
+                eps,
+            }
+        } else {
+            Null::Sampled {
+                mags,
+                observed,
+                eps,
+            }
+        })
     }
 }
 
@@ -52,9 +156,9 @@ fn group(sorted: &[f64]) -> Vec<(f64, usize)> {
     g
 }
 
-/// The exact tails: every count of positives per group, weighted by its binomial chance.
-fn exact(groups: &[(f64, usize)], observed: f64, eps: f64) -> (f64, f64) {
-    // The distribution of S as (value, probability) pairs, built group by group.
+/// The exact distribution of S, sorted by value: every count of positives per group,
+/// weighted by its binomial chance, built group by group.
+fn exact(groups: &[(f64, usize)], eps: f64) -> Vec<(f64, f64)> {
     let mut dist: Vec<(f64, f64)> = vec![(0.0, 1.0)];
     for &(m, c) in groups {
         let weights = binomial_half(c);
@@ -66,6 +170,11 @@ fn exact(groups: &[(f64, usize)], observed: f64, eps: f64) -> (f64, f64) {
         }
         dist = merge_equal(next, eps);
     }
+    dist
+}
+
+/// The tails of an exact distribution at the observed sum.
+fn tails(dist: &[(f64, f64)], observed: f64, eps: f64) -> (f64, f64) {
     let upper: f64 = dist
         .iter()
         .filter(|(s, _)| *s >= observed - eps)
@@ -173,5 +282,53 @@ mod tests {
         let (p1, _) = sign_flip_p(&many);
         assert!(p1 < 1e-3, "{p1}");
         assert_eq!(sign_flip_p(&many), sign_flip_p(&many));
+    }
+
+    #[test]
+    fn signed_midranks() {
+        // Magnitudes 0.026 < 0.051 (twice, equal to the last bits) < 0.128; a zero stays 0.
+        let d = [0.051, -0.026, 0.128, 0.0, 0.051 + 1e-17];
+        assert_eq!(signed_ranks(&d), vec![2.5, -1.0, 4.0, 0.0, 2.5]);
+        assert_eq!(signed_ranks(&[-0.2, -0.2, 0.1]), vec![-2.5, -2.5, 1.0]);
+        assert!(signed_ranks(&[]).is_empty());
+        // Ranks ignore how far a spike is: the test of a spiky sample equals its tame twin's.
+        assert_eq!(
+            sign_flip_p(&signed_ranks(&[0.01, 0.02, -0.005, 9.0])),
+            sign_flip_p(&signed_ranks(&[0.01, 0.02, -0.005, 0.03]))
+        );
+    }
+
+    #[test]
+    fn attained_size_is_the_largest_reachable_tail() {
+        // Eight equal magnitudes: the tails are 1/256, 9/256, ...; at 1.71% only the first
+        // is reachable, at 4% the second.
+        let d = [1.0; 8];
+        let s = sign_flip_size(&d, 0.0171);
+        assert!((s - 1.0 / 256.0).abs() < 1e-12, "{s}");
+        assert!((sign_flip_size(&d, 0.04) - 9.0 / 256.0).abs() < 1e-12);
+        // Three rounds never reach 0.32%: the size is 0 and the whole level is left.
+        assert_eq!(sign_flip_size(&[1.0, 2.0, 2.0], 0.0032), 0.0);
+        assert_eq!(sign_flip_size(&[0.0; 4], 0.05), 0.0);
+        // The size is the chance that the p-value is at most the level: brute force.
+        let d = signed_ranks(&[0.051, -0.026, 0.128, 0.051, 0.051, -0.026, 0.128, 0.051]);
+        let level = 0.03;
+        let n = d.len();
+        let hits = (0..1u32 << n)
+            .filter(|mask| {
+                let f: Vec<f64> = (0..n)
+                    .map(|i| {
+                        if mask & (1 << i) != 0 {
+                            d[i].abs()
+                        } else {
+                            -d[i].abs()
+                        }
+                    })
+                    .collect();
+                sign_flip_p(&f).0 <= level
+            })
+            .count();
+        let s = sign_flip_size(&d, level);
+        assert!((s - hits as f64 / 256.0).abs() < 1e-12, "{s} vs {hits}/256");
+        assert!(s <= level);
     }
 }
