@@ -589,6 +589,12 @@ pub fn remove_stale_locks(worktree: &Path, common_dir: &Path, id: &str) -> Vec<S
         candidates.push(gitdir.join("HEAD.lock"));
     }
     candidates.push(common_dir.join(format!("refs/heads/{}.lock", names::branch(id))));
+    // The second (best) tree: a kill while it was created or moved leaves its locks.
+    let best = names::best_tree_name(id);
+    candidates.push(common_dir.join(format!("refs/heads/arctl-tmp/{best}.lock")));
+    for f in ["index.lock", "HEAD.lock"] {
+        candidates.push(common_dir.join("worktrees").join(&best).join(f));
+    }
     let discarded = common_dir.join(format!("{}discarded", names::run_refs(id)));
     if let Ok(entries) = std::fs::read_dir(&discarded) {
         for e in entries.flatten() {
