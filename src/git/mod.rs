@@ -270,13 +270,20 @@ pub struct DiffStat {
 pub struct WorkTree {
     pub repo: Repository,
     pub path: PathBuf,
+    /// The last stat walk of [`WorkTree::changes_since`]: when it started, and whether it
+    /// listed a `.gitignore` that is not tracked as it is (see `hidden_by_ignores`).
+    pub(crate) rules_walk: std::cell::Cell<Option<(std::time::SystemTime, bool)>>,
 }
 
 impl WorkTree {
     /// A repository already open, as a work tree (its work dir, or its git dir if bare).
     pub fn from_repo(repo: Repository) -> WorkTree {
         let path = repo.workdir().unwrap_or_else(|| repo.path()).to_path_buf();
-        WorkTree { repo, path }
+        WorkTree {
+            repo,
+            path,
+            rules_walk: Default::default(),
+        }
     }
 
     pub fn open(path: &Path) -> Result<WorkTree> {
@@ -285,6 +292,7 @@ impl WorkTree {
         Ok(WorkTree {
             repo,
             path: path.to_path_buf(),
+            rules_walk: Default::default(),
         })
     }
 
@@ -315,7 +323,14 @@ impl WorkTree {
             .show_untracked_content(false)
             .include_typechange(true);
         // Only the paths a stat walk finds may differ, when it applies (see `fast`).
-        match self.paths_to_diff(&tree)? {
+        let started = std::time::SystemTime::now();
+        self.rules_walk.set(None);
+        let paths = self.paths_to_diff(&tree)?;
+        if let Some(p) = &paths {
+            let rule = |p: &Vec<u8>| p == b".gitignore" || p.ends_with(b"/.gitignore");
+            self.rules_walk.set(Some((started, p.iter().any(rule))));
+        }
+        match paths {
             Some(paths) if paths.is_empty() => return Ok(Vec::new()),
             Some(paths) => {
                 for p in paths {
