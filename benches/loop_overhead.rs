@@ -265,7 +265,10 @@ fn durable_writes(w: &World, d: &Daemon, r: &mut Report, base: &str, n: u32) -> 
                 std::slice::from_ref(&id),
                 Duration::from_secs(600),
                 is_ended,
-            )
+            )?;
+            // The run's thread writes its record once more after the state shows it ended.
+            std::thread::sleep(Duration::from_millis(300));
+            Ok(())
         })?;
         let wt = repo.with_file_name(format!("repo2-{id}"));
         drop_worktree(w, &repo, &wt, Some(&format!("autoresearch/{id}")));
