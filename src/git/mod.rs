@@ -195,6 +195,10 @@ pub fn create_detached_worktree(
         po.valid(true).working_tree(true).locked(true);
         let _ = wt.prune(Some(&mut po));
     }
+    // A kill in the middle of an earlier creation can leave an admin entry libgit2 cannot
+    // look up (no `gitdir` yet) whose HEAD holds the temporary branch: it is arctl's own
+    // (never watched, see `snapshot`), removed outright.
+    let _ = std::fs::remove_dir_all(repo.commondir().join("worktrees").join(name));
     let _ = std::fs::remove_dir_all(path);
     // git2 worktrees need a branch; make a private ref and detach right away.
     let c = repo.find_commit(commit)?;
