@@ -1,6 +1,8 @@
 //! Loop overhead: what arctl adds to each experiment beyond the proposer and the metric,
-//! against a shell loop doing the seed's steps with the git CLI, on generated repos of
-//! 10,000 and 100,000 files (issue 9). Run with `cargo bench --bench loop_overhead`.
+//! against a shell loop doing the seed's steps with the git CLI, on generated repos of 2
+//! (tiny), 10,000 and 100,000 files, each on the machine's own disk (TMPDIR) and on a RAM
+//! disk (ARCTL_BENCH_RAM_DIR, default /dev/shm) in the same run (issues 9 and 20). Run with
+//! `cargo bench --bench loop_overhead`.
 //!
 //! The proposer changes one line of one file; the metric prints a constant, so every
 //! experiment is committed, measured, discarded and reverted (the most git work a
@@ -9,24 +11,28 @@
 //! * arctl: the real daemon (release binary, own process) runs the loop. Per experiment,
 //!   overhead = (start of the next experiment − start of this one) − (the proposer's and the
 //!   metric's own wall time), from the journal: every step of the daemon's cycle (scope
-//!   check, commit, diff stat, state writes with fsync, journal + TSV, revert, bookkeeping,
-//!   starting and sweeping the children) is in it.
+//!   check, commit, diff stat, durable writes, journal + TSV, revert, bookkeeping,
+//!   starting and sweeping the children) is in it. Whole run: from `start` to the run's end.
 //! * reference: `loop.sh` in a worktree of the same repo at the same commit runs, per
 //!   experiment, the same proposer and metric plus `git status --porcelain -uall` (scope
 //!   check), `git add -A`, `git commit`, `git rev-parse --short HEAD`, `git reset --hard`,
 //!   `git clean -fd` and appends a TSV row. Overhead = median cycle of that loop − median
 //!   cycle of the same loop with the git and TSV steps removed (proposer + metric only).
-//! * Targets: arctl ≤ 0.5 × the shell loop at 10,000 files; from 10,000 to 100,000 files
-//!   arctl's overhead grows by at most 1.2 × the git CLI's growth factor.
+//!   Whole run: `git worktree add` plus the loop.
+//! * Targets: tiny repo, arctl ≤ 1.0 × the shell loop per experiment; 10,000 files ≤ 0.5 ×
+//!   per experiment and for the whole run; from 10,000 to 100,000 files arctl's overhead
+//!   grows by at most 1.2 × the git CLI's growth factor; at most 3 fsync/fdatasync per
+//!   experiment (counted by `strace -f -c` on the daemon, when strace may attach).
 //! * Also printed: each git step timed in-process (arctl's git layer, as the daemon calls
 //!   it) beside its git CLI equivalent: the profile behind the figures.
 //!
-//! * Each size starts after `settle()` (ext4's recently freed inodes slow down file
-//!   creation for a minute after a mass deletion); worktrees are removed once a size is done.
+//! * Each size of 10,000 files and more starts after `settle()` (ext4's recently freed
+//!   inodes slow down file creation for a minute after a mass deletion); worktrees are
+//!   removed once a size is done.
 //!
-//! Knobs: ARCTL_BENCH_QUICK / ARCTL_BENCH_SKIP_100K (see benches/support),
-//! ARCTL_BENCH_ROUNDS (default 3), ARCTL_BENCH_EXPERIMENTS (default 20 per round at 10k,
-//! half that at 100k).
+//! Knobs: ARCTL_BENCH_QUICK / ARCTL_BENCH_SKIP_100K / ARCTL_BENCH_RAM_DIR (see
+//! benches/support), ARCTL_BENCH_ROUNDS (default 3), ARCTL_BENCH_EXPERIMENTS (default 20
+//! per round at 10k, twice that for the tiny repo, half that at 100k).
 
 mod support;
 
@@ -69,11 +75,17 @@ date +%s%N >> "$times"
 "#;
 
 struct Size {
+    /// "disk" or "RAM".
+    base: &'static str,
     files: usize,
     repo: PathBuf,
     arctl: Vec<f64>,
     shell_full: Vec<f64>,
     shell_null: Vec<f64>,
+    /// Whole runs (ms): arctl from `start` to the run's end (worktree, baseline and every
+    /// experiment); the shell loop from `git worktree add` to its last row.
+    whole_arctl: Vec<f64>,
+    whole_shell: Vec<f64>,
     rows_ok: bool,
     /// Worktrees to remove once the size is done (not between rounds: ext4's recently
     /// freed inodes would slow down the next round's file creation).
@@ -87,103 +99,207 @@ impl Size {
     fn shell_ms(&self) -> f64 {
         median(&self.shell_full) - median(&self.shell_null)
     }
+    fn label(&self) -> String {
+        match self.files {
+            n if n < 1000 => format!("{n} files"),
+            n => format!("{}k files", n / 1000),
+        }
+    }
 }
 
 fn main() -> ExitCode {
-    run("loop overhead per experiment (issue 9)", |r| {
-        let w = World::new("loop");
+    run("loop overhead per experiment (issues 9, 20)", |r| {
         let rounds: usize = env_num("ARCTL_BENCH_ROUNDS", 3);
         let exps: u32 = env_num("ARCTL_BENCH_EXPERIMENTS", 20);
-        write_exec(&w.path("agent.sh"), AGENT)?;
-        write_exec(&w.path("loop.sh"), LOOP_SH)?;
-        let daemon = w.daemon(None)?;
-        let mut sizes = vec![(10_000usize, exps, rounds)];
+        let mut sizes = vec![(2usize, exps * 2, rounds), (10_000, exps, rounds)];
         if with_100k() {
             sizes.push((100_000, (exps / 2).max(4), rounds.clamp(1, 2)));
         } else {
             r.note("100,000-file part skipped (ARCTL_BENCH_QUICK / ARCTL_BENCH_SKIP_100K)");
         }
         let mut done: Vec<Size> = Vec::new();
-        for (files, n, rounds) in sizes {
-            let repo = w.path(&format!("repo{files}"));
-            gen_repo_timed(&w, &repo, files)?;
-            let mut s = Size {
-                files,
-                repo,
-                arctl: vec![],
-                shell_full: vec![],
-                shell_null: vec![],
-                rows_ok: true,
-                made: vec![],
-            };
-            settle();
-            for round in 0..rounds {
-                shell_round(&w, &mut s, round, n)?;
-                arctl_round(&w, &daemon, &mut s, round, n)?;
-                say(format!(
-                    "{files} files, round {}: arctl {:.1} ms, shell {:.1} ms (full {:.1} − null {:.1})",
-                    round + 1,
-                    s.arctl_ms(),
-                    s.shell_ms(),
-                    median(&s.shell_full),
-                    median(&s.shell_null)
-                ));
+        for (base, dir) in bases() {
+            let w = World::new_in("loop", &dir);
+            r.note(format!("{base}: {}", w.root.display()));
+            write_exec(&w.path("agent.sh"), AGENT)?;
+            write_exec(&w.path("loop.sh"), LOOP_SH)?;
+            let daemon = w.daemon(None)?;
+            for &(files, n, rounds) in &sizes {
+                let s = one_size(&w, &daemon, r, base, files, n, rounds)?;
+                done.push(s);
             }
-            steps(&w, &s, r)?;
-            for (path, br) in std::mem::take(&mut s.made) {
-                drop_worktree(&w, &s.repo, &path, Some(&br));
-            }
-            done.push(s);
+            durable_writes(&w, &daemon, r, base, exps)?;
+            daemon.shutdown()?;
         }
-        daemon.shutdown()?;
-        for s in &done {
-            let name = format!("loop overhead/experiment, {}k files", s.files / 1000);
-            let target = if s.files == 10_000 {
-                Target::RatioAtMost(0.5)
+        report(r, &done);
+        Ok(())
+    })
+}
+
+/// One repo size on one disk: `rounds` of the shell loop and of arctl, then the steps.
+fn one_size(
+    w: &World,
+    daemon: &Daemon,
+    r: &mut Report,
+    base: &'static str,
+    files: usize,
+    n: u32,
+    rounds: usize,
+) -> Result<Size> {
+    let repo = w.path(&format!("repo{files}"));
+    gen_repo_timed(w, &repo, files)?;
+    let mut s = Size {
+        base,
+        files,
+        repo,
+        arctl: vec![],
+        shell_full: vec![],
+        shell_null: vec![],
+        whole_arctl: vec![],
+        whole_shell: vec![],
+        rows_ok: true,
+        made: vec![],
+    };
+    if files >= 10_000 {
+        settle();
+    }
+    for round in 0..rounds {
+        shell_round(w, &mut s, round, n)?;
+        arctl_round(w, daemon, &mut s, round, n)?;
+        say(format!(
+            "{base}, {}, round {}: arctl {:.1} ms, shell {:.1} ms (full {:.1} − null {:.1}); whole run {:.0} vs {:.0} ms",
+            s.label(),
+            round + 1,
+            s.arctl_ms(),
+            s.shell_ms(),
+            median(&s.shell_full),
+            median(&s.shell_null),
+            median(&s.whole_arctl),
+            median(&s.whole_shell),
+        ));
+    }
+    if files >= 10_000 {
+        steps(w, &s, r)?;
+    }
+    for (path, br) in std::mem::take(&mut s.made) {
+        drop_worktree(w, &s.repo, &path, Some(&br));
+    }
+    Ok(s)
+}
+
+/// The table: per experiment and whole run, each size on each disk side by side.
+fn report(r: &mut Report, done: &[Size]) {
+    for s in done {
+        let (per, whole) = match s.files {
+            2 => (Target::RatioAtMost(1.0), Target::Info),
+            10_000 => (Target::RatioAtMost(0.5), Target::RatioAtMost(0.5)),
+            _ => (Target::Info, Target::Info),
+        };
+        let l = format!("{}, {}", s.label(), s.base);
+        r.compare(
+            &format!("loop overhead/experiment, {l}"),
+            s.arctl_ms(),
+            s.shell_ms(),
+            "ms",
+            per,
+        );
+        r.compare(
+            &format!("  whole run, {l}"),
+            median(&s.whole_arctl),
+            median(&s.whole_shell),
+            "ms",
+            whole,
+        );
+        r.check(
+            &format!("  TSV rows present and discarded, {l}"),
+            if s.rows_ok {
+                "all rows"
             } else {
-                Target::Info
-            };
-            r.compare(&name, s.arctl_ms(), s.shell_ms(), "ms", target);
-            r.check(
-                &format!("TSV rows present and discarded, {}k files", s.files / 1000),
-                if s.rows_ok {
-                    "all rows"
-                } else {
-                    "missing/wrong rows"
-                },
-                s.rows_ok,
-            );
-        }
-        if let [a, b] = &done[..] {
+                "missing/wrong rows"
+            },
+            s.rows_ok,
+        );
+    }
+    for a in done.iter().filter(|s| s.files == 10_000) {
+        if let Some(b) = done.iter().find(|b| b.files == 100_000 && b.base == a.base) {
             let ga = b.arctl_ms() / a.arctl_ms();
             let gs = b.shell_ms() / a.shell_ms();
             r.compare(
-                "growth 10k -> 100k files (arctl vs git CLI)",
+                &format!("growth 10k -> 100k files (arctl vs git CLI), {}", a.base),
                 ga,
                 gs,
                 "x",
                 Target::RatioAtMost(1.2),
             );
         }
-        for s in &done {
-            r.note(format!(
-                "{}k files: {} arctl cycles, {} + {} shell cycles; medians",
-                s.files / 1000,
-                s.arctl.len(),
-                s.shell_full.len(),
-                s.shell_null.len()
-            ));
+    }
+    for s in done {
+        r.note(format!(
+            "{}, {}: {} arctl cycles, {} + {} shell cycles; medians",
+            s.label(),
+            s.base,
+            s.arctl.len(),
+            s.shell_full.len(),
+            s.shell_null.len()
+        ));
+    }
+}
+
+/// fsync + fdatasync per experiment on the hot path, counted by strace on the daemon: two
+/// runs of the tiny repo, `n` and `3n` experiments; the difference over `2n` cancels what a
+/// run costs once (creation, baseline, end).
+fn durable_writes(w: &World, d: &Daemon, r: &mut Report, base: &str, n: u32) -> Result<()> {
+    let repo = w.path("repo2");
+    let mut counts = Vec::new();
+    for (i, k) in [n, 3 * n].into_iter().enumerate() {
+        let id = format!("fs{i}");
+        let spec = w.path(&format!("{id}.toml"));
+        write(
+            &spec,
+            &spec_text(&id, &repo, METRIC, "src/**", k, &w.path("agent.sh")),
+        )?;
+        let ((), c) = count_syscalls(w, d.pid, "fsync,fdatasync", || {
+            let mut c = d.client()?;
+            c.start(&spec)?;
+            c.wait_states(
+                std::slice::from_ref(&id),
+                Duration::from_secs(600),
+                is_ended,
+            )?;
+            // The run's thread writes its record once more after the state shows it ended.
+            std::thread::sleep(Duration::from_millis(300));
+            Ok(())
+        })?;
+        let wt = repo.with_file_name(format!("repo2-{id}"));
+        drop_worktree(w, &repo, &wt, Some(&format!("autoresearch/{id}")));
+        match c {
+            Some(c) => counts.push(c.values().sum::<u64>() as f64),
+            None => {
+                r.note(format!(
+                    "durable writes, {base}: not counted (strace missing or not allowed to attach)"
+                ));
+                return Ok(());
+            }
         }
-        Ok(())
-    })
+    }
+    r.figure(
+        &format!("durable writes (fsync + fdatasync) per experiment, {base}"),
+        (counts[1] - counts[0]) / (2 * n) as f64,
+        "",
+        Target::AtMost(3.0),
+    );
+    Ok(())
 }
 
 /// The shell loop, null then full, in a fresh worktree at main.
 fn shell_round(w: &World, s: &mut Size, round: usize, n: u32) -> Result<()> {
     let br = format!("shell-{}-{round}", s.files);
     let wt = w.path(&br);
+    let t0 = std::time::Instant::now();
     w.add_worktree(&s.repo, &wt, &br)?;
+    let added = ms(t0.elapsed());
     for mode in ["null", "full"] {
+        let t1 = std::time::Instant::now();
         let times = w.path(&format!("times-{}-{round}-{mode}", s.files));
         let tsv = w.path(&format!("shell-{}-{round}.tsv", s.files));
         let mut c = std::process::Command::new("sh");
@@ -205,6 +321,7 @@ fn shell_round(w: &World, s: &mut Size, round: usize, n: u32) -> Result<()> {
             .collect();
         let cycles: Vec<f64> = t.windows(2).map(|p| (p[1] - p[0]) / 1e6).collect();
         if mode == "full" {
+            s.whole_shell.push(added + ms(t1.elapsed()));
             s.shell_full.extend(cycles);
             let rows = std::fs::read_to_string(&tsv)?.lines().count();
             s.rows_ok &= rows == n as usize;
@@ -217,7 +334,7 @@ fn shell_round(w: &World, s: &mut Size, round: usize, n: u32) -> Result<()> {
 }
 
 fn arctl_round(w: &World, d: &Daemon, s: &mut Size, round: usize, n: u32) -> Result<()> {
-    let id = format!("ov{}k-{round}", s.files / 1000);
+    let id = format!("ov{}-{round}", s.files);
     let spec = w.path(&format!("{id}.toml"));
     write(
         &spec,
@@ -228,12 +345,14 @@ fn arctl_round(w: &World, d: &Daemon, s: &mut Size, round: usize, n: u32) -> Res
         ),
     )?;
     let mut c = d.client()?;
+    let t0 = std::time::Instant::now();
     c.start(&spec)?;
     c.wait_states(
         std::slice::from_ref(&id),
         Duration::from_secs(3600),
         is_ended,
     )?;
+    s.whole_arctl.push(ms(t0.elapsed()));
     let journal = w.state_dir.join("runs").join(&id).join("journal.jsonl");
     let (recs, _) =
         arctl::store::read_json_lines::<arctl::run::journal::ExperimentRecord>(&journal)?;

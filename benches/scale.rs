@@ -10,6 +10,9 @@
 //!   together. Throughput: experiments per second from the resume to the last run
 //!   finished, with the daemon's default settings (`max_parallel` = the number of cores,
 //!   so on two cores 30 of the 32 runs wait for a slot at any time).
+//! * The same 32 runs then run on the RAM disk (ARCTL_BENCH_RAM_DIR, default /dev/shm;
+//!   `none` skips it) with a daemon of their own: its throughput is printed beside the
+//!   disk's (TMPDIR: the disk the user's repos live on).
 //! * Memory: the daemon's peak RSS (sampled every 20 ms) while the 32 runs are active,
 //!   target ≤ 64 MiB.
 //! * Then 96 more runs are started and paused: with 128 registered runs, `status` p99
@@ -148,12 +151,26 @@ fn bench(r: &mut Report) -> Result<()> {
         problems.is_empty(),
     );
     let exps = (RUNS as u32 * EXPERIMENTS) as f64;
-    r.figure(
-        "throughput, 32 runs at once",
-        exps / elapsed.as_secs_f64(),
-        "exp/s",
-        Target::Info,
-    );
+    let disk = exps / elapsed.as_secs_f64();
+    match ram_dir() {
+        Some(dir) => {
+            let (ram, ok) = ram_throughput(&dir, files)?;
+            r.compare(
+                "throughput, 32 runs at once: disk (figure) vs RAM disk (reference)",
+                disk,
+                ram,
+                "exp/s",
+                Target::Info,
+            );
+            r.check("  RAM disk: TSV rows present and correct", &ok.0, ok.1);
+        }
+        None => r.figure(
+            "throughput, 32 runs at once (disk)",
+            disk,
+            "exp/s",
+            Target::Info,
+        ),
+    }
     r.figure(
         "  wall time for the 640 experiments",
         elapsed.as_secs_f64(),
@@ -220,6 +237,41 @@ fn bench(r: &mut Report) -> Result<()> {
     report_idle_cpu(r, &daemon, "96 paused runs")?;
     daemon.shutdown()?;
     Ok(())
+}
+
+/// The same 32 runs x 20 experiments on the RAM disk `dir`, with a daemon of their own:
+/// experiments per second, and whether every TSV row was right.
+fn ram_throughput(dir: &Path, files: usize) -> Result<(f64, (String, bool))> {
+    let w = World::new_in("scale-ram", dir);
+    let ids: Vec<String> = (0..RUNS).map(|i| format!("s{i:02}")).collect();
+    let repo = w.path("repo");
+    gen_runs_repo(&w, &repo, files, &ids, "1000\n")?;
+    write_exec(&w.path("agent.sh"), AGENT)?;
+    let daemon = w.daemon(None)?;
+    let mut c = daemon.client()?;
+    for id in &ids {
+        c.start(&runs_repo_spec(&w, &repo, id, EXPERIMENTS)?)?;
+        c.call(&Request::Pause { run: id.clone() })?;
+    }
+    c.wait_states(&ids, Duration::from_secs(1800), |s| s == "paused")?;
+    let t0 = Instant::now();
+    for id in &ids {
+        c.call(&Request::Resume { run: id.clone() })?;
+    }
+    c.wait_states(&ids, Duration::from_secs(3600), is_ended)?;
+    let elapsed = t0.elapsed();
+    let (rows_ok, rows, problems) = check_rows(&w, &repo, &ids, &c.summaries()?)?;
+    let want = RUNS * (EXPERIMENTS as usize + 1);
+    daemon.shutdown()?;
+    let eps = (RUNS as u32 * EXPERIMENTS) as f64 / elapsed.as_secs_f64();
+    let ok = rows_ok == want && rows == want && problems.is_empty();
+    Ok((
+        eps,
+        (
+            format!("{rows_ok}/{want}, {} problem(s)", problems.len()),
+            ok,
+        ),
+    ))
 }
 
 /// Check every TSV row of `ids`: (rows as expected, rows found, problems).

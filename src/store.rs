@@ -1,5 +1,7 @@
 //! Durable state: atomic writes (temp file → fsync → rename → fsync of the folder), schema
-//! versions in every file, append-only journals, and quarantine of unreadable files.
+//! versions in every file, append-only journals, and quarantine of unreadable files. Copies
+//! that recovery rebuilds from the journal (the TSVs) are written without waiting for the
+//! disk ([`write_replace`], [`append_plain`]): on a real disk each fsync costs milliseconds.
 
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Write};
@@ -24,6 +26,17 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> io::Result<()> {
     }
     fs::rename(&tmp, path)?;
     File::open(dir)?.sync_all()
+}
+
+/// Replace `path` by a temp file and a rename, without fsync: readers see the old content or
+/// the new, never a mix; after a crash the file may be older (or, on a file system that does
+/// not order the rename after the data, empty). Only for files recovery rebuilds.
+pub fn write_replace(path: &Path, bytes: &[u8]) -> io::Result<()> {
+    let dir = path.parent().unwrap_or(Path::new("."));
+    let name = path.file_name().unwrap_or_default().to_string_lossy();
+    let tmp = dir.join(format!(".{name}.tmp.{}", std::process::id()));
+    fs::write(&tmp, bytes)?;
+    fs::rename(&tmp, path)
 }
 
 #[derive(Serialize, Deserialize)]
@@ -81,6 +94,11 @@ pub fn append_json_line<T: Serialize>(path: &Path, value: &T) -> Result<()> {
 
 /// Append bytes and fsync.
 pub fn append_durable(path: &Path, bytes: &[u8]) -> Result<()> {
+    append_marked(path, bytes).map(|_| ())
+}
+
+/// Append bytes and fdatasync; what the file looks like right after (see [`FileMark`]).
+pub fn append_marked(path: &Path, bytes: &[u8]) -> Result<FileMark> {
     let mut f = OpenOptions::new()
         .create(true)
         .append(true)
@@ -88,7 +106,49 @@ pub fn append_durable(path: &Path, bytes: &[u8]) -> Result<()> {
         .with_context(|| format!("opening {}", path.display()))?;
     f.write_all(bytes)
         .and_then(|_| f.sync_data())
+        .and_then(|_| f.metadata())
+        .map(|m| FileMark::from(&m))
         .with_context(|| format!("appending to {}", path.display()))
+}
+
+/// Append bytes without fsync (a copy recovery rebuilds).
+pub fn append_plain(path: &Path, bytes: &[u8]) -> Result<()> {
+    OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(path)
+        .and_then(|mut f| f.write_all(bytes))
+        .with_context(|| format!("appending to {}", path.display()))
+}
+
+/// A file as arctl last wrote it: any later write by anyone changes its size or its change
+/// time (ctime, which the kernel sets and no one can set back), so a file whose mark is
+/// unchanged need not be read to know it holds only what arctl wrote.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FileMark {
+    dev: u64,
+    ino: u64,
+    len: u64,
+    ctime: (i64, i64),
+}
+
+impl FileMark {
+    /// The mark of `path` now (None: not there).
+    pub fn of(path: &Path) -> Option<FileMark> {
+        fs::metadata(path).ok().map(|m| FileMark::from(&m))
+    }
+}
+
+impl From<&fs::Metadata> for FileMark {
+    fn from(m: &fs::Metadata) -> FileMark {
+        use std::os::unix::fs::MetadataExt;
+        FileMark {
+            dev: m.dev(),
+            ino: m.ino(),
+            len: m.len(),
+            ctime: (m.ctime(), m.ctime_nsec()),
+        }
+    }
 }
 
 /// Read a JSON-lines file. A torn last line (crash mid-append) is dropped and reported; a
@@ -224,6 +284,34 @@ mod tests {
         fs::write(&p, r#"{"schema": 99, "a": 1}"#).unwrap();
         let e = load_json::<S>(&p).unwrap_err().to_string();
         assert!(e.contains("newer than this arctl"), "{e}");
+    }
+
+    #[test]
+    fn a_mark_changes_with_any_write_and_replace_is_whole() {
+        let d = tempfile::tempdir().unwrap();
+        let p = d.path().join("j.jsonl");
+        let m = append_marked(&p, b"{\"a\": 1}\n").unwrap();
+        assert_eq!(FileMark::of(&p), Some(m));
+        append_plain(&p, b"x\n").unwrap();
+        assert_ne!(FileMark::of(&p), Some(m), "an append changes the mark");
+        let m = FileMark::of(&p).unwrap();
+        // Same length, other bytes: the change time moves (wait past the timestamp tick).
+        let before = fs::metadata(&p).unwrap().modified().unwrap();
+        while fs::metadata(&p).unwrap().modified().unwrap() == before {
+            fs::write(&p, b"{\"a\": 2}\ny\n").unwrap();
+        }
+        assert_ne!(
+            FileMark::of(&p),
+            Some(m),
+            "an edit in place changes the mark"
+        );
+        write_replace(&p, b"whole\n").unwrap();
+        assert_eq!(fs::read(&p).unwrap(), b"whole\n");
+        assert_eq!(
+            fs::read_dir(d.path()).unwrap().count(),
+            1,
+            "no temp file left"
+        );
     }
 
     #[test]

@@ -8,6 +8,10 @@
 //! * `ARCTL_BENCH_SKIP_100K=1`: skip the 100,000-file parts only.
 //! * `ARCTL_BENCH_IDLE_SECS=N`: idle-CPU window (default 60 s; 10 s with QUICK).
 //! * `ARCTL_BENCH_KEEP=1`: keep the temp dir (its path is printed).
+//! * `ARCTL_BENCH_BIN=PATH`: measure another arctl binary (before/after comparisons).
+//! * `TMPDIR`: the disk the figures are for (default: the system's temp dir, on this
+//!   machine the root file system); `ARCTL_BENCH_RAM_DIR`: the RAM disk measured beside it
+//!   (default `/dev/shm`; `none` skips it).
 #![allow(dead_code)]
 
 use std::io::{Read, Write};
@@ -19,7 +23,18 @@ use std::time::{Duration, Instant};
 use anyhow::{anyhow, bail, Context, Result};
 use arctl::protocol::{Request, Response, PROTOCOL_VERSION};
 
+mod disks;
+pub use disks::*;
+
 pub const BIN: &str = env!("CARGO_BIN_EXE_arctl");
+
+/// The arctl binary measured: ARCTL_BENCH_BIN (another build, e.g. an older commit's, for
+/// a before/after in the same harness), else this build's.
+pub fn bin() -> PathBuf {
+    std::env::var_os("ARCTL_BENCH_BIN")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(BIN))
+}
 
 pub fn env_flag(name: &str) -> bool {
     std::env::var(name)
@@ -70,11 +85,11 @@ pub struct World {
 
 impl World {
     pub fn new(name: &str) -> World {
-        // Under the target dir's tmp (same disk as the build, not tmpfs): the figures are
-        // for a real file system. TMPDIR overrides.
-        let base = std::env::var_os("TMPDIR")
-            .map(PathBuf::from)
-            .unwrap_or_else(std::env::temp_dir);
+        World::new_in(name, &disk_dir())
+    }
+
+    /// A world in a temp dir under `base`.
+    pub fn new_in(name: &str, base: &Path) -> World {
         let tmp = tempfile::Builder::new()
             .prefix(&format!("arctl-bench-{name}-"))
             .tempdir_in(base)
@@ -158,7 +173,7 @@ impl World {
     }
 
     pub fn arctl_cmd(&self) -> Command {
-        let mut c = Command::new(BIN);
+        let mut c = Command::new(bin());
         self.env(&mut c);
         c.stdin(Stdio::null());
         c

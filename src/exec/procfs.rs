@@ -1,6 +1,10 @@
 //! Reading `/proc`: per-process stats, `ARCTL_TAG` in environments, signalling processes
 //! by identity (pid + start time, through a pidfd where the kernel has them) so a recycled
-//! pid is never hit.
+//! pid is never hit. A command's tree is read from its keeper down
+//! (`/proc/<pid>/task/<tid>/children`): the keeper is a PID namespace's init or a child
+//! subreaper, so while it lives every process below it stays below it, and the watchdog
+//! reads a few processes, not the whole machine's. Only when a keeper died early (killed
+//! by its own command) is all of `/proc` scanned for what carries the command's tag.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::OnceLock;
@@ -23,6 +27,8 @@ pub(crate) struct ProcStat {
     pub cpu_ticks: u64,
     pub starttime: u64,
     pub rss_pages: u64,
+    /// Threads in the process (each has its own list of children).
+    pub threads: u32,
 }
 
 impl ProcStat {
@@ -77,6 +83,7 @@ fn parse_stat(pid: u32, buf: &[u8]) -> Option<ProcStat> {
         cpu_ticks: num(14)? + num(15)? + num(16)? + num(17)?,
         starttime: num(22)?,
         rss_pages: num(24)?,
+        threads: num(20)? as u32,
     })
 }
 
@@ -103,6 +110,60 @@ pub(crate) fn all_pids() -> Vec<u32> {
 /// Stats of every process visible in /proc.
 pub(crate) fn all_stats() -> Vec<ProcStat> {
     all_pids().into_iter().filter_map(read_stat).collect()
+}
+
+/// The children of a process, over all its threads (a child belongs to the thread that
+/// forked it).
+fn children_of(s: &ProcStat) -> Vec<u32> {
+    let read = |tid: &str| -> Vec<u32> {
+        std::fs::read_to_string(format!("/proc/{}/task/{tid}/children", s.pid))
+            .map(|t| {
+                t.split_ascii_whitespace()
+                    .filter_map(|p| p.parse().ok())
+                    .collect()
+            })
+            .unwrap_or_default()
+    };
+    if s.threads <= 1 {
+        return read(&s.pid.to_string());
+    }
+    let Ok(dir) = std::fs::read_dir(format!("/proc/{}/task", s.pid)) else {
+        return Vec::new();
+    };
+    dir.filter_map(|e| Some(read(e.ok()?.file_name().to_str()?)))
+        .flatten()
+        .collect()
+}
+
+/// `root` and every process below it by parent, each read once; a pid recycled under the
+/// walk (its parent is no longer the one that listed it) is left out. Empty when `root`
+/// is gone.
+pub(crate) fn tree_stats(root: u32) -> Vec<ProcStat> {
+    let me = self_pid();
+    let mut out = Vec::new();
+    let mut seen = HashSet::new();
+    let mut stack = vec![(root, None)];
+    while let Some((pid, parent)) = stack.pop() {
+        if pid == me || pid <= 1 || !seen.insert(pid) {
+            continue;
+        }
+        let Some(s) = read_stat(pid) else { continue };
+        if parent.is_some_and(|p| s.ppid != p) {
+            continue;
+        }
+        stack.extend(children_of(&s).into_iter().map(|c| (c, Some(pid))));
+        out.push(s);
+    }
+    out
+}
+
+/// The tree below the keeper `keeper` (itself included) while the keeper lives and is not
+/// a zombie: nothing below it can leave it then. None: the keeper is gone, what it held may
+/// be anywhere.
+pub(crate) fn keeper_tree(keeper: Ident) -> Option<Vec<ProcStat>> {
+    let tree = tree_stats(keeper.0);
+    let root = tree.first()?;
+    (root.pid == keeper.0 && root.starttime == keeper.1 && !root.is_dead()).then_some(tree)
 }
 
 /// The value of `ARCTL_TAG` in the process's initial environment, if any.
@@ -302,17 +363,70 @@ impl TreeTracker {
         }
     }
 
-    /// Sample the tree. `force_environ` forces a full environ scan; `extra` pids (cgroup
-    /// members) are added.
+    /// Sample the tree. `extra` pids (cgroup members) are added with what is below them.
+    /// While the keeper lives (or in a PID namespace) only the tree is read; a keeper gone
+    /// early leaves a scan of all of /proc, `force_environ` forcing its environment part.
     pub fn sample(&mut self, force_environ: bool, extra: &[u32]) -> TreeSample {
+        let keeper = self.min_start.map(|t| (self.leader, t));
+        let walked = match keeper.and_then(keeper_tree) {
+            Some(tree) => Some(tree),
+            None if !self.scan_tags => Some(tree_stats(self.leader)),
+            None => None,
+        };
+        let members = match walked {
+            Some(tree) => self.with_extra(tree, extra),
+            None => self.scan(force_environ, extra),
+        };
+        // The leader is the keeper, a fork of the daemon: its resident pages are the
+        // daemon's (shared copy-on-write), not the command's.
+        let rss_bytes = members
+            .iter()
+            .filter(|s| !s.is_dead() && s.pid != self.leader)
+            .map(|s| s.rss_pages * page_size())
+            .sum();
+        let ticks: u64 = members.iter().map(|s| s.cpu_ticks).sum();
+        let cpu = Duration::from_millis(ticks * 1000 / clock_ticks_per_sec());
+        TreeSample {
+            members,
+            rss_bytes,
+            cpu,
+        }
+    }
+
+    /// The walked tree plus the `extra` pids and the tagged escapees known from an earlier
+    /// scan, each with what is below it.
+    fn with_extra(&mut self, mut tree: Vec<ProcStat>, extra: &[u32]) -> Vec<ProcStat> {
+        let mut have: HashSet<u32> = tree.iter().map(|s| s.pid).collect();
+        self.known_tagged.retain(|&id| alive(id));
+        let more: Vec<u32> = extra
+            .iter()
+            .copied()
+            .chain(self.known_tagged.iter().map(|id| id.0))
+            .collect();
+        for pid in more {
+            if have.contains(&pid) {
+                continue;
+            }
+            for s in tree_stats(pid) {
+                if have.insert(s.pid) {
+                    tree.push(s);
+                }
+            }
+        }
+        tree
+    }
+
+    /// The keeper is gone: its group, what carries its exact tag (the environment is read
+    /// every [`ENVIRON_SCAN_PERIOD`]; in between the tagged ones found are followed by pid)
+    /// and what is below those, from a scan of all of /proc.
+    fn scan(&mut self, force_environ: bool, extra: &[u32]) -> Vec<ProcStat> {
         let me = self_pid();
         let stats = all_stats();
         let now = Instant::now();
-        let scan_environ = self.scan_tags
-            && (force_environ
-                || self
-                    .last_environ_scan
-                    .is_none_or(|t| now.duration_since(t) >= ENVIRON_SCAN_PERIOD));
+        let scan_environ = force_environ
+            || self
+                .last_environ_scan
+                .is_none_or(|t| now.duration_since(t) >= ENVIRON_SCAN_PERIOD);
         let mut in_tree: HashSet<u32> = HashSet::new();
         let mut children: HashMap<u32, Vec<u32>> = HashMap::new();
         let extra: HashSet<u32> = extra.iter().copied().collect();
@@ -353,24 +467,10 @@ impl TreeTracker {
                 }
             }
         }
-        let members: Vec<ProcStat> = stats
+        stats
             .into_iter()
             .filter(|s| in_tree.contains(&s.pid))
-            .collect();
-        // The leader is the keeper, a fork of the daemon: its resident pages are the
-        // daemon's (shared copy-on-write), not the command's.
-        let rss_bytes = members
-            .iter()
-            .filter(|s| !s.is_dead() && s.pid != self.leader)
-            .map(|s| s.rss_pages * page_size())
-            .sum();
-        let ticks: u64 = members.iter().map(|s| s.cpu_ticks).sum();
-        let cpu = Duration::from_millis(ticks * 1000 / clock_ticks_per_sec());
-        TreeSample {
-            members,
-            rss_bytes,
-            cpu,
-        }
+            .collect()
     }
 }
 
@@ -388,6 +488,7 @@ mod tests {
         assert_eq!(s.cpu_ticks, 13);
         assert_eq!(s.starttime, 555);
         assert_eq!(s.rss_pages, 25);
+        assert_eq!(s.threads, 1);
     }
 
     #[test]
@@ -396,6 +497,39 @@ mod tests {
         let a = process_start_time(me).unwrap();
         assert_eq!(Some(a), process_start_time(me));
         assert!(read_stat(me).is_some_and(|s| !s.is_dead()));
+    }
+
+    #[test]
+    fn a_tree_is_read_from_its_root_down() {
+        // sh → sh → sleep, the middle one with a second thread-free child: all found, and
+        // nothing else (the test process's other children are not below `sh`).
+        let mut c = std::process::Command::new("sh")
+            .args(["-c", "sh -c 'sleep 30 & sleep 30; :' & wait"])
+            .spawn()
+            .unwrap();
+        let root = c.id();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        let mut tree = tree_stats(root);
+        while tree.len() < 4 && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(10));
+            tree = tree_stats(root);
+        }
+        let alive_root = keeper_tree(tree[0].ident()).map(|t| t.len());
+        let _ = c.kill();
+        for s in &tree {
+            signal_ident(s.ident(), libc::SIGKILL);
+        }
+        let _ = c.wait();
+        assert_eq!(tree.len(), 4, "sh, sh, sleep, sleep: {tree:?}");
+        assert_eq!(alive_root, Some(4));
+        assert_eq!(tree[0].pid, root);
+        assert!(tree[1..]
+            .iter()
+            .all(|s| s.pid != root && s.starttime >= tree[0].starttime));
+        assert!(
+            keeper_tree((root, tree[0].starttime)).is_none(),
+            "a dead keeper"
+        );
     }
 
     #[test]

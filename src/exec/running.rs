@@ -244,7 +244,7 @@ pub fn freeze_others(scope: &str, exempt: &str) -> Freeze {
         }
         e.depth += 1;
         held.push(id);
-        let ids = stop_tree(e.leader, &e.members);
+        let ids = stop_tree(e.keeper, &e.members);
         stopped += ids.len();
         e.stopped.extend(ids);
     }
@@ -258,9 +258,11 @@ pub fn freeze_others(scope: &str, exempt: &str) -> Freeze {
 }
 
 /// SIGSTOP a command's group, its sampled members, and their descendants born since the
-/// last sample (found by parent pid; a stopped process forks no more, so two scans
-/// suffice). Returns what was stopped.
-fn stop_tree(leader: u32, members: &[Ident]) -> Vec<Ident> {
+/// last sample: read from the keeper down while it lives (nothing leaves its tree), else
+/// found by parent pid in a scan of /proc. A stopped process forks no more, so a few
+/// rounds suffice. Returns what was stopped.
+fn stop_tree(keeper: Ident, members: &[Ident]) -> Vec<Ident> {
+    let leader = keeper.0;
     procfs::signal_group(leader, libc::SIGSTOP);
     let mut done: HashSet<Ident> = HashSet::new();
     for &m in members {
@@ -268,34 +270,47 @@ fn stop_tree(leader: u32, members: &[Ident]) -> Vec<Ident> {
             done.insert(m);
         }
     }
-    for _ in 0..2 {
-        let stats = procfs::all_stats();
-        let mut pids: HashSet<u32> = done.iter().map(|d| d.0).collect();
-        pids.insert(leader);
-        let mut grew = false;
-        // Closure over the snapshot: children of stopped processes, their children, ...
-        loop {
-            let new: Vec<Ident> = stats
+    for _ in 0..3 {
+        let new: Vec<Ident> = match procfs::keeper_tree(keeper) {
+            Some(tree) => tree
                 .iter()
                 .filter(|s| !s.is_dead() && !done.contains(&s.ident()))
-                .filter(|s| pids.contains(&s.ppid) || s.pgrp == leader)
                 .map(|s| s.ident())
-                .collect();
-            if new.is_empty() {
-                break;
-            }
-            for id in new {
-                procfs::signal_ident(id, libc::SIGSTOP);
-                pids.insert(id.0);
-                done.insert(id);
-                grew = true;
-            }
-        }
-        if !grew {
+                .collect(),
+            None => below_by_scan(leader, &done),
+        };
+        if new.is_empty() {
             break;
+        }
+        for id in new {
+            if procfs::signal_ident(id, libc::SIGSTOP) {
+                done.insert(id);
+            }
         }
     }
     done.into_iter().collect()
+}
+
+/// The keeper is gone: its group and the descendants of what is stopped, by parent pid in
+/// a scan of /proc (not stopped yet).
+fn below_by_scan(leader: u32, done: &HashSet<Ident>) -> Vec<Ident> {
+    let stats = procfs::all_stats();
+    let mut pids: HashSet<u32> = done.iter().map(|d| d.0).collect();
+    pids.insert(leader);
+    let mut out: Vec<Ident> = Vec::new();
+    loop {
+        let new: Vec<Ident> = stats
+            .iter()
+            .filter(|s| !s.is_dead() && !done.contains(&s.ident()) && !out.contains(&s.ident()))
+            .filter(|s| pids.contains(&s.ppid) || s.pgrp == leader)
+            .map(|s| s.ident())
+            .collect();
+        if new.is_empty() {
+            return out;
+        }
+        pids.extend(new.iter().map(|id| id.0));
+        out.extend(new);
+    }
 }
 
 impl Drop for Freeze {

@@ -22,6 +22,14 @@ impl WorkTree {
         since: SystemTime,
         own: &[String],
     ) -> Result<Vec<Change>> {
+        let is_rule = |p: &str| p == ".gitignore" || p.ends_with("/.gitignore");
+        // The scope check's stat walk, made since, listed every file not tracked as it is
+        // outside ignored folders (git reads no `.gitignore` inside one): without a
+        // `.gitignore` among them there is no ignored one, and no full status is needed.
+        let walked_clean = matches!(self.rules_walk.get(), Some((t, false)) if t >= since);
+        if walked_clean && !changes.iter().any(|c| is_rule(&c.path)) {
+            return Ok(Vec::new());
+        }
         let mut so = StatusOptions::new();
         so.include_ignored(true)
             .recurse_ignored_dirs(false)
@@ -34,7 +42,6 @@ impl WorkTree {
             .filter_map(|s| s.path().map(str::to_string))
             .filter(|p| !own.contains(p))
             .collect();
-        let is_rule = |p: &str| p == ".gitignore" || p.ends_with("/.gitignore");
         let rules_touched = changes.iter().any(|c| is_rule(&c.path))
             || ignored.iter().any(|p| is_rule(p.trim_end_matches('/')));
         if !rules_touched {

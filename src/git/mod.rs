@@ -195,6 +195,10 @@ pub fn create_detached_worktree(
         po.valid(true).working_tree(true).locked(true);
         let _ = wt.prune(Some(&mut po));
     }
+    // A kill in the middle of an earlier creation can leave an admin entry libgit2 cannot
+    // look up (no `gitdir` yet) whose HEAD holds the temporary branch: it is arctl's own
+    // (never watched, see `snapshot`), removed outright.
+    let _ = std::fs::remove_dir_all(repo.commondir().join("worktrees").join(name));
     let _ = std::fs::remove_dir_all(path);
     // git2 worktrees need a branch; make a private ref and detach right away.
     let c = repo.find_commit(commit)?;
@@ -270,13 +274,20 @@ pub struct DiffStat {
 pub struct WorkTree {
     pub repo: Repository,
     pub path: PathBuf,
+    /// The last stat walk of [`WorkTree::changes_since`]: when it started, and whether it
+    /// listed a `.gitignore` that is not tracked as it is (see `hidden_by_ignores`).
+    pub(crate) rules_walk: std::cell::Cell<Option<(std::time::SystemTime, bool)>>,
 }
 
 impl WorkTree {
     /// A repository already open, as a work tree (its work dir, or its git dir if bare).
     pub fn from_repo(repo: Repository) -> WorkTree {
         let path = repo.workdir().unwrap_or_else(|| repo.path()).to_path_buf();
-        WorkTree { repo, path }
+        WorkTree {
+            repo,
+            path,
+            rules_walk: Default::default(),
+        }
     }
 
     pub fn open(path: &Path) -> Result<WorkTree> {
@@ -285,6 +296,7 @@ impl WorkTree {
         Ok(WorkTree {
             repo,
             path: path.to_path_buf(),
+            rules_walk: Default::default(),
         })
     }
 
@@ -315,7 +327,14 @@ impl WorkTree {
             .show_untracked_content(false)
             .include_typechange(true);
         // Only the paths a stat walk finds may differ, when it applies (see `fast`).
-        match self.paths_to_diff(&tree)? {
+        let started = std::time::SystemTime::now();
+        self.rules_walk.set(None);
+        let paths = self.paths_to_diff(&tree)?;
+        if let Some(p) = &paths {
+            let rule = |p: &Vec<u8>| p == b".gitignore" || p.ends_with(b"/.gitignore");
+            self.rules_walk.set(Some((started, p.iter().any(rule))));
+        }
+        match paths {
             Some(paths) if paths.is_empty() => return Ok(Vec::new()),
             Some(paths) => {
                 for p in paths {
@@ -589,6 +608,12 @@ pub fn remove_stale_locks(worktree: &Path, common_dir: &Path, id: &str) -> Vec<S
         candidates.push(gitdir.join("HEAD.lock"));
     }
     candidates.push(common_dir.join(format!("refs/heads/{}.lock", names::branch(id))));
+    // The second (best) tree: a kill while it was created or moved leaves its locks.
+    let best = names::best_tree_name(id);
+    candidates.push(common_dir.join(format!("refs/heads/arctl-tmp/{best}.lock")));
+    for f in ["index.lock", "HEAD.lock"] {
+        candidates.push(common_dir.join("worktrees").join(&best).join(f));
+    }
     let discarded = common_dir.join(format!("{}discarded", names::run_refs(id)));
     if let Ok(entries) = std::fs::read_dir(&discarded) {
         for e in entries.flatten() {

@@ -65,9 +65,6 @@ pub struct Snapshot {
     common: PathBuf,
     ex: Exclusions,
     files: BTreeMap<PathBuf, Item>,
-    /// Entries of the main index (path, mode, id, stage): a stat-only refresh by `git
-    /// status` is no change.
-    index_entries: Option<Vec<IndexEntry>>,
     dirs: BTreeSet<PathBuf>,
     /// Worktrees whose own run had a child while this one ran: their HEAD was theirs to
     /// change, not this child's.
@@ -92,7 +89,6 @@ impl Snapshot {
             common: common.to_path_buf(),
             ex,
             files: BTreeMap::new(),
-            index_entries: None,
             dirs: BTreeSet::new(),
             overlapped: HashSet::new(),
             others_holes: Vec::new(),
@@ -115,7 +111,6 @@ impl Snapshot {
         for p in s.outside_files() {
             s.read_into(&p);
         }
-        s.index_entries = index_entries(&common.join("index"));
         s
     }
 
@@ -220,10 +215,10 @@ impl Snapshot {
             match now.files.get(p) {
                 None => out.push(self.touched(p, "deleted")),
                 Some(after) if after == before => {}
-                Some(_)
-                    if p == &self.common.join("index")
-                        && self.index_entries.is_some()
-                        && now.index_entries == self.index_entries => {}
+                // The main index's entries (path, mode, id, stage), parsed only when its
+                // bytes differ: a stat-only refresh by `git status` is no change.
+                Some(Item::File { bytes: after, .. })
+                    if p == &self.common.join("index") && same_entries(before, after) => {}
                 Some(_) => out.push(self.touched(p, "changed")),
             }
         }
@@ -322,9 +317,6 @@ impl Snapshot {
                 }
             }
         }
-        if rel == Path::new("index") {
-            self.index_entries = index_entries(&p);
-        }
     }
 }
 
@@ -368,10 +360,34 @@ fn write_item(p: &Path, item: &Item) -> std::io::Result<()> {
     }
 }
 
-fn index_entries(p: &Path) -> Option<Vec<IndexEntry>> {
-    let idx = git2::Index::open(p).ok()?;
+/// Do an index as it was (`before`) and as it is (`after`, its bytes) hold the same
+/// entries? libgit2 reads an index only from a file: `after` is written to a private temp
+/// file (this happens only when the index's bytes changed, which is rare).
+fn same_entries(before: &Item, after: &[u8]) -> bool {
+    let Item::File { bytes: before, .. } = before else {
+        return false;
+    };
+    let (Some(a), Some(b)) = (entries_of(before), entries_of(after)) else {
+        return false;
+    };
+    a == b
+}
+
+fn entries_of(bytes: &[u8]) -> Option<Vec<IndexEntry>> {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static N: AtomicU64 = AtomicU64::new(0);
+    let tmp = std::env::temp_dir().join(format!(
+        ".arctl-index.{}.{}",
+        std::process::id(),
+        N.fetch_add(1, Ordering::Relaxed)
+    ));
+    let read = std::fs::write(&tmp, bytes)
+        .ok()
+        .and_then(|()| git2::Index::open(&tmp).ok());
+    let _ = std::fs::remove_file(&tmp);
     Some(
-        idx.iter()
+        read?
+            .iter()
             .map(|e| (e.path, e.mode, e.id, (e.flags >> 12) & 3))
             .collect(),
     )
@@ -562,5 +578,51 @@ impl Drop for Turn {
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .remove(&self.0);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn git(dir: &Path, args: &[&str]) {
+        let st = std::process::Command::new("git")
+            .args(["-c", "user.name=t", "-c", "user.email=t@t"])
+            .args(args)
+            .current_dir(dir)
+            .env("GIT_CONFIG_NOSYSTEM", "1")
+            .status()
+            .unwrap();
+        assert!(st.success(), "git {args:?}");
+    }
+
+    #[test]
+    fn the_main_index_counts_as_changed_by_its_entries_not_its_bytes() {
+        let d = tempfile::tempdir().unwrap();
+        let repo = d.path();
+        git(repo, &["init", "-q", "-b", "main"]);
+        std::fs::write(repo.join("a.txt"), "a\n").unwrap();
+        git(repo, &["add", "a.txt"]);
+        git(repo, &["commit", "-qm", "a"]);
+        let common = repo.join(".git");
+        let snap = Snapshot::take(&common, Exclusions::default());
+        // A stat-only refresh rewrites the index's bytes, not its entries.
+        let before = std::fs::read(common.join("index")).unwrap();
+        let t = std::time::SystemTime::now() + std::time::Duration::from_secs(5);
+        std::fs::File::options()
+            .write(true)
+            .open(repo.join("a.txt"))
+            .unwrap()
+            .set_modified(t)
+            .unwrap();
+        git(repo, &["update-index", "--refresh"]);
+        assert_ne!(std::fs::read(common.join("index")).unwrap(), before);
+        assert_eq!(snap.compare(), vec![], "a refresh is no change");
+        // A new entry is.
+        std::fs::write(repo.join("b.txt"), "b\n").unwrap();
+        git(repo, &["add", "b.txt"]);
+        let touched = snap.compare();
+        assert_eq!(touched.len(), 1, "{touched:?}");
+        assert_eq!(touched[0].what, "changed");
     }
 }

@@ -82,7 +82,8 @@ impl Runner {
             .last()
             .copied()
             .unwrap_or(f64::NAN);
-        self.update(|r| {
+        // Not durable: recovery applies a journal line the record missed.
+        self.update_deferred(|r| {
             r.add_cost(cost);
             r.next_experiment = n + 1;
             r.inflight = None;
@@ -93,7 +94,7 @@ impl Runner {
                 r.best_commit = commit.unwrap_or_else(|| r.best_commit.clone());
                 r.gain = gain;
             }
-        })?;
+        });
         {
             let mut l = self.h.live();
             // The running best in the baseline's terms (the chain), not the raw value.
@@ -125,7 +126,8 @@ impl Runner {
         Ok(())
     }
 
-    /// Journal first (the truth), then the TSV copies.
+    /// Journal first (the truth, durable), then the TSV copies (not durable: recovery
+    /// rewrites both from the journal).
     pub(super) fn append(&mut self, rec: &ExperimentRecord) -> Result<()> {
         self.append_journal(rec)?;
         self.records.push(rec.clone());
@@ -133,7 +135,7 @@ impl Runner {
         // The worktree's copy is within the agent's reach: rewrite it whole from the
         // journal, so a TSV the agent edited or deleted never loses a recorded row.
         let tsv = self.rec.worktree_tsv();
-        store::write_atomic(&tsv, journal::render_tsv(&self.records).as_bytes())
+        store::write_replace(&tsv, journal::render_tsv(&self.records).as_bytes())
             .with_context(|| format!("writing {}", tsv.display()))?;
         Ok(())
     }

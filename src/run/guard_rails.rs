@@ -609,22 +609,34 @@ impl Runner {
 
     /// Append the experiment's line to the journal. A line the daemon did not write (an
     /// injected or damaged one) is moved to the quarantine file first, alone: the journal
-    /// stays the daemon's rows.
+    /// stays the daemon's rows. Unchanged since this runner's last append (same size and
+    /// change time), it is not read back: an experiment costs one line, not the journal.
     pub(super) fn append_journal(&mut self, rec: &ExperimentRecord) -> Result<()> {
         let path = self.h.paths.journal();
+        if self.journal_mark.is_none() || store::FileMark::of(&path) != self.journal_mark {
+            self.check_journal(&path)?;
+        }
+        let mut line = serde_json::to_vec(rec)?;
+        line.push(b'\n');
+        self.journal_mark = Some(store::append_marked(&path, &line)?);
+        Ok(())
+    }
+
+    /// The journal must hold exactly the lines of `records`: others are moved out.
+    fn check_journal(&mut self, path: &Path) -> Result<()> {
         let expected = journal_text(&self.records)?;
-        let have = std::fs::read(&path).unwrap_or_default();
+        let have = std::fs::read(path).unwrap_or_default();
         if have != expected.as_bytes() {
             let foreign = store::foreign_lines(&have, expected.as_bytes());
-            store::quarantine_lines(&path, &foreign)?;
-            store::write_atomic(&path, expected.as_bytes())?;
+            store::quarantine_lines(path, &foreign)?;
+            store::write_atomic(path, expected.as_bytes())?;
             self.log(&format!(
                 "the journal had {} line(s) the daemon did not write: moved to {}",
                 foreign.len(),
-                store::quarantine_path(&path).display()
+                store::quarantine_path(path).display()
             ));
         }
-        store::append_json_line(&path, rec)
+        Ok(())
     }
 }
 

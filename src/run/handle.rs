@@ -105,6 +105,17 @@ impl RunHandle {
         Ok(rec)
     }
 
+    /// Change the record now and persist it with the next [`RunHandle::update`] (the next
+    /// experiment's intent, a pause, the end of the run): for what recovery rebuilds from the
+    /// journal anyway (an experiment's counters, written after its journal line), so an
+    /// experiment makes one durable record write, not two.
+    pub fn update_deferred(&self, f: impl FnOnce(&mut RunRecord)) -> RunRecord {
+        let _order = self.persist.lock().unwrap_or_else(|e| e.into_inner());
+        let mut l = self.live();
+        f(&mut l.record);
+        l.record.clone()
+    }
+
     /// Change the record for this daemon's lifetime only, without persisting it: a run
     /// whose recovery failed shows as failed, and the next daemon tries again.
     pub fn update_in_memory(&self, f: impl FnOnce(&mut RunRecord)) {

@@ -203,7 +203,8 @@ pub fn render_tsv(records: &[ExperimentRecord]) -> String {
     out
 }
 
-/// Append one row to a TSV file (writing the header first if the file is new).
+/// Append one row to a TSV file (writing the header first if the file is new), without
+/// fsync: recovery rewrites the TSVs from the journal.
 pub fn append_tsv(path: &Path, record: &ExperimentRecord) -> Result<()> {
     let mut text = String::new();
     if !path.exists() || std::fs::metadata(path)?.len() == 0 {
@@ -212,7 +213,7 @@ pub fn append_tsv(path: &Path, record: &ExperimentRecord) -> Result<()> {
     }
     text.push_str(&record.tsv_row());
     text.push('\n');
-    crate::store::append_durable(path, text.as_bytes())
+    crate::store::append_plain(path, text.as_bytes())
 }
 
 /// Parse a TSV's rows (header skipped).

@@ -91,7 +91,9 @@ impl Runner {
         } else {
             None
         };
-        self.update(|r| {
+        // Shown, not needed by recovery (the next decision measures it again): persisted
+        // with the next durable write, not one more fsync per noisy experiment.
+        self.update_deferred(|r| {
             r.noise = NoiseState {
                 baseline_cv: Some(baseline),
                 now: Some(now),
@@ -99,7 +101,8 @@ impl Runner {
                 since_experiment: since,
                 message,
             };
-        })
+        });
+        Ok(())
     }
 
     /// The best alone, [`stats::probe_runs`] times: its robust cv. None when interrupted

@@ -41,6 +41,9 @@ pub(super) struct Runner {
     pub(super) executor: Arc<dyn exec::Executor>,
     /// What the run's children may do, and what they did that they must not.
     pub(super) rails: Arc<Rails>,
+    /// The journal as this runner last wrote it: unchanged, it is not read back before the
+    /// next append (see `append_journal`).
+    pub(super) journal_mark: Option<store::FileMark>,
 }
 
 impl Runner {
@@ -64,6 +67,7 @@ impl Runner {
             executor,
             rails,
             rec,
+            journal_mark: None,
         })
     }
 
@@ -80,6 +84,12 @@ impl Runner {
             self.g.release_cores(&self.rec.id);
         }
         Ok(())
+    }
+
+    /// Change the record now, persisted with the next `update` (see
+    /// [`RunHandle::update_deferred`]); the state must not change this way.
+    pub(super) fn update_deferred(&mut self, f: impl FnOnce(&mut RunRecord)) {
+        self.rec = self.h.update_deferred(f);
     }
 
     /// Move the state by `event`; written only when it changes something.
