@@ -26,7 +26,7 @@ pub(super) struct Item {
 }
 
 /// Create the worktree `name` at `path` with HEAD on `refname` (an existing branch at
-/// `base`), as `git_worktree_add` does, but with each file opened relative to its folder
+/// `base`; None: HEAD detached at `base`), as `git_worktree_add` does, but with each file opened relative to its folder
 /// and without libgit2's per-file attribute lookups (its checkout loads the attribute files of
 /// every file's folders, resolving each with realpath: ~40% of its time). Ok(false), with
 /// nothing created: the repo or the tree uses something only libgit2's checkout handles
@@ -37,15 +37,19 @@ pub(crate) fn add_worktree(
     repo: &Repository,
     name: &str,
     path: &Path,
-    refname: &str,
+    refname: Option<&str>,
     base: Oid,
 ) -> Result<bool> {
     let Some(items) = plain_tree(repo, base)? else {
         return Ok(false);
     };
     let admin = repo.commondir().join("worktrees").join(name);
+    let head = match refname {
+        Some(r) => format!("ref: {r}"),
+        None => base.to_string(),
+    };
     let made = (|| -> Result<()> {
-        write_admin(repo, &admin, path, refname)?;
+        write_admin(repo, &admin, path, &head)?;
         let stats = write_files(repo, path, &items)?;
         write_index(&admin, &items, &stats)
     })();
@@ -128,7 +132,8 @@ fn plain_tree(repo: &Repository, base: Oid) -> Result<Option<Vec<Item>>> {
 }
 
 /// The admin folder and the worktree's `.git`, with the contents `git_worktree_add` writes.
-fn write_admin(repo: &Repository, admin: &Path, path: &Path, refname: &str) -> Result<()> {
+/// The admin folder and the worktree's `.git` file; `head` is what HEAD holds.
+fn write_admin(repo: &Repository, admin: &Path, path: &Path, head: &str) -> Result<()> {
     use std::os::unix::fs::DirBuilderExt;
     let mut mkdir = std::fs::DirBuilder::new();
     mkdir.mode(0o755);
@@ -159,7 +164,7 @@ fn write_admin(repo: &Repository, admin: &Path, path: &Path, refname: &str) -> R
     new_file(&wd.join(".git"), format!("gitdir: {}/\n", admin.display()))?;
     new_file(&admin.join("commondir"), format!("{}/\n", common.display()))?;
     new_file(&admin.join("gitdir"), format!("{}/.git\n", wd.display()))?;
-    new_file(&admin.join("HEAD"), format!("ref: {refname}\n"))?;
+    new_file(&admin.join("HEAD"), format!("{head}\n"))?;
     Ok(())
 }
 
@@ -322,7 +327,7 @@ mod tests {
                 &r,
                 &crate::git::worktree_name("f"),
                 &fast,
-                "refs/heads/f",
+                Some("refs/heads/f"),
                 head
             )
             .unwrap(),
@@ -388,5 +393,22 @@ mod tests {
             .unwrap()
             .validate()
             .is_ok());
+
+        // Detached (the run's second tree): HEAD holds the commit; git sees it clean.
+        let det = d.path().join("detached");
+        crate::git::create_detached_worktree(&r, "arctl-best-x", &det, head).unwrap();
+        assert_eq!(snapshot(&det), snapshot(&slow));
+        assert_eq!(git(&det, &["status", "--porcelain"]), "");
+        assert_eq!(git(&det, &["rev-parse", "HEAD"]).trim(), head.to_string());
+        let symbolic = std::process::Command::new("git")
+            .current_dir(&det)
+            .args(["symbolic-ref", "-q", "HEAD"])
+            .status()
+            .unwrap();
+        assert_eq!(symbolic.code(), Some(1), "HEAD is detached");
+        let wt = WorkTree::open(&det).unwrap();
+        assert!(matches!(wt.head_state(), crate::git::HeadState::Detached(o) if o == head));
+        assert!(wt.is_clean().unwrap());
+        assert!(r.find_worktree("arctl-best-x").unwrap().validate().is_ok());
     }
 }
