@@ -75,6 +75,14 @@ pub fn start(config: DaemonConfig) -> Result<DaemonHandle> {
 
 /// Run the daemon in the foreground until SIGTERM, SIGINT or `arctl shutdown`.
 pub fn run(config: DaemonConfig) -> Result<()> {
+    // One malloc arena per core rather than glibc's eight per core: each run's thread would
+    // otherwise get an arena of its own and keep freed memory in it (scale bench: peak RSS
+    // with 32 runs 66 -> 59 MiB, 128 registered runs 49 -> 37 MiB).
+    #[cfg(target_env = "gnu")]
+    // SAFETY: mallopt only changes the allocator's tuning, before the threads start.
+    unsafe {
+        libc::mallopt(libc::M_ARENA_MAX, 2);
+    }
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
