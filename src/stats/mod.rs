@@ -47,14 +47,16 @@
 //!   candidate are the small contrasts, and ranks weigh them least (on the two-level bench
 //!   metric, with the carry below, a true 5% gain takes 10.1 rounds on average instead of
 //!   12.6 with the sum of the values).
-//! * **Unspent level carried (discrete tests).** An exact test of tied rounds can only reach
-//!   a few p-values (`2^-n` at best: never 0.32% at 3 rounds), so at a look it rejects a
-//!   no-op less often than its level. Given the rounds' magnitudes that chance, its
-//!   conditional size, is counted over the sign patterns, and what it leaves of the look's
-//!   level is carried to the next look of the tied test (`noisy::carried`; also what a plain
-//!   t look below [`ROBUST_MIN_N`] rounds leaves). The choice of test depends on the
-//!   magnitudes only, so given them the looks' chances of a false keep still add up to at
-//!   most the plan's sum: the bound below is unchanged.
+//! * **Tied looks charged their first rejection (discrete tests).** An exact test of tied
+//!   rounds can only reach a few p-values (`2^-n` at best: never 0.32% at 3 rounds), so a
+//!   look alone rejects a no-op less often than its share. Given the rounds' magnitudes the
+//!   signs are fair coins under the null; a dynamic program over the per-magnitude counts of
+//!   positive rounds gives each look's exact chance of rejecting when no earlier look did, and
+//!   a tied look rejects the most extreme patterns whose such chance fits the plan's shares up
+//!   to it less what the earlier looks spent (`noisy::first`; a plain t look below
+//!   [`ROBUST_MIN_N`] rounds is counted the same way, a Huber look spends its own share). The
+//!   choice of test depends on the magnitudes only, so given them the chances of a false keep
+//!   add up to at most the plan's sum: the bound below is unchanged.
 //! * **Looks and α (the spending plan).** The test is looked at only at checkpoints (default
 //!   3, 5, 8, 12 rounds) and, for a candidate still promising at the last one, at the
 //!   extension looks (18, 24). The one-sided level α is spent across all looks by a fixed
@@ -66,8 +68,8 @@
 //!   its nominal level, so a plan spending all of α keeps ~3.3% of no-ops, and heavier
 //!   tails or drift add to that (measured by `cargo bench --bench decision`).
 //! * **Keep** at a look when the candidate is better with confidence (the one-sided (1-α_k)
-//!   lower bound on `θ` above 0, or the signed-rank p ≤ α_k plus the carried level) **and**
-//!   the estimate `θ̂ ≥ θ_min`.
+//!   lower bound on `θ` above 0, or for tied rounds the signed-rank p at most the level
+//!   the look's first-rejection budget affords) **and** the estimate `θ̂ ≥ θ_min`.
 //! * **Discard early** ("too small") at a checkpoint before the last when the one-sided
 //!   (1-[`FUTILITY_BETA`]) upper bound on the gain is below `min_effect` — only from
 //!   [`ROBUST_MIN_N`] rounds on, on the same robust estimate as the keep, so one spike in three

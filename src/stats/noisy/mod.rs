@@ -5,13 +5,15 @@
 
 use super::format::{fmt_gain, fmt_level, fmt_p, fmt_pct};
 use super::location::{locate, plain, robust_sd, t_quantile, t_sf, Location};
-use super::perm::{sign_flip_p, sign_flip_size, signed_ranks};
+use super::perm::{sign_flip_p, signed_ranks};
 use super::summary::{mad, median};
 use super::{
     DecisionConfig, Evaluation, Verdict, FUTILITY_BETA, INTERVAL_LEVEL, PROMISING_P, ROBUST_MIN_N,
     UNSTABLE_FLOOR, UNSTABLE_RATIO,
 };
 use crate::spec::Direction;
+
+mod first;
 
 /// The per-round contrasts, on the log scale or (degenerate values) as scaled differences.
 struct Contrasts {
@@ -75,8 +77,11 @@ pub fn evaluate_noisy(pairs: &[(f64, f64)], cfg: &DecisionConfig, fewer_lines: b
     let mut look = look(pairs.len(), cfg);
     let est = estimate(pairs, cfg);
     if est.tied.is_some() {
-        // The exact test of tied rounds also spends what its earlier looks could not.
-        look.alpha_k += carried(pairs, cfg, look.due);
+        // The exact test of tied rounds spends the plan's shares up to this look less what
+        // the earlier looks' first rejections took (else its own share only).
+        if let Some(level) = first::tied_level(pairs, cfg, look.due) {
+            look.alpha_k = level;
+        }
     }
     let bounds = bounds(&est, look.alpha_k);
     let test = Test {
@@ -140,69 +145,6 @@ fn look(rounds: usize, cfg: &DecisionConfig) -> Look {
         due,
         max_rounds,
     }
-}
-
-/// The level the exact test of tied rounds left unspent at the looks before `due`, carried
-/// to it. Under the null (the candidate no better) each round's contrast is as likely
-/// negative as positive given its magnitude, so a look's chance of rejecting given the
-/// rounds' magnitudes, its conditional size `s`, can be counted over the sign patterns: a
-/// look that tested at level `a` (its plan's share plus what it was carried) and rejects
-/// with chance `s ≤ a` leaves `a - s` to the next. Counted for the looks whose test is a
-/// function of the sign pattern's sum: the signed-rank test of tied rounds
-/// ([`sign_flip_size`]) and the plain t test below [`ROBUST_MIN_N`] rounds
-/// ([`plain_t_size`]); a Huber look spends its share and passes the carry on. Which test a
-/// look uses depends on the magnitudes only ([`tie_heavy`], the round count), so given the
-/// magnitudes the looks' rejection chances add up to at most the plan's sum (Bonferroni):
-/// the false-keep bound is the plan's, the discreteness of tied rounds no longer wastes it.
-fn carried(pairs: &[(f64, f64)], cfg: &DecisionConfig, due: usize) -> f64 {
-    let dir = cfg.direction;
-    let mut carry = 0.0;
-    for j in cfg
-        .looks()
-        .into_iter()
-        .filter(|&j| j < due && j <= pairs.len())
-    {
-        let level = cfg.checkpoint_alpha(j).unwrap_or(0.0) + carry;
-        let d = contrasts(&pairs[..j], dir).d;
-        let size = if tie_heavy(&d) {
-            sign_flip_size(&signed_ranks(&d), level)
-        } else if d.len() < ROBUST_MIN_N {
-            plain_t_size(&d, level)
-        } else {
-            continue;
-        };
-        carry = level - size;
-    }
-    carry.max(0.0)
-}
-
-/// The conditional size of the plain one-sided t test at `level` (what a look below
-/// [`ROBUST_MIN_N`] rounds uses): the share of the 2^n sign patterns of `d`'s magnitudes
-/// whose lower bound is above 0. `level` when `d` is too long to enumerate (no claim).
-fn plain_t_size(d: &[f64], level: f64) -> f64 {
-    let n = d.len();
-    if n < 2 {
-        return 0.0;
-    }
-    if n >= ROBUST_MIN_N {
-        return level;
-    }
-    let tq = t_quantile(1.0 - level, (n - 1) as f64);
-    let mut flipped = vec![0.0; n];
-    let rejecting = (0..1u32 << n)
-        .filter(|mask| {
-            for (i, x) in d.iter().enumerate() {
-                flipped[i] = if mask & (1 << i) != 0 {
-                    x.abs()
-                } else {
-                    -x.abs()
-                };
-            }
-            let loc = plain(&flipped);
-            loc.se > 0.0 && loc.theta - tq * loc.se > 0.0
-        })
-        .count();
-    (rejecting as f64 / (1u64 << n) as f64).min(level)
 }
 
 /// The contrasts' location, with what maps it to gains and metric values.
@@ -270,7 +212,7 @@ fn estimate(pairs: &[(f64, f64)], cfg: &DecisionConfig) -> Estimate {
 /// Contrasts that tie too much for a t statistic: their magnitudes are fewer than three
 /// quarters distinct, or (from 3 rounds) more than half equal to their median. Magnitudes
 /// only, so that the choice of test is one the sign-flip null leaves fixed (see
-/// [`carried`]); it covers every case of a zero MAD of the contrasts themselves.
+/// [`first`]); it covers every case of a zero MAD of the contrasts themselves.
 fn tie_heavy(d: &[f64]) -> bool {
     let n = d.len();
     if n < 2 {

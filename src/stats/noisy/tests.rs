@@ -242,7 +242,8 @@ fn ties_never_keep_from_a_zero_standard_error() {
             run_sequential(&pairs, &c, false).verdict == Verdict::Keep
         })
         .count();
-    assert!(kept <= 40, "{kept} of 2000 two-level no-ops kept");
+    // At most the 3% the decision bench asks (the plan's bound is 3.5%).
+    assert!(kept <= 60, "{kept} of 2000 two-level no-ops kept");
 }
 
 #[test]
@@ -255,16 +256,6 @@ fn tie_heavy_reads_magnitudes_only() {
     assert!(tie_heavy(&[0.051, 0.051 + 1e-17, 0.051 - 1e-17, 0.02]));
     assert!(!tie_heavy(&[0.011, -0.02, 0.031, 0.004, -0.017, 0.026]));
     assert!(!tie_heavy(&[0.05]));
-}
-
-#[test]
-fn plain_t_size_counts_sign_patterns() {
-    // Three spread-out rounds: no sign pattern passes the 0.32% t test (t <= 3.5 < 12.9).
-    assert_eq!(plain_t_size(&[0.01, 0.02, 0.03], 0.0032), 0.0);
-    // At 20% the all-positive pattern passes (and only patterns with a positive mean).
-    let s = plain_t_size(&[0.01, 0.02, 0.03], 0.2);
-    assert!((0.125..=0.2).contains(&s), "{s}");
-    assert_eq!(plain_t_size(&[0.01], 0.05), 0.0);
 }
 
 #[test]
@@ -281,20 +272,27 @@ fn tied_looks_carry_what_they_could_not_spend() {
     assert_eq!(ev.verdict, Verdict::Keep, "{}", ev.reason);
     assert_eq!(ev.rounds, 8);
     assert!((ev.p_value - 4.0 / 256.0).abs() < 1e-9, "{}", ev.p_value);
-    assert!(ev.reason.contains("needed <= 0.0171"), "{}", ev.reason);
     let share = c.checkpoint_alpha(8).unwrap();
     assert!(ev.p_value > share, "{} <= {share}", ev.p_value);
-    // What was carried is what rounds 3 and 5 left: their whole shares.
-    let carry = carried(&pairs, &c, 8);
-    let early = c.checkpoint_alpha(3).unwrap() + c.checkpoint_alpha(5).unwrap();
-    assert!((carry - early).abs() < 1e-12, "{carry} vs {early}");
-    // A round-8 look that spent its level leaves only the unreached part to round 12.
+    // Rounds 3 and 5 never reach their shares (a 3-round t test, a 5-round signed-rank
+    // test): round 8 gets the plan's sum up to it, and its marginal level is the tail at
+    // the critical value that sum affords.
+    let plan8: f64 = [3, 5, 8]
+        .iter()
+        .map(|&j| c.checkpoint_alpha(j).unwrap())
+        .sum();
+    let level8 = first::tied_level(&pairs, &c, 8).unwrap();
+    assert!(
+        level8 >= 4.0 / 256.0 && level8 <= plan8 * (1.0 + 1e-6),
+        "{level8} vs {plan8}"
+    );
+    // Round 12 after a round-8 look: its first-rejection mass is what round 8 left; its
+    // marginal level may exceed that (patterns round 8 rejected are not paid twice).
     let mut longer = pairs.to_vec();
     longer.extend([lo, lo, lo, lo]);
-    let at12 = carried(&longer, &c, 12);
-    let level8 = early + share;
-    let size8 = sign_flip_size(&signed_ranks(&contrasts(&pairs, c.direction).d), level8);
-    assert!((at12 - (level8 - size8)).abs() < 1e-12 && at12 < level8);
+    let level12 = first::tied_level(&longer, &c, 12).unwrap();
+    assert!(level12 > 0.0 && level12 < 1.0, "{level12}");
+    assert!(first::tied_level(&longer, &c, 8).is_none());
     // Continuous rounds never use the tied test: nothing is carried to them.
     let smooth = noisy_pairs(3, 8, 0.95, 0.02);
     let ev = evaluate_noisy(&smooth, &c, false);
@@ -435,4 +433,35 @@ fn noisy_degenerate_inputs_do_not_panic() {
     assert_eq!(odd.main_rounds(), 5);
     assert_eq!(odd.max_rounds(), 24);
     let _ = evaluate_noisy(&noisy_pairs(1, 5, 0.9, 0.02), &odd, false);
+}
+
+#[test]
+fn first_rejection_masses_add_up_to_the_plan() {
+    // A two-level metric's magnitudes, every sign pattern of 8 rounds enumerated: the
+    // chance that some look (3, 5 or 8) keeps under the null is at most the plan's sum.
+    let c = cfg(Direction::Lower);
+    let mags = [(100.0, 95.0), (100.0, 102.6), (108.0, 95.0), (100.0, 95.0)];
+    let plan: f64 = [3, 5, 8]
+        .iter()
+        .map(|&j| c.checkpoint_alpha(j).unwrap())
+        .sum();
+    let mut kept = 0usize;
+    for mask in 0..1u32 << 8 {
+        let pairs: Vec<(f64, f64)> = (0..8)
+            .map(|i| {
+                let (b, x) = mags[(i * 7 + i / 3) % 4];
+                if mask & (1 << i) != 0 {
+                    (b, x)
+                } else {
+                    (x, b)
+                }
+            })
+            .collect();
+        let first = (1..=8)
+            .map(|r| evaluate_noisy(&pairs[..r], &c, false).verdict)
+            .find(|v| *v != Verdict::Continue);
+        kept += usize::from(first == Some(Verdict::Keep));
+    }
+    let rate = kept as f64 / 256.0;
+    assert!(rate <= plan + 1e-12, "{rate} > {plan}");
 }
