@@ -259,9 +259,26 @@ pub fn now_ms() -> u64 {
         .unwrap_or(0)
 }
 
-/// The last `n` non-empty lines of a file, joined with " | ".
+/// The text of at most the last `max` bytes of a file, read from its end only; a first line
+/// cut by that window is dropped.
+pub fn read_tail(path: &Path, max: u64) -> io::Result<String> {
+    use std::io::{Read, Seek, SeekFrom};
+    let mut f = File::open(path)?;
+    let len = f.metadata()?.len();
+    let start = len.saturating_sub(max);
+    f.seek(SeekFrom::Start(start))?;
+    let mut buf = Vec::new();
+    f.take(max).read_to_end(&mut buf)?;
+    let text = String::from_utf8_lossy(&buf);
+    Ok(match text.split_once('\n') {
+        Some((_, rest)) if start > 0 => rest.to_string(),
+        _ => text.into_owned(),
+    })
+}
+
+/// The last `n` non-empty lines of a file (from its last 16 KiB), joined with " | ".
 pub fn tail_lines(path: &Path, n: usize) -> String {
-    let text = std::fs::read_to_string(path).unwrap_or_default();
+    let text = read_tail(path, 16 * 1024).unwrap_or_default();
     let lines: Vec<&str> = text.lines().filter(|l| !l.trim().is_empty()).collect();
     lines[lines.len().saturating_sub(n)..].join(" | ")
 }

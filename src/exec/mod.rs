@@ -243,6 +243,29 @@ pub struct Outcome {
     pub froze: Option<usize>,
 }
 
+impl Outcome {
+    /// A command cancelled before it started (at `now_ms`): nothing ran.
+    pub fn cancelled_before_start(now_ms: u64) -> Outcome {
+        Outcome {
+            exit: Exit::Cancelled,
+            wall_ms: 0,
+            cpu_ms: 0,
+            peak_rss: 0,
+            instructions: None,
+            started_at_ms: now_ms,
+            ended_at_ms: now_ms,
+            pid: 0,
+            pid_start_time: 0,
+            queue_ms: None,
+            job_id: None,
+            node: None,
+            wall_us: None,
+            frozen_ms: None,
+            froze: None,
+        }
+    }
+}
+
 /// A cancellation flag shared between the caller and a running command.
 #[derive(Clone, Default, Debug)]
 pub struct Cancel(Arc<AtomicBool>);

@@ -2,7 +2,6 @@
 //! (a discarded commit stays addressable under its ref until cleanup), and the tails of the
 //! outputs its commands left in the run's `output/N/`.
 
-use std::io::{Read, Seek, SeekFrom};
 use std::path::Path;
 
 use crate::protocol::{Error, ExperimentView, OpResult, OutputTail};
@@ -92,7 +91,7 @@ fn outputs(dir: &Path) -> Vec<OutputTail> {
             Some(OutputTail {
                 name: p.file_name()?.to_string_lossy().to_string(),
                 bytes,
-                tail: tail(p, bytes).unwrap_or_default(),
+                tail: tail(p).unwrap_or_default(),
             })
         })
         .filter(|o| o.bytes > 0)
@@ -100,21 +99,10 @@ fn outputs(dir: &Path) -> Vec<OutputTail> {
 }
 
 /// The last [`TAIL_LINES`] lines of a file, read from its end only.
-fn tail(path: &Path, len: u64) -> std::io::Result<String> {
-    let mut f = std::fs::File::open(path)?;
-    let start = len.saturating_sub(TAIL_BYTES);
-    f.seek(SeekFrom::Start(start))?;
-    let mut buf = Vec::new();
-    f.take(TAIL_BYTES).read_to_end(&mut buf)?;
-    let text = String::from_utf8_lossy(&buf);
+fn tail(path: &Path) -> std::io::Result<String> {
+    let text = crate::store::read_tail(path, TAIL_BYTES)?;
     let lines: Vec<&str> = text.lines().collect();
-    // A first line cut by the byte window is dropped.
-    let skip = usize::from(start > 0);
-    let from = lines
-        .len()
-        .saturating_sub(TAIL_LINES)
-        .max(skip.min(lines.len()));
-    Ok(lines[from..].join("\n"))
+    Ok(lines[lines.len().saturating_sub(TAIL_LINES)..].join("\n"))
 }
 
 /// Lines that say an error happened, in the usual tools' words.

@@ -390,7 +390,7 @@ impl Executor for Sandboxed {
         let turn = if rails.mode == SandboxMode::Detect {
             match crate::git::snapshot::take_turn(&rails.common, || cancel.is_cancelled()) {
                 Some(t) => Some(t),
-                None => return Ok(cancelled_before_start()),
+                None => return Ok(Outcome::cancelled_before_start(store::now_ms())),
             }
         } else {
             None
@@ -656,27 +656,5 @@ pub(super) struct ScratchDir(Scratch);
 impl ScratchDir {
     pub(super) fn path(&self) -> &Path {
         &self.0 .0
-    }
-}
-
-/// The outcome of a command cancelled while it waited for its turn.
-fn cancelled_before_start() -> Outcome {
-    let now = store::now_ms();
-    Outcome {
-        exit: exec::Exit::Cancelled,
-        wall_ms: 0,
-        cpu_ms: 0,
-        peak_rss: 0,
-        instructions: None,
-        started_at_ms: now,
-        ended_at_ms: now,
-        pid: 0,
-        pid_start_time: 0,
-        queue_ms: None,
-        job_id: None,
-        node: None,
-        wall_us: None,
-        frozen_ms: None,
-        froze: None,
     }
 }

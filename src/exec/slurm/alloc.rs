@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 
 use super::tools::{cancel_matching, job_name, minutes, scancel};
 use super::Slurm;
-use crate::exec::{epoch_ms, Cancel, CommandSpec, Executor, Exit, Outcome, TAG_VAR};
+use crate::exec::{epoch_ms, Cancel, CommandSpec, Executor, Outcome, TAG_VAR};
 
 /// Added to the command timeouts for an allocation's `--time` (arctl enforces the timeouts
 /// itself; this only bounds what the cluster runs if arctl is gone).
@@ -362,23 +362,10 @@ impl Salloc {
 
 /// What a queued job costs the command that waited for it: nothing ran, the wait is kept.
 fn cancelled_in_queue(waited_ms: u64, job: Option<u64>) -> Outcome {
-    let now = epoch_ms();
     Outcome {
-        exit: Exit::Cancelled,
-        wall_ms: 0,
-        cpu_ms: 0,
-        peak_rss: 0,
-        instructions: None,
-        started_at_ms: now,
-        ended_at_ms: now,
-        pid: 0,
-        pid_start_time: 0,
         queue_ms: Some(waited_ms),
         job_id: job.map(|j| j.to_string()),
-        node: None,
-        wall_us: None,
-        frozen_ms: None,
-        froze: None,
+        ..Outcome::cancelled_before_start(epoch_ms())
     }
 }
 
