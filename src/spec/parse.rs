@@ -413,9 +413,10 @@ fn check_setup(spec: &RunSpec, src: &Source) -> Result<(), SpecError> {
             .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
             && key.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
         if !valid || key.starts_with("ARCTL_") {
+            // At `env` itself: a key inside an inline table has no position of its own here.
             return Err(src.at_key(
-                Some("setup.env"),
-                key,
+                Some("setup"),
+                "env",
                 format!("setup.env {key:?}: expected an environment variable name like PYTHONHASHSEED (letters, digits, _; not ARCTL_*)"),
             ));
         }
@@ -668,6 +669,16 @@ command = "claude -p"
 
     fn p(text: &str) -> Result<ResolvedSpec, SpecError> {
         parse(text, Path::new("/tmp/specs/etl-runtime.toml"))
+    }
+
+    #[test]
+    fn a_bad_setup_env_name_is_located_at_its_line() {
+        let e = p(&format!(
+            "{MINIMAL}\n[setup]\nenv = {{ ARCTL_RUN_ID = \"x\" }}\n"
+        ))
+        .unwrap_err();
+        assert_eq!((e.line, e.column), (13, 7), "{e:?}");
+        assert!(e.message.contains("not ARCTL_*"), "{}", e.message);
     }
 
     #[test]
