@@ -1,7 +1,9 @@
 //! Durable state: atomic writes (temp file → fsync → rename → fsync of the folder), schema
 //! versions in every file, append-only journals, and quarantine of unreadable files. Copies
 //! that recovery rebuilds from the journal (the TSVs) are written without waiting for the
-//! disk ([`write_replace`], [`append_plain`]): on a real disk each fsync costs milliseconds.
+//! disk ([`write_replace`], [`append_plain`]), and a record that may be the old one after a
+//! power loss (an experiment's intent) without the folder's fsync ([`write_atomic_lazy`]):
+//! on a real disk each fsync costs milliseconds.
 
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Write};
@@ -16,6 +18,14 @@ pub const SCHEMA_VERSION: u32 = 1;
 
 /// Write `bytes` to `path` so that a crash leaves either the old or the new content.
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> io::Result<()> {
+    write_atomic_lazy(path, bytes)?;
+    File::open(path.parent().unwrap_or(Path::new(".")))?.sync_all()
+}
+
+/// [`write_atomic`] without waiting for the rename to reach the disk (the folder's fsync):
+/// after a power loss the file is the old content or the new one, never a mix nor empty
+/// (the new content is on the disk before the rename). A kill of the daemon loses nothing.
+pub fn write_atomic_lazy(path: &Path, bytes: &[u8]) -> io::Result<()> {
     let dir = path.parent().unwrap_or(Path::new("."));
     let name = path.file_name().unwrap_or_default().to_string_lossy();
     let tmp = dir.join(format!(".{name}.tmp.{}", std::process::id()));
@@ -24,8 +34,7 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> io::Result<()> {
         f.write_all(bytes)?;
         f.sync_all()?;
     }
-    fs::rename(&tmp, path)?;
-    File::open(dir)?.sync_all()
+    fs::rename(&tmp, path)
 }
 
 /// Replace `path` by a temp file and a rename, without fsync: readers see the old content or
@@ -48,11 +57,20 @@ struct Versioned<T> {
 
 /// Save a value as pretty JSON with the schema version, atomically.
 pub fn save_json<T: Serialize>(path: &Path, value: &T) -> Result<()> {
-    let bytes = serde_json::to_vec_pretty(&Versioned {
+    write_atomic(path, &versioned(value)?).with_context(|| format!("writing {}", path.display()))
+}
+
+/// [`save_json`] through [`write_atomic_lazy`].
+pub fn save_json_lazy<T: Serialize>(path: &Path, value: &T) -> Result<()> {
+    write_atomic_lazy(path, &versioned(value)?)
+        .with_context(|| format!("writing {}", path.display()))
+}
+
+fn versioned<T: Serialize>(value: &T) -> Result<Vec<u8>> {
+    Ok(serde_json::to_vec_pretty(&Versioned {
         schema: SCHEMA_VERSION,
         body: value,
-    })?;
-    write_atomic(path, &bytes).with_context(|| format!("writing {}", path.display()))
+    })?)
 }
 
 /// A state file written by a newer arctl: refused, and left as it is for that version.

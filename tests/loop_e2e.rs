@@ -294,6 +294,69 @@ dir = "hyp"
     );
 }
 
+/// A built-in proposer writes the worktree from the daemon itself, where no child's start
+/// voids what the last metric run's walk found: after a keep, an out-of-scope patch must
+/// still be reverted in full (the walk-free revert must not trust that walk).
+#[test]
+fn a_rejected_patch_after_a_keep_is_reverted_in_full() {
+    let w = World::new();
+    let repo = w.path().join("proj");
+    common::repo(
+        &repo,
+        &[
+            ("metric.sh", METRIC_SH),
+            ("src/value.txt", "100\n"),
+            ("README.md", "readme\n"),
+        ],
+    );
+    let pdir = w.path().join("hyp");
+    write(
+        &pdir.join("01-lower.patch"),
+        "lower the value to 80\n--- a/src/value.txt\n+++ b/src/value.txt\n@@ -1 +1 @@\n-100\n+80\n",
+    );
+    write(
+        &pdir.join("02-readme.patch"),
+        "edit the readme\n--- a/README.md\n+++ b/README.md\n@@ -1 +1 @@\n-readme\n+edited\n",
+    );
+    write(
+        &pdir.join("03-lower.patch"),
+        "lower it to 60\n--- a/src/value.txt\n+++ b/src/value.txt\n@@ -1 +1 @@\n-80\n+60\n",
+    );
+    let spec = w.path().join("p.toml");
+    write(
+        &spec,
+        r#"
+repo = "proj"
+[metric]
+command = "./metric.sh"
+direction = "lower"
+[scope]
+include = ["src/*.txt"]
+[proposer]
+kind = "patches"
+dir = "hyp"
+"#,
+    );
+    let _d = w.daemon();
+    assert_eq!(w.ok(&["start", spec.to_str().unwrap()]).trim(), "p");
+    let st = w.wait_finished("p", Duration::from_secs(60));
+    assert_eq!(st["summary"]["state"], "finished", "{st:#}");
+    let rows = tsv_rows(&w.path().join("proj-p/autoresearch-p.tsv"));
+    let got: Vec<(&str, &str)> = rows
+        .iter()
+        .map(|r| (r[2].as_str(), r[3].as_str()))
+        .collect();
+    assert_eq!(got[1], ("80.0", "keep"), "{rows:?}");
+    assert_eq!(got[2].1, "inspector-reject", "{rows:?}");
+    assert_eq!(got[3], ("60.0", "keep"), "{rows:?}");
+    let wt = w.path().join("proj-p");
+    assert_eq!(
+        std::fs::read_to_string(wt.join("README.md")).unwrap(),
+        "readme\n"
+    );
+    assert_eq!(git(&wt, &["status", "--porcelain"]).trim(), "");
+}
+
 #[test]
 fn params_proposer_hill_climbs_to_the_optimum() {
     let w = World::new();

@@ -26,6 +26,11 @@ fn always_writable() -> Vec<(PathBuf, ::landlock::BitFlags<AccessFs>)> {
     ]
 }
 
+/// The folders beneath which every command may write something, whatever its policy.
+pub fn always_writable_dirs() -> Vec<PathBuf> {
+    always_writable().into_iter().map(|(p, _)| p).collect()
+}
+
 /// A ruleset fd: `writable` (folders: everything beneath; files: the file) and the files in
 /// `files` (written, truncated: the command's own output files) may be written; nothing
 /// else. Missing paths are skipped. None: the kernel has no Landlock.

@@ -84,6 +84,7 @@ pub use crate::host::instructions_supported;
 pub use cgroup::{cgroup_v2_unavailable_reason, limit_mechanism, LimitMechanism};
 pub use contain::{containment, running_pids, started_by_arctl, Sandbox};
 pub use executor::{executor_for, ClusterJob, Executor, Group, Local, Preflight, VisibilityCheck};
+pub use landlock::always_writable_dirs;
 pub use local::{run, run_sandboxed};
 pub use procfs::{process_start_time, TAG_VAR};
 pub use sink::DEFAULT_OUTPUT_CAP;

@@ -282,6 +282,8 @@ pub struct WorkTree {
     /// The last stat walk of [`WorkTree::changes_since`]: when it started, and whether it
     /// listed a `.gitignore` that is not tracked as it is (see `hidden_by_ignores`).
     pub(crate) rules_walk: std::cell::Cell<Option<(std::time::SystemTime, bool)>>,
+    /// Whether libgit2 has loaded the index here (see `fast::commit::paths_to_diff`).
+    pub(crate) index_loaded: std::cell::Cell<bool>,
 }
 
 impl WorkTree {
@@ -292,6 +294,7 @@ impl WorkTree {
             repo,
             path,
             rules_walk: Default::default(),
+            index_loaded: Default::default(),
         }
     }
 
@@ -302,6 +305,7 @@ impl WorkTree {
             repo,
             path: path.to_path_buf(),
             rules_walk: Default::default(),
+            index_loaded: Default::default(),
         })
     }
 
@@ -339,6 +343,10 @@ impl WorkTree {
             let rule = |p: &Vec<u8>| p == b".gitignore" || p.ends_with(b"/.gitignore");
             self.rules_walk.set(Some((started, p.iter().any(rule))));
         }
+        // Untracked files the ignore rules hide (the run's own TSV and log among them) are
+        // left out here: the diff would drop them too, after loading the index and the
+        // attributes for them.
+        let paths = paths.map(|p| self.drop_ignored_untracked(p, &tree));
         match paths {
             Some(paths) if paths.is_empty() => return Ok(Vec::new()),
             Some(paths) => {
@@ -353,6 +361,16 @@ impl WorkTree {
             .repo
             .diff_tree_to_workdir_with_index(Some(&tree), Some(&mut opts))?;
         Ok(deltas_to_changes(&diff))
+    }
+
+    /// `paths` without those `tree` lacks that the ignore rules match.
+    fn drop_ignored_untracked(&self, mut paths: Vec<Vec<u8>>, tree: &git2::Tree) -> Vec<Vec<u8>> {
+        use std::os::unix::ffi::OsStrExt;
+        paths.retain(|p| {
+            let path = Path::new(std::ffi::OsStr::from_bytes(p));
+            tree.get_path(path).is_ok() || !self.repo.is_path_ignored(path).unwrap_or(false)
+        });
+        paths
     }
 
     fn signature(&self) -> Signature<'static> {
@@ -390,13 +408,20 @@ impl WorkTree {
     /// commits, branch switches, detached HEADs, edits and untracked files. Ignored files
     /// (build outputs, the run's TSV and log) stay.
     pub fn restore(&self, branch: &str, oid: Oid) -> Result<()> {
+        self.restore_from(branch, oid, None)
+    }
+
+    /// [`WorkTree::restore`] of a tree known to be clean at commit `clean_at` (a stat walk
+    /// just found it so, and nothing can have written it since): only the paths between
+    /// the two trees are restored, with no walk.
+    pub fn restore_from(&self, branch: &str, oid: Oid, clean_at: Option<Oid>) -> Result<()> {
         let refname = format!("refs/heads/{branch}");
         self.repo
             .reference(&refname, oid, true, "arctl: restore")
             .with_context(|| format!("moving {refname}"))?;
         self.repo.set_head(&refname)?;
         // The paths that differ only, when that applies (see `fast`); else the full reset.
-        if self.fast_revert(oid).unwrap_or(false) {
+        if self.fast_revert(oid, clean_at).unwrap_or(false) {
             return Ok(());
         }
         self.reset_hard(oid)

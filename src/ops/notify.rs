@@ -105,7 +105,11 @@ fn command_spec(
 }
 
 fn run(h: &RunHandle, spec: &CommandSpec, event: &str) {
-    match exec::Local.run(spec, &Cancel::default()) {
+    // Unconfined: while it runs, no run's tree counts as known clean.
+    let running = crate::run::clean_marks::unconfined_child();
+    let outcome = exec::Local.run(spec, &Cancel::default());
+    drop(running);
+    match outcome {
         Ok(o) if o.exit.success() => {
             h.log_line(&format!("notify on_{event}: {:?} ran", spec.command))
         }

@@ -71,7 +71,9 @@ impl Runner {
                 self.wt
                     .set_ref(&name, git::parse_oid(c)?, "arctl: discarded experiment")?;
             }
-            self.wt.restore(&self.rec.branch, best)?;
+            // The last metric or guard run's walk may have found the tree clean already.
+            let clean_at = crate::run::clean_marks::DAEMON.take(&self.wt.path);
+            self.wt.restore_from(&self.rec.branch, best, clean_at)?;
         }
         self.append(&rec)?;
         let commit = rec.commit.clone();

@@ -47,9 +47,11 @@ impl Runner {
             return Ok(());
         }
         // The intent, before any side effect: recovery knows experiment n was under way.
-        self.update(|r| r.inflight = Some(Inflight { experiment: n }))?;
+        self.update_intent(|r| r.inflight = Some(Inflight { experiment: n }))?;
         let mut rec = ExperimentRecord::new(n, Status::Discard, store::now_ms());
         self.forget_tampering();
+        // A built-in proposer writes the tree from here, unseen by the marks.
+        crate::run::clean_marks::forget(&self.wt.path);
         self.h.set_step(Step::Proposing);
         let proposal = match self.propose(n, None, &cancel)? {
             Proposed::Exhausted(why) => {

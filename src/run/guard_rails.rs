@@ -17,6 +17,7 @@ use anyhow::Result;
 use crate::exec::{self, Cancel, CommandSpec, Executor, Outcome, Sandbox};
 use crate::git::snapshot::{Exclusions, LiveRun, Snapshot, Touched, Watched};
 use crate::git::{self, HeadState, WorkTree};
+use crate::run::clean_marks;
 use crate::run::journal::{ExperimentRecord, Status};
 use crate::run::record::RunRecord;
 use crate::run::runner::Runner;
@@ -338,8 +339,11 @@ impl Sandboxed {
         }
     }
 
-    /// The metric's and guards' changes to their tree: reverted to its HEAD.
-    fn revert_side_effects(&self, tree: &Path, who: &str) {
+    /// The metric's and guards' changes to their tree: reverted to its HEAD. A tree found
+    /// clean after a `confined` child is marked so (`clean_marks`): the revert after a
+    /// discard need not walk it again. (Of a cluster job, processes might outlive it.)
+    fn revert_side_effects(&self, tree: &Path, who: &str, confined: bool) {
+        let walking = confined.then(|| clean_marks::DAEMON.walk(tree)).flatten();
         let Ok(wt) = WorkTree::open(tree) else {
             return;
         };
@@ -348,7 +352,12 @@ impl Sandboxed {
             HeadState::Unborn => return,
         };
         let changed = match wt.changes_since(head) {
-            Ok(c) if c.is_empty() => return,
+            Ok(c) if c.is_empty() => {
+                if let Some(w) = walking {
+                    w.clean(head);
+                }
+                return;
+            }
             Ok(c) => c,
             Err(_) => Vec::new(),
         };
@@ -405,6 +414,15 @@ impl Executor for Sandboxed {
                 .lock()
                 .unwrap_or_else(|e| e.into_inner()) = SystemTime::now();
         }
+        // Where it may write, for the trees' clean marks: until it has ended.
+        let confined = holes
+            .clone()
+            .filter(|_| crate::host::sandbox::landlock_abi().is_ok());
+        let marks_trusted = confined.is_some();
+        let running = clean_marks::DAEMON.child(confined.map(|mut h| {
+            h.extend(exec::always_writable_dirs());
+            h
+        }));
         let outcome = if local {
             let sandbox = Sandbox {
                 writable: holes.clone(),
@@ -415,11 +433,12 @@ impl Executor for Sandboxed {
         } else {
             self.inner.run(&spec, cancel)
         };
+        drop(running);
         if let Some(w) = watched {
             rails.settle(w, holes.as_deref(), &who);
         }
         if self.role == Role::Evaluator && !off {
-            self.revert_side_effects(&spec.cwd, &who);
+            self.revert_side_effects(&spec.cwd, &who, marks_trusted);
         }
         drop(own_tmp);
         drop(turn);

@@ -95,13 +95,30 @@ impl RunHandle {
     /// The one way to change the record: `f` runs under the lock, then the record is
     /// persisted. Returns the record as changed.
     pub fn update(&self, f: impl FnOnce(&mut RunRecord)) -> Result<RunRecord> {
+        self.update_with(f, crate::store::save_json)
+    }
+
+    /// [`RunHandle::update`] for an experiment's intent, before its side effects: written
+    /// with [`store::write_atomic_lazy`](crate::store::write_atomic_lazy) (one fsync, not
+    /// two). A power loss may leave the record as it was before; recovery resets the
+    /// worktree and numbers the experiments from the journal either way, and the intent
+    /// only names the interrupted experiment in a note.
+    pub fn update_intent(&self, f: impl FnOnce(&mut RunRecord)) -> Result<RunRecord> {
+        self.update_with(f, crate::store::save_json_lazy)
+    }
+
+    fn update_with(
+        &self,
+        f: impl FnOnce(&mut RunRecord),
+        save: fn(&std::path::Path, &RunRecord) -> Result<()>,
+    ) -> Result<RunRecord> {
         let _order = self.persist.lock().unwrap_or_else(|e| e.into_inner());
         let rec = {
             let mut l = self.live();
             f(&mut l.record);
             l.record.clone()
         };
-        crate::store::save_json(&self.paths.record(), &rec)?;
+        save(&self.paths.record(), &rec)?;
         Ok(rec)
     }
 

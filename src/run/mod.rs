@@ -7,6 +7,7 @@
 mod baseline;
 mod best_tree;
 pub mod budget;
+pub(crate) mod clean_marks;
 mod conclude;
 mod confirm;
 mod experiment;

@@ -86,6 +86,12 @@ impl Runner {
         Ok(())
     }
 
+    /// An experiment's intent (see [`RunHandle::update_intent`]).
+    pub(super) fn update_intent(&mut self, f: impl FnOnce(&mut RunRecord)) -> Result<()> {
+        self.rec = self.h.update_intent(f)?;
+        Ok(())
+    }
+
     /// Change the record now, persisted with the next `update` (see
     /// [`RunHandle::update_deferred`]); the state must not change this way.
     pub(super) fn update_deferred(&mut self, f: impl FnOnce(&mut RunRecord)) {

@@ -10,8 +10,9 @@ use anyhow::{Context, Result};
 use git2::{Index, ObjectType, Oid, Repository, Tree};
 
 use super::super::{Change, ChangeKind, WorkTree};
+use super::index_file::read_index;
 use super::tree_diff::tree_changes;
-use super::walk::candidates;
+use super::walk::{candidates, candidates_of};
 
 /// The repo's index, re-read if it changed on disk.
 pub(super) fn fresh_index(repo: &Repository) -> Result<Index> {
@@ -27,10 +28,29 @@ pub(super) fn index_tree(index: &mut Index) -> Option<Oid> {
 }
 
 impl WorkTree {
+    /// The repository's index through libgit2, re-read if it changed on disk.
+    fn index(&self) -> Result<Index> {
+        self.index_loaded.set(true);
+        fresh_index(&self.repo)
+    }
+
     /// The paths [`WorkTree::changes_since`] needs to diff against `tree`: Some(candidates)
     /// when the index holds `tree` and the stat walk applies, None for a full diff.
     pub(crate) fn paths_to_diff(&self, tree: &Tree) -> Result<Option<Vec<Vec<u8>>>> {
-        let mut index = fresh_index(&self.repo)?;
+        // A repository whose index libgit2 has not loaded yet (the guard rails open one per
+        // check) reads the file directly when its tree cache says it holds `tree`: libgit2
+        // would read it through its slower checksum and entry map, which pays only when the
+        // index is used again.
+        let fresh = !self.index_loaded.get();
+        if let Some(read) = fresh
+            .then(|| read_index(&self.repo.path().join("index")))
+            .flatten()
+        {
+            if read.root == Some(tree.id()) {
+                return Ok(candidates_of(&self.repo, read.entries, read.mtime));
+            }
+        }
+        let mut index = self.index()?;
         if index_tree(&mut index) != Some(tree.id()) {
             return Ok(None);
         }
@@ -46,14 +66,14 @@ impl WorkTree {
             Ok(Some(tree)) => self.commit_tree(tree, message, parent),
             Ok(None) | Err(_) => {
                 // Drop whatever was staged in memory; the full path starts from disk.
-                fresh_index(&self.repo)?.read(true)?;
+                self.index()?.read(true)?;
                 self.commit_all(message, parent)
             }
         }
     }
 
     fn stage_changes(&self, changes: &[Change], parent: Oid) -> Result<Option<Oid>> {
-        let mut index = fresh_index(&self.repo)?;
+        let mut index = self.index()?;
         let parent_tree = self.repo.find_commit(parent)?.tree_id();
         if index_tree(&mut index) != Some(parent_tree) {
             return Ok(None);
@@ -87,16 +107,26 @@ impl WorkTree {
     }
 
     /// The revert of [`WorkTree::restore`] (HEAD already moved to `oid`), on the paths
-    /// that differ only. Ok(false): not applicable, or the result did not check out; the
-    /// caller does the full reset.
-    pub(crate) fn fast_revert(&self, oid: Oid) -> Result<bool> {
+    /// that differ only: those the stat walk lists, or none when the tree is known clean
+    /// at `clean_at` and the index holds that commit's tree. Ok(false): not applicable, or
+    /// the result did not check out; the caller does the full reset.
+    pub(crate) fn fast_revert(&self, oid: Oid, clean_at: Option<Oid>) -> Result<bool> {
         let target = self.repo.find_commit(oid)?.tree()?;
-        let mut index = fresh_index(&self.repo)?;
+        let mut index = self.index()?;
         let Some(current) = index_tree(&mut index) else {
             return Ok(false);
         };
-        let Some(mut paths) = candidates(&self.repo, &index) else {
-            return Ok(false);
+        let known = match clean_at {
+            Some(c) => self.repo.find_commit(c)?.tree_id() == current,
+            None => false,
+        };
+        let mut paths = if known {
+            Vec::new()
+        } else {
+            match candidates(&self.repo, &index) {
+                Some(p) => p,
+                None => return Ok(false),
+            }
         };
         if current != target.id() {
             let from = self.repo.find_tree(current)?;
@@ -117,7 +147,7 @@ impl WorkTree {
             co.path(&p[..]);
         }
         self.repo.checkout_tree(target.as_object(), Some(&mut co))?;
-        let mut index = fresh_index(&self.repo)?;
+        let mut index = self.index()?;
         let staged = (|| -> Result<bool> {
             for p in &paths {
                 let path = Path::new(OsStr::from_bytes(p));
@@ -199,7 +229,7 @@ mod tests {
             wa.repo.set_head(&refname).unwrap();
             // (Scenario 5: libgit2's checkout writes through the symlink the proposer left,
             // the check after the fast revert sees it and the full reset runs instead.)
-            let fast = wa.fast_revert(head).unwrap();
+            let fast = wa.fast_revert(head, None).unwrap();
             assert!(fast || s == 5, "scenario {s}: fast revert not taken");
             if !fast {
                 wa.restore(name_of(&a), head).unwrap();

@@ -24,6 +24,20 @@ const GITLINK: u32 = 0o160000;
 /// or the work tree holds something this walk does not handle; the caller then uses
 /// libgit2's full walk.
 pub(crate) fn candidates(repo: &Repository, index: &Index) -> Option<Vec<Vec<u8>>> {
+    let stamp = std::fs::metadata(repo.path().join("index")).ok()?;
+    candidates_of(
+        repo,
+        index.iter().collect(),
+        (stamp.mtime(), stamp.mtime_nsec()),
+    )
+}
+
+/// [`candidates`] for `entries` of an index file written at `index_time` (its mtime).
+pub(super) fn candidates_of(
+    repo: &Repository,
+    entries: Vec<IndexEntry>,
+    index_time: (i64, i64),
+) -> Option<Vec<Vec<u8>>> {
     let workdir = repo.workdir()?.to_path_buf();
     if repo
         .config()
@@ -35,9 +49,6 @@ pub(crate) fn candidates(repo: &Repository, index: &Index) -> Option<Vec<Vec<u8>
     }
     // Racy entries: a file changed in the same instant the index was written can have the
     // index's stat data; libgit2 compares the content of entries not older than the index.
-    let stamp = std::fs::metadata(repo.path().join("index")).ok()?;
-    let index_time = (stamp.mtime(), stamp.mtime_nsec());
-    let entries: Vec<IndexEntry> = index.iter().collect();
     let (dirs, files) = folders(&entries)?;
     let root: OwnedFd = std::fs::File::open(&workdir).ok()?.into();
     let walk = Walk {

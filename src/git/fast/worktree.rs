@@ -40,7 +40,7 @@ pub(crate) fn add_worktree(
     refname: Option<&str>,
     base: Oid,
 ) -> Result<bool> {
-    let Some(items) = plain_tree(repo, base)? else {
+    let Some((items, folders)) = plain_tree(repo, base)? else {
         return Ok(false);
     };
     let admin = repo.commondir().join("worktrees").join(name);
@@ -51,7 +51,7 @@ pub(crate) fn add_worktree(
     let made = (|| -> Result<()> {
         write_admin(repo, &admin, path, &head)?;
         let stats = write_files(repo, path, &items)?;
-        write_index(&admin, &items, &stats)
+        write_index(&admin, &items, &stats, Some(&folders))
     })();
     if let Err(e) = made {
         let _ = std::fs::remove_dir_all(path);
@@ -61,9 +61,10 @@ pub(crate) fn add_worktree(
     Ok(true)
 }
 
-/// The files of `base`'s tree, in index (byte) order; None when the tree or the repo's
-/// configuration needs libgit2's checkout.
-fn plain_tree(repo: &Repository, base: Oid) -> Result<Option<Vec<Item>>> {
+/// The files of `base`'s tree, in index (byte) order, and its folders' tree ids (for the
+/// index's tree cache); None when the tree or the repo's configuration needs libgit2's
+/// checkout.
+fn plain_tree(repo: &Repository, base: Oid) -> Result<Option<(Vec<Item>, Folders)>> {
     let cfg = repo.config()?.snapshot()?;
     let set = |k: &str| cfg.get_entry(k).is_ok();
     let is_true = |k: &str| cfg.get_bool(k).unwrap_or(false);
@@ -94,6 +95,8 @@ fn plain_tree(repo: &Repository, base: Oid) -> Result<Option<Vec<Item>>> {
     }
     let tree = repo.find_commit(base)?.tree()?;
     let mut items = Vec::new();
+    let mut folders = Folders::default();
+    folders.insert(Vec::new(), tree.id());
     let mut plain = true;
     let walked = tree.walk(git2::TreeWalkMode::PreOrder, |root, e| {
         let name = e.name_bytes();
@@ -108,6 +111,11 @@ fn plain_tree(repo: &Repository, base: Oid) -> Result<Option<Vec<Item>>> {
         if odd || e.kind() == Some(ObjectType::Commit) {
             plain = false;
             return git2::TreeWalkResult::Abort;
+        }
+        if e.kind() == Some(ObjectType::Tree) {
+            let mut path = root.as_bytes().to_vec();
+            path.extend_from_slice(name);
+            folders.insert(path, e.id());
         }
         if e.kind() == Some(ObjectType::Blob) {
             if !matches!(e.filemode(), 0o100644 | 0o100755 | 0o120000) {
@@ -128,8 +136,11 @@ fn plain_tree(repo: &Repository, base: Oid) -> Result<Option<Vec<Item>>> {
         return Ok(None);
     }
     items.sort_unstable_by(|a, b| a.path.cmp(&b.path));
-    Ok(Some(items))
+    Ok(Some((items, folders)))
 }
+
+/// A tree's folders (paths relative to its root, the root itself empty) → their tree ids.
+pub(super) type Folders = std::collections::HashMap<Vec<u8>, Oid>;
 
 /// The admin folder and the worktree's `.git`, with the contents `git_worktree_add` writes.
 /// The admin folder and the worktree's `.git` file; `head` is what HEAD holds.
@@ -410,5 +421,60 @@ mod tests {
         assert!(matches!(wt.head_state(), crate::git::HeadState::Detached(o) if o == head));
         assert!(wt.is_clean().unwrap());
         assert!(r.find_worktree("arctl-best-x").unwrap().validate().is_ok());
+    }
+
+    #[test]
+    fn the_tree_cache_is_the_commits_and_git_keeps_it_right() {
+        let d = tempfile::tempdir().unwrap();
+        let repo = d.path().join("repo");
+        std::fs::create_dir_all(&repo).unwrap();
+        git(&repo, &["init", "-q", "-b", "main"]);
+        for p in [
+            "top.txt",
+            "a/y.txt",
+            "a-b/x.txt",
+            "b/c/d/e.txt",
+            "b/c/f.txt",
+            "b/g.txt",
+        ] {
+            write(&repo.join(p), p);
+        }
+        git(&repo, &["add", "-A"]);
+        git(&repo, &["commit", "-qm", "init"]);
+        let head = Oid::from_str(git(&repo, &["rev-parse", "HEAD"]).trim()).unwrap();
+        let r = Repository::open(&repo).unwrap();
+        let (fast, slow) = (d.path().join("fast"), d.path().join("slow"));
+        let name = crate::git::worktree_name("f");
+        assert!(add_worktree(&r, &name, &fast, None, head).unwrap());
+        git(
+            &repo,
+            &[
+                "worktree",
+                "add",
+                "-q",
+                "--detach",
+                slow.to_str().unwrap(),
+                "main",
+            ],
+        );
+        let index = repo.join(".git/worktrees").join(&name).join("index");
+        let tree = r.find_commit(head).unwrap().tree_id();
+        assert_eq!(
+            super::super::index_file::read_index(&index).unwrap().root,
+            Some(tree)
+        );
+        assert_eq!(git(&fast, &["write-tree"]).trim(), tree.to_string());
+        // git invalidates along the folders we recorded: the same trees as its own index.
+        for w in [&fast, &slow] {
+            write(&w.join("b/c/d/e.txt"), "changed\n");
+            write(&w.join("a/new/z.txt"), "new\n");
+            std::fs::remove_file(w.join("a-b/x.txt")).unwrap();
+            git(w, &["add", "-A"]);
+        }
+        let changed = git(&slow, &["write-tree"]);
+        assert_eq!(git(&fast, &["write-tree"]), changed);
+        let fast_repo = Repository::open(&fast).unwrap();
+        let mut idx = fast_repo.index().unwrap();
+        assert_eq!(idx.write_tree().unwrap().to_string(), changed.trim());
     }
 }
