@@ -247,24 +247,8 @@ fn patches_proposer_tries_each_patch_once_in_order() {
         &format!("Subject: [PATCH] raise it\n\n{}", patch("80", "95")),
     );
     write(&pdir.join("notes.txt"), "not a patch");
-    let spec = w.path().join("p.toml");
-    write(
-        &spec,
-        r#"
-repo = "proj"
-[metric]
-command = "./metric.sh"
-direction = "lower"
-[scope]
-include = ["src/*.txt"]
-[proposer]
-kind = "patches"
-dir = "hyp"
-"#,
-    );
     let _d = w.daemon();
-    assert_eq!(w.ok(&["start", spec.to_str().unwrap()]).trim(), "p");
-    let st = w.wait_finished("p", Duration::from_secs(60));
+    let st = start_patches_run(&w);
     assert_eq!(st["summary"]["state"], "finished");
     assert!(
         st["summary"]["stop_reason"]
@@ -322,24 +306,8 @@ fn a_rejected_patch_after_a_keep_is_reverted_in_full() {
         &pdir.join("03-lower.patch"),
         "lower it to 60\n--- a/src/value.txt\n+++ b/src/value.txt\n@@ -1 +1 @@\n-80\n+60\n",
     );
-    let spec = w.path().join("p.toml");
-    write(
-        &spec,
-        r#"
-repo = "proj"
-[metric]
-command = "./metric.sh"
-direction = "lower"
-[scope]
-include = ["src/*.txt"]
-[proposer]
-kind = "patches"
-dir = "hyp"
-"#,
-    );
     let _d = w.daemon();
-    assert_eq!(w.ok(&["start", spec.to_str().unwrap()]).trim(), "p");
-    let st = w.wait_finished("p", Duration::from_secs(60));
+    let st = start_patches_run(&w);
     assert_eq!(st["summary"]["state"], "finished", "{st:#}");
     let rows = tsv_rows(&w.path().join("proj-p/autoresearch-p.tsv"));
     let got: Vec<(&str, &str)> = rows
@@ -355,6 +323,28 @@ dir = "hyp"
         "readme\n"
     );
     assert_eq!(git(&wt, &["status", "--porcelain"]).trim(), "");
+}
+
+/// Start run "p" of `proj` with the patches in `hyp` (scope `src/*.txt`, metric
+/// `./metric.sh`, lower is better) and wait for its end: its status.
+fn start_patches_run(w: &World) -> serde_json::Value {
+    let spec = w.path().join("p.toml");
+    write(
+        &spec,
+        r#"
+repo = "proj"
+[metric]
+command = "./metric.sh"
+direction = "lower"
+[scope]
+include = ["src/*.txt"]
+[proposer]
+kind = "patches"
+dir = "hyp"
+"#,
+    );
+    assert_eq!(w.ok(&["start", spec.to_str().unwrap()]).trim(), "p");
+    w.wait_finished("p", Duration::from_secs(60))
 }
 
 #[test]

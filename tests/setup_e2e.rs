@@ -115,13 +115,7 @@ fn a_baseline_missing_an_ignored_file_names_it_and_a_setup_editing_tracked_files
     let w = World::new();
     let _d = w.daemon();
     let spec = project(&w, "bare", "[setup]\nenv = { FROM_SPEC = \"yes\" }\n");
-    w.ok(&["start", spec.to_str().unwrap()]);
-    let st = w.wait_finished("bare", Duration::from_secs(60));
-    let err = st["summary"]["error"]
-        .as_str()
-        .unwrap_or_default()
-        .to_string();
-    assert_eq!(st["summary"]["state"], "failed", "{st:#}");
+    let err = failed_run_error(&w, &spec, "bare");
     assert!(
         err.contains("lacks: .env.") && err.contains("[setup] copy = [\".env\"]"),
         "{err}"
@@ -132,17 +126,22 @@ fn a_baseline_missing_an_ignored_file_names_it_and_a_setup_editing_tracked_files
         "edits",
         "[setup]\ncopy = [\".env\"]\ncommand = \"echo changed >> README.md\"\n",
     );
-    w.ok(&["start", spec.to_str().unwrap()]);
-    let st = w.wait_finished("edits", Duration::from_secs(60));
-    let err = st["summary"]["error"]
-        .as_str()
-        .unwrap_or_default()
-        .to_string();
-    assert_eq!(st["summary"]["state"], "failed", "{st:#}");
+    let err = failed_run_error(&w, &spec, "edits");
     assert!(
         err.contains("setup changed tracked files") && err.contains("README.md"),
         "{err}"
     );
+}
+
+/// Start the run of `spec` (id `id`), which must fail: its error.
+fn failed_run_error(w: &World, spec: &std::path::Path, id: &str) -> String {
+    w.ok(&["start", spec.to_str().unwrap()]);
+    let st = w.wait_finished(id, Duration::from_secs(60));
+    assert_eq!(st["summary"]["state"], "failed", "{st:#}");
+    st["summary"]["error"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string()
 }
 
 fn read(p: &std::path::Path) -> String {
