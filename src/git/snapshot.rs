@@ -53,7 +53,9 @@ pub struct Exclusions {
     /// watched too (None: not watched).
     pub home: Option<PathBuf>,
     pub xdg_config: Option<PathBuf>,
-    /// Where the child may write (Landlock), None: anywhere (detect mode).
+    /// Where the child may write (its Landlock holes and the folders every command may
+    /// write), canonical; None: anywhere (detect mode). With Some, only the protected
+    /// files within this reach are watched: a change elsewhere cannot be the child's.
     pub holes: Option<Vec<PathBuf>>,
 }
 
@@ -75,6 +77,8 @@ impl std::fmt::Display for Touched {
 #[derive(Debug)]
 pub struct Snapshot {
     common: PathBuf,
+    /// `common`, canonical: what the holes are compared with.
+    canonical: PathBuf,
     ex: Exclusions,
     files: BTreeMap<PathBuf, Item>,
     dirs: BTreeSet<PathBuf>,
@@ -84,9 +88,10 @@ pub struct Snapshot {
     /// Where the other children that ran at the same time on the repository could write: a
     /// change there may be theirs.
     others_holes: Vec<PathBuf>,
-    /// The runs live on the repository when the snapshot was taken: their refs stay left
-    /// out even if a run ends before the child does.
-    live_then: Vec<String>,
+    /// The runs live on the repository when the snapshot was taken (and, for the one
+    /// taken after the child, those live before it): their refs stay left out even if a
+    /// run ends before the child does.
+    live: HashSet<String>,
 }
 
 /// Folders under the common dir whose every file is protected (new files included).
@@ -97,14 +102,16 @@ const FILES: [&str; 5] = ["packed-refs", "config", "config.worktree", "HEAD", "i
 impl Snapshot {
     /// Read the protected files of the repository whose common dir is `common`.
     pub fn take(common: &Path, ex: Exclusions) -> Snapshot {
+        let canonical = key(common);
         let mut s = Snapshot {
             common: common.to_path_buf(),
+            live: live_runs(&canonical).into_iter().collect(),
+            canonical,
             ex,
             files: BTreeMap::new(),
             dirs: BTreeSet::new(),
             overlapped: HashSet::new(),
             others_holes: Vec::new(),
-            live_then: live_runs(common),
         };
         for t in TREES {
             s.walk(&common.join(t));
@@ -158,15 +165,47 @@ impl Snapshot {
         if rel == self.ex.own_branch || rel.starts_with("refs/heads/arctl-tmp/") {
             return true;
         }
-        let mut live = live_runs(&self.common);
-        live.extend(self.live_then.iter().cloned());
+        let id = match (
+            rel.strip_prefix("refs/heads/autoresearch/"),
+            rel.strip_prefix("refs/autoresearch/"),
+        ) {
+            (Some(branch), _) => branch,
+            (_, Some(refs)) => match refs.split_once('/') {
+                Some((id, _)) => id,
+                None => return false,
+            },
+            _ => return false,
+        };
         let own_id = self.ex.own_branch.strip_prefix("refs/heads/autoresearch/");
-        live.iter()
-            .filter(|id| Some(id.as_str()) != own_id)
-            .any(|id| {
-                rel == format!("refs/heads/autoresearch/{id}")
-                    || rel.starts_with(&format!("refs/autoresearch/{id}/"))
-            })
+        Some(id) != own_id && self.live.contains(id)
+    }
+
+    /// Whether `p` (under the common dir, or absolute outside it) is within the child's
+    /// reach: anywhere without holes; else under one of them.
+    fn in_reach(&self, p: &Path) -> bool {
+        let Some(reach) = &self.ex.holes else {
+            return true;
+        };
+        let p = self.canonical_of(p);
+        reach.iter().any(|r| p.starts_with(r))
+    }
+
+    /// Whether a walk must enter `dir`: it lies within the child's reach, or holds part
+    /// of it.
+    fn reach_meets(&self, dir: &Path) -> bool {
+        let Some(reach) = &self.ex.holes else {
+            return true;
+        };
+        let d = self.canonical_of(dir);
+        reach.iter().any(|r| d.starts_with(r) || r.starts_with(&d))
+    }
+
+    /// `p` with the common dir's part canonical, as holes are.
+    fn canonical_of(&self, p: &Path) -> PathBuf {
+        match p.strip_prefix(&self.common) {
+            Ok(rel) => self.canonical.join(rel),
+            Err(_) => p.to_path_buf(),
+        }
     }
 
     fn rel(&self, p: &Path) -> Option<String> {
@@ -181,6 +220,7 @@ impl Snapshot {
             || name.ends_with(".arctl-lock")
             || name.ends_with(".arctl-restore")
             || (name.starts_with('.') && name.contains(".tmp."))
+            || !self.in_reach(p)
         {
             return true;
         }
@@ -191,6 +231,9 @@ impl Snapshot {
     }
 
     fn walk(&mut self, dir: &Path) {
+        if !self.reach_meets(dir) {
+            return;
+        }
         let Ok(rd) = std::fs::read_dir(dir) else {
             return;
         };
@@ -218,10 +261,10 @@ impl Snapshot {
     pub fn compare(&self) -> Vec<Touched> {
         let mut now = Snapshot::take(&self.common, self.ex.clone());
         now.overlapped = self.overlapped.clone();
-        now.live_then.extend(self.live_then.iter().cloned());
+        now.live.extend(self.live.iter().cloned());
         let mut out = Vec::new();
         for (p, before) in &self.files {
-            if self.skipped(p) || self.overlapped_path(p) {
+            if now.skipped(p) || self.overlapped_path(p) {
                 continue;
             }
             match now.files.get(p) {
@@ -235,7 +278,7 @@ impl Snapshot {
             }
         }
         for p in now.files.keys() {
-            if !self.files.contains_key(p) && !self.skipped(p) && !self.overlapped_path(p) {
+            if !self.files.contains_key(p) && !now.skipped(p) && !self.overlapped_path(p) {
                 out.push(self.touched(p, "created"));
             }
         }
@@ -295,13 +338,8 @@ impl Snapshot {
 
     /// Whether another child running at the same time could have made this change too.
     pub fn shared_with_others(&self, t: &Touched) -> bool {
-        self.under(t, &self.others_holes)
-    }
-
-    /// Whether `path` (absolute) is under one of `roots`.
-    pub fn under(&self, t: &Touched, roots: &[PathBuf]) -> bool {
-        let p = self.abs(t);
-        roots.iter().any(|r| p.starts_with(r))
+        let p = self.canonical_of(&self.abs(t));
+        self.others_holes.iter().any(|r| p.starts_with(r))
     }
 
     /// Re-read `rel` (relative to the common dir): arctl itself just changed it.
@@ -575,11 +613,12 @@ fn live() -> &'static Mutex<HashMap<PathBuf, Vec<String>>> {
     M.get_or_init(Default::default)
 }
 
-fn live_runs(common: &Path) -> Vec<String> {
+/// The runs live on the repository whose canonical common dir is `key`.
+fn live_runs(key: &Path) -> Vec<String> {
     live()
         .lock()
         .unwrap_or_else(|e| e.into_inner())
-        .get(&key(common))
+        .get(key)
         .cloned()
         .unwrap_or_default()
 }
@@ -701,14 +740,19 @@ mod tests {
         assert!(st.success(), "git {args:?}");
     }
 
-    #[test]
-    fn the_main_index_counts_as_changed_by_its_entries_not_its_bytes() {
-        let d = tempfile::tempdir().unwrap();
-        let repo = d.path();
+    /// A repository at `repo` with `a.txt` committed on `main`.
+    fn one_commit(repo: &Path) {
         git(repo, &["init", "-q", "-b", "main"]);
         std::fs::write(repo.join("a.txt"), "a\n").unwrap();
         git(repo, &["add", "a.txt"]);
         git(repo, &["commit", "-qm", "a"]);
+    }
+
+    #[test]
+    fn the_main_index_counts_as_changed_by_its_entries_not_its_bytes() {
+        let d = tempfile::tempdir().unwrap();
+        let repo = d.path();
+        one_commit(repo);
         let common = repo.join(".git");
         let snap = Snapshot::take(&common, Exclusions::default());
         // A stat-only refresh rewrites the index's bytes, not its entries.
@@ -729,5 +773,52 @@ mod tests {
         let touched = snap.compare();
         assert_eq!(touched.len(), 1, "{touched:?}");
         assert_eq!(touched[0].what, "changed");
+    }
+
+    #[test]
+    fn with_holes_only_what_lies_within_the_reach_is_watched() {
+        let d = tempfile::tempdir().unwrap();
+        let repo = d.path();
+        one_commit(repo);
+        let common = repo.join(".git");
+        git(repo, &["branch", "autoresearch/old"]);
+        git(
+            repo,
+            &["update-ref", "refs/autoresearch/old/discarded/1", "HEAD"],
+        );
+        let branches = common
+            .join("refs/heads/autoresearch")
+            .canonicalize()
+            .unwrap();
+        let take = |holes: Option<Vec<PathBuf>>| {
+            Snapshot::take(
+                &common,
+                Exclusions {
+                    holes,
+                    ..Default::default()
+                },
+            )
+        };
+        let (reach, anywhere) = (take(Some(vec![branches])), take(None));
+        // Outside the reach: not even read.
+        assert!(!reach.files.keys().any(|p| p.ends_with("discarded/1")));
+        assert!(!reach.files.keys().any(|p| p.ends_with("config")));
+        std::fs::write(common.join("hooks/pre-commit"), "#!/bin/sh\n").unwrap();
+        std::fs::write(common.join("refs/autoresearch/old/discarded/1"), "0\n").unwrap();
+        std::fs::write(common.join("refs/heads/autoresearch/old"), "0\n").unwrap();
+        let paths = |t: Vec<Touched>| -> Vec<String> {
+            let mut p: Vec<String> = t.iter().map(|t| t.path.display().to_string()).collect();
+            p.sort();
+            p
+        };
+        assert_eq!(paths(reach.compare()), ["refs/heads/autoresearch/old"]);
+        assert_eq!(
+            paths(anywhere.compare()),
+            [
+                "hooks/pre-commit",
+                "refs/autoresearch/old/discarded/1",
+                "refs/heads/autoresearch/old"
+            ]
+        );
     }
 }

@@ -134,11 +134,11 @@ impl Runner {
         self.append_journal(rec)?;
         self.records.push(rec.clone());
         journal::append_tsv(&self.h.paths.tsv(), rec)?;
-        // The worktree's copy is within the agent's reach: rewrite it whole from the
-        // journal, so a TSV the agent edited or deleted never loses a recorded row.
         let tsv = self.rec.worktree_tsv();
-        store::write_replace(&tsv, journal::render_tsv(&self.records).as_bytes())
-            .with_context(|| format!("writing {}", tsv.display()))?;
+        self.tsv_mark = Some(
+            journal::update_tsv_copy(&tsv, self.tsv_mark, &self.records)
+                .with_context(|| format!("writing {}", tsv.display()))?,
+        );
         Ok(())
     }
 }

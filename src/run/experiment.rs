@@ -414,7 +414,7 @@ impl Runner {
             fix,
             elapsed_ms: self.h.live().elapsed_ms(),
         };
-        prompt::render(&self.template, &prompt::variables(&ctx))
+        prompt::render(&self.template, |n| prompt::variable(&ctx, n))
     }
 
     /// The diff of the latest experiment that made a commit.

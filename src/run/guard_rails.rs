@@ -215,26 +215,16 @@ impl Rails {
     }
 
     /// After a child: what it changed of the protected files is put back and noted. In
-    /// enforce mode only what lies in its holes can be its doing; other changes (the user
-    /// working, another program) are left and logged.
-    fn settle(&self, watched: Watched, holes: Option<&[PathBuf]>, who: &str) {
-        watched.finish(|snap, touched| self.settle_touched(snap, touched, holes, who));
+    /// enforce mode the snapshot watched only what lies within the child's reach: a change
+    /// elsewhere (the user working, another program) cannot be its doing.
+    fn settle(&self, watched: Watched, who: &str) {
+        watched.finish(|snap, touched| self.settle_touched(snap, touched, who));
     }
 
-    fn settle_touched(
-        &self,
-        snap: &Snapshot,
-        touched: Vec<Touched>,
-        holes: Option<&[PathBuf]>,
-        who: &str,
-    ) {
-        if touched.is_empty() {
+    fn settle_touched(&self, snap: &Snapshot, theirs: Vec<Touched>, who: &str) {
+        if theirs.is_empty() {
             return;
         }
-        let (theirs, others): (Vec<Touched>, Vec<Touched>) = match holes {
-            Some(h) => touched.into_iter().partition(|t| snap.under(t, h)),
-            None => (touched, Vec::new()),
-        };
         // A change another child running meanwhile could also have made: undone, but held
         // against neither.
         let (shared, theirs): (Vec<Touched>, Vec<Touched>) =
@@ -242,9 +232,6 @@ impl Rails {
         if !shared.is_empty() {
             let _ = snap.restore(&shared);
             tracing::warn!(run = %self.rec_id, "changed while the {who} and another run's child ran, within both's reach (restored): {}", list(&shared));
-        }
-        if !others.is_empty() {
-            tracing::warn!(run = %self.rec_id, "changed while the {who} ran, outside its reach (left as it is): {}", list(&others));
         }
         if theirs.is_empty() {
             return;
@@ -404,8 +391,17 @@ impl Executor for Sandboxed {
         } else {
             None
         };
+        // Where it may write, while it runs: its holes and what every command may
+        // (Landlock's own list); None: anywhere (no Landlock to hold it to its holes).
+        let confined = holes
+            .clone()
+            .filter(|_| crate::host::sandbox::landlock_abi().is_ok())
+            .map(|mut h| {
+                h.extend(exec::always_writable_dirs());
+                h
+            });
         let watched = (!off).then(|| {
-            let ex = rails.exclusions(self.role, &spec.cwd, holes.as_deref());
+            let ex = rails.exclusions(self.role, &spec.cwd, confined.as_deref());
             Watched::begin(&rails.common, ex)
         });
         if self.role == Role::Proposer {
@@ -414,15 +410,9 @@ impl Executor for Sandboxed {
                 .lock()
                 .unwrap_or_else(|e| e.into_inner()) = SystemTime::now();
         }
-        // Where it may write, for the trees' clean marks: until it has ended.
-        let confined = holes
-            .clone()
-            .filter(|_| crate::host::sandbox::landlock_abi().is_ok());
+        // For the trees' clean marks: until it has ended.
         let marks_trusted = confined.is_some();
-        let running = clean_marks::DAEMON.child(confined.map(|mut h| {
-            h.extend(exec::always_writable_dirs());
-            h
-        }));
+        let running = clean_marks::DAEMON.child(confined);
         let outcome = if local {
             let sandbox = Sandbox {
                 writable: holes.clone(),
@@ -435,7 +425,7 @@ impl Executor for Sandboxed {
         };
         drop(running);
         if let Some(w) = watched {
-            rails.settle(w, holes.as_deref(), &who);
+            rails.settle(w, &who);
         }
         if self.role == Role::Evaluator && !off {
             self.revert_side_effects(&spec.cwd, &who, marks_trusted);

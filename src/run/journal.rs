@@ -203,6 +203,40 @@ pub fn render_tsv(records: &[ExperimentRecord]) -> String {
     out
 }
 
+/// The worktree's copy of the TSV, brought up to `records` (the new one last), without
+/// fsync. The copy is within the agent's reach: when it is exactly as arctl last left it
+/// (`mark`: same inode, size and change time, one link, not a symlink) the new row is
+/// appended; otherwise it is rewritten whole from the journal (a new file renamed over it),
+/// so a TSV the agent edited, replaced or deleted never loses a recorded row. Returns the
+/// copy's mark after the write.
+pub fn update_tsv_copy(
+    path: &Path,
+    mark: Option<crate::store::FileMark>,
+    records: &[ExperimentRecord],
+) -> std::io::Result<crate::store::FileMark> {
+    use crate::store::FileMark;
+    use std::io::Write;
+    use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
+    let intact =
+        |m: &std::fs::Metadata| m.is_file() && m.nlink() == 1 && Some(FileMark::from(m)) == mark;
+    if let (Some(_), Some(last)) = (mark, records.last()) {
+        let open = std::fs::OpenOptions::new()
+            .append(true)
+            .custom_flags(libc::O_NOFOLLOW)
+            .open(path);
+        if let Ok(mut f) = open {
+            if f.metadata().is_ok_and(|m| intact(&m)) {
+                if last.status.is_row() {
+                    f.write_all(format!("{}\n", last.tsv_row()).as_bytes())?;
+                }
+                return f.metadata().map(|m| FileMark::from(&m));
+            }
+        }
+    }
+    crate::store::write_replace(path, render_tsv(records).as_bytes())?;
+    std::fs::symlink_metadata(path).map(|m| FileMark::from(&m))
+}
+
 /// Append one row to a TSV file (writing the header first if the file is new), without
 /// fsync: recovery rewrites the TSVs from the journal.
 pub fn append_tsv(path: &Path, record: &ExperimentRecord) -> Result<()> {
@@ -260,5 +294,48 @@ mod tests {
             2,
             "the confirmation is no row: {all}"
         );
+    }
+
+    #[test]
+    fn the_worktree_tsv_is_appended_while_intact_and_rewritten_when_touched() {
+        use std::os::unix::fs::MetadataExt;
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("t.tsv");
+        let outside = dir.path().join("outside.txt");
+        std::fs::write(&outside, "mine\n").unwrap();
+        let mut records = vec![rec(0, Status::Baseline, Some(1.0), "baseline")];
+        let mut mark = None;
+        let next = |records: &mut Vec<ExperimentRecord>, mark: &mut Option<_>| {
+            let n = records.len() as u32;
+            records.push(rec(n, Status::Discard, Some(2.0), &format!("idea {n}")));
+            *mark = Some(update_tsv_copy(&path, *mark, records).unwrap());
+            assert_eq!(std::fs::read_to_string(&path).unwrap(), render_tsv(records));
+        };
+        next(&mut records, &mut mark);
+        let ino = std::fs::metadata(&path).unwrap().ino();
+        next(&mut records, &mut mark);
+        assert_eq!(
+            std::fs::metadata(&path).unwrap().ino(),
+            ino,
+            "appended in place"
+        );
+        // Same size, other bytes: rewritten from the records.
+        let text = std::fs::read_to_string(&path)
+            .unwrap()
+            .replace("idea", "IDEA");
+        std::fs::write(&path, text).unwrap();
+        next(&mut records, &mut mark);
+        // A symlink or a hard link in its place: replaced, the other file untouched.
+        std::fs::remove_file(&path).unwrap();
+        std::os::unix::fs::symlink(&outside, &path).unwrap();
+        next(&mut records, &mut mark);
+        assert!(!std::fs::symlink_metadata(&path).unwrap().is_symlink());
+        std::fs::remove_file(&path).unwrap();
+        std::fs::hard_link(&outside, &path).unwrap();
+        next(&mut records, &mut mark);
+        assert_eq!(std::fs::read_to_string(&outside).unwrap(), "mine\n");
+        // Deleted: written again.
+        std::fs::remove_file(&path).unwrap();
+        next(&mut records, &mut mark);
     }
 }

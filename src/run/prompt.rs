@@ -35,8 +35,9 @@ pub struct Context<'a> {
     pub elapsed_ms: u64,
 }
 
-/// The template's variables for one prompt.
-pub fn variables(c: &Context) -> Vec<(&'static str, String)> {
+/// The value of the template variable `name` for one prompt (None: no such variable).
+/// Only what the template names is computed: some variables cover the whole history.
+pub fn variable(c: &Context, name: &str) -> Option<String> {
     let s = &c.rec.spec.spec;
     let m = &s.metric;
     let list = |v: Vec<String>| {
@@ -53,50 +54,39 @@ pub fn variables(c: &Context) -> Vec<(&'static str, String)> {
             v.to_string()
         }
     };
-    vec![
-        ("run_id", c.rec.id.clone()),
-        ("experiment", c.experiment.to_string()),
-        ("goal", or(&s.goal, "(not stated: improve the metric)")),
-        ("metric_command", m.command.clone()),
-        ("extraction", extraction(&m.extraction())),
-        ("direction", format!("{:?}", m.direction).to_lowercase()),
-        ("min_effect", format!("{}%", m.min_effect.0 * 100.0)),
-        ("baseline", format_metric(c.rec.baseline)),
-        ("best", best(c)),
-        ("noise", noise(c)),
-        ("budget", budget(c)),
-        ("last_change", last_change(c.records)),
-        (
-            "scope_include",
-            list(s.scope.include.iter().map(|g| g.0.clone()).collect()),
+    Some(match name {
+        "run_id" => c.rec.id.clone(),
+        "experiment" => c.experiment.to_string(),
+        "goal" => or(&s.goal, "(not stated: improve the metric)"),
+        "metric_command" => m.command.clone(),
+        "extraction" => extraction(&m.extraction()),
+        "direction" => format!("{:?}", m.direction).to_lowercase(),
+        "min_effect" => format!("{}%", m.min_effect.0 * 100.0),
+        "baseline" => format_metric(c.rec.baseline),
+        "best" => best(c),
+        "noise" => noise(c),
+        "budget" => budget(c),
+        "last_change" => last_change(c.records),
+        "scope_include" => list(s.scope.include.iter().map(|g| g.0.clone()).collect()),
+        "scope_exclude" => list(s.scope.exclude.iter().map(|g| g.0.clone()).collect()),
+        "constraints" => constraints(&s.policy.constraints),
+        "guards" => list(
+            s.guards
+                .iter()
+                .map(|g| format!("{} (`{}`)", g.name, g.command))
+                .collect(),
         ),
-        (
-            "scope_exclude",
-            list(s.scope.exclude.iter().map(|g| g.0.clone()).collect()),
-        ),
-        ("constraints", constraints(&s.policy.constraints)),
-        (
-            "guards",
-            list(
-                s.guards
-                    .iter()
-                    .map(|g| format!("{} (`{}`)", g.name, g.command))
-                    .collect(),
-            ),
-        ),
-        (
-            "web_search",
-            format!("{:?}", s.policy.web_search).to_lowercase(),
-        ),
-        ("simplicity", simplicity(s.policy.simplicity)),
-        ("results_file", c.rec.spec.tsv_name()),
-        ("results", results(c)),
-        ("results_tsv", journal::render_tsv(c.records)),
-        ("last_diff", c.last_diff.clone()),
-        ("hints", hints_for(c.records, one_file_scope(c.rec))),
-        ("failure", c.fix.map(quick_fix).unwrap_or_default()),
-        ("notes", notes(&c.rec.notes)),
-    ]
+        "web_search" => format!("{:?}", s.policy.web_search).to_lowercase(),
+        "simplicity" => simplicity(s.policy.simplicity),
+        "results_file" => c.rec.spec.tsv_name(),
+        "results" => results(c),
+        "results_tsv" => journal::render_tsv(c.records),
+        "last_diff" => c.last_diff.clone(),
+        "hints" => hints_for(c.records, one_file_scope(c.rec)),
+        "failure" => c.fix.map(quick_fix).unwrap_or_default(),
+        "notes" => notes(&c.rec.notes),
+        _ => return None,
+    })
 }
 
 /// The best, in the baseline's terms, with its change measured at the same time.
@@ -220,11 +210,39 @@ fn last_change(records: &[ExperimentRecord]) -> String {
     )
 }
 
-/// Every experiment so far: status, its own paired estimate against the best of its time,
-/// and the decision's reason verbatim.
+/// How many of the latest experiments the prompt lists, and how many of the keeps before
+/// them: a long run's prompt stays bounded (the results file holds every row).
+const RECENT_SHOWN: usize = 40;
+const KEEPS_SHOWN: usize = 20;
+
+/// The experiments so far (the baseline, the latest [`RECENT_SHOWN`] and the
+/// [`KEEPS_SHOWN`] latest keeps before them): status, its own paired estimate against the
+/// best of its time, and the decision's reason verbatim.
 fn results(c: &Context) -> String {
+    let rows: Vec<&ExperimentRecord> = c.records.iter().filter(|r| r.status.is_row()).collect();
+    let recent_from = rows.len().saturating_sub(RECENT_SHOWN);
+    let mut keeps_left = KEEPS_SHOWN;
+    let mut shown = vec![false; rows.len()];
+    for (i, r) in rows.iter().enumerate().rev() {
+        shown[i] = i >= recent_from
+            || r.status == Status::Baseline
+            || (r.status == Status::Keep && keeps_left > 0);
+        if i < recent_from && r.status == Status::Keep && keeps_left > 0 {
+            keeps_left -= 1;
+        }
+    }
+    let left_out = shown.iter().filter(|s| !**s).count();
     let mut out = String::new();
-    for r in c.records.iter().filter(|r| r.status.is_row()) {
+    for (i, r) in rows.iter().enumerate() {
+        if i == recent_from && left_out > 0 {
+            out.push_str(&format!(
+                "- ({left_out} earlier experiments not listed: every row is in `{}`)\n",
+                c.rec.spec.tsv_name()
+            ));
+        }
+        if !shown[i] {
+            continue;
+        }
         let commit = r
             .commit
             .as_deref()
@@ -320,7 +338,7 @@ fn quick_fix(f: &Fix) -> String {
 }
 
 /// Replace every `{{name}}` with its value; unknown names are left as they are.
-pub fn render(template: &str, vars: &[(&str, String)]) -> String {
+pub fn render(template: &str, lookup: impl Fn(&str) -> Option<String>) -> String {
     let mut out = String::with_capacity(template.len() + 1024);
     let mut rest = template;
     while let Some(start) = rest.find("{{") {
@@ -329,8 +347,8 @@ pub fn render(template: &str, vars: &[(&str, String)]) -> String {
         match after.find("}}") {
             Some(end) => {
                 let name = after[..end].trim();
-                match vars.iter().find(|(k, _)| *k == name) {
-                    Some((_, v)) => out.push_str(v),
+                match lookup(name) {
+                    Some(v) => out.push_str(&v),
                     None => out.push_str(&rest[start..start + 2 + end + 2]),
                 }
                 rest = &after[end + 2..];
@@ -427,10 +445,11 @@ mod tests {
 
     #[test]
     fn render_replaces_known_and_keeps_unknown() {
-        let r = render(
-            "a {{x}} b {{ y }} {{z}} {{",
-            &[("x", "1".into()), ("y", "2".into())],
-        );
+        let r = render("a {{x}} b {{ y }} {{z}} {{", |n| match n {
+            "x" => Some("1".into()),
+            "y" => Some("2".into()),
+            _ => None,
+        });
         assert_eq!(r, "a 1 b 2 {{z}} {{");
     }
 
@@ -525,7 +544,7 @@ mod tests {
             fix: None,
             elapsed_ms: 60_000,
         };
-        let text = render(DEFAULT_TEMPLATE, &variables(&ctx));
+        let text = render(DEFAULT_TEMPLATE, |n| variable(&ctx, n));
         // Each experiment's reason verbatim and its paired estimate, not only raw values.
         assert!(text.contains(reason), "{text}");
         assert!(
@@ -556,6 +575,54 @@ mod tests {
             "{text}"
         );
         assert!(!text.contains("Do not commit"), "{text}");
+    }
+
+    #[test]
+    fn a_long_run_lists_the_baseline_the_earlier_keeps_and_the_latest_experiments() {
+        let rec = record("src/**");
+        let mut records = vec![ExperimentRecord {
+            metric: Some(0.2),
+            ..ExperimentRecord::new(0, Status::Baseline, 0)
+        }];
+        for n in 1..=300 {
+            let status = if n % 50 == 0 {
+                Status::Keep
+            } else {
+                Status::Discard
+            };
+            records.push(exp(n, status, 0.01, "r"));
+        }
+        let ctx = Context {
+            rec: &rec,
+            records: &records,
+            experiment: 301,
+            last_diff: String::new(),
+            fix: None,
+            elapsed_ms: 0,
+        };
+        let text = results(&ctx);
+        let listed: Vec<&str> = text
+            .lines()
+            .filter_map(|l| l.strip_prefix("- #"))
+            .filter_map(|l| l.split(' ').next())
+            .collect();
+        let mut expected: Vec<String> = ["0", "50", "100", "150", "200", "250"]
+            .map(String::from)
+            .to_vec();
+        expected.extend((261..=300).map(|n| n.to_string()));
+        assert_eq!(listed, expected, "{text}");
+        assert!(
+            text.contains(
+                "(255 earlier experiments not listed: every row is in `autoresearch-p.tsv`)"
+            ),
+            "{text}"
+        );
+        // A short run lists every row and no omission line.
+        let ctx = Context {
+            records: &records[..30],
+            ..ctx
+        };
+        assert_eq!(results(&ctx).lines().count(), 30);
     }
 
     #[test]

@@ -44,6 +44,8 @@ pub(super) struct Runner {
     /// The journal as this runner last wrote it: unchanged, it is not read back before the
     /// next append (see `append_journal`).
     pub(super) journal_mark: Option<store::FileMark>,
+    /// The worktree's TSV as this runner last wrote it (see `journal::update_tsv_copy`).
+    pub(super) tsv_mark: Option<store::FileMark>,
 }
 
 impl Runner {
@@ -68,6 +70,7 @@ impl Runner {
             rails,
             rec,
             journal_mark: None,
+            tsv_mark: None,
         })
     }
 
