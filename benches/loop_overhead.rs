@@ -27,8 +27,8 @@
 //!   it) beside its git CLI equivalent: the profile behind the figures.
 //!
 //! * Each size of 10,000 files and more starts after `settle()` (ext4's recently freed
-//!   inodes slow down file creation for a minute after a mass deletion); worktrees are
-//!   removed once a size is done.
+//!   inodes slow down file creation for a minute or more after a mass deletion);
+//!   worktrees are removed once every size of a disk is done, for the same reason.
 //!
 //! Knobs: ARCTL_BENCH_QUICK / ARCTL_BENCH_SKIP_100K / ARCTL_BENCH_RAM_DIR (see
 //! benches/support), ARCTL_BENCH_ROUNDS (default 3), ARCTL_BENCH_EXPERIMENTS (default 20
@@ -124,12 +124,19 @@ fn main() -> ExitCode {
             write_exec(&w.path("agent.sh"), AGENT)?;
             write_exec(&w.path("loop.sh"), LOOP_SH)?;
             let daemon = w.daemon(None)?;
+            let first = done.len();
             for &(files, n, rounds) in &sizes {
                 let s = one_size(&w, &daemon, r, base, files, n, rounds)?;
                 done.push(s);
             }
             durable_writes(&w, &daemon, r, base, exps)?;
             daemon.shutdown()?;
+            // Removed only now: a mass deletion slows the next size's file creation.
+            for s in &mut done[first..] {
+                for (path, br) in std::mem::take(&mut s.made) {
+                    drop_worktree(&w, &s.repo, &path, Some(&br));
+                }
+            }
         }
         report(r, &done);
         Ok(())
@@ -179,10 +186,7 @@ fn one_size(
         ));
     }
     if files >= 10_000 {
-        steps(w, &s, r)?;
-    }
-    for (path, br) in std::mem::take(&mut s.made) {
-        drop_worktree(w, &s.repo, &path, Some(&br));
+        steps(w, &mut s, r)?;
     }
     Ok(s)
 }
@@ -381,7 +385,7 @@ fn arctl_round(w: &World, d: &Daemon, s: &mut Size, round: usize, n: u32) -> Res
 /// loop makes, in its order), beside the git CLI doing the same in a second worktree of the
 /// same commit (separate trees: a CLI command rewriting the index would make the next
 /// libgit2 call re-read it).
-fn steps(w: &World, s: &Size, r: &mut Report) -> Result<()> {
+fn steps(w: &World, s: &mut Size, r: &mut Report) -> Result<()> {
     use arctl::git::WorkTree;
     let k = if s.files >= 100_000 { 5 } else { 10 };
     let mk = |name: &str| -> Result<PathBuf> {
@@ -454,8 +458,8 @@ fn steps(w: &World, s: &Size, r: &mut Report) -> Result<()> {
         add("g revert (reset --hard + clean -fd)", a + b);
     }
     drop(wt);
-    drop_worktree(w, &s.repo, &a_path, Some(&br));
-    drop_worktree(w, &s.repo, &g_path, Some(&format!("steps-g-{}", s.files)));
+    let g_br = format!("steps-g-{}", s.files);
+    s.made.extend([(a_path, br), (g_path, g_br)]);
     say(format!(
         "steps at {}k files (median of {k}):",
         s.files / 1000

@@ -158,6 +158,7 @@ fn write_admin(repo: &Repository, admin: &Path, path: &Path, head: &str) -> Resu
     mkdir
         .create(path)
         .with_context(|| format!("creating {}", path.display()))?;
+    mark_top_dir(path);
     let admin = admin.canonicalize()?;
     let wd = path.canonicalize()?;
     let common = repo.commondir().canonicalize()?;
@@ -177,6 +178,30 @@ fn write_admin(repo: &Repository, admin: &Path, path: &Path, head: &str) -> Resu
     new_file(&admin.join("gitdir"), format!("{}/.git\n", wd.display()))?;
     new_file(&admin.join("HEAD"), format!("{head}\n"))?;
     Ok(())
+}
+
+/// Mark a new worktree's root as the top of a directory hierarchy (`chattr +T`): ext4's
+/// Orlov allocator then places its folders, and so its files' inodes, in a group of their
+/// own instead of next to the repo. Why: on an ext4 without a journal (this machine's),
+/// creating an inode skips, one by one, every free inode of its group deleted in the last
+/// 60 s to 6 min (`recently_deleted`), and next to the repo sit the index, lock and ref
+/// files every git command and every run replaces. Right after a shell loop of 20
+/// experiments a 10,000-file checkout took 512-857 ms there, 87-108 ms with the mark (six
+/// trials each). A hint only: a file system without the flag refuses it, which is ignored.
+fn mark_top_dir(path: &Path) {
+    const FS_TOPDIR_FL: libc::c_long = 0x0002_0000;
+    let Ok(f) = std::fs::File::open(path) else {
+        return;
+    };
+    let mut flags: libc::c_long = 0;
+    // SAFETY: FS_IOC_GETFLAGS and FS_IOC_SETFLAGS read and write one long through a valid
+    // pointer on an open file.
+    unsafe {
+        if libc::ioctl(f.as_raw_fd(), libc::FS_IOC_GETFLAGS, &mut flags) == 0 {
+            flags |= FS_TOPDIR_FL;
+            libc::ioctl(f.as_raw_fd(), libc::FS_IOC_SETFLAGS, &flags);
+        }
+    }
 }
 
 /// Write every item under `root` (folders first, then the files, each opened relative to
