@@ -134,9 +134,10 @@ impl Runner {
         self.append_journal(rec)?;
         self.records.push(rec.clone());
         journal::append_tsv(&self.h.paths.tsv(), rec)?;
-        let tsv = self.rec.worktree_tsv();
+        // Taken first: after a failed write the next one rewrites the copy whole.
+        let (tsv, mark) = (self.rec.worktree_tsv(), self.tsv_mark.take());
         self.tsv_mark = Some(
-            journal::update_tsv_copy(&tsv, self.tsv_mark, &self.records)
+            journal::update_tsv_copy(&tsv, mark, &self.records)
                 .with_context(|| format!("writing {}", tsv.display()))?,
         );
         Ok(())

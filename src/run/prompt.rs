@@ -224,12 +224,9 @@ fn results(c: &Context) -> String {
     let mut keeps_left = KEEPS_SHOWN;
     let mut shown = vec![false; rows.len()];
     for (i, r) in rows.iter().enumerate().rev() {
-        shown[i] = i >= recent_from
-            || r.status == Status::Baseline
-            || (r.status == Status::Keep && keeps_left > 0);
-        if i < recent_from && r.status == Status::Keep && keeps_left > 0 {
-            keeps_left -= 1;
-        }
+        let earlier_keep = i < recent_from && r.status == Status::Keep && keeps_left > 0;
+        keeps_left -= usize::from(earlier_keep);
+        shown[i] = i >= recent_from || r.status == Status::Baseline || earlier_keep;
     }
     let left_out = shown.iter().filter(|s| !**s).count();
     let mut out = String::new();
