@@ -26,25 +26,28 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> io::Result<()> {
 /// after a power loss the file is the old content or the new one, never a mix nor empty
 /// (the new content is on the disk before the rename). A kill of the daemon loses nothing.
 pub fn write_atomic_lazy(path: &Path, bytes: &[u8]) -> io::Result<()> {
-    let dir = path.parent().unwrap_or(Path::new("."));
-    let name = path.file_name().unwrap_or_default().to_string_lossy();
-    let tmp = dir.join(format!(".{name}.tmp.{}", std::process::id()));
-    {
-        let mut f = File::create(&tmp)?;
-        f.write_all(bytes)?;
-        f.sync_all()?;
-    }
-    fs::rename(&tmp, path)
+    through_temp(path, bytes, true)
 }
 
 /// Replace `path` by a temp file and a rename, without fsync: readers see the old content or
 /// the new, never a mix; after a crash the file may be older (or, on a file system that does
 /// not order the rename after the data, empty). Only for files recovery rebuilds.
 pub fn write_replace(path: &Path, bytes: &[u8]) -> io::Result<()> {
+    through_temp(path, bytes, false)
+}
+
+/// `bytes` into a temp file beside `path` (fsynced when `durable`), renamed over `path`.
+fn through_temp(path: &Path, bytes: &[u8], durable: bool) -> io::Result<()> {
     let dir = path.parent().unwrap_or(Path::new("."));
     let name = path.file_name().unwrap_or_default().to_string_lossy();
     let tmp = dir.join(format!(".{name}.tmp.{}", std::process::id()));
-    fs::write(&tmp, bytes)?;
+    {
+        let mut f = File::create(&tmp)?;
+        f.write_all(bytes)?;
+        if durable {
+            f.sync_all()?;
+        }
+    }
     fs::rename(&tmp, path)
 }
 

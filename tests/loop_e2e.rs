@@ -4,6 +4,7 @@
 
 mod common;
 
+use std::path::PathBuf;
 use std::time::Duration;
 
 use common::*;
@@ -36,18 +37,20 @@ esac
 exit 0
 "#;
 
+/// `proj` in the world: `metric.sh` (prints the score in `src/value.txt`), that file at 100,
+/// and `extra`.
+fn value_repo(w: &World, extra: &[(&str, &str)]) -> PathBuf {
+    let repo = w.path().join("proj");
+    let mut files = vec![("metric.sh", METRIC_SH), ("src/value.txt", "100\n")];
+    files.extend_from_slice(extra);
+    common::repo(&repo, &files);
+    repo
+}
+
 #[test]
 fn scripted_agent_walks_every_outcome() {
     let w = World::new();
-    let repo = w.path().join("proj");
-    common::repo(
-        &repo,
-        &[
-            ("metric.sh", METRIC_SH),
-            ("src/value.txt", "100\n"),
-            ("README.md", "readme\n"),
-        ],
-    );
+    let repo = value_repo(&w, &[("README.md", "readme\n")]);
     write_exec(&w.path().join("agent.sh"), AGENT);
     let spec = w.path().join("proj/loop.toml");
     write(
@@ -228,11 +231,7 @@ timeout = "30s"
 #[test]
 fn patches_proposer_tries_each_patch_once_in_order() {
     let w = World::new();
-    let repo = w.path().join("proj");
-    common::repo(
-        &repo,
-        &[("metric.sh", METRIC_SH), ("src/value.txt", "100\n")],
-    );
+    value_repo(&w, &[]);
     let patch = |from: &str, to: &str| {
         format!("--- a/src/value.txt\n+++ b/src/value.txt\n@@ -1 +1 @@\n-{from}\n+{to}\n")
     };
@@ -284,15 +283,7 @@ fn patches_proposer_tries_each_patch_once_in_order() {
 #[test]
 fn a_rejected_patch_after_a_keep_is_reverted_in_full() {
     let w = World::new();
-    let repo = w.path().join("proj");
-    common::repo(
-        &repo,
-        &[
-            ("metric.sh", METRIC_SH),
-            ("src/value.txt", "100\n"),
-            ("README.md", "readme\n"),
-        ],
-    );
+    value_repo(&w, &[("README.md", "readme\n")]);
     let pdir = w.path().join("hyp");
     write(
         &pdir.join("01-lower.patch"),
@@ -464,11 +455,7 @@ fn start_refuses_and_creates_nothing_when_the_repo_or_base_is_wrong() {
 #[test]
 fn stop_pause_resume() {
     let w = World::new();
-    let repo = w.path().join("proj");
-    common::repo(
-        &repo,
-        &[("metric.sh", METRIC_SH), ("src/value.txt", "100\n")],
-    );
+    let repo = value_repo(&w, &[]);
     // An agent that slowly lowers the value by one each time.
     write_exec(
         &w.path().join("agent.sh"),
@@ -528,11 +515,7 @@ fn stop_pause_resume() {
 #[test]
 fn a_stopping_run_never_shows_running_again() {
     let w = World::new();
-    let repo = w.path().join("proj");
-    common::repo(
-        &repo,
-        &[("metric.sh", METRIC_SH), ("src/value.txt", "100\n")],
-    );
+    let repo = value_repo(&w, &[]);
     // An agent and a metric that take a while: the stop arrives while the agent proposes,
     // and the experiment then takes long enough to be seen in every state it shows.
     write_exec(

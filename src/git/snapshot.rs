@@ -531,8 +531,9 @@ impl Watched {
     pub fn begin(common: &Path, ex: Exclusions) -> Watched {
         let me = ex.own_worktrees.first().cloned().unwrap_or_default();
         let _g = writes().lock().unwrap_or_else(|e| e.into_inner());
-        let snap = Arc::new(Mutex::new(Snapshot::take(common, ex)));
-        let k = key(common);
+        let taken = Snapshot::take(common, ex);
+        let k = taken.canonical.clone();
+        let snap = Arc::new(Mutex::new(taken));
         let mut m = in_flight().lock().unwrap_or_else(|e| e.into_inner());
         let list = m.entry(k.clone()).or_default();
         list.retain(|(_, w)| w.strong_count() > 0);
@@ -740,20 +741,23 @@ mod tests {
         assert!(st.success(), "git {args:?}");
     }
 
-    /// A repository at `repo` with `a.txt` committed on `main`.
-    fn one_commit(repo: &Path) {
-        git(repo, &["init", "-q", "-b", "main"]);
+    /// A repository in a temp dir with `a.txt` committed on `main`: the temp dir, the
+    /// repository and its common dir.
+    fn one_commit() -> (tempfile::TempDir, PathBuf, PathBuf) {
+        let d = tempfile::tempdir().unwrap();
+        let repo = d.path().to_path_buf();
+        git(&repo, &["init", "-q", "-b", "main"]);
         std::fs::write(repo.join("a.txt"), "a\n").unwrap();
-        git(repo, &["add", "a.txt"]);
-        git(repo, &["commit", "-qm", "a"]);
+        git(&repo, &["add", "a.txt"]);
+        git(&repo, &["commit", "-qm", "a"]);
+        let common = repo.join(".git");
+        (d, repo, common)
     }
 
     #[test]
     fn the_main_index_counts_as_changed_by_its_entries_not_its_bytes() {
-        let d = tempfile::tempdir().unwrap();
-        let repo = d.path();
-        one_commit(repo);
-        let common = repo.join(".git");
+        let (_d, repo, common) = one_commit();
+        let repo = repo.as_path();
         let snap = Snapshot::take(&common, Exclusions::default());
         // A stat-only refresh rewrites the index's bytes, not its entries.
         let before = std::fs::read(common.join("index")).unwrap();
@@ -777,10 +781,8 @@ mod tests {
 
     #[test]
     fn with_holes_only_what_lies_within_the_reach_is_watched() {
-        let d = tempfile::tempdir().unwrap();
-        let repo = d.path();
-        one_commit(repo);
-        let common = repo.join(".git");
+        let (_d, repo, common) = one_commit();
+        let repo = repo.as_path();
         git(repo, &["branch", "autoresearch/old"]);
         git(
             repo,

@@ -268,7 +268,7 @@ impl<'a> Reader<'a> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::git::fast::test_util::{git, write};
+    use crate::git::fast::test_util::{empty_repo, git, write};
 
     fn same(a: &git2::IndexEntry, b: &git2::IndexEntry) -> bool {
         (
@@ -295,10 +295,7 @@ mod tests {
 
     #[test]
     fn the_direct_read_matches_libgit2_or_declines() {
-        let d = tempfile::tempdir().unwrap();
-        let repo = d.path().join("r");
-        std::fs::create_dir_all(&repo).unwrap();
-        git(&repo, &["init", "-q", "-b", "main"]);
+        let (_d, repo) = empty_repo("r");
         let long = format!("deep/{}x.txt", format!("{}/", "n".repeat(200)).repeat(3));
         for p in ["a.txt", "b/c.txt", "b/d/e.txt", long.as_str()] {
             write(&repo.join(p), p);

@@ -452,10 +452,7 @@ mod tests {
 
     #[test]
     fn parallel_walk_on_a_big_index_matches_the_full_diff() {
-        let d = tempfile::tempdir().unwrap();
-        let repo = d.path().join("repo");
-        std::fs::create_dir_all(&repo).unwrap();
-        git(&repo, &["init", "-q", "-b", "main"]);
+        let (_d, repo) = empty_repo("repo");
         write(&repo.join(".gitignore"), "build/\n*.log\n");
         for i in 0..PARALLEL_FROM + 500 {
             write(

@@ -334,10 +334,7 @@ mod tests {
 
     #[test]
     fn new_worktree_matches_libgit2s_checkout() {
-        let d = tempfile::tempdir().unwrap();
-        let repo = d.path().join("repo");
-        std::fs::create_dir_all(&repo).unwrap();
-        git(&repo, &["init", "-q", "-b", "main"]);
+        let (d, repo) = empty_repo("repo");
         for i in 0..PARALLEL_CHECKOUT_FROM + 100 {
             write(
                 &repo.join(format!("src/d{}/e{}/f{i}.txt", i / 500, (i / 50) % 10)),
@@ -450,10 +447,7 @@ mod tests {
 
     #[test]
     fn the_tree_cache_is_the_commits_and_git_keeps_it_right() {
-        let d = tempfile::tempdir().unwrap();
-        let repo = d.path().join("repo");
-        std::fs::create_dir_all(&repo).unwrap();
-        git(&repo, &["init", "-q", "-b", "main"]);
+        let (d, repo) = empty_repo("repo");
         for p in [
             "top.txt",
             "a/y.txt",
