@@ -419,7 +419,15 @@ impl WorkTree {
         self.repo
             .reference(&refname, oid, true, "arctl: restore")
             .with_context(|| format!("moving {refname}"))?;
-        self.repo.set_head(&refname)?;
+        // HEAD is normally on the branch already: rewriting it would create (and delete) a
+        // lock file per experiment.
+        let on_branch = self
+            .repo
+            .find_reference("HEAD")
+            .is_ok_and(|h| h.symbolic_target() == Some(refname.as_str()));
+        if !on_branch {
+            self.repo.set_head(&refname)?;
+        }
         // The paths that differ only, when that applies (see `fast`); else the full reset.
         if self.fast_revert(oid, clean_at).unwrap_or(false) {
             return Ok(());

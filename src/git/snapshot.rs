@@ -13,7 +13,9 @@
 //! such a write half done. Lock and temporary files (`*.lock`, `.*.tmp.*`) are never
 //! watched: they come and go with every write.
 
+use std::borrow::Cow;
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, OnceLock, Weak};
 
@@ -79,6 +81,10 @@ pub struct Snapshot {
     common: PathBuf,
     /// `common`, canonical: what the holes are compared with.
     canonical: PathBuf,
+    /// The whole common dir lies within the child's reach (always without holes).
+    common_in_reach: bool,
+    /// The holes inside the common dir, spelled under `common` as the walk's paths are.
+    reach_in_common: Vec<PathBuf>,
     ex: Exclusions,
     files: BTreeMap<PathBuf, Item>,
     dirs: BTreeSet<PathBuf>,
@@ -103,10 +109,19 @@ impl Snapshot {
     /// Read the protected files of the repository whose common dir is `common`.
     pub fn take(common: &Path, ex: Exclusions) -> Snapshot {
         let canonical = key(common);
+        let holes = ex.holes.as_deref();
+        let common_in_reach = holes.is_none_or(|h| h.iter().any(|r| under(&canonical, r)));
+        let reach_in_common = holes
+            .into_iter()
+            .flatten()
+            .filter_map(|r| Some(common.join(rel_of(r, &canonical)?)))
+            .collect();
         let mut s = Snapshot {
             common: common.to_path_buf(),
             live: live_runs(&canonical).into_iter().collect(),
             canonical,
+            common_in_reach,
+            reach_in_common,
             ex,
             files: BTreeMap::new(),
             dirs: BTreeSet::new(),
@@ -186,8 +201,10 @@ impl Snapshot {
         let Some(reach) = &self.ex.holes else {
             return true;
         };
-        let p = self.canonical_of(p);
-        reach.iter().any(|r| p.starts_with(r))
+        match rel_of(p, &self.common) {
+            Some(_) => self.common_in_reach || self.reach_in_common.iter().any(|r| under(p, r)),
+            None => reach.iter().any(|r| under(p, r)),
+        }
     }
 
     /// Whether a walk must enter `dir`: it lies within the child's reach, or holds part
@@ -196,8 +213,11 @@ impl Snapshot {
         let Some(reach) = &self.ex.holes else {
             return true;
         };
-        let d = self.canonical_of(dir);
-        reach.iter().any(|r| d.starts_with(r) || r.starts_with(&d))
+        let meets = |r: &PathBuf| under(dir, r) || under(r, dir);
+        match rel_of(dir, &self.common) {
+            Some(_) => self.common_in_reach || self.reach_in_common.iter().any(meets),
+            None => reach.iter().any(meets),
+        }
     }
 
     /// `p` with the common dir's part canonical, as holes are.
@@ -208,10 +228,8 @@ impl Snapshot {
         }
     }
 
-    fn rel(&self, p: &Path) -> Option<String> {
-        p.strip_prefix(&self.common)
-            .ok()
-            .map(|r| r.to_string_lossy().to_string())
+    fn rel<'p>(&self, p: &'p Path) -> Option<Cow<'p, str>> {
+        rel_of(p, &self.common).map(|r| r.to_string_lossy())
     }
 
     fn skipped(&self, p: &Path) -> bool {
@@ -286,12 +304,13 @@ impl Snapshot {
     }
 
     fn overlapped_path(&self, p: &Path) -> bool {
-        self.rel(p)
-            .and_then(|r| {
-                r.strip_prefix("worktrees/")
-                    .map(|w| w.split('/').next().unwrap_or("").to_string())
-            })
-            .is_some_and(|w| self.overlapped.contains(&w))
+        if self.overlapped.is_empty() {
+            return false;
+        }
+        self.rel(p).is_some_and(|r| {
+            r.strip_prefix("worktrees/")
+                .is_some_and(|w| self.overlapped.contains(w.split('/').next().unwrap_or("")))
+        })
     }
 
     fn touched(&self, p: &Path, what: &'static str) -> Touched {
@@ -368,6 +387,47 @@ impl Snapshot {
             }
         }
     }
+}
+
+/// `p` is `dir` or lies below it. Compared as bytes: `Path::starts_with` goes component by
+/// component at several times the cost, and every snapshot asks it of every protected
+/// file (the reach checks were a quarter of a small repo's loop in the daemon). Paths with
+/// `.`, `..` or doubled separators, which arctl does not build, take `Path`'s way.
+fn under(p: &Path, dir: &Path) -> bool {
+    let (pb, db) = (p.as_os_str().as_bytes(), dir.as_os_str().as_bytes());
+    if odd(pb) || odd(db) {
+        return p.starts_with(dir);
+    }
+    let db = db.strip_suffix(b"/").unwrap_or(db);
+    pb.starts_with(db) && (pb.len() == db.len() || pb[db.len()] == b'/')
+}
+
+/// `p` relative to `base`, if it lies below (or is) it.
+fn rel_of<'p>(p: &'p Path, base: &Path) -> Option<&'p Path> {
+    let (pb, db) = (p.as_os_str().as_bytes(), base.as_os_str().as_bytes());
+    if odd(pb) || odd(db) {
+        return p.strip_prefix(base).ok();
+    }
+    if !under(p, base) {
+        return None;
+    }
+    let rest = &pb[db.strip_suffix(b"/").unwrap_or(db).len()..];
+    let rest = rest.strip_prefix(b"/").unwrap_or(rest);
+    Some(Path::new(std::ffi::OsStr::from_bytes(rest)))
+}
+
+/// A path whose bytes and components could disagree on a prefix.
+fn odd(b: &[u8]) -> bool {
+    b.is_empty()
+        || b.ends_with(b"/.")
+        || b.ends_with(b"/..")
+        || b.starts_with(b"./")
+        || b.starts_with(b"../")
+        || b == b"."
+        || b == b".."
+        || b.windows(2).any(|w| w == b"//")
+        || b.windows(3).any(|w| w == b"/./")
+        || b.windows(4).any(|w| w == b"/../")
 }
 
 fn read_item(p: &Path) -> Option<Item> {
@@ -777,6 +837,33 @@ mod tests {
         let touched = snap.compare();
         assert_eq!(touched.len(), 1, "{touched:?}");
         assert_eq!(touched[0].what, "changed");
+    }
+
+    #[test]
+    fn byte_prefixes_agree_with_paths() {
+        let paths = [
+            "/r/.git",
+            "/r/.git/",
+            "/r/.git/refs/heads/main",
+            "/r/.gitx/refs",
+            "/r/.git//refs",
+            "/r/.git/./refs",
+            "/r/.git/../r/.git/refs",
+            "/",
+            "/dev/shm",
+            "/dev/shmx/a",
+            "rel/.git/hooks",
+            "rel",
+            ".",
+            "",
+        ];
+        for p in paths {
+            for d in paths {
+                let (p, d) = (Path::new(p), Path::new(d));
+                assert_eq!(under(p, d), p.starts_with(d), "{p:?} under {d:?}");
+                assert_eq!(rel_of(p, d), p.strip_prefix(d).ok(), "{p:?} from {d:?}");
+            }
+        }
     }
 
     #[test]

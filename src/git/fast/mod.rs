@@ -37,12 +37,14 @@
 //! operation, which stays the reference: the tests of each file compare both on every kind
 //! of change a proposer can make.
 //!
-//! The files: `walk` (the stat walk), `tree_diff` (tree-to-tree on the differing paths),
+//! The files: `walk` (the stat walk), `listing` (the folder listings it remembers between
+//! walks), `tree_diff` (tree-to-tree on the differing paths),
 //! `commit` (the commit and revert fast paths), `worktree` (a new run's checkout) and
 //! `index_file` (its index written directly, and any index read directly for a walk).
 
 mod commit;
 mod index_file;
+mod listing;
 #[cfg(test)]
 mod test_util;
 mod tree_diff;
@@ -76,10 +78,52 @@ impl std::hash::Hasher for Fnv {
 
 type FnvBuild = std::hash::BuildHasherDefault<Fnv>;
 
-/// Threads for `items` items of work: one below `from`, else one per core (at most 4).
+/// Threads for `items` items of work: one below `from`, else one per core that is idle now
+/// (at most 4). A helper on a busy core waits for its turn and then holds up the others at
+/// the end: with one of two cores kept busy, the 10,000-file loop ran ~4% faster on one
+/// thread, while on an idle machine two threads are ~20% faster.
 fn worker_threads(items: usize, from: usize) -> usize {
     if items < from {
         return 1;
     }
-    std::thread::available_parallelism().map_or(1, |n| n.get().clamp(1, 4))
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let busy = std::fs::read_to_string("/proc/loadavg")
+        .ok()
+        .and_then(|l| runnable_now(&l))
+        .unwrap_or(1);
+    idle_threads(cores, busy)
+}
+
+/// The tasks runnable right now (the caller included): the fourth field of /proc/loadavg,
+/// `running/total`.
+fn runnable_now(loadavg: &str) -> Option<usize> {
+    loadavg
+        .split_whitespace()
+        .nth(3)?
+        .split('/')
+        .next()?
+        .parse()
+        .ok()
+}
+
+/// The calling thread plus one per core nobody else is running on, at most 4.
+fn idle_threads(cores: usize, runnable: usize) -> usize {
+    (cores + 1).saturating_sub(runnable.max(1)).clamp(1, 4)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn helper_threads_only_for_idle_cores() {
+        assert_eq!(runnable_now("0.52 0.58 0.59 3/1166 12345\n"), Some(3));
+        assert_eq!(runnable_now("garbage"), None);
+        assert_eq!(idle_threads(2, 1), 2, "idle machine: both cores");
+        assert_eq!(idle_threads(2, 2), 1, "one core busy elsewhere");
+        assert_eq!(idle_threads(2, 9), 1);
+        assert_eq!(idle_threads(8, 1), 4, "at most 4");
+        assert_eq!(idle_threads(8, 6), 3);
+        assert_eq!(idle_threads(1, 0), 1);
+    }
 }

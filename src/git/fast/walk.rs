@@ -1,18 +1,20 @@
-//! The stat-only walk of a work tree against its index ([`candidates`]): `read_dir` +
-//! `fstatat` relative to each open folder, compared with the index's stat data, on a few
-//! threads for big indexes. What makes the scope check and the revert cheap: libgit2 then
-//! diffs only the paths this walk lists.
+//! The stat-only walk of a work tree against its index ([`candidates`]): each folder's
+//! listing (read again only when the folder changed, see `listing`) + `fstatat` relative to
+//! the open folder, compared with the index's stat data, on a few threads for big indexes.
+//! What makes the scope check and the revert cheap: libgit2 then diffs only the paths this
+//! walk lists.
 
 use std::collections::HashMap;
 use std::ffi::OsStr;
 use std::ffi::{CStr, CString};
-use std::os::fd::{AsRawFd, OwnedFd};
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::MetadataExt;
 use std::path::Path;
 
 use git2::{Index, IndexEntry, IndexEntryExtendedFlag, Repository};
 
+use super::listing::{self, Key, Listing, Listings};
 use super::{worker_threads, FnvBuild};
 
 const GITLINK: u32 = 0o160000;
@@ -51,30 +53,21 @@ pub(super) fn candidates_of(
     // index's stat data; libgit2 compares the content of entries not older than the index.
     let (dirs, files) = folders(&entries)?;
     let root: OwnedFd = std::fs::File::open(&workdir).ok()?.into();
+    let mut listings = listing::take(&workdir);
     let walk = Walk {
         root: &root,
         dirs: &dirs,
         files: &files,
         entries: &entries,
         index_time,
+        listings: &listings,
     };
-    let mut found = walk.tracked()?;
-    // Untracked folders, one by one: libgit2 does not enter an ignored one either.
-    while let Some(rel) = found.untracked_dirs.pop() {
-        let mut probe = rel.clone();
-        probe.push(b'/');
-        if repo
-            .is_path_ignored(Path::new(OsStr::from_bytes(&probe)))
-            .ok()?
-        {
-            continue;
-        }
-        let mut next = Vec::new();
-        if !walk.dir(&rel, &mut found, &mut next) {
-            return None;
-        }
-        debug_assert!(next.is_empty(), "no tracked folder under an untracked one");
+    let mut found = walk.tracked().and_then(|f| walk.untracked(repo, f));
+    if let Some(f) = &mut found {
+        listings.update(std::mem::take(&mut f.read));
     }
+    listing::put(&workdir, listings);
+    let found = found?;
     let mut seen = vec![false; entries.len()];
     for i in found.seen {
         seen[i] = true;
@@ -167,6 +160,8 @@ struct Walk<'a> {
     files: &'a [Vec<(&'a [u8], usize)>],
     entries: &'a [IndexEntry],
     index_time: (i64, i64),
+    /// The folders' listings from earlier walks (see `listing`).
+    listings: &'a Listings,
 }
 
 type Dirs<'a> = HashMap<&'a [u8], usize, FnvBuild>;
@@ -180,17 +175,19 @@ struct Found {
     seen: Vec<usize>,
     /// Folders no index entry lies in (checked against the ignore rules by the caller).
     untracked_dirs: Vec<Vec<u8>>,
+    /// Folders read (not remembered, or changed) whose listing is worth remembering.
+    read: Vec<(Vec<u8>, Listing)>,
 }
 
 /// A folder to list, by its path relative to the work tree.
 type Job = Vec<u8>;
 
-/// An open folder listing (closed on drop).
-struct DirStream(*mut libc::DIR);
+/// An open folder (by fd: its files are stat'ed relative to it).
+struct Folder(OwnedFd);
 
-impl DirStream {
+impl Folder {
     /// `rel` opened relative to `root` (not following a symlink in its last component).
-    fn open(root: &OwnedFd, rel: &[u8]) -> Option<DirStream> {
+    fn open(root: &OwnedFd, rel: &[u8]) -> Option<Folder> {
         let path = CString::new(if rel.is_empty() { &b"."[..] } else { rel }).ok()?;
         // SAFETY: openat on a valid fd with a NUL-terminated path.
         let fd = unsafe {
@@ -200,43 +197,16 @@ impl DirStream {
                 libc::O_RDONLY | libc::O_DIRECTORY | libc::O_CLOEXEC | libc::O_NOFOLLOW,
             )
         };
-        if fd < 0 {
-            return None;
-        }
-        // SAFETY: fd is ours; on success fdopendir owns it (closedir closes it).
-        let dir = unsafe { libc::fdopendir(fd) };
-        if dir.is_null() {
-            // SAFETY: fdopendir failed, the fd is still ours.
-            unsafe { libc::close(fd) };
-            return None;
-        }
-        Some(DirStream(dir))
+        // SAFETY: a new fd, ours alone.
+        (fd >= 0).then(|| Folder(unsafe { OwnedFd::from_raw_fd(fd) }))
     }
 
-    /// The next entry's d_type, its name (NUL-terminated) copied into `name`; `.` and
-    /// `..` skipped; Err on a read error.
-    fn next(&mut self, name: &mut Vec<u8>) -> Result<Option<u8>, ()> {
-        loop {
-            // SAFETY: errno is thread-local; readdir64 on our open stream; the entry is
-            // copied out before the next call.
-            unsafe {
-                *libc::__errno_location() = 0;
-                let ent = libc::readdir64(self.0);
-                if ent.is_null() {
-                    return if *libc::__errno_location() == 0 {
-                        Ok(None)
-                    } else {
-                        Err(())
-                    };
-                }
-                let n = CStr::from_ptr((*ent).d_name.as_ptr()).to_bytes_with_nul();
-                if matches!(n, b".\0" | b"..\0") {
-                    continue;
-                }
-                name.clear();
-                name.extend_from_slice(n);
-                return Ok(Some((*ent).d_type));
-            }
+    /// The folder's own stat data.
+    fn key(&self) -> Option<Key> {
+        // SAFETY: stat64 is plain data; fstat64 fills it for our open fd.
+        unsafe {
+            let mut st: libc::stat64 = std::mem::zeroed();
+            (libc::fstat64(self.0.as_raw_fd(), &mut st) == 0).then(|| Key::of(&st))
         }
     }
 
@@ -246,20 +216,13 @@ impl DirStream {
         unsafe {
             let mut st: libc::stat64 = std::mem::zeroed();
             let r = libc::fstatat64(
-                libc::dirfd(self.0),
+                self.0.as_raw_fd(),
                 name.as_ptr(),
                 &mut st,
                 libc::AT_SYMLINK_NOFOLLOW,
             );
             (r == 0).then_some(st)
         }
-    }
-}
-
-impl Drop for DirStream {
-    fn drop(&mut self) {
-        // SAFETY: the stream is open and closed only here.
-        unsafe { libc::closedir(self.0) };
     }
 }
 
@@ -332,18 +295,71 @@ impl Walk<'_> {
                 all.out.extend(p.out);
                 all.seen.extend(p.seen);
                 all.untracked_dirs.extend(p.untracked_dirs);
+                all.read.extend(p.read);
             }
         });
         (!failed.into_inner()).then_some(all)
+    }
+
+    /// The untracked folders `found` lists, one by one: libgit2 does not enter an ignored
+    /// one either.
+    fn untracked(&self, repo: &Repository, mut found: Found) -> Option<Found> {
+        while let Some(rel) = found.untracked_dirs.pop() {
+            let mut probe = rel.clone();
+            probe.push(b'/');
+            if repo
+                .is_path_ignored(Path::new(OsStr::from_bytes(&probe)))
+                .ok()?
+            {
+                continue;
+            }
+            let mut next = Vec::new();
+            if !self.dir(&rel, &mut found, &mut next) {
+                return None;
+            }
+            debug_assert!(next.is_empty(), "no tracked folder under an untracked one");
+        }
+        Some(found)
     }
 
     /// One folder: files compared with their index entries, tracked subfolders pushed to
     /// `next`, untracked ones to `found.untracked_dirs`. False: something this walk does
     /// not handle (unreadable folder or entry, nested repository).
     fn dir(&self, rel: &[u8], found: &mut Found, next: &mut Vec<Job>) -> bool {
-        let Some(mut dir) = DirStream::open(self.root, rel) else {
+        let read_at = listing::now();
+        let Some(dir) = Folder::open(self.root, rel) else {
             return false;
         };
+        let Some(key) = dir.key() else {
+            return false;
+        };
+        // Read only when not remembered (or changed since).
+        let mut fresh = None;
+        let list = match self.listings.get(rel, key) {
+            Some(l) => l,
+            None => match Listing::read(&dir.0, key) {
+                Some(l) => &*fresh.insert(l),
+                None => return false,
+            },
+        };
+        if !self.entries_of(rel, &dir, list, found, next) {
+            return false;
+        }
+        if let Some(l) = fresh.filter(|l| l.settled(read_at)) {
+            found.read.push((rel.to_vec(), l));
+        }
+        true
+    }
+
+    /// The entries of folder `rel` (open as `dir`, listed in `list`): see [`Walk::dir`].
+    fn entries_of(
+        &self,
+        rel: &[u8],
+        dir: &Folder,
+        list: &Listing,
+        found: &mut Found,
+        next: &mut Vec<Job>,
+    ) -> bool {
         // This folder's files in the index (none for an untracked folder).
         let mine: &[(&[u8], usize)] = self
             .dirs
@@ -362,14 +378,8 @@ impl Walk<'_> {
             r.push(b'/');
         }
         let base = r.len();
-        let mut buf = Vec::with_capacity(64);
-        loop {
-            let d_type = match dir.next(&mut buf) {
-                Ok(Some(t)) => t,
-                Ok(None) => break,
-                Err(()) => return false,
-            };
-            let Ok(name) = CStr::from_bytes_with_nul(&buf) else {
+        for (with_nul, d_type) in list.entries() {
+            let Ok(name) = CStr::from_bytes_with_nul(with_nul) else {
                 return false;
             };
             let bytes = name.to_bytes();
@@ -449,6 +459,102 @@ mod tests {
     use crate::git::fast::test_util::*;
     use crate::git::WorkTree;
     use git2::Oid;
+
+    /// Wait (polling, with a deadline) until every folder of `wt` has settled for the
+    /// test's margin, then walk once so that their listings are remembered.
+    fn remember_listings(wt: &WorkTree, head: Oid, margin: std::time::Duration) {
+        fn latest(p: &Path, t: &mut (i64, i64)) {
+            let md = std::fs::symlink_metadata(p).unwrap();
+            *t = (*t)
+                .max((md.ctime(), md.ctime_nsec()))
+                .max((md.mtime(), md.mtime_nsec()));
+            for e in std::fs::read_dir(p).unwrap() {
+                let e = e.unwrap();
+                if e.file_type().unwrap().is_dir() && e.file_name() != ".git" {
+                    latest(&e.path(), t);
+                }
+            }
+        }
+        let mut t = (0, 0);
+        latest(&wt.path, &mut t);
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        let m = margin.as_nanos() as i64;
+        let ready = (t.0 + (t.1 + m) / 1_000_000_000, (t.1 + m) % 1_000_000_000);
+        while listing::now() <= ready {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the clock does not move"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        }
+        wt.changes_since(head).unwrap();
+    }
+
+    #[test]
+    fn remembered_listings_serve_the_walk_and_every_change_is_still_seen() {
+        let margin = std::time::Duration::from_millis(50);
+        listing::TEST_MARGIN.with(|m| m.set(Some(margin)));
+        // Every kind of change a proposer can make, on a tree whose listings are remembered.
+        for s in 0..SCENARIOS {
+            let (_d, a, _b, head) = twins();
+            let wa = WorkTree::open(&a).unwrap();
+            remember_listings(&wa, head, margin);
+            assert!(
+                listing::take(&a).remembered() >= 6,
+                "scenario {s}: remembered"
+            );
+            remember_listings(&wa, head, margin);
+            change(&a, s);
+            let fast = wa.changes_since(head).unwrap();
+            assert_eq!(fast, full_changes(&wa, head), "scenario {s}");
+        }
+        // A hostile child adds a file, then sets the folder's times back: the ctime moves.
+        let (_d, a, _b, head) = twins();
+        let wa = WorkTree::open(&a).unwrap();
+        remember_listings(&wa, head, margin);
+        let dir = a.join("src/d1");
+        let before = std::fs::metadata(&dir).unwrap();
+        write(&dir.join("sneaky.txt"), "x\n");
+        let times = [
+            libc::timespec {
+                tv_sec: before.atime(),
+                tv_nsec: before.atime_nsec(),
+            },
+            libc::timespec {
+                tv_sec: before.mtime(),
+                tv_nsec: before.mtime_nsec(),
+            },
+        ];
+        let c = CString::new(dir.as_os_str().as_bytes()).unwrap();
+        // SAFETY: a valid path and two timespecs.
+        assert_eq!(
+            unsafe { libc::utimensat(libc::AT_FDCWD, c.as_ptr(), times.as_ptr(), 0) },
+            0
+        );
+        assert_eq!(
+            std::fs::metadata(&dir).unwrap().mtime_nsec(),
+            before.mtime_nsec()
+        );
+        let fast = wa.changes_since(head).unwrap();
+        assert_eq!(fast, full_changes(&wa, head));
+        assert!(
+            fast.iter().any(|c| c.path == "src/d1/sneaky.txt"),
+            "{fast:?}"
+        );
+        // And the walk does trust a remembered listing whose key holds: one made to miss a
+        // file hides it (which is why only the folder's own stat data may vouch for it).
+        write(&a.join("src/d2/hidden.txt"), "x\n");
+        remember_listings(&wa, head, margin);
+        let mut l = listing::take(&a);
+        l.forget_name(b"src/d2", b"hidden.txt");
+        listing::put(&a, l);
+        let fast = wa.changes_since(head).unwrap();
+        assert!(
+            !fast.iter().any(|c| c.path == "src/d2/hidden.txt"),
+            "{fast:?}"
+        );
+        listing::TEST_MARGIN.with(|m| m.set(None));
+    }
 
     #[test]
     fn parallel_walk_on_a_big_index_matches_the_full_diff() {
