@@ -18,7 +18,7 @@ use super::exit_wait::ExitWaiter;
 use super::feeder::Feeder;
 use super::procfs::{self, Ident, TagMatch, TreeTracker};
 use super::running;
-use super::sink::Sink;
+use super::sink::Sinks;
 use super::{
     epoch_ms, instructions_supported, limit_mechanism, process_start_time, spawn, Cancel,
     CommandSpec, Exit, LimitMechanism, Limits, Outcome, DEFAULT_OUTPUT_CAP, MIN_DATA_HEADROOM,
@@ -59,7 +59,7 @@ pub fn run_sandboxed(
         )
     };
     let mut prepared = prepare(spec, sandbox, &what)?;
-    let sinks = std::mem::take(&mut prepared.sinks);
+    let sinks = prepared.sinks.take();
     // Frozen from just before the fork to after the sweep; whatever turn or lock a sandbox
     // needed is held by now, so no frozen command holds something this one waits for.
     let freeze = spec.exclusive.then(|| {
@@ -88,8 +88,8 @@ pub fn run_sandboxed(
 struct Prepared {
     out: OwnedFd,
     err: OwnedFd,
-    /// Copy the child's output into its files (see [`Sink`]).
-    sinks: Vec<Sink>,
+    /// Copy the child's output into its files (see [`Sinks`]).
+    sinks: Option<Sinks>,
     /// None: the rlimits + watchdog path.
     cgroup: Option<CommandCgroup>,
     /// The RLIMIT_DATA backstop, set on the rlimit path when memory is limited.
@@ -141,7 +141,7 @@ fn prepare(
     Ok(Prepared {
         out,
         err,
-        sinks,
+        sinks: Some(sinks),
         cgroup,
         data_limit,
         exec,
@@ -653,9 +653,9 @@ fn short(command: &str) -> String {
 }
 
 /// Create/truncate the output files (before anything else can fail), and the pipes the
-/// child writes into: each stream reaches its file through a [`Sink`] that keeps its head
+/// child writes into: each stream reaches its file through [`Sinks`], which keep its head
 /// and tail. The child's ends of the pipes, and the sinks.
-fn open_outputs(spec: &CommandSpec) -> io::Result<(OwnedFd, OwnedFd, Vec<Sink>)> {
+fn open_outputs(spec: &CommandSpec) -> io::Result<(OwnedFd, OwnedFd, Sinks)> {
     let open = |p: &Path| -> io::Result<std::fs::File> {
         if let Some(dir) = p.parent().filter(|d| !d.as_os_str().is_empty()) {
             std::fs::create_dir_all(dir)
@@ -669,25 +669,23 @@ fn open_outputs(spec: &CommandSpec) -> io::Result<(OwnedFd, OwnedFd, Vec<Sink>)>
             .map_err(|e| with_context(e, format_args!("creating {}", p.display())))
     };
     let cap = spec.limits.output.unwrap_or(DEFAULT_OUTPUT_CAP);
-    let stream = |file: std::fs::File| -> io::Result<(OwnedFd, Sink)> {
+    let stream = |file: std::fs::File| -> io::Result<(OwnedFd, (OwnedFd, std::fs::File))> {
         let (read, write) = spawn::pipe()?;
-        Ok((spawn::above_stdio(write)?, Sink::start(read, file, cap)?))
+        Ok((spawn::above_stdio(write)?, (read, file)))
     };
-    let (out, out_sink) = stream(open(&spec.stdout)?)?;
+    let (out, out_stream) = stream(open(&spec.stdout)?)?;
     if spec.stderr == spec.stdout {
         let err = spawn::above_stdio(out.try_clone()?)?;
-        return Ok((out, err, vec![out_sink]));
+        return Ok((out, err, Sinks::start(vec![out_stream], cap)?));
     }
-    let (err, err_sink) = stream(open(&spec.stderr)?)?;
-    Ok((out, err, vec![out_sink, err_sink]))
+    let (err, err_stream) = stream(open(&spec.stderr)?)?;
+    Ok((out, err, Sinks::start(vec![out_stream, err_stream], cap)?))
 }
 
 /// The output sinks, once the tree is gone: every byte written is in the files.
-fn finish_outputs(sinks: Vec<Sink>, what: &dyn Fn() -> String) {
-    for s in sinks {
-        if let Err(e) = s.finish() {
-            tracing::warn!("{}: copying the output: {e}", what());
-        }
+fn finish_outputs(sinks: Option<Sinks>, what: &dyn Fn() -> String) {
+    if let Some(Err(e)) = sinks.map(Sinks::finish) {
+        tracing::warn!("{}: copying the output: {e}", what());
     }
 }
 

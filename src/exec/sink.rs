@@ -1,8 +1,10 @@
-//! A command's output, capped: the child writes into a pipe, and a thread of ours copies it
-//! to the output file, keeping its first `cap` bytes and its last `cap` bytes with a line
-//! saying how much was cut in between. A metric that prints gigabytes costs the daemon
-//! `cap` bytes of memory and the state dir `2 × cap` bytes, and what follows the cut — the
-//! number at the end, the last lines of a traceback — is still there.
+//! A command's output, capped: the child writes into pipes, and one thread of ours copies
+//! them to the output files, keeping the first `cap` bytes and the last `cap` bytes of each
+//! with a line saying how much was cut in between. A metric that prints gigabytes costs the
+//! daemon `cap` bytes of memory per stream and the state dir `2 × cap` bytes, and what
+//! follows the cut — the number at the end, the last lines of a traceback — is still there.
+//! One thread for both streams (`poll` on the pipes): a thread per stream was two thread
+//! starts and joins per command, and on a busy machine each start waited for a core.
 
 use std::fs::File;
 use std::io::{self, Read, Write};
@@ -14,33 +16,34 @@ use std::thread::JoinHandle;
 /// The default cap of each end (head and tail) of each stream.
 pub const DEFAULT_OUTPUT_CAP: u64 = 1 << 20;
 
-/// The copying thread of one stream.
-pub(super) struct Sink {
-    thread: JoinHandle<io::Result<u64>>,
-    /// Set once the command's tree is gone: what is in the pipe then is all there is.
+/// The copying thread of one command's streams.
+pub(super) struct Sinks {
+    thread: JoinHandle<io::Result<Vec<u64>>>,
+    /// Set once the command's tree is gone: what is in the pipes then is all there is.
     done: Arc<AtomicBool>,
 }
 
-impl Sink {
-    /// Copy what arrives on `from` into `file` until every writer has closed it, or the
-    /// command's tree is gone and the pipe is drained.
-    pub(super) fn start(from: OwnedFd, file: File, cap: u64) -> io::Result<Sink> {
+impl Sinks {
+    /// Copy what arrives on each pipe into its file until every writer has closed it, or
+    /// the command's tree is gone and the pipe is drained.
+    pub(super) fn start(streams: Vec<(OwnedFd, File)>, cap: u64) -> io::Result<Sinks> {
         let done = Arc::new(AtomicBool::new(false));
-        let reader = Drained {
-            pipe: File::from(from),
-            done: done.clone(),
-        };
+        let streams: Vec<(File, Capped<File>)> = streams
+            .into_iter()
+            .map(|(pipe, file)| (File::from(pipe), Capped::new(file, cap)))
+            .collect();
+        let flag = done.clone();
         let thread = std::thread::Builder::new()
             .name("arctl-output".into())
-            .spawn(move || copy_capped(reader, file, cap))?;
-        Ok(Sink { thread, done })
+            .spawn(move || pump(streams, &flag))?;
+        Ok(Sinks { thread, done })
     }
 
-    /// The command's tree is gone: take what is left in the pipe and end; the bytes the
-    /// stream carried. (Another command's keeper, forked from the daemon while this pipe
-    /// was open, may hold a copy of its write end until it closes what it inherited: the
-    /// end of the stream is not waited for.)
-    pub(super) fn finish(self) -> io::Result<u64> {
+    /// The command's tree is gone: take what is left in the pipes and end; the bytes each
+    /// stream carried. (Another command's keeper, forked from the daemon while a pipe was
+    /// open, may hold a copy of its write end until it closes what it inherited: the end
+    /// of the stream is not waited for.)
+    pub(super) fn finish(self) -> io::Result<Vec<u64>> {
         self.done.store(true, Ordering::SeqCst);
         self.thread
             .join()
@@ -48,73 +51,121 @@ impl Sink {
     }
 }
 
-/// The read end of an output pipe: reads block until data, the end of the stream, or — once
-/// `done` is set — an empty pipe.
-struct Drained {
-    pipe: File,
-    done: Arc<AtomicBool>,
-}
-
-impl Read for Drained {
-    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        loop {
-            let done = self.done.load(Ordering::SeqCst);
-            let mut pfd = libc::pollfd {
-                fd: self.pipe.as_raw_fd(),
+/// Until each pipe ends (or, once `done`, is empty): read what is there into its file.
+fn pump(mut streams: Vec<(File, Capped<File>)>, done: &AtomicBool) -> io::Result<Vec<u64>> {
+    let mut totals = vec![0u64; streams.len()];
+    let mut open: Vec<usize> = (0..streams.len()).collect();
+    let mut buf = vec![0u8; 64 * 1024];
+    while !open.is_empty() {
+        let finishing = done.load(Ordering::SeqCst);
+        let mut fds: Vec<libc::pollfd> = open
+            .iter()
+            .map(|&i| libc::pollfd {
+                fd: streams[i].0.as_raw_fd(),
                 events: libc::POLLIN,
                 revents: 0,
-            };
-            // SAFETY: one valid pollfd for an fd we own.
-            let n = unsafe { libc::poll(&mut pfd, 1, if done { 0 } else { 50 }) };
-            if n < 0 {
-                let e = io::Error::last_os_error();
-                if e.kind() == io::ErrorKind::Interrupted {
-                    continue;
-                }
-                return Err(e);
+            })
+            .collect();
+        // SAFETY: valid pollfds for fds we own.
+        let n = unsafe {
+            libc::poll(
+                fds.as_mut_ptr(),
+                fds.len() as libc::nfds_t,
+                if finishing { 0 } else { 50 },
+            )
+        };
+        if n < 0 {
+            let e = io::Error::last_os_error();
+            if e.kind() == io::ErrorKind::Interrupted {
+                continue;
             }
-            if n > 0 {
-                // Data, or the end of the stream (POLLHUP: read gives 0).
-                return self.pipe.read(buf);
+            return Err(e);
+        }
+        if n == 0 {
+            if finishing {
+                break; // the tree is gone and the pipes are empty
             }
-            if done {
-                return Ok(0);
+            continue;
+        }
+        let mut ended = Vec::new();
+        for (k, p) in fds.iter().enumerate() {
+            if p.revents == 0 {
+                continue;
+            }
+            // Data, or the end of the stream (POLLHUP: read gives 0).
+            let i = open[k];
+            match streams[i].0.read(&mut buf) {
+                Ok(0) => ended.push(i),
+                Ok(n) => streams[i].1.feed(&buf[..n])?,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(e),
             }
         }
+        open.retain(|i| !ended.contains(i));
+    }
+    for (i, (_, c)) in streams.into_iter().enumerate() {
+        totals[i] = c.end()?;
+    }
+    Ok(totals)
+}
+
+/// One stream's copy: the head straight to `out`; past `cap`, only the last `cap` bytes
+/// are kept (a ring), and written after a line naming the cut when the stream ends.
+struct Capped<W: Write> {
+    out: W,
+    head_left: usize,
+    tail: Ring,
+    total: u64,
+}
+
+impl<W: Write> Capped<W> {
+    fn new(out: W, cap: u64) -> Capped<W> {
+        let cap = cap.max(1) as usize;
+        Capped {
+            out,
+            head_left: cap,
+            tail: Ring::new(cap),
+            total: 0,
+        }
+    }
+
+    fn feed(&mut self, chunk: &[u8]) -> io::Result<()> {
+        self.total += chunk.len() as u64;
+        let to_head = chunk.len().min(self.head_left);
+        if to_head > 0 {
+            self.out.write_all(&chunk[..to_head])?;
+            self.head_left -= to_head;
+        }
+        self.tail.push(&chunk[to_head..]);
+        Ok(())
+    }
+
+    /// The stream ended: the cut line and the tail. Returns the bytes it carried.
+    fn end(mut self) -> io::Result<u64> {
+        let tail = &self.tail;
+        if tail.seen > tail.len() as u64 {
+            let cut = tail.seen - tail.len() as u64;
+            write!(self.out, "\n[arctl: {cut} bytes of output cut here]\n")?;
+        }
+        self.tail.write_to(&mut self.out)?;
+        self.out.flush()?;
+        Ok(self.total)
     }
 }
 
-/// The head straight to `out`; past `cap`, only the last `cap` bytes are kept (a ring), and
-/// written after a line naming the cut when the stream ends. Returns the bytes read.
-fn copy_capped(mut from: impl Read, mut out: impl Write, cap: u64) -> io::Result<u64> {
-    let cap = cap.max(1) as usize;
+/// [`Capped`] over a whole reader (the tests' way in).
+#[cfg(test)]
+fn copy_capped(mut from: impl Read, out: impl Write, cap: u64) -> io::Result<u64> {
+    let mut c = Capped::new(out, cap);
     let mut buf = vec![0u8; 64 * 1024];
-    let mut total: u64 = 0;
-    let mut head_left = cap;
-    let mut tail = Ring::new(cap);
     loop {
-        let n = match from.read(&mut buf) {
-            Ok(0) => break,
-            Ok(n) => n,
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+        match from.read(&mut buf) {
+            Ok(0) => return c.end(),
+            Ok(n) => c.feed(&buf[..n])?,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
             Err(e) => return Err(e),
-        };
-        total += n as u64;
-        let chunk = &buf[..n];
-        let to_head = chunk.len().min(head_left);
-        if to_head > 0 {
-            out.write_all(&chunk[..to_head])?;
-            head_left -= to_head;
         }
-        tail.push(&chunk[to_head..]);
     }
-    if tail.seen > tail.len() as u64 {
-        let cut = tail.seen - tail.len() as u64;
-        write!(out, "\n[arctl: {cut} bytes of output cut here]\n")?;
-    }
-    tail.write_to(&mut out)?;
-    out.flush()?;
-    Ok(total)
 }
 
 /// The last `cap` bytes of a stream.
@@ -175,11 +226,22 @@ mod tests {
         let held_elsewhere = w.try_clone().unwrap();
         let dir = tempfile::TempDir::new().unwrap();
         let path = dir.path().join("out");
-        let sink = Sink::start(r, File::create(&path).unwrap(), 1024).unwrap();
+        let (r2, w2) = crate::exec::spawn::pipe().unwrap();
+        let err = dir.path().join("err");
+        let sinks = Sinks::start(
+            vec![
+                (r, File::create(&path).unwrap()),
+                (r2, File::create(&err).unwrap()),
+            ],
+            1024,
+        )
+        .unwrap();
         File::from(w).write_all(b"score: 1\n").unwrap();
+        File::from(w2).write_all(b"warning\n").unwrap();
         // The command is gone; `held_elsewhere` is still open.
-        assert_eq!(sink.finish().unwrap(), 9);
+        assert_eq!(sinks.finish().unwrap(), vec![9, 8]);
         assert_eq!(std::fs::read_to_string(&path).unwrap(), "score: 1\n");
+        assert_eq!(std::fs::read_to_string(&err).unwrap(), "warning\n");
         drop(held_elsewhere);
     }
 
