@@ -87,11 +87,11 @@ fn worker_threads(items: usize, from: usize) -> usize {
         return 1;
     }
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
-    let busy = std::fs::read_to_string("/proc/loadavg")
+    let runnable = std::fs::read_to_string("/proc/loadavg")
         .ok()
         .and_then(|l| runnable_now(&l))
         .unwrap_or(1);
-    idle_threads(cores, busy)
+    idle_threads(cores, runnable)
 }
 
 /// The tasks runnable right now (the caller included): the fourth field of /proc/loadavg,
