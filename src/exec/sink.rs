@@ -53,7 +53,6 @@ impl Sinks {
 
 /// Until each pipe ends (or, once `done`, is empty): read what is there into its file.
 fn pump(mut streams: Vec<(File, Capped<File>)>, done: &AtomicBool) -> io::Result<Vec<u64>> {
-    let mut totals = vec![0u64; streams.len()];
     let mut open: Vec<usize> = (0..streams.len()).collect();
     let mut buf = vec![0u8; 64 * 1024];
     while !open.is_empty() {
@@ -103,10 +102,7 @@ fn pump(mut streams: Vec<(File, Capped<File>)>, done: &AtomicBool) -> io::Result
         }
         open.retain(|i| !ended.contains(i));
     }
-    for (i, (_, c)) in streams.into_iter().enumerate() {
-        totals[i] = c.end()?;
-    }
-    Ok(totals)
+    streams.into_iter().map(|(_, c)| c.end()).collect()
 }
 
 /// One stream's copy: the head straight to `out`; past `cap`, only the last `cap` bytes

@@ -253,6 +253,17 @@ mod tests {
         }
     }
 
+    /// A listing of one regular file.
+    fn one_file(name: &[u8]) -> Listing {
+        let mut names = name.to_vec();
+        names.push(0);
+        Listing {
+            key: stamp((0, 0), (0, 0)),
+            names,
+            types: vec![libc::DT_REG],
+        }
+    }
+
     #[test]
     fn a_listing_is_kept_only_once_the_folder_has_settled() {
         let m = Duration::from_millis(1500);
@@ -280,8 +291,7 @@ mod tests {
         std::fs::create_dir(d.path().join("sub")).unwrap();
         std::os::unix::fs::symlink("file-0001", d.path().join("link")).unwrap();
         let fd: OwnedFd = std::fs::File::open(d.path()).unwrap().into();
-        let zero: libc::stat64 = unsafe { std::mem::zeroed() };
-        let l = Listing::read(&fd, Key::of(&zero)).unwrap();
+        let l = Listing::read(&fd, stamp((0, 0), (0, 0))).unwrap();
         let mut got: Vec<(String, u8)> = l
             .entries()
             .map(|(n, t)| {
@@ -315,13 +325,7 @@ mod tests {
         let base = PathBuf::from("/nonexistent/arctl-listing-test");
         for i in 0..MAX_TREES + 3 {
             let mut l = Listings::default();
-            let zero: libc::stat64 = unsafe { std::mem::zeroed() };
-            let listing = Listing {
-                key: Key::of(&zero),
-                names: b"a\0".to_vec(),
-                types: vec![libc::DT_REG],
-            };
-            l.update(vec![(b"d".to_vec(), listing)]);
+            l.update(vec![(b"d".to_vec(), one_file(b"a"))]);
             put(&base.join(i.to_string()), l);
         }
         // Other tests' work trees share the list: the newest survive, the oldest go.
@@ -330,13 +334,7 @@ mod tests {
         assert_eq!(newest.bytes, 4);
         assert_eq!(newest.by_dir.len(), 1);
         // A folder read again replaces its listing, and its bytes.
-        let zero: libc::stat64 = unsafe { std::mem::zeroed() };
-        let longer = Listing {
-            key: Key::of(&zero),
-            names: b"ab\0".to_vec(),
-            types: vec![libc::DT_REG],
-        };
-        newest.update(vec![(b"d".to_vec(), longer)]);
+        newest.update(vec![(b"d".to_vec(), one_file(b"ab"))]);
         assert_eq!((newest.bytes, newest.by_dir.len()), (5, 1));
     }
 }

@@ -61,6 +61,7 @@ pub(super) fn candidates_of(
         entries: &entries,
         index_time,
         listings: &listings,
+        began: listing::now(),
     };
     let mut found = walk.tracked().and_then(|f| walk.untracked(repo, f));
     if let Some(f) = &mut found {
@@ -162,6 +163,8 @@ struct Walk<'a> {
     index_time: (i64, i64),
     /// The folders' listings from earlier walks (see `listing`).
     listings: &'a Listings,
+    /// When the walk began: a listing read since is kept if its folder settled before.
+    began: (i64, i64),
 }
 
 type Dirs<'a> = HashMap<&'a [u8], usize, FnvBuild>;
@@ -326,7 +329,6 @@ impl Walk<'_> {
     /// `next`, untracked ones to `found.untracked_dirs`. False: something this walk does
     /// not handle (unreadable folder or entry, nested repository).
     fn dir(&self, rel: &[u8], found: &mut Found, next: &mut Vec<Job>) -> bool {
-        let read_at = listing::now();
         let Some(dir) = Folder::open(self.root, rel) else {
             return false;
         };
@@ -345,7 +347,7 @@ impl Walk<'_> {
         if !self.entries_of(rel, &dir, list, found, next) {
             return false;
         }
-        if let Some(l) = fresh.filter(|l| l.settled(read_at)) {
+        if let Some(l) = fresh.filter(|l| l.settled(self.began)) {
             found.read.push((rel.to_vec(), l));
         }
         true
