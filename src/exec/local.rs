@@ -243,6 +243,7 @@ fn spawn_child<'a>(
             err: &err_write,
             status: &status_write,
         },
+        &gate_parent,
     )
     .map_err(|e| with_context(e, format_args!("{}: fork", what())))?;
     let pid_start_time = process_start_time(pid).unwrap_or(0);

@@ -126,6 +126,49 @@ fn captures_output_env_and_cwd() {
     assert_eq!(read(&s2.stdout), "a\nb\nc\n");
 }
 
+/// The daemon's fds (the stat walk's handles among them: thousands, high and low) reach
+/// neither the command nor its keeper, inheritable or not.
+#[test]
+fn the_command_and_its_keeper_hold_only_their_own_fds() {
+    let dir = TempDir::new().unwrap();
+    let file = std::ffi::CString::new(dir.path().as_os_str().as_encoded_bytes()).unwrap();
+    let mut ours = Vec::new();
+    for i in 0..40 {
+        // SAFETY: opening our temp dir; half of them inheritable, some at high numbers.
+        let fd = unsafe {
+            let flags = libc::O_PATH | if i % 2 == 0 { libc::O_CLOEXEC } else { 0 };
+            let fd = libc::open(file.as_ptr(), flags);
+            if i % 4 == 0 {
+                let high = libc::fcntl(fd, libc::F_DUPFD, 900 + i);
+                libc::close(fd);
+                high
+            } else {
+                fd
+            }
+        };
+        assert!(fd >= 0);
+        ours.push(fd);
+    }
+    let s = spec(
+        &dir,
+        "fds",
+        "ls /proc/self/fd; echo keeper; ls /proc/$PPID/fd",
+    );
+    let o = go(&s);
+    for fd in ours {
+        // SAFETY: closing what we opened above.
+        unsafe { libc::close(fd) };
+    }
+    assert!(o.exit.success(), "{}", read(&s.stderr));
+    let out = read(&s.stdout);
+    let (command, keeper) = out.split_once("keeper\n").unwrap();
+    let numbers = |s: &str| -> Vec<i32> { s.lines().map(|l| l.parse().unwrap()).collect() };
+    // `ls` has one more open: the folder it lists.
+    assert!(numbers(command).iter().all(|fd| *fd <= 3), "{out}");
+    // The keeper: stdio and the status pipe.
+    assert!(numbers(keeper).iter().all(|fd| *fd <= 3), "{out}");
+}
+
 #[test]
 fn stdin_is_delivered_or_null() {
     let dir = TempDir::new().unwrap();

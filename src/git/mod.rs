@@ -8,6 +8,7 @@ pub mod names;
 pub mod scope;
 pub mod snapshot;
 
+pub(crate) use fast::forget_walk_state;
 pub use names::{worktree_name, worktree_path};
 
 use std::path::{Path, PathBuf};
@@ -233,6 +234,7 @@ pub fn remove_worktree(repo: &Repository, name: &str, path: &Path) -> Result<()>
 }
 
 fn remove_worktree_inner(repo: &Repository, name: &str, path: &Path) -> Result<()> {
+    forget_walk_state(path);
     if path.exists() {
         std::fs::remove_dir_all(path).with_context(|| format!("removing {}", path.display()))?;
     }

@@ -38,7 +38,7 @@
 //! of change a proposer can make.
 //!
 //! The files: `walk` (the stat walk), `listing` (the folder listings it remembers between
-//! walks), `tree_diff` (tree-to-tree on the differing paths),
+//! walks, and handles on their files), `tree_diff` (tree-to-tree on the differing paths),
 //! `commit` (the commit and revert fast paths), `worktree` (a new run's checkout) and
 //! `index_file` (its index written directly, and any index read directly for a walk).
 
@@ -51,6 +51,7 @@ mod tree_diff;
 mod walk;
 mod worktree;
 
+pub(crate) use listing::forget as forget_walk_state;
 pub(crate) use worktree::add_worktree;
 
 /// FNV-1a: the walk hashes every index path twice; SipHash's DoS resistance buys nothing

@@ -14,7 +14,7 @@ use std::path::Path;
 
 use git2::{Index, IndexEntry, IndexEntryExtendedFlag, Repository};
 
-use super::listing::{self, Key, Listing, Listings};
+use super::listing::{self, Handles, Key, Listing, Listings};
 use super::{worker_threads, FnvBuild};
 
 const GITLINK: u32 = 0o160000;
@@ -336,29 +336,33 @@ impl Walk<'_> {
             return false;
         };
         // Read only when not remembered (or changed since).
-        let mut fresh = None;
-        let list = match self.listings.get(rel, key) {
-            Some(l) => l,
-            None => match Listing::read(&dir.0, key) {
-                Some(l) => &*fresh.insert(l),
-                None => return false,
-            },
+        if let Some(l) = self.listings.get(rel, key) {
+            return self.entries_of(rel, &dir, l, None, found, next);
+        }
+        let Some(mut l) = Listing::read(&dir.0, key) else {
+            return false;
         };
-        if !self.entries_of(rel, &dir, list, found, next) {
+        // A listing worth keeping gets handles on its tracked files.
+        let mut handles = l.settled(self.began).then(Handles::default);
+        if !self.entries_of(rel, &dir, &l, handles.as_mut(), found, next) {
             return false;
         }
-        if let Some(l) = fresh.filter(|l| l.settled(self.began)) {
+        if let Some(h) = handles {
+            l.handles = h;
             found.read.push((rel.to_vec(), l));
         }
         true
     }
 
     /// The entries of folder `rel` (open as `dir`, listed in `list`): see [`Walk::dir`].
+    /// Tracked files are stat'ed through the listing's handles, or through new ones opened
+    /// into `new_handles` (a fresh listing that will be remembered).
     fn entries_of(
         &self,
         rel: &[u8],
         dir: &Folder,
         list: &Listing,
+        mut new_handles: Option<&mut Handles>,
         found: &mut Found,
         next: &mut Vec<Job>,
     ) -> bool {
@@ -380,7 +384,7 @@ impl Walk<'_> {
             r.push(b'/');
         }
         let base = r.len();
-        for (with_nul, d_type) in list.entries() {
+        for (k, (with_nul, d_type)) in list.entries().enumerate() {
             let Ok(name) = CStr::from_bytes_with_nul(with_nul) else {
                 return false;
             };
@@ -420,7 +424,14 @@ impl Walk<'_> {
                 match lookup(bytes) {
                     Some(i) => {
                         found.seen.push(i);
-                        let Some(st) = st.or_else(|| dir.stat(name)) else {
+                        let handle = match new_handles.as_deref_mut() {
+                            Some(h) => h.open(k, &dir.0, name),
+                            None => list.handles.get(k),
+                        };
+                        let st = st
+                            .or_else(|| handle.and_then(listing::fstat))
+                            .or_else(|| dir.stat(name));
+                        let Some(st) = st else {
                             return false;
                         };
                         if !same_stat(&self.entries[i], &st, self.index_time) {
@@ -555,6 +566,97 @@ mod tests {
             !fast.iter().any(|c| c.path == "src/d2/hidden.txt"),
             "{fast:?}"
         );
+        listing::TEST_MARGIN.with(|m| m.set(None));
+    }
+
+    /// Edit `path` in place (same size), then set its times back as a hostile child would:
+    /// only the ctime tells.
+    fn edit_keeping_times(path: &Path) {
+        let before = std::fs::symlink_metadata(path).unwrap();
+        let len = before.len() as usize;
+        std::fs::write(path, "Z".repeat(len)).unwrap();
+        let times = [
+            libc::timespec {
+                tv_sec: before.atime(),
+                tv_nsec: before.atime_nsec(),
+            },
+            libc::timespec {
+                tv_sec: before.mtime(),
+                tv_nsec: before.mtime_nsec(),
+            },
+        ];
+        let c = CString::new(path.as_os_str().as_bytes()).unwrap();
+        // SAFETY: a valid path and two timespecs.
+        assert_eq!(
+            unsafe { libc::utimensat(libc::AT_FDCWD, c.as_ptr(), times.as_ptr(), 0) },
+            0
+        );
+    }
+
+    #[test]
+    fn handles_on_remembered_files_see_every_change_to_them() {
+        let margin = std::time::Duration::from_millis(50);
+        listing::TEST_MARGIN.with(|m| m.set(Some(margin)));
+        let (d, a, _b, head) = twins();
+        let wa = WorkTree::open(&a).unwrap();
+        remember_listings(&wa, head, margin);
+        remember_listings(&wa, head, margin);
+        let l = listing::take(&a);
+        let tracked = git(&a, &["ls-files"]).lines().count();
+        assert_eq!(l.handles(), tracked, "handles on every tracked file");
+        listing::put(&a, l);
+        // Through a hard link made outside the tree: the same inode as the handle's.
+        let outside = d.path().join("outside-link");
+        std::fs::hard_link(a.join("src/d0/f0.txt"), &outside).unwrap();
+        std::fs::write(&outside, "written through the link\n").unwrap();
+        // In place with the old size and times put back.
+        edit_keeping_times(&a.join("src/d1/f1.txt"));
+        // Replaced by a new file (a new inode: the folder changes).
+        write(&a.join("src/d2/f2.txt.tmp"), "replaced\n");
+        std::fs::rename(a.join("src/d2/f2.txt.tmp"), a.join("src/d2/f2.txt")).unwrap();
+        let fast = wa.changes_since(head).unwrap();
+        assert_eq!(fast, full_changes(&wa, head));
+        for p in ["src/d0/f0.txt", "src/d1/f1.txt", "src/d2/f2.txt"] {
+            assert!(fast.iter().any(|c| c.path == p), "{p}: {fast:?}");
+        }
+        // The walk does stat through the handle: one pointing at another file makes an
+        // untouched file a candidate.
+        let (_d2, c, _b2, head_c) = twins();
+        let wc = WorkTree::open(&c).unwrap();
+        remember_listings(&wc, head_c, margin);
+        // An index written after the files settled: none of them racy.
+        git(&c, &["update-index", "--refresh", "--force-write-index"]);
+        remember_listings(&wc, head_c, margin);
+        let walked = || {
+            let index = super::super::commit::fresh_index(&wc.repo).unwrap();
+            candidates(&wc.repo, &index).unwrap()
+        };
+        let f3 = b"src/d3/f3.txt".to_vec();
+        assert!(!walked().contains(&f3), "{:?}", walked());
+        let mut l = listing::take(&c);
+        l.swap_handle(b"src/d3", b"f3.txt", &c.join("src/d0/f0.txt"));
+        listing::put(&c, l);
+        assert!(walked().contains(&f3));
+        // Forgetting a work tree closes its handles.
+        let l = listing::take(&c);
+        let open: Vec<(i32, std::path::PathBuf)> = l
+            .handle_fds()
+            .into_iter()
+            .map(|fd| {
+                (
+                    fd,
+                    std::fs::read_link(format!("/proc/self/fd/{fd}")).unwrap(),
+                )
+            })
+            .collect();
+        assert!(open.len() >= tracked - 1, "{open:?}");
+        listing::put(&c, l);
+        crate::git::forget_walk_state(&c);
+        for (fd, target) in open {
+            // (Another test may reuse the number, never for this tree's file.)
+            let now = std::fs::read_link(format!("/proc/self/fd/{fd}")).ok();
+            assert_ne!(now, Some(target), "fd {fd} still open");
+        }
         listing::TEST_MARGIN.with(|m| m.set(None));
     }
 
