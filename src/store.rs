@@ -1,9 +1,9 @@
 //! Durable state: atomic writes (temp file → fsync → rename → fsync of the folder), schema
 //! versions in every file, append-only journals, and quarantine of unreadable files. Copies
 //! that recovery rebuilds from the journal (the TSVs) are written without waiting for the
-//! disk ([`write_replace`], [`append_plain`]), and a record that may be the old one after a
-//! power loss (an experiment's intent) without the folder's fsync ([`write_atomic_lazy`]):
-//! on a real disk each fsync costs milliseconds.
+//! disk ([`write_replace`], [`append_plain`]), and a hint recovery can do without (the
+//! experiment under way) in place ([`overwrite_in_place`]): on a real disk each fsync costs
+//! milliseconds, and each new file an inode.
 
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Write};
@@ -18,15 +18,21 @@ pub const SCHEMA_VERSION: u32 = 1;
 
 /// Write `bytes` to `path` so that a crash leaves either the old or the new content.
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> io::Result<()> {
-    write_atomic_lazy(path, bytes)?;
+    through_temp(path, bytes, true)?;
     File::open(path.parent().unwrap_or(Path::new(".")))?.sync_all()
 }
 
-/// [`write_atomic`] without waiting for the rename to reach the disk (the folder's fsync):
-/// after a power loss the file is the old content or the new one, never a mix nor empty
-/// (the new content is on the disk before the rename). A kill of the daemon loses nothing.
-pub fn write_atomic_lazy(path: &Path, bytes: &[u8]) -> io::Result<()> {
-    through_temp(path, bytes, true)
+/// `bytes` over the start of `path` (created if missing), without fsync: a kill of the
+/// daemon loses nothing (the page cache stays), a power loss may leave the old bytes or a
+/// mix. For writes of one length, read by nothing but a note of recovery's.
+pub fn overwrite_in_place(path: &Path, bytes: &[u8]) -> io::Result<()> {
+    use std::os::unix::fs::FileExt;
+    OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .open(path)?
+        .write_all_at(bytes, 0)
 }
 
 /// Replace `path` by a temp file and a rename, without fsync: readers see the old content or
@@ -61,12 +67,6 @@ struct Versioned<T> {
 /// Save a value as pretty JSON with the schema version, atomically.
 pub fn save_json<T: Serialize>(path: &Path, value: &T) -> Result<()> {
     write_atomic(path, &versioned(value)?).with_context(|| format!("writing {}", path.display()))
-}
-
-/// [`save_json`] through [`write_atomic_lazy`].
-pub fn save_json_lazy<T: Serialize>(path: &Path, value: &T) -> Result<()> {
-    write_atomic_lazy(path, &versioned(value)?)
-        .with_context(|| format!("writing {}", path.display()))
 }
 
 fn versioned<T: Serialize>(value: &T) -> Result<Vec<u8>> {

@@ -291,3 +291,53 @@ fn sigterm_during_an_experiment_reverts_it_and_the_run_resumes() {
     w.ok(&["shutdown"]);
     daemon.wait();
 }
+
+/// The experiment under way is marked without a durable write; a kill -9 during it is named
+/// by the recovery, and nothing is lost or doubled.
+#[test]
+fn a_kill_during_an_experiment_names_it_in_the_recovery() {
+    let w = World::new();
+    let repo = w.path().join("proj");
+    common::repo(&repo, &[("src/v/value.txt", "100\n")]);
+    write_exec(
+        &w.path().join("agent.sh"),
+        "#!/bin/sh\nv=$(cat src/v/value.txt); echo $((v-1)) > src/v/value.txt; sleep 1\n",
+    );
+    let spec = w.path().join("v.toml");
+    write(
+        &spec,
+        &format!(
+            "repo = \"proj\"\n[metric]\ncommand = \"cat src/v/value.txt\"\ndirection = \"lower\"\n[scope]\ninclude = [\"src/v/**\"]\n[budget]\nmax_experiments = 4\n[proposer]\ncommand = \"{}\"\n",
+            w.path().join("agent.sh").display()
+        ),
+    );
+    let mut daemon = DaemonProcess::spawn(&w);
+    w.ok(&["start", spec.to_str().unwrap()]);
+    w.wait_run("v", Duration::from_secs(30), |s| {
+        s["step"] == "proposing" && s["experiments"].as_u64() >= Some(2)
+    });
+    let marked = std::fs::read_to_string(w.state_dir.join("runs/v/inflight")).unwrap();
+    let n: u32 = marked.trim().parse().unwrap();
+    daemon.signal(nix::sys::signal::Signal::SIGKILL);
+    daemon.wait();
+    let journal = std::fs::read_to_string(w.state_dir.join("runs/v/journal.jsonl")).unwrap();
+    let line_of = |k: u32| format!("\"experiment\":{k},");
+    assert!(journal.contains(&line_of(n - 1)), "{journal}");
+    assert!(
+        !journal.contains(&line_of(n)),
+        "experiment {n} was under way: {journal}"
+    );
+    let mut daemon = DaemonProcess::spawn(&w);
+    let st = w.wait_finished("v", Duration::from_secs(60));
+    assert_eq!(st["summary"]["state"], "finished");
+    let log = w.log("v");
+    assert!(
+        log.contains(&format!(
+            "recovery: experiment {n} was interrupted and will run again"
+        )),
+        "{log}"
+    );
+    check_run(&w, &repo, "v", 4);
+    w.ok(&["shutdown"]);
+    daemon.wait();
+}

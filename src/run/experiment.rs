@@ -11,7 +11,6 @@ use crate::run::journal::{self, ExperimentRecord, Status};
 use crate::run::measure::{Measured, Reference};
 use crate::run::prompt::{self, Fix};
 use crate::run::proposer::{self, Proposal, Proposed};
-use crate::run::record::Inflight;
 use crate::run::runner::Runner;
 use crate::run::state::{Request, Step};
 use crate::stats::{Evaluation, Mode, Verdict};
@@ -46,8 +45,8 @@ impl Runner {
         if self.interrupted() {
             return Ok(());
         }
-        // The intent, before any side effect: recovery knows experiment n was under way.
-        self.update_intent(|r| r.inflight = Some(Inflight { experiment: n }))?;
+        // The intent, before any side effect: recovery can say experiment n was under way.
+        self.mark_inflight(n)?;
         let mut rec = ExperimentRecord::new(n, Status::Discard, store::now_ms());
         self.forget_tampering();
         // A built-in proposer writes the tree from here, unseen by the marks.

@@ -8,10 +8,10 @@ use std::sync::{Condvar, Mutex, MutexGuard};
 use std::thread::JoinHandle;
 use std::time::Instant;
 
-use anyhow::Result;
+use anyhow::{Context, Result};
 
 use crate::exec::Cancel;
-use crate::run::record::{RunPaths, RunRecord};
+use crate::run::record::{Inflight, RunPaths, RunRecord};
 use crate::run::state::{Control, Event, Request, RunState, Step};
 
 /// The run's live state, shared between its thread and the daemon.
@@ -95,37 +95,32 @@ impl RunHandle {
     /// The one way to change the record: `f` runs under the lock, then the record is
     /// persisted. Returns the record as changed.
     pub fn update(&self, f: impl FnOnce(&mut RunRecord)) -> Result<RunRecord> {
-        self.update_with(f, crate::store::save_json)
-    }
-
-    /// [`RunHandle::update`] for an experiment's intent, before its side effects: written
-    /// with [`store::write_atomic_lazy`](crate::store::write_atomic_lazy) (one fsync, not
-    /// two). A power loss may leave the record as it was before; recovery resets the
-    /// worktree and numbers the experiments from the journal either way, and the intent
-    /// only names the interrupted experiment in a note.
-    pub fn update_intent(&self, f: impl FnOnce(&mut RunRecord)) -> Result<RunRecord> {
-        self.update_with(f, crate::store::save_json_lazy)
-    }
-
-    fn update_with(
-        &self,
-        f: impl FnOnce(&mut RunRecord),
-        save: fn(&std::path::Path, &RunRecord) -> Result<()>,
-    ) -> Result<RunRecord> {
         let _order = self.persist.lock().unwrap_or_else(|e| e.into_inner());
         let rec = {
             let mut l = self.live();
             f(&mut l.record);
             l.record.clone()
         };
-        save(&self.paths.record(), &rec)?;
+        crate::store::save_json(&self.paths.record(), &rec)?;
         Ok(rec)
     }
 
-    /// Change the record now and persist it with the next [`RunHandle::update`] (the next
-    /// experiment's intent, a pause, the end of the run): for what recovery rebuilds from the
+    /// Experiment `n` is under way, before its side effects: in the record in memory, and in
+    /// the `inflight` file, overwritten in place without an fsync (no durable write, no new
+    /// file per experiment). Recovery needs neither: it resets the worktree and numbers the
+    /// experiments from the journal either way, and the mark only names the interrupted
+    /// experiment in a note, which a power loss may cost.
+    pub fn mark_inflight(&self, n: u32) -> Result<()> {
+        self.update_in_memory(|r| r.inflight = Some(Inflight { experiment: n }));
+        let path = self.paths.inflight();
+        crate::store::overwrite_in_place(&path, format!("{n:>10}\n").as_bytes())
+            .with_context(|| format!("writing {}", path.display()))
+    }
+
+    /// Change the record now and persist it with the next [`RunHandle::update`] (a keep's
+    /// confirmation, a pause, the end of the run): for what recovery rebuilds from the
     /// journal anyway (an experiment's counters, written after its journal line), so an
-    /// experiment makes one durable record write, not two.
+    /// experiment makes no durable record write: its one durable write is its journal line.
     pub fn update_deferred(&self, f: impl FnOnce(&mut RunRecord)) -> RunRecord {
         let _order = self.persist.lock().unwrap_or_else(|e| e.into_inner());
         let mut l = self.live();

@@ -188,6 +188,10 @@ impl RunPaths {
     pub fn log(&self) -> PathBuf {
         self.dir.join("run.log")
     }
+    /// The number of the experiment under way (see [`crate::run::RunHandle::mark_inflight`]).
+    pub fn inflight(&self) -> PathBuf {
+        self.dir.join("inflight")
+    }
     /// Captured output of a run's commands (`name` may start with the experiment's folder).
     pub fn output(&self, name: &str) -> PathBuf {
         self.dir.join("output").join(name)

@@ -41,12 +41,15 @@ pub fn recover(h: &RunHandle, g: &Global) -> Result<Vec<String>> {
             notes.push(format!("rewrote {} from the journal", path.display()));
         }
     }
-    if let Some(i) = rec.inflight.take() {
+    // Under way when the daemon stopped: the record's mark (the baseline's, durable) or the
+    // experiments' (`inflight`, in place), unless its journal line made it.
+    let marked = std::fs::read_to_string(h.paths.inflight())
+        .ok()
+        .and_then(|s| s.trim().parse::<u32>().ok());
+    let inflight = rec.inflight.take().map(|i| i.experiment).max(marked);
+    if let Some(n) = inflight.filter(|n| *n >= rec.next_experiment) {
         if rec.state().is_active() {
-            notes.push(format!(
-                "experiment {} was interrupted and will run again",
-                i.experiment
-            ));
+            notes.push(format!("experiment {n} was interrupted and will run again"));
         }
     }
     if rec.state().is_active() && rec.worktree.exists() {

@@ -89,9 +89,10 @@ impl Runner {
         Ok(())
     }
 
-    /// An experiment's intent (see [`RunHandle::update_intent`]).
-    pub(super) fn update_intent(&mut self, f: impl FnOnce(&mut RunRecord)) -> Result<()> {
-        self.rec = self.h.update_intent(f)?;
+    /// An experiment's intent (see [`RunHandle::mark_inflight`]).
+    pub(super) fn mark_inflight(&mut self, n: u32) -> Result<()> {
+        self.h.mark_inflight(n)?;
+        self.rec.inflight = Some(crate::run::record::Inflight { experiment: n });
         Ok(())
     }
 
@@ -118,6 +119,8 @@ impl Runner {
         if !self.rec.state().is_active() {
             self.drop_best_tree();
         }
+        // The walk's handles keep the work tree's files (even deleted ones) open.
+        crate::git::forget_walk_state(&self.rec.worktree);
     }
 
     /// The loop: between experiments, obey the controls and the budget.
