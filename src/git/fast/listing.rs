@@ -24,14 +24,14 @@
 //! machine's ext4 (the lookup's hash-table misses were a third of the walk), and the walk
 //! stats every tracked file twice per experiment. A hard-linked or rewritten file is the
 //! same inode, seen by `fstat`; a file renamed, created or removed changes the folder's key,
-//! and its handles go with the listing. Handles are capped at
-//! [`handle_budget`] (five eighths of the open-file limit: the rest is for connections and
-//! the runs' pipes), and a work tree's go when it is removed or its run ends ([`forget`]):
-//! a handle keeps a deleted file's space in use.
+//! and its handles go with the listing. A folder's handle is an fd open for reading, through
+//! which the walk lists it and stats its files. Handles are capped and numbered above the
+//! daemon's own fds ([`handle_budget`]), and a work tree's go when it is removed or its run
+//! ends ([`forget`]): a handle keeps a deleted file's space in use.
 
 use std::collections::HashMap;
 use std::ffi::CStr;
-use std::os::fd::{AsRawFd, OwnedFd, RawFd};
+use std::os::fd::RawFd;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Mutex, OnceLock};
@@ -115,10 +115,20 @@ pub(super) struct Listing {
 /// Handles open on the files of all listings, against [`handle_budget`].
 static OPEN_HANDLES: AtomicUsize = AtomicUsize::new(0);
 
-/// How many handles this process keeps at most: five eighths of its open-file limit (the
-/// daemon raises it to the hard limit when it starts), at most 2^18.
-fn handle_budget() -> usize {
-    static BUDGET: OnceLock<usize> = OnceLock::new();
+/// How many handles this process keeps at most, and the lowest fd number they take.
+#[derive(Clone, Copy)]
+struct Budget {
+    max: usize,
+    base: RawFd,
+}
+
+/// The handles live above the fds the daemon opens for itself (the lowest free number is
+/// taken each time): up to three eighths of the open-file limit (which the daemon raises to
+/// the hard limit when it starts), or 16,384, stay free for those, the rest (at most 2^18)
+/// is for handles. A command's keeper then copies only the low fds (see
+/// `exec::spawn::fork_keeper`).
+fn handle_budget() -> Budget {
+    static BUDGET: OnceLock<Budget> = OnceLock::new();
     *BUDGET.get_or_init(|| {
         let mut rl = libc::rlimit {
             rlim_cur: 0,
@@ -126,9 +136,14 @@ fn handle_budget() -> usize {
         };
         // SAFETY: getrlimit fills the struct we pass.
         if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut rl) } != 0 {
-            return 0;
+            return Budget { max: 0, base: 0 };
         }
-        (rl.rlim_cur.min(1 << 20) as usize / 8 * 5).min(1 << 18)
+        let soft = rl.rlim_cur.min(1 << 20) as usize;
+        let base = (soft / 8 * 3).min(1 << 14);
+        Budget {
+            max: (soft - base).min(1 << 18),
+            base: base as RawFd,
+        }
     })
 }
 
@@ -144,20 +159,38 @@ impl Handles {
     }
 
     /// Open a handle on entry `k`, `name` in the open folder `dir` (the symlink itself for a
-    /// symlink), if the budget allows.
-    pub(super) fn open(&mut self, k: usize, dir: &OwnedFd, name: &CStr) -> Option<RawFd> {
-        if OPEN_HANDLES.fetch_add(1, Ordering::Relaxed) >= handle_budget() {
+    /// symlink; a folder is opened for reading), if the budget allows.
+    pub(super) fn open(
+        &mut self,
+        k: usize,
+        dir: RawFd,
+        name: &CStr,
+        folder: bool,
+    ) -> Option<RawFd> {
+        let budget = handle_budget();
+        if OPEN_HANDLES.fetch_add(1, Ordering::Relaxed) >= budget.max {
             OPEN_HANDLES.fetch_sub(1, Ordering::Relaxed);
             return None;
         }
-        // SAFETY: openat on our open folder with a NUL-terminated name; O_PATH opens
-        // nothing but the inode (no device or FIFO is opened, no data read).
+        // O_PATH opens nothing but the inode (no device or FIFO is opened, no data read).
+        let how = if folder {
+            libc::O_RDONLY | libc::O_DIRECTORY
+        } else {
+            libc::O_PATH
+        };
+        // SAFETY: openat on our open folder with a NUL-terminated name, the fd moved up to
+        // the handles' numbers (the low one closed).
         let fd = unsafe {
-            libc::openat(
-                dir.as_raw_fd(),
-                name.as_ptr(),
-                libc::O_PATH | libc::O_NOFOLLOW | libc::O_CLOEXEC,
-            )
+            let low = libc::openat(dir, name.as_ptr(), how | libc::O_NOFOLLOW | libc::O_CLOEXEC);
+            let high = if low < 0 {
+                -1
+            } else {
+                libc::fcntl(low, libc::F_DUPFD_CLOEXEC, budget.base)
+            };
+            if low >= 0 {
+                libc::close(low);
+            }
+            high
         };
         if fd < 0 {
             OPEN_HANDLES.fetch_sub(1, Ordering::Relaxed);
@@ -195,8 +228,14 @@ pub(super) fn fstat(fd: RawFd) -> Option<libc::stat64> {
 }
 
 impl Listing {
-    /// Read the open folder `fd`, whose stat data gave `key`. None on a read error.
-    pub(super) fn read(fd: &OwnedFd, key: Key) -> Option<Listing> {
+    /// Read the open folder `fd` from its start, whose stat data gave `key`. None on a read
+    /// error.
+    pub(super) fn read(fd: RawFd, key: Key) -> Option<Listing> {
+        // A remembered folder's handle was read to its end before.
+        // SAFETY: lseek on an open fd.
+        if unsafe { libc::lseek(fd, 0, libc::SEEK_SET) } != 0 {
+            return None;
+        }
         let mut l = Listing {
             key,
             names: Vec::new(),
@@ -210,17 +249,10 @@ impl Listing {
         Some(l)
     }
 
-    fn fill(&mut self, fd: &OwnedFd, buf: &mut [u8]) -> Option<()> {
+    fn fill(&mut self, fd: RawFd, buf: &mut [u8]) -> Option<()> {
         loop {
             // SAFETY: getdents64 fills at most buf.len() bytes of our buffer from our fd.
-            let n = unsafe {
-                libc::syscall(
-                    libc::SYS_getdents64,
-                    fd.as_raw_fd(),
-                    buf.as_mut_ptr(),
-                    buf.len(),
-                )
-            };
+            let n = unsafe { libc::syscall(libc::SYS_getdents64, fd, buf.as_mut_ptr(), buf.len()) };
             if n < 0 {
                 return None;
             }
@@ -305,17 +337,20 @@ impl Listings {
         all.filter(|fd| *fd >= 0).collect()
     }
 
-    /// Point the handle on `name` in `rel` at `path` instead (another file).
+    /// Point the handle on `name` in `rel` at `path` instead (another file or folder).
     pub(super) fn swap_handle(&mut self, rel: &[u8], name: &[u8], path: &Path) {
         let l = self.by_dir.get_mut(rel).unwrap();
         let k = l
             .entries()
             .position(|(n, _)| &n[..n.len() - 1] == name)
             .unwrap();
-        let dir: OwnedFd = std::fs::File::open(path.parent().unwrap()).unwrap().into();
+        use std::os::fd::AsRawFd;
+        let dir = std::fs::File::open(path.parent().unwrap()).unwrap();
         let file = std::ffi::CString::new(path.file_name().unwrap().as_encoded_bytes()).unwrap();
         let old = l.handles.get(k).expect("a handle on the file");
-        l.handles.open(k, &dir, &file).unwrap();
+        l.handles
+            .open(k, dir.as_raw_fd(), &file, path.is_dir())
+            .unwrap();
         // SAFETY: the handle just replaced, ours alone.
         unsafe { libc::close(old) };
         OPEN_HANDLES.fetch_sub(1, Ordering::Relaxed);
@@ -382,6 +417,7 @@ pub(super) fn now() -> (i64, i64) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::os::fd::{AsRawFd, OwnedFd};
 
     fn stamp(ctime: (i64, i64), mtime: (i64, i64)) -> Key {
         Key {
@@ -431,7 +467,7 @@ mod tests {
         std::fs::create_dir(d.path().join("sub")).unwrap();
         std::os::unix::fs::symlink("file-0001", d.path().join("link")).unwrap();
         let fd: OwnedFd = std::fs::File::open(d.path()).unwrap().into();
-        let l = Listing::read(&fd, stamp((0, 0), (0, 0))).unwrap();
+        let l = Listing::read(fd.as_raw_fd(), stamp((0, 0), (0, 0))).unwrap();
         let mut got: Vec<(String, u8)> = l
             .entries()
             .map(|(n, t)| {

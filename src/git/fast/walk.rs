@@ -7,7 +7,7 @@
 use std::collections::HashMap;
 use std::ffi::OsStr;
 use std::ffi::{CStr, CString};
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::MetadataExt;
 use std::path::Path;
@@ -182,13 +182,29 @@ struct Found {
     read: Vec<(Vec<u8>, Listing)>,
 }
 
-/// A folder to list, by its path relative to the work tree.
-type Job = Vec<u8>;
+/// A folder to list: its path relative to the work tree, and the handle its parent's
+/// listing holds on it (-1: none, it is opened by its path).
+type Job = (Vec<u8>, RawFd);
 
-/// An open folder (by fd: its files are stat'ed relative to it).
-struct Folder(OwnedFd);
+/// An open folder (by fd: its files are stat'ed relative to it), opened by the walk or a
+/// listing's handle.
+struct Folder {
+    fd: RawFd,
+    _opened: Option<OwnedFd>,
+}
 
 impl Folder {
+    /// The folder `rel` of a job: through its handle, or opened.
+    fn of(root: &OwnedFd, (rel, handle): (&[u8], RawFd)) -> Option<Folder> {
+        if handle >= 0 {
+            return Some(Folder {
+                fd: handle,
+                _opened: None,
+            });
+        }
+        Folder::open(root, rel)
+    }
+
     /// `rel` opened relative to `root` (not following a symlink in its last component).
     fn open(root: &OwnedFd, rel: &[u8]) -> Option<Folder> {
         let path = CString::new(if rel.is_empty() { &b"."[..] } else { rel }).ok()?;
@@ -201,7 +217,10 @@ impl Folder {
             )
         };
         // SAFETY: a new fd, ours alone.
-        (fd >= 0).then(|| Folder(unsafe { OwnedFd::from_raw_fd(fd) }))
+        (fd >= 0).then(|| Folder {
+            fd,
+            _opened: Some(unsafe { OwnedFd::from_raw_fd(fd) }),
+        })
     }
 
     /// The folder's own stat data.
@@ -209,7 +228,7 @@ impl Folder {
         // SAFETY: stat64 is plain data; fstat64 fills it for our open fd.
         unsafe {
             let mut st: libc::stat64 = std::mem::zeroed();
-            (libc::fstat64(self.0.as_raw_fd(), &mut st) == 0).then(|| Key::of(&st))
+            (libc::fstat64(self.fd, &mut st) == 0).then(|| Key::of(&st))
         }
     }
 
@@ -218,12 +237,7 @@ impl Folder {
         // SAFETY: stat64 is plain data; fstatat64 fills it for a name in our open folder.
         unsafe {
             let mut st: libc::stat64 = std::mem::zeroed();
-            let r = libc::fstatat64(
-                self.0.as_raw_fd(),
-                name.as_ptr(),
-                &mut st,
-                libc::AT_SYMLINK_NOFOLLOW,
-            );
+            let r = libc::fstatat64(self.fd, name.as_ptr(), &mut st, libc::AT_SYMLINK_NOFOLLOW);
             (r == 0).then_some(st)
         }
     }
@@ -237,16 +251,16 @@ impl Walk<'_> {
         let threads = worker_threads(self.entries.len(), PARALLEL_FROM);
         if threads == 1 {
             let mut found = Found::default();
-            let mut stack = vec![Vec::new()];
-            while let Some(rel) = stack.pop() {
-                if !self.dir(&rel, &mut found, &mut stack) {
+            let mut stack = vec![(Vec::new(), -1)];
+            while let Some((rel, handle)) = stack.pop() {
+                if !self.dir((&rel, handle), &mut found, &mut stack) {
                     return None;
                 }
             }
             return Some(found);
         }
         // A shared stack of folders; a worker ends when it is empty and nobody is busy.
-        let queue = std::sync::Mutex::new((vec![Vec::new()], 0usize));
+        let queue = std::sync::Mutex::new((vec![(Vec::new(), -1)], 0usize));
         let wake = std::sync::Condvar::new();
         let failed = std::sync::atomic::AtomicBool::new(false);
         let worker = || {
@@ -265,13 +279,13 @@ impl Walk<'_> {
                         q = wake.wait(q).unwrap_or_else(|e| e.into_inner());
                     }
                 };
-                let Some(rel) = job else {
+                let Some((rel, handle)) = job else {
                     wake.notify_all();
                     return found;
                 };
                 let mut next = Vec::new();
                 if !failed.load(std::sync::atomic::Ordering::Relaxed)
-                    && !self.dir(&rel, &mut found, &mut next)
+                    && !self.dir((&rel, handle), &mut found, &mut next)
                 {
                     failed.store(true, std::sync::atomic::Ordering::Relaxed);
                 }
@@ -317,7 +331,7 @@ impl Walk<'_> {
                 continue;
             }
             let mut next = Vec::new();
-            if !self.dir(&rel, &mut found, &mut next) {
+            if !self.dir((&rel, -1), &mut found, &mut next) {
                 return None;
             }
             debug_assert!(next.is_empty(), "no tracked folder under an untracked one");
@@ -328,8 +342,9 @@ impl Walk<'_> {
     /// One folder: files compared with their index entries, tracked subfolders pushed to
     /// `next`, untracked ones to `found.untracked_dirs`. False: something this walk does
     /// not handle (unreadable folder or entry, nested repository).
-    fn dir(&self, rel: &[u8], found: &mut Found, next: &mut Vec<Job>) -> bool {
-        let Some(dir) = Folder::open(self.root, rel) else {
+    fn dir(&self, job: (&[u8], RawFd), found: &mut Found, next: &mut Vec<Job>) -> bool {
+        let rel = job.0;
+        let Some(dir) = Folder::of(self.root, job) else {
             return false;
         };
         let Some(key) = dir.key() else {
@@ -339,19 +354,19 @@ impl Walk<'_> {
         if let Some(l) = self.listings.get(rel, key) {
             return self.entries_of(rel, &dir, l, None, found, next);
         }
-        let Some(mut l) = Listing::read(&dir.0, key) else {
+        let Some(mut l) = Listing::read(dir.fd, key) else {
             return false;
         };
-        // A listing worth keeping gets handles on its tracked files.
+        // A listing worth keeping gets handles on its tracked files and folders.
         let mut handles = l.settled(self.began).then(Handles::default);
-        if !self.entries_of(rel, &dir, &l, handles.as_mut(), found, next) {
-            return false;
-        }
+        let ok = self.entries_of(rel, &dir, &l, handles.as_mut(), found, next);
         if let Some(h) = handles {
+            // Kept even when the walk fails: queued folders may hold its handles until the
+            // walk's end, where a failed walk's listings are dropped.
             l.handles = h;
             found.read.push((rel.to_vec(), l));
         }
-        true
+        ok
     }
 
     /// The entries of folder `rel` (open as `dir`, listed in `list`): see [`Walk::dir`].
@@ -416,7 +431,11 @@ impl Walk<'_> {
                     found.out.push(r.clone());
                 }
                 if self.dirs.contains_key(&r[..]) {
-                    next.push(r.clone());
+                    let handle = match new_handles.as_deref_mut() {
+                        Some(h) => h.open(k, dir.fd, name, true),
+                        None => list.handles.get(k),
+                    };
+                    next.push((r.clone(), handle.unwrap_or(-1)));
                 } else {
                     found.untracked_dirs.push(r.clone());
                 }
@@ -425,7 +444,7 @@ impl Walk<'_> {
                     Some(i) => {
                         found.seen.push(i);
                         let handle = match new_handles.as_deref_mut() {
-                            Some(h) => h.open(k, &dir.0, name),
+                            Some(h) => h.open(k, dir.fd, name, false),
                             None => list.handles.get(k),
                         };
                         let st = st
@@ -602,8 +621,21 @@ mod tests {
         remember_listings(&wa, head, margin);
         remember_listings(&wa, head, margin);
         let l = listing::take(&a);
-        let tracked = git(&a, &["ls-files"]).lines().count();
-        assert_eq!(l.handles(), tracked, "handles on every tracked file");
+        let files = git(&a, &["ls-files"]);
+        let mut folders = std::collections::BTreeSet::new();
+        for f in files.lines() {
+            let mut p = Path::new(f);
+            while let Some(parent) = p.parent().filter(|p| !p.as_os_str().is_empty()) {
+                folders.insert(parent.to_path_buf());
+                p = parent;
+            }
+        }
+        let tracked = files.lines().count() + folders.len();
+        assert_eq!(
+            l.handles(),
+            tracked,
+            "handles on every tracked file and folder"
+        );
         listing::put(&a, l);
         // Through a hard link made outside the tree: the same inode as the handle's.
         let outside = d.path().join("outside-link");
@@ -614,9 +646,24 @@ mod tests {
         // Replaced by a new file (a new inode: the folder changes).
         write(&a.join("src/d2/f2.txt.tmp"), "replaced\n");
         std::fs::rename(a.join("src/d2/f2.txt.tmp"), a.join("src/d2/f2.txt")).unwrap();
+        // A whole folder swapped for an edited copy (its parent changes).
+        let copy = d.path().join("d3-copy");
+        std::fs::create_dir(&copy).unwrap();
+        for e in std::fs::read_dir(a.join("src/d3")).unwrap() {
+            let e = e.unwrap();
+            std::fs::copy(e.path(), copy.join(e.file_name())).unwrap();
+        }
+        write(&copy.join("f3.txt"), "in the swapped folder\n");
+        std::fs::rename(a.join("src/d3"), d.path().join("d3-old")).unwrap();
+        std::fs::rename(&copy, a.join("src/d3")).unwrap();
         let fast = wa.changes_since(head).unwrap();
         assert_eq!(fast, full_changes(&wa, head));
-        for p in ["src/d0/f0.txt", "src/d1/f1.txt", "src/d2/f2.txt"] {
+        for p in [
+            "src/d0/f0.txt",
+            "src/d1/f1.txt",
+            "src/d2/f2.txt",
+            "src/d3/f3.txt",
+        ] {
             assert!(fast.iter().any(|c| c.path == p), "{p}: {fast:?}");
         }
         // The walk does stat through the handle: one pointing at another file makes an
@@ -637,6 +684,15 @@ mod tests {
         l.swap_handle(b"src/d3", b"f3.txt", &c.join("src/d0/f0.txt"));
         listing::put(&c, l);
         assert!(walked().contains(&f3));
+        // And a folder's: src/d3 listed through a handle on src/d0 shows d0's files there.
+        let mut l = listing::take(&c);
+        l.swap_handle(b"src", b"d3", &c.join("src/d0"));
+        listing::put(&c, l);
+        assert!(
+            walked().contains(&b"src/d3/f0.txt".to_vec()),
+            "{:?}",
+            walked()
+        );
         // Forgetting a work tree closes its handles.
         let l = listing::take(&c);
         let open: Vec<(i32, std::path::PathBuf)> = l
@@ -649,7 +705,7 @@ mod tests {
                 )
             })
             .collect();
-        assert!(open.len() >= tracked - 1, "{open:?}");
+        assert!(open.len() > tracked / 2, "{open:?}");
         listing::put(&c, l);
         crate::git::forget_walk_state(&c);
         for (fd, target) in open {
