@@ -547,22 +547,7 @@ mod tests {
         let dir = a.join("src/d1");
         let before = std::fs::metadata(&dir).unwrap();
         write(&dir.join("sneaky.txt"), "x\n");
-        let times = [
-            libc::timespec {
-                tv_sec: before.atime(),
-                tv_nsec: before.atime_nsec(),
-            },
-            libc::timespec {
-                tv_sec: before.mtime(),
-                tv_nsec: before.mtime_nsec(),
-            },
-        ];
-        let c = CString::new(dir.as_os_str().as_bytes()).unwrap();
-        // SAFETY: a valid path and two timespecs.
-        assert_eq!(
-            unsafe { libc::utimensat(libc::AT_FDCWD, c.as_ptr(), times.as_ptr(), 0) },
-            0
-        );
+        set_times(&dir, &before);
         assert_eq!(
             std::fs::metadata(&dir).unwrap().mtime_nsec(),
             before.mtime_nsec()
@@ -592,8 +577,12 @@ mod tests {
     /// only the ctime tells.
     fn edit_keeping_times(path: &Path) {
         let before = std::fs::symlink_metadata(path).unwrap();
-        let len = before.len() as usize;
-        std::fs::write(path, "Z".repeat(len)).unwrap();
+        std::fs::write(path, "Z".repeat(before.len() as usize)).unwrap();
+        set_times(path, &before);
+    }
+
+    /// Set `path`'s access and modification times back to those of `before`.
+    fn set_times(path: &Path, before: &std::fs::Metadata) {
         let times = [
             libc::timespec {
                 tv_sec: before.atime(),
