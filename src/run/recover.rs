@@ -43,9 +43,7 @@ pub fn recover(h: &RunHandle, g: &Global) -> Result<Vec<String>> {
     }
     // Under way when the daemon stopped: the record's mark (the baseline's, durable) or the
     // experiments' (`inflight`, in place), unless its journal line made it.
-    let marked = std::fs::read_to_string(h.paths.inflight())
-        .ok()
-        .and_then(|s| s.trim().parse::<u32>().ok());
+    let marked = read_mark(&h.paths.inflight());
     let inflight = rec.inflight.take().map(|i| i.experiment).max(marked);
     if let Some(n) = inflight.filter(|n| *n >= rec.next_experiment) {
         if rec.state().is_active() {
@@ -59,6 +57,18 @@ pub fn recover(h: &RunHandle, g: &Global) -> Result<Vec<String>> {
     h.update(|r| *r = rec)?;
     h.live().best_history = best_history(&records, rec_direction(h));
     Ok(notes)
+}
+
+/// The experiment number in an `inflight` mark (its first 32 bytes), if it holds one.
+fn read_mark(path: &std::path::Path) -> Option<u32> {
+    use std::io::Read;
+    let mut text = String::new();
+    std::fs::File::open(path)
+        .ok()?
+        .take(32)
+        .read_to_string(&mut text)
+        .ok()?;
+    text.trim().parse().ok()
 }
 
 /// The journal's records; a torn last line (a crash mid-write) is dropped for good.

@@ -104,7 +104,7 @@ impl Key {
 }
 
 /// One folder's entries (without `.` and `..`): NUL-terminated names and their d_type,
-/// and the handles on its tracked files.
+/// and the handles on its tracked files and folders.
 pub(super) struct Listing {
     key: Key,
     names: Vec<u8>,
@@ -112,7 +112,7 @@ pub(super) struct Listing {
     pub(super) handles: Handles,
 }
 
-/// Handles open on the files of all listings, against [`handle_budget`].
+/// Handles open in all listings, against [`handle_budget`].
 static OPEN_HANDLES: AtomicUsize = AtomicUsize::new(0);
 
 /// How many handles this process keeps at most, and the lowest fd number they take.
@@ -147,8 +147,8 @@ fn handle_budget() -> Budget {
     })
 }
 
-/// `O_PATH` handles on a listing's entries, by the entry's place (-1: none), closed with the
-/// listing (see the module).
+/// Handles on a listing's entries (`O_PATH` for a file, open for reading for a folder), by the
+/// entry's place (-1: none), closed with the listing (see the module).
 #[derive(Default)]
 pub(super) struct Handles(Vec<RawFd>);
 

@@ -370,8 +370,9 @@ impl Walk<'_> {
     }
 
     /// The entries of folder `rel` (open as `dir`, listed in `list`): see [`Walk::dir`].
-    /// Tracked files are stat'ed through the listing's handles, or through new ones opened
-    /// into `new_handles` (a fresh listing that will be remembered).
+    /// Tracked files are stat'ed, and tracked folders listed, through the listing's handles,
+    /// or through new ones opened into `new_handles` (a fresh listing that will be
+    /// remembered).
     fn entries_of(
         &self,
         rel: &[u8],
@@ -431,11 +432,8 @@ impl Walk<'_> {
                     found.out.push(r.clone());
                 }
                 if self.dirs.contains_key(&r[..]) {
-                    let handle = match new_handles.as_deref_mut() {
-                        Some(h) => h.open(k, dir.fd, name, true),
-                        None => list.handles.get(k),
-                    };
-                    next.push((r.clone(), handle.unwrap_or(-1)));
+                    let h = handle(list, new_handles.as_deref_mut(), (k, name), dir, true);
+                    next.push((r.clone(), h.unwrap_or(-1)));
                 } else {
                     found.untracked_dirs.push(r.clone());
                 }
@@ -443,12 +441,9 @@ impl Walk<'_> {
                 match lookup(bytes) {
                     Some(i) => {
                         found.seen.push(i);
-                        let handle = match new_handles.as_deref_mut() {
-                            Some(h) => h.open(k, dir.fd, name, false),
-                            None => list.handles.get(k),
-                        };
+                        let h = handle(list, new_handles.as_deref_mut(), (k, name), dir, false);
                         let st = st
-                            .or_else(|| handle.and_then(listing::fstat))
+                            .or_else(|| h.and_then(listing::fstat))
                             .or_else(|| dir.stat(name));
                         let Some(st) = st else {
                             return false;
@@ -462,6 +457,21 @@ impl Walk<'_> {
             }
         }
         true
+    }
+}
+
+/// The handle on entry `k` (`name`) of `list` in `dir`: the remembered one, or one opened now
+/// into `new` (the handles of a fresh listing that will be remembered).
+fn handle(
+    list: &Listing,
+    new: Option<&mut Handles>,
+    (k, name): (usize, &CStr),
+    dir: &Folder,
+    folder: bool,
+) -> Option<RawFd> {
+    match new {
+        Some(h) => h.open(k, dir.fd, name, folder),
+        None => list.handles.get(k),
     }
 }
 
