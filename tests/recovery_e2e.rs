@@ -253,24 +253,32 @@ fn copy_dir(from: &Path, to: &Path) {
     }
 }
 
-#[test]
-fn sigterm_during_an_experiment_reverts_it_and_the_run_resumes() {
+/// Run `v` in a fresh world: a repo with one value, a slow proposer (`agent`: it lowers the
+/// value, then does `extra` and sleeps a second, so a stop lands while it runs) and a budget.
+/// Returns the world, the repo and the spec's path.
+fn slow_run(extra: &str, budget: usize) -> (World, std::path::PathBuf, std::path::PathBuf) {
     let w = World::new();
     let repo = w.path().join("proj");
     common::repo(&repo, &[("src/v/value.txt", "100\n")]);
-    // A slow proposer: the shutdown lands while it runs.
     write_exec(
         &w.path().join("agent.sh"),
-        "#!/bin/sh\nv=$(cat src/v/value.txt); echo $((v-1)) > src/v/value.txt; touch src/v/untracked-$ARCTL_EXPERIMENT; sleep 1\n",
+        &format!("#!/bin/sh\nv=$(cat src/v/value.txt); echo $((v-1)) > src/v/value.txt; {extra}sleep 1\n"),
     );
     let spec = w.path().join("v.toml");
     write(
         &spec,
         &format!(
-            "repo = \"proj\"\n[metric]\ncommand = \"cat src/v/value.txt\"\ndirection = \"lower\"\n[scope]\ninclude = [\"src/v/**\"]\n[budget]\nmax_experiments = 3\n[proposer]\ncommand = \"{}\"\n",
+            "repo = \"proj\"\n[metric]\ncommand = \"cat src/v/value.txt\"\ndirection = \"lower\"\n[scope]\ninclude = [\"src/v/**\"]\n[budget]\nmax_experiments = {budget}\n[proposer]\ncommand = \"{}\"\n",
             w.path().join("agent.sh").display()
         ),
     );
+    (w, repo, spec)
+}
+
+#[test]
+fn sigterm_during_an_experiment_reverts_it_and_the_run_resumes() {
+    // The shutdown lands while the proposer runs.
+    let (w, repo, spec) = slow_run("touch src/v/untracked-$ARCTL_EXPERIMENT; ", 3);
     let mut daemon = DaemonProcess::spawn(&w);
     w.ok(&["start", spec.to_str().unwrap()]);
     w.wait_run("v", Duration::from_secs(30), |s| s["step"] == "proposing");
@@ -296,21 +304,7 @@ fn sigterm_during_an_experiment_reverts_it_and_the_run_resumes() {
 /// by the recovery, and nothing is lost or doubled.
 #[test]
 fn a_kill_during_an_experiment_names_it_in_the_recovery() {
-    let w = World::new();
-    let repo = w.path().join("proj");
-    common::repo(&repo, &[("src/v/value.txt", "100\n")]);
-    write_exec(
-        &w.path().join("agent.sh"),
-        "#!/bin/sh\nv=$(cat src/v/value.txt); echo $((v-1)) > src/v/value.txt; sleep 1\n",
-    );
-    let spec = w.path().join("v.toml");
-    write(
-        &spec,
-        &format!(
-            "repo = \"proj\"\n[metric]\ncommand = \"cat src/v/value.txt\"\ndirection = \"lower\"\n[scope]\ninclude = [\"src/v/**\"]\n[budget]\nmax_experiments = 4\n[proposer]\ncommand = \"{}\"\n",
-            w.path().join("agent.sh").display()
-        ),
-    );
+    let (w, repo, spec) = slow_run("", 4);
     let mut daemon = DaemonProcess::spawn(&w);
     w.ok(&["start", spec.to_str().unwrap()]);
     w.wait_run("v", Duration::from_secs(30), |s| {

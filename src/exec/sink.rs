@@ -66,20 +66,13 @@ fn pump(mut streams: Vec<(File, Capped<File>)>, done: &AtomicBool) -> io::Result
             })
             .collect();
         // SAFETY: valid pollfds for fds we own.
-        let n = unsafe {
+        let n = super::spawn::retry_interrupted(|| unsafe {
             libc::poll(
                 fds.as_mut_ptr(),
                 fds.len() as libc::nfds_t,
                 if finishing { 0 } else { 50 },
             )
-        };
-        if n < 0 {
-            let e = io::Error::last_os_error();
-            if e.kind() == io::ErrorKind::Interrupted {
-                continue;
-            }
-            return Err(e);
-        }
+        })?;
         if n == 0 {
             if finishing {
                 break; // the tree is gone and the pipes are empty

@@ -17,6 +17,23 @@ use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::os::unix::ffi::{OsStrExt, OsStringExt};
 use std::path::Path;
 
+/// A system call's result, the call made again while a signal interrupts it (`EINTR`); a
+/// negative result is the error the call set.
+pub(crate) fn retry_interrupted<T: Copy + Default + PartialOrd>(
+    mut call: impl FnMut() -> T,
+) -> io::Result<T> {
+    loop {
+        let r = call();
+        if r >= T::default() {
+            return Ok(r);
+        }
+        let e = io::Error::last_os_error();
+        if e.kind() != io::ErrorKind::Interrupted {
+            return Err(e);
+        }
+    }
+}
+
 /// A pipe (read end, write end), both close-on-exec.
 pub(crate) fn pipe() -> io::Result<(OwnedFd, OwnedFd)> {
     let mut fds = [0 as RawFd; 2];
@@ -383,14 +400,7 @@ fn wait_unshared(gate: &OwnedFd, keeper: &OwnedFd) -> io::Result<()> {
     ];
     loop {
         // SAFETY: two valid pollfds.
-        let n = unsafe { libc::poll(polled.as_mut_ptr(), 2, -1) };
-        if n < 0 {
-            let e = io::Error::last_os_error();
-            if e.kind() == io::ErrorKind::Interrupted {
-                continue;
-            }
-            return Err(e);
-        }
+        retry_interrupted(|| unsafe { libc::poll(polled.as_mut_ptr(), 2, -1) })?;
         if polled[0].revents & libc::POLLIN != 0 {
             let mut b = 0u8;
             // SAFETY: one byte into our buffer from the parent's end of the gate.
@@ -768,20 +778,13 @@ pub(crate) fn open_gate(gate_parent: OwnedFd, err_read: OwnedFd) -> io::Result<(
     let mut got = 0usize;
     while got < buf.len() {
         // SAFETY: reading into the unfilled tail of buf.
-        let n = unsafe {
+        let n = retry_interrupted(|| unsafe {
             libc::read(
                 err_read.as_raw_fd(),
                 buf[got..].as_mut_ptr() as *mut libc::c_void,
                 buf.len() - got,
             )
-        };
-        if n < 0 {
-            let e = io::Error::last_os_error();
-            if e.kind() == io::ErrorKind::Interrupted {
-                continue;
-            }
-            return Err(e);
-        }
+        })?;
         if n == 0 {
             break;
         }
