@@ -31,9 +31,17 @@ pub const BIN: &str = env!("CARGO_BIN_EXE_arctl");
 /// The arctl binary measured: ARCTL_BENCH_BIN (another build, e.g. an older commit's, for
 /// a before/after in the same harness), else this build's.
 pub fn bin() -> PathBuf {
-    std::env::var_os("ARCTL_BENCH_BIN")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(BIN))
+    let Some(p) = std::env::var_os("ARCTL_BENCH_BIN").map(PathBuf::from) else {
+        return PathBuf::from(BIN);
+    };
+    if !p.is_file() {
+        eprintln!(
+            "error: ARCTL_BENCH_BIN={}: no such file (expected the path of an arctl binary)",
+            p.display()
+        );
+        std::process::exit(2);
+    }
+    p
 }
 
 pub fn env_flag(name: &str) -> bool {
@@ -796,6 +804,10 @@ fn libgit2_version() -> String {
 
 /// Run a bench body; an error is a FAIL row, never a panic without a table.
 pub fn run(title: &str, body: impl FnOnce(&mut Report) -> Result<()>) -> ExitCode {
+    // The knobs every bench shares, checked before anything is measured: a bad value ends
+    // the bench (exit 2) at once, not after minutes of work.
+    bin();
+    env_num::<u64>("ARCTL_BENCH_SETTLE_SECS", 0);
     let mut r = Report::new(title);
     eprintln!("== {title} ==");
     if let Err(e) = body(&mut r) {
