@@ -284,8 +284,8 @@ pub struct WorkTree {
     /// The last stat walk of [`WorkTree::changes_since`]: when it started, and whether it
     /// listed a `.gitignore` that is not tracked as it is (see `hidden_by_ignores`).
     pub(crate) rules_walk: std::cell::Cell<Option<(std::time::SystemTime, bool)>>,
-    /// Whether libgit2 has loaded the index here (see `fast::commit::paths_to_diff`).
-    pub(crate) index_loaded: std::cell::Cell<bool>,
+    /// What this work tree knows of its index file (see `fast::index_sync`).
+    pub(crate) index_state: fast::IndexState,
 }
 
 impl WorkTree {
@@ -296,7 +296,7 @@ impl WorkTree {
             repo,
             path,
             rules_walk: Default::default(),
-            index_loaded: Default::default(),
+            index_state: Default::default(),
         }
     }
 
@@ -307,7 +307,7 @@ impl WorkTree {
             repo,
             path: path.to_path_buf(),
             rules_walk: Default::default(),
-            index_loaded: Default::default(),
+            index_state: Default::default(),
         })
     }
 
@@ -359,9 +359,16 @@ impl WorkTree {
             }
             None => {}
         }
-        let diff = self
+        // libgit2's `diff_tree_to_workdir_with_index`, given the index (see `index_sync`).
+        let index = self.index()?;
+        let mut diff = self
             .repo
-            .diff_tree_to_workdir_with_index(Some(&tree), Some(&mut opts))?;
+            .diff_tree_to_index(Some(&tree), Some(&index), Some(&mut opts))?;
+        diff.merge(
+            &self
+                .repo
+                .diff_index_to_workdir(Some(&index), Some(&mut opts))?,
+        )?;
         Ok(deltas_to_changes(&diff))
     }
 

@@ -7,19 +7,12 @@ use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
 
 use anyhow::{Context, Result};
-use git2::{Index, ObjectType, Oid, Repository, Tree};
+use git2::{Index, ObjectType, Oid, Tree};
 
 use super::super::{Change, ChangeKind, WorkTree};
 use super::index_file::read_index;
 use super::tree_diff::tree_changes;
 use super::walk::{candidates, candidates_of};
-
-/// The repo's index, re-read if it changed on disk.
-pub(super) fn fresh_index(repo: &Repository) -> Result<Index> {
-    let mut index = repo.index()?;
-    index.read(false)?;
-    Ok(index)
-}
 
 /// The tree the index holds (None with conflicts). Free when the index's tree cache is
 /// valid, which it is after every write this module makes.
@@ -28,12 +21,6 @@ pub(super) fn index_tree(index: &mut Index) -> Option<Oid> {
 }
 
 impl WorkTree {
-    /// The repository's index through libgit2, re-read if it changed on disk.
-    fn index(&self) -> Result<Index> {
-        self.index_loaded.set(true);
-        fresh_index(&self.repo)
-    }
-
     /// The paths [`WorkTree::changes_since`] needs to diff against `tree`: Some(candidates)
     /// when the index holds `tree` and the stat walk applies, None for a full diff.
     pub(crate) fn paths_to_diff(&self, tree: &Tree) -> Result<Option<Vec<Vec<u8>>>> {
@@ -41,7 +28,7 @@ impl WorkTree {
         // check) reads the file directly when its tree cache says it holds `tree`: libgit2
         // would read it through its slower checksum and entry map, which pays only when the
         // index is used again.
-        let fresh = !self.index_loaded.get();
+        let fresh = !self.index_state.loaded.get();
         if let Some(read) = fresh
             .then(|| read_index(&self.repo.path().join("index")))
             .flatten()
@@ -91,10 +78,7 @@ impl WorkTree {
                 }
             }
         }
-        // Tree first: the index is written with a valid tree cache.
-        let tree = index.write_tree()?;
-        index.write()?;
-        Ok(Some(tree))
+        Ok(Some(self.write_index(&mut index)?))
     }
 
     fn commit_tree(&self, tree: Oid, message: &str, parent: Oid) -> Result<Oid> {
@@ -137,12 +121,14 @@ impl WorkTree {
         if paths.is_empty() {
             return Ok(true);
         }
-        // The files only: the index is set below, and written once.
+        // The files only: the index is set below, and written once. Without a refresh:
+        // the index in memory is current (`index_sync`).
         let mut co = git2::build::CheckoutBuilder::new();
         co.force()
             .remove_untracked(true)
             .disable_pathspec_match(true)
-            .update_index(false);
+            .update_index(false)
+            .refresh(false);
         for p in &paths {
             co.path(&p[..]);
         }
@@ -167,7 +153,7 @@ impl WorkTree {
             index.read(true)?; // drop what was staged in memory
             return Ok(false);
         }
-        index.write()?;
+        self.write_index(&mut index)?;
         Ok(true)
     }
 }
@@ -304,7 +290,7 @@ mod tests {
             assert_eq!(git(&a, &["status", "--porcelain"]), "");
             assert!(wa.changes_since(best).unwrap().is_empty());
             // The stat walk finds at most the file just written (too recent to trust).
-            let idx = fresh_index(&wa.repo).unwrap();
+            let idx = wa.index().unwrap();
             let c = candidates(&wa.repo, &idx).unwrap();
             assert!(c.len() <= 1, "{c:?}");
         }

@@ -1,7 +1,8 @@
 //! git's index format, by hand where libgit2 costs more than the job needs: the writer of a
 //! new worktree's index (version 2 with its tree cache, in one pass from the checked-out
-//! files' stat data: through libgit2 it cost a fifth of the whole checkout), and a reader
-//! for the stat walk of a repository libgit2 has not loaded yet.
+//! files' stat data: through libgit2 it cost a fifth of the whole checkout), the writer of
+//! libgit2's in-memory index (its own write spent half its time in a slower SHA-1), and a
+//! reader for the stat walk of a repository libgit2 has not loaded yet.
 
 use std::path::Path;
 
@@ -23,15 +24,10 @@ pub(super) fn write_index(
     stats: &[libc::stat64],
     folders: Option<&Folders>,
 ) -> Result<()> {
-    use sha1::Digest;
-    use std::io::Write;
-    let mut out = Vec::with_capacity(12 + items.len() * 96 + 20);
-    out.extend_from_slice(b"DIRC");
-    out.extend_from_slice(&2u32.to_be_bytes());
-    out.extend_from_slice(&u32::try_from(items.len())?.to_be_bytes());
+    let mut out = header(items.len())?;
     for (it, st) in items.iter().zip(stats) {
         // The index keeps the low 32 bits of each number.
-        for v in [
+        let stat = [
             st.st_ctime as u32,
             st.st_ctime_nsec as u32,
             st.st_mtime as u32,
@@ -42,33 +38,121 @@ pub(super) fn write_index(
             st.st_uid,
             st.st_gid,
             st.st_size as u32,
-        ] {
-            out.extend_from_slice(&v.to_be_bytes());
-        }
-        out.extend_from_slice(it.id.as_bytes());
-        out.extend_from_slice(&(it.path.len().min(0xfff) as u16).to_be_bytes());
-        out.extend_from_slice(&it.path);
-        // 1 to 8 NULs: each entry's length is a multiple of 8.
-        let pad = 8 - (62 + it.path.len()) % 8;
-        out.extend(std::iter::repeat_n(0u8, pad));
+        ];
+        push_entry(
+            &mut out,
+            stat,
+            it.id,
+            it.path.len().min(0xfff) as u16,
+            &it.path,
+        );
     }
     if let Some(tree) = folders.and_then(|f| tree_extension(items, f)) {
-        out.extend_from_slice(b"TREE");
-        out.extend_from_slice(&u32::try_from(tree.len())?.to_be_bytes());
-        out.extend_from_slice(&tree);
+        push_tree_extension(&mut out, &tree)?;
     }
-    let sum = sha1::Sha1::digest(&out);
-    out.extend_from_slice(&sum);
-    // As git does: write `index.lock`, then rename it over `index`.
+    commit(admin, out).map(|_| ())
+}
+
+/// libgit2's in-memory `index` in git's index format version 2, with `tree` (the tree
+/// cache extension's data): what libgit2's own write produces, byte for byte. libgit2
+/// hashes the file through its collision-detecting SHA-1, ~55% of its write on a
+/// 10,000-file tree; the `sha1` crate uses the CPU's SHA instructions. Entries not older
+/// than `stamp` (the mtime of the index file being replaced) are written smudged (size 0)
+/// when `differs` says their file no longer matches them, as libgit2 and git do: once the
+/// new file is newer than them their stat data would look clean. None, having written
+/// nothing, for what this leaves out: conflicts (their name and resolve-undo extensions),
+/// extended flags (intent-to-add, skip-worktree: version 3), version 4's compressed paths,
+/// entries not in byte order (a case-insensitive index).
+pub(super) fn write_libgit2_index(
+    admin: &Path,
+    index: &git2::Index,
+    tree: &[u8],
+    stamp: Option<(i64, i64)>,
+    mut differs: impl FnMut(&git2::IndexEntry) -> bool,
+) -> Result<Option<[u8; 20]>> {
+    const EXTENDED: u16 = 0x4000;
+    const GITLINK: u32 = 0o160000;
+    if index.version() > 3 || index.has_conflicts() {
+        return Ok(None);
+    }
+    let mut out = header(index.len())?;
+    let mut last: Option<Vec<u8>> = None;
+    for e in index.iter() {
+        if e.flags & EXTENDED != 0 || last.as_ref().is_some_and(|l| *l >= e.path) {
+            return Ok(None);
+        }
+        let mtime = (e.mtime.seconds() as i64, e.mtime.nanoseconds() as i64);
+        let racy = e.mode != GITLINK && stamp.is_some_and(|s| mtime >= s);
+        let size = if racy && differs(&e) { 0 } else { e.file_size };
+        let stat = [
+            e.ctime.seconds() as u32,
+            e.ctime.nanoseconds(),
+            e.mtime.seconds() as u32,
+            e.mtime.nanoseconds(),
+            e.dev,
+            e.ino,
+            e.mode,
+            e.uid,
+            e.gid,
+            size,
+        ];
+        push_entry(&mut out, stat, e.id, e.flags, &e.path);
+        last = Some(e.path);
+    }
+    push_tree_extension(&mut out, tree)?;
+    commit(admin, out).map(Some)
+}
+
+/// An index file's header: signature, version 2, entry count.
+fn header(count: usize) -> Result<Vec<u8>> {
+    let mut out = Vec::with_capacity(12 + count * 96 + 20);
+    out.extend_from_slice(b"DIRC");
+    out.extend_from_slice(&2u32.to_be_bytes());
+    out.extend_from_slice(&u32::try_from(count)?.to_be_bytes());
+    Ok(out)
+}
+
+/// One entry in version 2's layout: the stat data, the id, the flags (stage and path
+/// length), the path, and 1 to 8 NULs, so that each entry's length is a multiple of 8.
+fn push_entry(out: &mut Vec<u8>, stat: [u32; 10], id: git2::Oid, flags: u16, path: &[u8]) {
+    for v in stat {
+        out.extend_from_slice(&v.to_be_bytes());
+    }
+    out.extend_from_slice(id.as_bytes());
+    out.extend_from_slice(&flags.to_be_bytes());
+    out.extend_from_slice(path);
+    let pad = 8 - (62 + path.len()) % 8;
+    out.extend(std::iter::repeat_n(0u8, pad));
+}
+
+fn push_tree_extension(out: &mut Vec<u8>, tree: &[u8]) -> Result<()> {
+    out.extend_from_slice(b"TREE");
+    out.extend_from_slice(&u32::try_from(tree.len())?.to_be_bytes());
+    out.extend_from_slice(tree);
+    Ok(())
+}
+
+/// `body` and its checksum written as `index` in `admin` as git does (`index.lock`, then
+/// renamed over `index`). Returns the checksum.
+fn commit(admin: &Path, mut body: Vec<u8>) -> Result<[u8; 20]> {
+    use sha1::Digest;
+    use std::io::Write;
+    let sum: [u8; 20] = sha1::Sha1::digest(&body).into();
+    body.extend_from_slice(&sum);
     let lock = admin.join("index.lock");
     let mut f = std::fs::OpenOptions::new()
         .write(true)
         .create_new(true)
         .open(&lock)
         .with_context(|| format!("creating {}", lock.display()))?;
-    f.write_all(&out)
-        .and_then(|_| std::fs::rename(&lock, admin.join("index")))
-        .with_context(|| format!("writing {}", lock.display()))
+    let written = f
+        .write_all(&body)
+        .and_then(|_| std::fs::rename(&lock, admin.join("index")));
+    if written.is_err() {
+        let _ = std::fs::remove_file(&lock);
+    }
+    written.with_context(|| format!("writing {}", lock.display()))?;
+    Ok(sum)
 }
 
 /// The tree cache extension's data for `items` (git's `cache-tree` format: per folder, in

@@ -674,7 +674,7 @@ mod tests {
         git(&c, &["update-index", "--refresh", "--force-write-index"]);
         remember_listings(&wc, head_c, margin);
         let walked = || {
-            let index = super::super::commit::fresh_index(&wc.repo).unwrap();
+            let index = wc.index().unwrap();
             candidates(&wc.repo, &index).unwrap()
         };
         let f3 = b"src/d3/f3.txt".to_vec();

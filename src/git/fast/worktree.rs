@@ -327,7 +327,6 @@ fn write_one(dir: &OwnedFd, name: &CStr, mode: i32, content: &[u8]) -> Result<li
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::git::fast::commit::fresh_index;
     use crate::git::fast::test_util::*;
     use crate::git::fast::walk::candidates;
     use crate::git::WorkTree;
@@ -414,7 +413,7 @@ mod tests {
         let wt = WorkTree::open(&fast).unwrap();
         assert!(wt.changes_since(head).unwrap().is_empty());
         // The stat data survived: the walk trusts (nearly) every entry.
-        let c = candidates(&wt.repo, &fresh_index(&wt.repo).unwrap()).unwrap();
+        let c = candidates(&wt.repo, &wt.index().unwrap()).unwrap();
         assert!(
             c.len() < 500,
             "{} of 2100 entries without trusted stat data",
