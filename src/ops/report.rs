@@ -28,22 +28,8 @@ pub fn build(rec: &RunRecord, paths: &RunPaths, records: &[ExperimentRecord]) ->
     let direction = spec.metric.direction;
     let min_effect = spec.metric.min_effect.0;
     let rows = result_rows(records, direction);
-    let (mode, cv) = match &rec.mode {
-        Some(Mode::Deterministic) => (Some("deterministic".to_string()), None),
-        Some(Mode::Noisy { cv }) => (Some("noisy".to_string()), Some(*cv)),
-        None => (None, None),
-    };
-    let mut totals = Totals::default();
-    for r in records {
-        match r.status {
-            Status::Baseline | Status::Confirmation => continue,
-            Status::Keep => totals.kept += 1,
-            Status::Discard => totals.discarded += 1,
-            Status::Crash => totals.crashed += 1,
-            Status::InspectorReject => totals.rejected += 1,
-        }
-        totals.experiments += 1;
-    }
+    let (mode, cv) = mode_and_cv(rec);
+    let totals = totals(records);
     let baseline = records
         .iter()
         .find(|r| r.status == Status::Baseline)
@@ -61,31 +47,11 @@ pub fn build(rec: &RunRecord, paths: &RunPaths, records: &[ExperimentRecord]) ->
         _ => None,
     };
 
-    let kept: Vec<KeptChange> = records
-        .iter()
-        .zip(&rows)
-        .filter(|(r, _)| r.status == Status::Keep)
-        .map(|(r, row)| kept_change(r, row, cv, min_effect))
-        .collect();
-    let mut top: Vec<KeptChange> = kept.iter().filter(|k| k.gain.is_some()).cloned().collect();
-    top.sort_by(|a, b| {
-        b.gain
-            .unwrap_or(0.0)
-            .total_cmp(&a.gain.unwrap_or(0.0))
-            .then(a.experiment.cmp(&b.experiment))
-    });
-    top.truncate(3);
+    let kept = kept_changes(records, &rows, cv, min_effect);
+    let top = top_changes(&kept);
 
     let git_log = git_log(rec, records);
-    let fragile: Vec<Flag> = kept
-        .iter()
-        .filter_map(|k| {
-            k.fragile.as_ref().map(|why| Flag {
-                experiment: Some(k.experiment),
-                message: format!("experiment {} ({}): {why}", k.experiment, k.description),
-            })
-        })
-        .collect();
+    let fragile = fragile_flags(&kept);
     let ideas = ideas_not_tried(records);
     let revisit = revisit(records, &rows);
     let overfitting = overfitting(records, &rows, min_effect);
@@ -142,6 +108,71 @@ pub fn build(rec: &RunRecord, paths: &RunPaths, records: &[ExperimentRecord]) ->
     };
     report.next_steps = next_steps(&report, branch_exists(rec));
     report
+}
+
+/// The run's measurement mode as the report names it, and the noise (cv) of a noisy one.
+fn mode_and_cv(rec: &RunRecord) -> (Option<String>, Option<f64>) {
+    match &rec.mode {
+        Some(Mode::Deterministic) => (Some("deterministic".to_string()), None),
+        Some(Mode::Noisy { cv }) => (Some("noisy".to_string()), Some(*cv)),
+        None => (None, None),
+    }
+}
+
+/// The experiments counted by outcome (the baseline and the confirmation are not experiments).
+fn totals(records: &[ExperimentRecord]) -> Totals {
+    let mut totals = Totals::default();
+    for r in records {
+        match r.status {
+            Status::Baseline | Status::Confirmation => continue,
+            Status::Keep => totals.kept += 1,
+            Status::Discard => totals.discarded += 1,
+            Status::Crash => totals.crashed += 1,
+            Status::InspectorReject => totals.rejected += 1,
+        }
+        totals.experiments += 1;
+    }
+    totals
+}
+
+/// The change each kept experiment made, in journal order.
+fn kept_changes(
+    records: &[ExperimentRecord],
+    rows: &[ResultRow],
+    cv: Option<f64>,
+    min_effect: f64,
+) -> Vec<KeptChange> {
+    records
+        .iter()
+        .zip(rows)
+        .filter(|(r, _)| r.status == Status::Keep)
+        .map(|(r, row)| kept_change(r, row, cv, min_effect))
+        .collect()
+}
+
+/// The three kept changes with the largest gains (ties: the earlier experiment first).
+fn top_changes(kept: &[KeptChange]) -> Vec<KeptChange> {
+    let mut top: Vec<KeptChange> = kept.iter().filter(|k| k.gain.is_some()).cloned().collect();
+    top.sort_by(|a, b| {
+        b.gain
+            .unwrap_or(0.0)
+            .total_cmp(&a.gain.unwrap_or(0.0))
+            .then(a.experiment.cmp(&b.experiment))
+    });
+    top.truncate(3);
+    top
+}
+
+/// A review flag for each kept change that looks fragile, saying why.
+fn fragile_flags(kept: &[KeptChange]) -> Vec<Flag> {
+    kept.iter()
+        .filter_map(|k| {
+            k.fragile.as_ref().map(|why| Flag {
+                experiment: Some(k.experiment),
+                message: format!("experiment {} ({}): {why}", k.experiment, k.description),
+            })
+        })
+        .collect()
 }
 
 /// The most failures quoted (the latest ones).
@@ -420,71 +451,99 @@ fn looks_like_benchmark_input(path: &str) -> bool {
 
 fn overfitting(records: &[ExperimentRecord], rows: &[ResultRow], min_effect: f64) -> Vec<Flag> {
     let mut out = Vec::new();
-    let paths = |r: &ExperimentRecord| -> BTreeSet<String> {
-        r.changes.iter().map(|c| c.path.clone()).collect()
-    };
     for (i, (r, row)) in records.iter().zip(rows).enumerate() {
         if r.status == Status::InspectorReject && r.reason.starts_with("guard") {
-            if let Some(g) = row.change.filter(|g| *g > 0.0) {
-                out.push(Flag {
-                    experiment: Some(r.experiment),
-                    message: format!(
-                        "experiment {} improved the metric by {} but {}: the gain may come from breaking what the guard checks",
-                        r.experiment,
-                        pct(g),
-                        r.reason
-                    ),
-                });
-            }
-            // A kept neighbour touching the same files may lean on the same shortcut.
-            for j in [i.wrapping_sub(1), i + 1] {
-                if let Some(k) = records.get(j).filter(|k| k.status == Status::Keep) {
-                    let shared: Vec<String> = paths(r).intersection(&paths(k)).cloned().collect();
-                    if !shared.is_empty() {
-                        out.push(Flag {
-                            experiment: Some(k.experiment),
-                            message: format!(
-                                "kept experiment {} edits the same files ({}) as experiment {}, which failed a guard: check it doesn't rely on the same shortcut",
-                                k.experiment,
-                                git::merge::shown(&shared),
-                                r.experiment
-                            ),
-                        });
-                    }
-                }
-            }
+            out.extend(guard_failure_flags(records, i, row));
         }
         if r.status == Status::Keep {
-            let bench: Vec<String> = paths(r)
-                .into_iter()
-                .filter(|p| looks_like_benchmark_input(p))
+            out.extend(kept_flags(r, row, min_effect));
+        }
+    }
+    out.extend(diminishing_returns(records, rows));
+    out
+}
+
+/// The paths an experiment changed.
+fn changed_paths(r: &ExperimentRecord) -> BTreeSet<String> {
+    r.changes.iter().map(|c| c.path.clone()).collect()
+}
+
+/// The flags of experiment `i`, rejected by a guard: its gain, if it improved the metric,
+/// and each kept neighbour editing the same files.
+fn guard_failure_flags(records: &[ExperimentRecord], i: usize, row: &ResultRow) -> Vec<Flag> {
+    let r = &records[i];
+    let mut out = Vec::new();
+    if let Some(g) = row.change.filter(|g| *g > 0.0) {
+        out.push(Flag {
+            experiment: Some(r.experiment),
+            message: format!(
+                "experiment {} improved the metric by {} but {}: the gain may come from breaking what the guard checks",
+                r.experiment,
+                pct(g),
+                r.reason
+            ),
+        });
+    }
+    // A kept neighbour touching the same files may lean on the same shortcut.
+    for j in [i.wrapping_sub(1), i + 1] {
+        if let Some(k) = records.get(j).filter(|k| k.status == Status::Keep) {
+            let shared: Vec<String> = changed_paths(r)
+                .intersection(&changed_paths(k))
+                .cloned()
                 .collect();
-            if !bench.is_empty() {
+            if !shared.is_empty() {
                 out.push(Flag {
-                    experiment: Some(r.experiment),
+                    experiment: Some(k.experiment),
                     message: format!(
-                        "kept experiment {} changes {} (benchmark input or tests?): check the gain holds on other inputs",
-                        r.experiment,
-                        git::merge::shown(&bench)
+                        "kept experiment {} edits the same files ({}) as experiment {}, which failed a guard: check it doesn't rely on the same shortcut",
+                        k.experiment,
+                        git::merge::shown(&shared),
+                        r.experiment
                     ),
                 });
-            }
-            if let (Some(d), Some(g)) = (r.diff, row.change) {
-                let lines = d.insertions + d.deletions;
-                if lines >= 40 && g < 2.0 * min_effect.max(0.005) {
-                    out.push(Flag {
-                        experiment: Some(r.experiment),
-                        message: format!(
-                            "kept experiment {} changes {lines} lines for a {} gain: a big diff for a small win",
-                            r.experiment,
-                            pct(g)
-                        ),
-                    });
-                }
             }
         }
     }
-    // The diff keeps growing while the gains shrink (last three kept experiments).
+    out
+}
+
+/// The flags of a kept experiment: benchmark inputs or tests changed, a big diff for a small
+/// gain.
+fn kept_flags(r: &ExperimentRecord, row: &ResultRow, min_effect: f64) -> Vec<Flag> {
+    let mut out = Vec::new();
+    let bench: Vec<String> = changed_paths(r)
+        .into_iter()
+        .filter(|p| looks_like_benchmark_input(p))
+        .collect();
+    if !bench.is_empty() {
+        out.push(Flag {
+            experiment: Some(r.experiment),
+            message: format!(
+                "kept experiment {} changes {} (benchmark input or tests?): check the gain holds on other inputs",
+                r.experiment,
+                git::merge::shown(&bench)
+            ),
+        });
+    }
+    if let (Some(d), Some(g)) = (r.diff, row.change) {
+        let lines = d.insertions + d.deletions;
+        if lines >= 40 && g < 2.0 * min_effect.max(0.005) {
+            out.push(Flag {
+                experiment: Some(r.experiment),
+                message: format!(
+                    "kept experiment {} changes {lines} lines for a {} gain: a big diff for a small win",
+                    r.experiment,
+                    pct(g)
+                ),
+            });
+        }
+    }
+    out
+}
+
+/// The flag for a diff that keeps growing while the gains shrink (the last three kept
+/// experiments), if it does.
+fn diminishing_returns(records: &[ExperimentRecord], rows: &[ResultRow]) -> Option<Flag> {
     let kept: Vec<(u32, usize, f64)> = records
         .iter()
         .zip(rows)
@@ -497,28 +556,26 @@ fn overfitting(records: &[ExperimentRecord], rows: &[ResultRow], min_effect: f64
             ))
         })
         .collect();
-    if kept.len() >= 3 {
-        let last = &kept[kept.len() - 3..];
-        if last[0].1 < last[1].1
-            && last[1].1 < last[2].1
-            && last[0].2 > last[1].2
-            && last[1].2 > last[2].2
-        {
-            out.push(Flag {
-                experiment: None,
-                message: format!(
-                    "the last kept changes grew ({} → {} → {} lines) while their gains shrank ({} → {} → {}): diminishing returns, maybe tuning to the benchmark",
-                    last[0].1,
-                    last[1].1,
-                    last[2].1,
-                    pct(last[0].2),
-                    pct(last[1].2),
-                    pct(last[2].2)
-                ),
-            });
-        }
+    if kept.len() < 3 {
+        return None;
     }
-    out
+    let last = &kept[kept.len() - 3..];
+    let grew_while_shrinking = last[0].1 < last[1].1
+        && last[1].1 < last[2].1
+        && last[0].2 > last[1].2
+        && last[1].2 > last[2].2;
+    grew_while_shrinking.then(|| Flag {
+        experiment: None,
+        message: format!(
+            "the last kept changes grew ({} → {} → {} lines) while their gains shrank ({} → {} → {}): diminishing returns, maybe tuning to the benchmark",
+            last[0].1,
+            last[1].1,
+            last[2].1,
+            pct(last[0].2),
+            pct(last[1].2),
+            pct(last[2].2)
+        ),
+    })
 }
 
 fn summary(
@@ -586,7 +643,6 @@ fn next_steps(r: &RunReport, branch_exists: bool) -> Vec<String> {
     let mut out = Vec::new();
     let improved = r.change.map(|c| c > 0.0).unwrap_or(false)
         || (r.totals.kept > 0 && r.best_commit != r.base_commit);
-    let base7 = short_commit(&r.base_commit);
     if r.state.is_active() {
         out.push(format!(
             "Let the run finish, or stop it: `arctl stop {}`",
@@ -613,34 +669,61 @@ fn next_steps(r: &RunReport, branch_exists: bool) -> Vec<String> {
             ));
         }
     } else {
-        if branch_exists {
-            out.push(format!("Review the diff: `git diff {base7}..{}`", r.branch));
+        out.extend(unmerged_steps(r, branch_exists));
+    }
+    out.extend(review_steps(r, improved));
+    out.push(
+        "Consider what the loop does not try by itself: algorithmic rewrites that change public interfaces, dependency upgrades, schema or data-structure changes, parallelism"
+            .into(),
+    );
+    if !r.cleaned_up && improved && !r.merged {
+        out.push(format!(
+            "When done with it: `arctl cleanup {}` (keeps the branch until it is merged)",
+            r.run
+        ));
+    }
+    out
+}
+
+/// The steps for an improvement not merged yet: review, test and land its branch, or
+/// recreate the branch if it is gone.
+fn unmerged_steps(r: &RunReport, branch_exists: bool) -> Vec<String> {
+    let mut out = Vec::new();
+    let base7 = short_commit(&r.base_commit);
+    if branch_exists {
+        out.push(format!("Review the diff: `git diff {base7}..{}`", r.branch));
+        out.push(format!(
+            "Run the full test suite one final time on {}",
+            r.branch
+        ));
+        if r.kept.len() > 1 {
             out.push(format!(
-                "Run the full test suite one final time on {}",
-                r.branch
-            ));
-            if r.kept.len() > 1 {
-                out.push(format!(
-                    "Squash the {} experiment commits into one or a few logical commits before merging: `arctl merge {} --squash`, or `git rebase -i {base7}` with meaningful messages",
-                    r.kept.len(),
-                    r.run
-                ));
-            }
-            out.push("Update docstrings and comments that describe the old behavior".into());
-            out.push(format!(
-                "Open a PR from {} into {} and paste the summary table (`arctl report {}`) so reviewers see the methodology",
-                r.branch, r.base, r.run
-            ));
-            out.push("Or merge it with the other finished runs, each re-measured on top: `arctl merge --dry-run`, then `arctl merge`".into());
-        } else {
-            out.push(format!(
-                "The branch {} is gone; recreate it from the kept commits if you still want the change: `git branch {} {}`",
-                r.branch,
-                r.branch,
-                short_commit(&r.best_commit)
+                "Squash the {} experiment commits into one or a few logical commits before merging: `arctl merge {} --squash`, or `git rebase -i {base7}` with meaningful messages",
+                r.kept.len(),
+                r.run
             ));
         }
+        out.push("Update docstrings and comments that describe the old behavior".into());
+        out.push(format!(
+            "Open a PR from {} into {} and paste the summary table (`arctl report {}`) so reviewers see the methodology",
+            r.branch, r.base, r.run
+        ));
+        out.push("Or merge it with the other finished runs, each re-measured on top: `arctl merge --dry-run`, then `arctl merge`".into());
+    } else {
+        out.push(format!(
+            "The branch {} is gone; recreate it from the kept commits if you still want the change: `git branch {} {}`",
+            r.branch,
+            r.branch,
+            short_commit(&r.best_commit)
+        ));
     }
+    out
+}
+
+/// The steps the review calls for: fragile gains to re-measure, possible overfitting, many
+/// crashes, rejected experiments worth revisiting, untried ideas.
+fn review_steps(r: &RunReport, improved: bool) -> Vec<String> {
+    let mut out = Vec::new();
     let fragile: Vec<String> = r
         .review
         .fragile
@@ -683,16 +766,6 @@ fn next_steps(r: &RunReport, branch_exists: bool) -> Vec<String> {
         out.push(format!(
             "Decide which untried ideas are worth pursuing: {}",
             r.review.ideas_not_tried.join("; ")
-        ));
-    }
-    out.push(
-        "Consider what the loop does not try by itself: algorithmic rewrites that change public interfaces, dependency upgrades, schema or data-structure changes, parallelism"
-            .into(),
-    );
-    if !r.cleaned_up && improved && !r.merged {
-        out.push(format!(
-            "When done with it: `arctl cleanup {}` (keeps the branch until it is merged)",
-            r.run
         ));
     }
     out
