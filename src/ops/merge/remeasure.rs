@@ -16,7 +16,7 @@ use crate::run::measure::{self, Measured, Meter, Reference};
 use crate::run::prepare;
 use crate::run::record::RunRecord;
 use crate::run::RunHandle;
-use crate::stats::{Evaluation, Mode, Verdict};
+use crate::stats::{DecisionConfig, Evaluation, Mode, Verdict};
 
 impl Merger<'_> {
     /// Measure the merged tree (commit `candidate`) against the updated base, with the run's
@@ -82,6 +82,41 @@ impl Merger<'_> {
             log_file: None,
         };
         let cfg = measure::decision_config(rec);
+        let (mode, measured) = self.compare_on_top(h, rec, &meter, trees, &cfg, merged_tree)?;
+        let evaluation = match self.evaluation_of(rec, measured) {
+            Ok(evaluation) => evaluation,
+            Err(why) => return Ok(Err(why)),
+        };
+        if mode == Mode::Deterministic {
+            h.log_line(&format!(
+                "merge: base {} = {}",
+                git::short(self.tip),
+                format_metric(Some(evaluation.best_estimate))
+            ));
+        }
+        h.log_line(&format!("merge: on top: {}", evaluation.reason));
+        if evaluation.verdict != Verdict::Keep {
+            return Ok(Ok(evaluation));
+        }
+        // Kept in the loop meant: better and every guard passing. The merged tree is a tree
+        // the run never saw, so its guards run on it too.
+        if let Err(why) = self.guards_on_top(h, rec, &meter, trees)? {
+            return Ok(Err(why));
+        }
+        Ok(Ok(evaluation))
+    }
+
+    /// The merged tree measured against the updated base in the run's mode (measured again
+    /// paired when a deterministic metric moved): the mode it ended in, and the measurement.
+    fn compare_on_top(
+        &self,
+        h: &Arc<RunHandle>,
+        rec: &RunRecord,
+        meter: &Meter,
+        trees: &Trees,
+        cfg: &DecisionConfig,
+        merged_tree: Oid,
+    ) -> Result<(Mode, Measured)> {
         let base_tree = git::merge::tree_of(self.repo, self.tip)?;
         let (ins, del) = git::merge::tree_diff_lines(self.repo, base_tree, merged_tree)?;
         let mut mode = rec.mode.clone().unwrap_or(Mode::Deterministic);
@@ -99,7 +134,7 @@ impl Merger<'_> {
             &mode,
             Reference::Tree(&trees.base),
             &trees.candidate,
-            &cfg,
+            cfg,
             del > ins,
             self.cancel,
             progress,
@@ -111,47 +146,50 @@ impl Merger<'_> {
                 &mode,
                 Reference::Tree(&trees.base),
                 &trees.candidate,
-                &cfg,
+                cfg,
                 del > ins,
                 self.cancel,
                 progress,
             )?;
         }
-        let evaluation = match measured {
-            Measured::Value { evaluation, .. } => evaluation,
-            Measured::Crash { reason, .. } => {
-                return Ok(Err(format!(
-                    "the metric failed on the merged tree: {reason}; branch {} kept",
-                    rec.branch
-                )))
-            }
-            Measured::BestFailed { reason, .. } => {
-                return Ok(Err(format!(
-                    "measuring {} failed: {reason}; the run's change was not judged and its branch {} stays. If the machine was busy, run `arctl merge {}` again when it is quieter; if the metric fails on {} itself, fix that first (or raise metric.timeout in the run's spec)",
-                    self.on_top_of(),
-                    rec.branch,
-                    rec.id,
-                    self.target
-                )))
-            }
+        Ok((mode, measured))
+    }
+
+    /// The evaluation of the merged tree, or why the measurement gave none.
+    fn evaluation_of(
+        &self,
+        rec: &RunRecord,
+        measured: Measured,
+    ) -> std::result::Result<Evaluation, String> {
+        match measured {
+            Measured::Value { evaluation, .. } => Ok(evaluation),
+            Measured::Crash { reason, .. } => Err(format!(
+                "the metric failed on the merged tree: {reason}; branch {} kept",
+                rec.branch
+            )),
+            Measured::BestFailed { reason, .. } => Err(format!(
+                "measuring {} failed: {reason}; the run's change was not judged and its branch {} stays. If the machine was busy, run `arctl merge {}` again when it is quieter; if the metric fails on {} itself, fix that first (or raise metric.timeout in the run's spec)",
+                self.on_top_of(),
+                rec.branch,
+                rec.id,
+                self.target
+            )),
             Measured::NotDeterministic { detail, .. } => {
-                return Ok(Err(format!("the metric moved when measured again ({detail})")))
+                Err(format!("the metric moved when measured again ({detail})"))
             }
-            Measured::Interrupted => return Ok(Err(INTERRUPTED.into())),
-        };
-        if mode == Mode::Deterministic {
-            h.log_line(&format!(
-                "merge: base {} = {}",
-                git::short(self.tip),
-                format_metric(Some(evaluation.best_estimate))
-            ));
+            Measured::Interrupted => Err(INTERRUPTED.into()),
         }
-        h.log_line(&format!("merge: on top: {}", evaluation.reason));
-        if evaluation.verdict != Verdict::Keep {
-            return Ok(Ok(evaluation));
-        }
-        // Kept in the loop meant: better and every guard passing. The merged tree is a tree
-        // the run never saw, so its guards run on it too.
+    }
+
+    /// The run's guards run on the merged tree, each logged as it passes. Ok(Err(why)) at the
+    /// first that fails, or when interrupted.
+    fn guards_on_top(
+        &self,
+        h: &Arc<RunHandle>,
+        rec: &RunRecord,
+        meter: &Meter,
+        trees: &Trees,
+    ) -> Result<std::result::Result<(), String>> {
         for g in &rec.spec.spec.guards {
             let (ok, r) = meter.guard(g, &trees.candidate, self.cancel)?;
             if r.outcome.exit == Exit::Cancelled {
@@ -168,7 +206,7 @@ impl Merger<'_> {
             }
             h.log_line(&format!("merge: guard {:?} passes on top", g.name));
         }
-        Ok(Ok(evaluation))
+        Ok(Ok(()))
     }
 }
 
