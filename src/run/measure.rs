@@ -16,7 +16,7 @@ use crate::run::journal::CommandRecord;
 use crate::run::record::{RunPaths, RunRecord};
 use crate::run::Global;
 use crate::spec::extract::extract;
-use crate::spec::{Extraction, MeasureMode, MetricTimeout, Repeats, TimeMode};
+use crate::spec::{Extraction, MeasureMode, MetricSpec, MetricTimeout, Repeats, TimeMode};
 use crate::stats::{DecisionConfig, Evaluation};
 
 /// Shortest metric timeout derived from the baseline, so a 5 ms baseline doesn't kill
@@ -339,72 +339,53 @@ impl Meter<'_> {
             tree: Some(role.to_string()),
             froze,
         };
-        let tail = || {
-            let all = format!("{stdout}{stderr}");
-            let lines: Vec<&str> = all.lines().collect();
-            lines[lines.len().saturating_sub(FAILURE_TAIL_LINES)..].join("\n")
-        };
         if outcome.exit == Exit::Cancelled {
             return Ok(Once::Interrupted);
         }
         if !outcome.exit.success() {
-            let why = match &outcome.exit {
-                Exit::TimedOut => {
-                    format!("metric timed out after {:.1}s", timeout.as_secs_f64())
-                }
-                Exit::MemoryLimit => format!(
-                    "metric exceeded the memory limit ({})",
-                    self.rec
-                        .spec
-                        .spec
-                        .limits
-                        .memory
-                        .map(|m| crate::spec::format_size(m.0))
-                        .unwrap_or_default()
-                ),
-                Exit::CpuLimit => format!(
-                    "metric exceeded the cpu_time limit ({})",
-                    self.rec
-                        .spec
-                        .spec
-                        .limits
-                        .cpu_time
-                        .map(|d| crate::spec::format_duration(d.0))
-                        .unwrap_or_default()
-                ),
-                other => format!("metric failed: {}", other.describe()),
-            };
-            return Ok(Once::Failed(why, tail(), rec));
+            let why = self.failure_reason(&outcome.exit, timeout);
+            return Ok(Once::Failed(why, failure_tail(&stdout, &stderr), rec));
         }
-        let value = match m.extraction() {
-            // A cluster job's queue wait is not part of its time.
-            Extraction::Time(TimeMode::Wall) if outcome.queue_ms.is_some() => {
-                Ok(outcome.wall_ms as f64 / 1000.0)
-            }
-            // From the command's start to its exit (not its setup and sweep); time spent
-            // frozen by another run's exclusive measurement is not the metric's.
-            Extraction::Time(TimeMode::Wall) => Ok(outcome
-                .wall_us
-                .map_or(wall, Duration::from_micros)
-                .saturating_sub(Duration::from_millis(outcome.frozen_ms.unwrap_or(0)))
-                .as_secs_f64()),
-            Extraction::Time(TimeMode::Cpu) => Ok(outcome.cpu_ms as f64 / 1000.0),
-            Extraction::Time(TimeMode::Instructions) => outcome
-                .instructions
-                .map(|i| i as f64)
-                .ok_or_else(|| "no instruction count".to_string()),
-            how => extract(&how, &stdout, &stderr),
-        };
-        match value {
+        match metric_value(m, &outcome, wall, &stdout, &stderr) {
             Ok(v) => {
                 rec.value = Some(v);
                 Ok(Once::Value(v, rec))
             }
             Err(why) => Ok(Once::Failed(
                 format!("metric printed no number: {why}"),
-                tail(),
+                failure_tail(&stdout, &stderr),
                 rec,
             )),
+        }
+    }
+
+    /// Why a metric run that exited `exit` (allowed `timeout`) failed, in words.
+    fn failure_reason(&self, exit: &Exit, timeout: Duration) -> String {
+        match exit {
+            Exit::TimedOut => {
+                format!("metric timed out after {:.1}s", timeout.as_secs_f64())
+            }
+            Exit::MemoryLimit => format!(
+                "metric exceeded the memory limit ({})",
+                self.rec
+                    .spec
+                    .spec
+                    .limits
+                    .memory
+                    .map(|m| crate::spec::format_size(m.0))
+                    .unwrap_or_default()
+            ),
+            Exit::CpuLimit => format!(
+                "metric exceeded the cpu_time limit ({})",
+                self.rec
+                    .spec
+                    .spec
+                    .limits
+                    .cpu_time
+                    .map(|d| crate::spec::format_duration(d.0))
+                    .unwrap_or_default()
+            ),
+            other => format!("metric failed: {}", other.describe()),
         }
     }
 
@@ -446,4 +427,41 @@ impl Meter<'_> {
         drop(lock);
         Ok(Some((outcome?, wall, lock_wait_ms, froze)))
     }
+}
+
+/// The metric's value from a successful run: its time as the spec measures it, or the number
+/// extracted from its output; Err(why) when there is none.
+fn metric_value(
+    m: &MetricSpec,
+    outcome: &exec::Outcome,
+    wall: Duration,
+    stdout: &str,
+    stderr: &str,
+) -> std::result::Result<f64, String> {
+    match m.extraction() {
+        // A cluster job's queue wait is not part of its time.
+        Extraction::Time(TimeMode::Wall) if outcome.queue_ms.is_some() => {
+            Ok(outcome.wall_ms as f64 / 1000.0)
+        }
+        // From the command's start to its exit (not its setup and sweep); time spent
+        // frozen by another run's exclusive measurement is not the metric's.
+        Extraction::Time(TimeMode::Wall) => Ok(outcome
+            .wall_us
+            .map_or(wall, Duration::from_micros)
+            .saturating_sub(Duration::from_millis(outcome.frozen_ms.unwrap_or(0)))
+            .as_secs_f64()),
+        Extraction::Time(TimeMode::Cpu) => Ok(outcome.cpu_ms as f64 / 1000.0),
+        Extraction::Time(TimeMode::Instructions) => outcome
+            .instructions
+            .map(|i| i as f64)
+            .ok_or_else(|| "no instruction count".to_string()),
+        how => extract(&how, stdout, stderr),
+    }
+}
+
+/// The last [`FAILURE_TAIL_LINES`] lines of a failed run's output (stdout, then stderr).
+fn failure_tail(stdout: &str, stderr: &str) -> String {
+    let all = format!("{stdout}{stderr}");
+    let lines: Vec<&str> = all.lines().collect();
+    lines[lines.len().saturating_sub(FAILURE_TAIL_LINES)..].join("\n")
 }
