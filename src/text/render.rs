@@ -170,6 +170,24 @@ pub fn detail(d: &RunDetail) -> String {
     let s = &d.summary;
     let mut out = String::new();
     let mut kv = |k: &str, v: String| out.push_str(&format!("{k:<14}{v}\n"));
+    about_lines(d, &mut kv);
+    progress_lines(d, &mut kv);
+    workspace_lines(d, &mut kv);
+    if !d.recent.is_empty() {
+        out.push('\n');
+        out.push_str(&results(&ResultsTable::new(
+            s.id.clone(),
+            s.direction,
+            d.recent.clone(),
+            None,
+        )));
+    }
+    out
+}
+
+/// The detail's lines on what the run is: its id, state, goal, metric and mode.
+fn about_lines(d: &RunDetail, kv: &mut impl FnMut(&str, String)) {
+    let s = &d.summary;
     kv("run", s.id.clone());
     kv("state", state_text(s));
     if let Some(r) = &s.stop_reason {
@@ -200,6 +218,12 @@ pub fn detail(d: &RunDetail) -> String {
             _ => "-".into(),
         },
     );
+}
+
+/// The detail's lines on how far the run got: its experiments, baseline and best, noise,
+/// time, cost and notes.
+fn progress_lines(d: &RunDetail, kv: &mut impl FnMut(&str, String)) {
+    let s = &d.summary;
     kv(
         "experiments",
         format!(
@@ -240,6 +264,12 @@ pub fn detail(d: &RunDetail) -> String {
     for (i, n) in d.notes.iter().enumerate() {
         kv(if i == 0 { "notes" } else { "" }, format!("- {n}"));
     }
+}
+
+/// The detail's lines on where and how the run works: its worktree, branch and commits,
+/// limits, sandbox, cluster and the last experiment's resources.
+fn workspace_lines(d: &RunDetail, kv: &mut impl FnMut(&str, String)) {
+    let s = &d.summary;
     kv("worktree", s.worktree.display().to_string());
     kv(
         "branch",
@@ -270,16 +300,6 @@ pub fn detail(d: &RunDetail) -> String {
             ),
         );
     }
-    if !d.recent.is_empty() {
-        out.push('\n');
-        out.push_str(&results(&ResultsTable::new(
-            s.id.clone(),
-            s.direction,
-            d.recent.clone(),
-            None,
-        )));
-    }
-    out
 }
 
 /// The run's noise now against the baseline's, in words (None before anything is known).
