@@ -331,8 +331,9 @@ mod tests {
     use crate::git::fast::walk::candidates;
     use crate::git::WorkTree;
 
-    #[test]
-    fn new_worktree_matches_libgit2s_checkout() {
+    /// A repo with one commit of more files than the parallel checkout starts from, an
+    /// executable, a symlink and names sorting around a folder's; its dir, path and HEAD.
+    fn checkout_fixture() -> (tempfile::TempDir, std::path::PathBuf, Oid) {
         let (d, repo) = empty_repo("repo");
         for i in 0..PARALLEL_CHECKOUT_FROM + 100 {
             write(
@@ -350,6 +351,39 @@ mod tests {
         git(&repo, &["add", "-A"]);
         git(&repo, &["commit", "-qm", "init"]);
         let head = Oid::from_str(git(&repo, &["rev-parse", "HEAD"]).trim()).unwrap();
+        (d, repo, head)
+    }
+
+    /// Asserts the admin files of the worktrees `fast` (branch f) and `slow` (branch s) of
+    /// `repo`, and their `.git` files, are the same but for their names and paths.
+    fn assert_same_admin_files(repo: &Path, fast: &Path, slow: &Path) {
+        let admin = |n: &str, f: &str| {
+            std::fs::read_to_string(repo.join(".git/worktrees").join(n).join(f)).unwrap()
+        };
+        for f in ["commondir", "gitdir", "HEAD"] {
+            assert_eq!(
+                admin("autoresearch-f", f)
+                    .replace("/fast/", "/X/")
+                    .replace("/f\n", "/X\n"),
+                admin("autoresearch-s", f)
+                    .replace("/slow/", "/X/")
+                    .replace("/s\n", "/X\n"),
+                "{f}"
+            );
+        }
+        assert_eq!(
+            std::fs::read_to_string(fast.join(".git"))
+                .unwrap()
+                .replace("autoresearch-f", "X"),
+            std::fs::read_to_string(slow.join(".git"))
+                .unwrap()
+                .replace("autoresearch-s", "X")
+        );
+    }
+
+    #[test]
+    fn new_worktree_matches_libgit2s_checkout() {
+        let (d, repo, head) = checkout_fixture();
         let r = Repository::open(&repo).unwrap();
         let (fast, slow) = (d.path().join("fast"), d.path().join("slow"));
         // The fast path through create_worktree; libgit2's own checkout for the other.
@@ -388,28 +422,7 @@ mod tests {
         assert_eq!(git(&fast, &["status", "--porcelain"]), "");
         assert_eq!(git(&fast, &["status", "--porcelain", "--ignored"]), "");
         assert_eq!(git(&fast, &["symbolic-ref", "HEAD"]).trim(), "refs/heads/f");
-        let admin = |n: &str, f: &str| {
-            std::fs::read_to_string(repo.join(".git/worktrees").join(n).join(f)).unwrap()
-        };
-        for f in ["commondir", "gitdir", "HEAD"] {
-            assert_eq!(
-                admin("autoresearch-f", f)
-                    .replace("/fast/", "/X/")
-                    .replace("/f\n", "/X\n"),
-                admin("autoresearch-s", f)
-                    .replace("/slow/", "/X/")
-                    .replace("/s\n", "/X\n"),
-                "{f}"
-            );
-        }
-        assert_eq!(
-            std::fs::read_to_string(fast.join(".git"))
-                .unwrap()
-                .replace("autoresearch-f", "X"),
-            std::fs::read_to_string(slow.join(".git"))
-                .unwrap()
-                .replace("autoresearch-s", "X")
-        );
+        assert_same_admin_files(&repo, &fast, &slow);
         let wt = WorkTree::open(&fast).unwrap();
         assert!(wt.changes_since(head).unwrap().is_empty());
         // The stat data survived: the walk trusts (nearly) every entry.
