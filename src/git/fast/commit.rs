@@ -10,9 +10,8 @@ use anyhow::{Context, Result};
 use git2::{Index, ObjectType, Oid, Tree};
 
 use super::super::{Change, ChangeKind, WorkTree};
-use super::index_file::read_index;
 use super::tree_diff::tree_changes;
-use super::walk::{candidates, candidates_of};
+use super::walk::candidates_of;
 
 /// The tree the index holds (None with conflicts). Free when the index's tree cache is
 /// valid, which it is after every write this module makes.
@@ -29,19 +28,16 @@ impl WorkTree {
         // would read it through its slower checksum and entry map, which pays only when the
         // index is used again.
         let fresh = !self.index_state.loaded.get();
-        if let Some(read) = fresh
-            .then(|| read_index(&self.repo.path().join("index")))
-            .flatten()
-        {
+        if let Some(read) = fresh.then(|| self.index_read()).flatten() {
             if read.root == Some(tree.id()) {
-                return Ok(candidates_of(&self.repo, read.entries, read.mtime));
+                return Ok(candidates_of(&self.repo, &read.entries, read.mtime));
             }
         }
         let mut index = self.index()?;
         if index_tree(&mut index) != Some(tree.id()) {
             return Ok(None);
         }
-        Ok(candidates(&self.repo, &index))
+        Ok(self.candidates_in(&index))
     }
 
     /// Commit the work tree on HEAD with `parent` as the only parent, staging only
@@ -107,7 +103,7 @@ impl WorkTree {
         let mut paths = if known {
             Vec::new()
         } else {
-            match candidates(&self.repo, &index) {
+            match self.candidates_in(&index) {
                 Some(p) => p,
                 None => return Ok(false),
             }
@@ -291,7 +287,7 @@ mod tests {
             assert!(wa.changes_since(best).unwrap().is_empty());
             // The stat walk finds at most the file just written (too recent to trust).
             let idx = wa.index().unwrap();
-            let c = candidates(&wa.repo, &idx).unwrap();
+            let c = crate::git::fast::walk::candidates(&wa.repo, &idx).unwrap();
             assert!(c.len() <= 1, "{c:?}");
         }
     }

@@ -59,7 +59,8 @@ pub(super) fn write_index(
 /// 10,000-file tree; the `sha1` crate uses the CPU's SHA instructions. Entries not older
 /// than `stamp` (the mtime of the index file being replaced) are written smudged (size 0)
 /// when `differs` says their file no longer matches them, as libgit2 and git do: once the
-/// new file is newer than them their stat data would look clean. None, having written
+/// new file is newer than them their stat data would look clean. Returns the checksum and
+/// the entries as written (the walks of the file use them). None, having written
 /// nothing, for what this leaves out: conflicts (their name and resolve-undo extensions),
 /// extended flags (intent-to-add, skip-worktree: version 3), version 4's compressed paths,
 /// entries not in byte order (a case-insensitive index).
@@ -69,21 +70,23 @@ pub(super) fn write_libgit2_index(
     tree: &[u8],
     stamp: Option<(i64, i64)>,
     mut differs: impl FnMut(&git2::IndexEntry) -> bool,
-) -> Result<Option<[u8; 20]>> {
+) -> Result<Option<([u8; 20], Vec<git2::IndexEntry>)>> {
     const EXTENDED: u16 = 0x4000;
     const GITLINK: u32 = 0o160000;
     if index.version() > 3 || index.has_conflicts() {
         return Ok(None);
     }
     let mut out = header(index.len())?;
-    let mut last: Option<Vec<u8>> = None;
-    for e in index.iter() {
-        if e.flags & EXTENDED != 0 || last.as_ref().is_some_and(|l| *l >= e.path) {
+    let mut entries: Vec<git2::IndexEntry> = Vec::with_capacity(index.len());
+    for mut e in index.iter() {
+        let last = entries.last().map(|l| &l.path);
+        if e.flags & EXTENDED != 0 || last.is_some_and(|l| *l >= e.path) {
             return Ok(None);
         }
         let mtime = (e.mtime.seconds() as i64, e.mtime.nanoseconds() as i64);
-        let racy = e.mode != GITLINK && stamp.is_some_and(|s| mtime >= s);
-        let size = if racy && differs(&e) { 0 } else { e.file_size };
+        if e.mode != GITLINK && stamp.is_some_and(|s| mtime >= s) && differs(&e) {
+            e.file_size = 0;
+        }
         let stat = [
             e.ctime.seconds() as u32,
             e.ctime.nanoseconds(),
@@ -94,13 +97,13 @@ pub(super) fn write_libgit2_index(
             e.mode,
             e.uid,
             e.gid,
-            size,
+            e.file_size,
         ];
         push_entry(&mut out, stat, e.id, e.flags, &e.path);
-        last = Some(e.path);
+        entries.push(e);
     }
     push_tree_extension(&mut out, tree)?;
-    commit(admin, out).map(Some)
+    Ok(Some((commit(admin, out)?, entries)))
 }
 
 /// An index file's header: signature, version 2, entry count.

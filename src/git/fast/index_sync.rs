@@ -22,13 +22,15 @@ use std::collections::HashMap;
 use std::ffi::OsStr;
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::{FileExt, MetadataExt};
-use std::path::Path;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
 
 use anyhow::Result;
 use git2::{Index, ObjectType, Oid, Repository};
 
 use super::super::WorkTree;
-use super::index_file::write_libgit2_index;
+use super::index_file::{read_index, write_libgit2_index, IndexRead};
+use super::walk::{candidates, candidates_of};
 use super::FnvBuild;
 
 /// What the run knows about its index file (one per [`WorkTree`]).
@@ -59,10 +61,9 @@ impl WorkTree {
         let mut index = self.repo.index()?;
         let state = &self.index_state;
         let ours = state.loaded.get()
-            && state
-                .written
-                .get()
-                .is_some_and(|sum| trailer(&self.repo.path().join("index")) == Some(sum));
+            && state.written.get().is_some_and(|sum| {
+                trailer(&self.repo.path().join("index")).map(|(s, _)| s) == Some(sum)
+            });
         if !ours {
             index.read(false)?;
             state.written.set(None);
@@ -83,38 +84,113 @@ impl WorkTree {
             .ok()
             .map(|md| (md.mtime(), md.mtime_nsec()));
         let mut smudged = Vec::new();
-        let sum = write_libgit2_index(admin, index, &ext, stamp, |e| {
+        let written = write_libgit2_index(admin, index, &ext, stamp, |e| {
             let differs = differs_from_file(&self.path, e);
             if differs {
                 smudged.push(e.path.clone());
             }
             differs
         })?;
-        match sum {
-            // The smudges in memory too: the next write must keep them.
-            Some(_) => {
-                for p in smudged {
-                    let path = Path::new(OsStr::from_bytes(&p));
-                    if let Some(mut e) = index.get_path(path, 0) {
-                        e.file_size = 0;
-                        index.add(&e)?;
-                    }
-                }
+        let Some((sum, entries)) = written else {
+            index.write()?;
+            self.index_state.written.set(None);
+            return Ok(tree);
+        };
+        self.index_state.written.set(Some(sum));
+        // The smudges in memory too: the next write must keep them.
+        for p in smudged {
+            let path = Path::new(OsStr::from_bytes(&p));
+            if let Some(mut e) = index.get_path(path, 0) {
+                e.file_size = 0;
+                index.add(&e)?;
             }
-            None => index.write()?,
         }
-        self.index_state.written.set(sum);
+        if let Some((_, mtime)) = trailer(&admin.join("index")) {
+            let root = Some(tree);
+            remember(
+                &self.path,
+                sum,
+                IndexRead {
+                    entries,
+                    root,
+                    mtime,
+                },
+            );
+        }
         Ok(tree)
+    }
+
+    /// The index file as a walk needs it: as this daemon last wrote it when it still is
+    /// that write, else read.
+    pub(super) fn index_read(&self) -> Option<Arc<IndexRead>> {
+        let path = self.repo.path().join("index");
+        written_index(&self.path, &path).or_else(|| read_index(&path).map(Arc::new))
+    }
+
+    /// The stat walk's candidates against `index` (this work tree's, current: from
+    /// [`WorkTree::index`]), from the entries as written when the file is this daemon's
+    /// last write (libgit2's would be copied out one by one).
+    pub(super) fn candidates_in(&self, index: &Index) -> Option<Vec<Vec<u8>>> {
+        match written_index(&self.path, &self.repo.path().join("index")) {
+            Some(read) => candidates_of(&self.repo, &read.entries, read.mtime),
+            None => candidates(&self.repo, index),
+        }
     }
 }
 
-/// The last 20 bytes of the file at `path` (an index's checksum).
-fn trailer(path: &Path) -> Option<[u8; 20]> {
+/// The last 20 bytes of the file at `path` (an index's checksum), and its mtime.
+fn trailer(path: &Path) -> Option<([u8; 20], (i64, i64))> {
     let f = std::fs::File::open(path).ok()?;
-    let len = f.metadata().ok()?.len();
+    let md = f.metadata().ok()?;
     let mut sum = [0u8; 20];
-    f.read_exact_at(&mut sum, len.checked_sub(20)?).ok()?;
-    Some(sum)
+    f.read_exact_at(&mut sum, md.len().checked_sub(20)?).ok()?;
+    Some((sum, (md.mtime(), md.mtime_nsec())))
+}
+
+/// The index files this daemon's runs wrote last, by work tree, as the walks need them: a
+/// fresh repository's walk (the guard rails' after each metric run) would read, hash and
+/// parse the file again. At most 64 work trees and 1,000,000 entries in all (~100 MB),
+/// the oldest forgotten first.
+static WRITTEN: Mutex<Vec<Written>> = Mutex::new(Vec::new());
+
+struct Written {
+    workdir: PathBuf,
+    sum: [u8; 20],
+    read: Arc<IndexRead>,
+}
+
+fn written() -> std::sync::MutexGuard<'static, Vec<Written>> {
+    WRITTEN.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// The index of the work tree at `workdir` (its file at `path`) as this daemon last wrote
+/// it, if the file is still that write: the same checksum and mtime.
+fn written_index(workdir: &Path, path: &Path) -> Option<Arc<IndexRead>> {
+    let (sum, mtime) = trailer(path)?;
+    let all = written();
+    let w = all.iter().find(|w| w.workdir == workdir)?;
+    (w.sum == sum && w.read.mtime == mtime).then(|| w.read.clone())
+}
+
+fn remember(workdir: &Path, sum: [u8; 20], read: IndexRead) {
+    const TREES: usize = 64;
+    const ENTRIES: usize = 1_000_000;
+    let mut all = written();
+    all.retain(|w| w.workdir != workdir);
+    all.push(Written {
+        workdir: workdir.to_path_buf(),
+        sum,
+        read: Arc::new(read),
+    });
+    while all.len() > TREES || all.iter().map(|w| w.read.entries.len()).sum::<usize>() > ENTRIES {
+        all.remove(0);
+    }
+}
+
+/// Forget what was written for the work tree at `workdir` (its run has ended, or it is
+/// being removed).
+pub(super) fn forget(workdir: &Path) {
+    written().retain(|w| w.workdir != workdir);
 }
 
 /// Whether the file of entry `e` in the work tree at `workdir` is not what the entry
@@ -204,9 +280,27 @@ mod tests {
     use super::*;
     use crate::git::fast::test_util::*;
 
-    /// The index file's bytes, and what libgit2 writes for the same index in memory.
+    /// The index file's bytes, and what libgit2 writes for the same index in memory. The
+    /// entries remembered of the write first: they are the file's.
     fn ours_and_libgit2s(wt: &WorkTree) -> (Vec<u8>, Vec<u8>) {
         let path = wt.repo.path().join("index");
+        let kept = written_index(&wt.path, &path).expect("the write is remembered");
+        let read = read_index(&path).unwrap();
+        let key = |e: &git2::IndexEntry| {
+            let t = |t: git2::IndexTime| (t.seconds(), t.nanoseconds());
+            (
+                e.path.clone(),
+                e.id,
+                e.mode,
+                e.file_size,
+                t(e.mtime),
+                t(e.ctime),
+                e.ino,
+            )
+        };
+        let keys = |r: &IndexRead| r.entries.iter().map(key).collect::<Vec<_>>();
+        assert_eq!(keys(&kept), keys(&read));
+        assert_eq!((kept.root, kept.mtime), (read.root, read.mtime));
         let ours = std::fs::read(&path).unwrap();
         let mut index = wt.index().unwrap();
         index.write().unwrap();
@@ -266,6 +360,11 @@ mod tests {
         write(&a.join("src/d2/staged.txt"), "staged\n");
         git(&a, &["add", "src/d2/staged.txt"]);
         git(&a, &["rm", "-q", "--cached", "src/d3/f3.txt"]);
+        let index_path = wt.repo.path().join("index");
+        assert!(
+            written_index(&wt.path, &index_path).is_none(),
+            "not ours any more"
+        );
         let index = wt.index().unwrap();
         assert!(index.get_path(Path::new("src/d2/staged.txt"), 0).is_some());
         assert!(index.get_path(Path::new("src/d3/f3.txt"), 0).is_none());

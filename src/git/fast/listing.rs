@@ -402,7 +402,7 @@ pub(super) fn put(workdir: &Path, listings: Listings) {
 
 /// Forget what is remembered of `workdir`, closing its handles: its run ended, or it is
 /// about to be removed.
-pub(crate) fn forget(workdir: &Path) {
+pub(super) fn forget(workdir: &Path) {
     drop(take(workdir));
 }
 

@@ -59,7 +59,12 @@ mod walk;
 mod worktree;
 
 pub(crate) use index_sync::IndexState;
-pub(crate) use listing::forget as forget_walk_state;
+/// Forget what the walks and the index writes remembered of the work tree at `workdir`
+/// (its run has ended, or it is being removed: a handle keeps a deleted file's space).
+pub(crate) fn forget_walk_state(workdir: &std::path::Path) {
+    listing::forget(workdir);
+    index_sync::forget(workdir);
+}
 pub(crate) use worktree::add_worktree;
 
 /// FNV-1a: the walk hashes every index path twice; SipHash's DoS resistance buys nothing

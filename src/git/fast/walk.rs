@@ -27,17 +27,14 @@ const GITLINK: u32 = 0o160000;
 /// libgit2's full walk.
 pub(crate) fn candidates(repo: &Repository, index: &Index) -> Option<Vec<Vec<u8>>> {
     let stamp = std::fs::metadata(repo.path().join("index")).ok()?;
-    candidates_of(
-        repo,
-        index.iter().collect(),
-        (stamp.mtime(), stamp.mtime_nsec()),
-    )
+    let entries: Vec<IndexEntry> = index.iter().collect();
+    candidates_of(repo, &entries, (stamp.mtime(), stamp.mtime_nsec()))
 }
 
 /// [`candidates`] for `entries` of an index file written at `index_time` (its mtime).
 pub(super) fn candidates_of(
     repo: &Repository,
-    entries: Vec<IndexEntry>,
+    entries: &[IndexEntry],
     index_time: (i64, i64),
 ) -> Option<Vec<Vec<u8>>> {
     let workdir = repo.workdir()?.to_path_buf();
@@ -51,14 +48,14 @@ pub(super) fn candidates_of(
     }
     // Racy entries: a file changed in the same instant the index was written can have the
     // index's stat data; libgit2 compares the content of entries not older than the index.
-    let (dirs, files) = folders(&entries)?;
+    let (dirs, files) = folders(entries)?;
     let root: OwnedFd = std::fs::File::open(&workdir).ok()?.into();
     let mut listings = listing::take(&workdir);
     let walk = Walk {
         root: &root,
         dirs: &dirs,
         files: &files,
-        entries: &entries,
+        entries,
         index_time,
         listings: &listings,
         began: listing::now(),
