@@ -457,3 +457,41 @@ fn a_cpu_limit_hit_by_a_child_is_a_crash_naming_the_limit() {
     let desc = v["rows"][1]["description"].as_str().unwrap().to_string();
     assert!(desc.contains("cpu_time limit"), "{desc}");
 }
+
+#[test]
+fn a_proposer_or_metric_that_overwrites_its_index_does_not_end_the_run() {
+    let w = World::new();
+    let repo = w.path().join("proj");
+    // The proposer and each run of the metric garble the work tree's index: the next look
+    // at it rebuilds it from HEAD (the proposal's check; the revert of the metric's side
+    // effects, wherever the metric ran), and every change is still judged and committed.
+    let metric = "#!/bin/sh\nhead -c 64 /dev/zero | tr '\\0' x > \"$(git rev-parse --git-dir)/index\"\necho \"score: $(cat src/value.txt)\"\n";
+    common::repo(&repo, &[("metric.sh", metric), ("src/value.txt", "100\n")]);
+    write_exec(
+        &w.path().join("agent.sh"),
+        "#!/bin/sh\necho $((100 - ARCTL_EXPERIMENT)) > src/value.txt\necho lower > \"$ARCTL_DESCRIPTION_FILE\"\nhead -c 64 /dev/zero | tr '\\0' y > \"$(git rev-parse --git-dir)/index\"\n",
+    );
+    let spec = repo.join("garble.toml");
+    write(
+        &spec,
+        &format!(
+            "[metric]\ncommand = \"./metric.sh\"\nregex = 'score: ([0-9]+)'\ndirection = \"lower\"\n[scope]\ninclude = [\"src/**\"]\n[budget]\nmax_experiments = 3\n[proposer]\ncommand = \"{}\"\n",
+            w.path().join("agent.sh").display()
+        ),
+    );
+    let _d = w.daemon();
+    w.ok(&["start", spec.to_str().unwrap()]);
+    let v = w.wait_finished("garble", Duration::from_secs(60));
+    assert_eq!(v["summary"]["state"], "finished", "{v}");
+    let tree = w.path().join("proj-garble");
+    let rows = tsv_rows(&tree.join("autoresearch-garble.tsv"));
+    let statuses: Vec<&str> = rows.iter().map(|r| r[3].as_str()).collect();
+    assert_eq!(statuses, ["baseline", "keep", "keep", "keep"], "{rows:?}");
+    assert_eq!(
+        git(&repo, &["show", "autoresearch/garble:src/value.txt"]),
+        "97"
+    );
+    // The index git reads is whole again, and the tree is its HEAD's.
+    assert_eq!(git(&tree, &["status", "--porcelain"]), "");
+    assert!(w.log("garble").contains("keep"), "{}", w.log("garble"));
+}

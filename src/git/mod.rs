@@ -455,6 +455,7 @@ impl WorkTree {
 
     fn reset_hard(&self, oid: Oid) -> Result<()> {
         let obj = self.repo.find_object(oid, None)?;
+        self.index()?; // an index nothing can read is rebuilt first (see `index_sync`)
         let mut co = git2::build::CheckoutBuilder::new();
         co.force().remove_untracked(true);
         self.repo.reset(&obj, ResetType::Hard, Some(&mut co))?;
@@ -465,11 +466,7 @@ impl WorkTree {
     /// Hard reset a detached tree (the run's best tree) to `oid`.
     pub fn checkout_detached(&self, oid: Oid) -> Result<()> {
         self.repo.set_head_detached(oid)?;
-        let obj = self.repo.find_object(oid, None)?;
-        let mut co = git2::build::CheckoutBuilder::new();
-        co.force().remove_untracked(true);
-        self.repo.reset(&obj, ResetType::Hard, Some(&mut co))?;
-        self.remove_untracked()
+        self.reset_hard(oid)
     }
 
     fn remove_untracked(&self) -> Result<()> {

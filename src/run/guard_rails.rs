@@ -345,17 +345,20 @@ impl Sandboxed {
                 }
                 return;
             }
-            Ok(c) => c,
-            Err(_) => Vec::new(),
+            Ok(c) => {
+                let shown: Vec<&str> = c.iter().take(5).map(|c| c.path.as_str()).collect();
+                shown.join(", ")
+            }
+            // An index it overwrote, say: the restore rebuilds what it cannot read.
+            Err(e) => format!("what the walk could not read ({e:#})"),
         };
         let r = match wt.head_state() {
             HeadState::Branch { name, .. } => wt.restore(&name, head),
             _ => wt.checkout_detached(head),
         };
-        let shown: Vec<&str> = changed.iter().take(5).map(|c| c.path.as_str()).collect();
         match r {
             Ok(()) => {
-                tracing::info!(run = %self.rails.rec_id, "the {who} changed {} in {}: reverted", shown.join(", "), tree.display())
+                tracing::info!(run = %self.rails.rec_id, "the {who} changed {changed} in {}: reverted", tree.display())
             }
             Err(e) => {
                 tracing::warn!(run = %self.rails.rec_id, "reverting what the {who} changed in {}: {e:#}", tree.display())

@@ -25,7 +25,7 @@ use std::os::unix::fs::{FileExt, MetadataExt};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
-use anyhow::Result;
+use anyhow::{Context, Result};
 use git2::{Index, ObjectType, Oid, Repository};
 
 use super::super::WorkTree;
@@ -58,17 +58,47 @@ impl WorkTree {
     /// The repository's index through libgit2: as it is in memory when the file is still
     /// this work tree's own last write, else re-read if it changed on disk.
     pub(crate) fn index(&self) -> Result<Index> {
-        let mut index = self.repo.index()?;
         let state = &self.index_state;
         let ours = state.loaded.get()
             && state.written.get().is_some_and(|sum| {
                 trailer(&self.repo.path().join("index")).map(|(s, _)| s) == Some(sum)
             });
+        let loaded = self.repo.index().and_then(|mut index| {
+            if !ours {
+                index.read(false)?;
+            }
+            Ok(index)
+        });
+        let index = match loaded {
+            Ok(index) => index,
+            Err(e) if e.class() == git2::ErrorClass::Index => self.rebuild_index(&e)?,
+            Err(e) => return Err(e.into()),
+        };
         if !ours {
-            index.read(false)?;
             state.written.set(None);
         }
         state.loaded.set(true);
+        Ok(index)
+    }
+
+    /// An index nothing can read (a proposer or a metric overwrote it), rebuilt from HEAD's
+    /// tree: it held nothing worth keeping, since what a run commits is the work tree. No
+    /// stat data: the next walk compares every file's content once.
+    fn rebuild_index(&self, e: &git2::Error) -> Result<Index> {
+        let path = self.repo.path().join("index");
+        tracing::warn!(
+            "{}: unreadable ({}), rebuilt from HEAD",
+            path.display(),
+            e.message()
+        );
+        std::fs::remove_file(&path).with_context(|| format!("removing {}", path.display()))?;
+        let mut index = self.repo.index()?;
+        // libgit2's read of a missing file keeps the entries it holds.
+        index.clear()?;
+        if let Ok(tree) = self.repo.head().and_then(|h| h.peel_to_tree()) {
+            index.read_tree(&tree)?;
+        }
+        index.write()?;
         Ok(index)
     }
 
