@@ -608,6 +608,20 @@ mod tests {
         );
     }
 
+    /// How many files git tracks in the work tree at `wt`, and folders holding them.
+    fn tracked_files_and_folders(wt: &Path) -> usize {
+        let files = git(wt, &["ls-files"]);
+        let mut folders = std::collections::BTreeSet::new();
+        for f in files.lines() {
+            let mut p = Path::new(f);
+            while let Some(parent) = p.parent().filter(|p| !p.as_os_str().is_empty()) {
+                folders.insert(parent.to_path_buf());
+                p = parent;
+            }
+        }
+        files.lines().count() + folders.len()
+    }
+
     #[test]
     fn handles_on_remembered_files_see_every_change_to_them() {
         let margin = std::time::Duration::from_millis(50);
@@ -617,16 +631,7 @@ mod tests {
         remember_listings(&wa, head, margin);
         remember_listings(&wa, head, margin);
         let l = listing::take(&a);
-        let files = git(&a, &["ls-files"]);
-        let mut folders = std::collections::BTreeSet::new();
-        for f in files.lines() {
-            let mut p = Path::new(f);
-            while let Some(parent) = p.parent().filter(|p| !p.as_os_str().is_empty()) {
-                folders.insert(parent.to_path_buf());
-                p = parent;
-            }
-        }
-        let tracked = files.lines().count() + folders.len();
+        let tracked = tracked_files_and_folders(&a);
         assert_eq!(
             l.handles(),
             tracked,
