@@ -24,6 +24,7 @@ pub(super) fn write_index(
     stats: &[libc::stat64],
     folders: Option<&Folders>,
 ) -> Result<()> {
+    let mut lock = Lock::create(admin)?;
     let mut out = header(items.len())?;
     for (it, st) in items.iter().zip(stats) {
         // The index keeps the low 32 bits of each number.
@@ -46,11 +47,13 @@ pub(super) fn write_index(
             it.path.len().min(0xfff) as u16,
             &it.path,
         );
+        lock.drain(&mut out, false)?;
     }
     if let Some(tree) = folders.and_then(|f| tree_extension(items, f)) {
         push_tree_extension(&mut out, &tree)?;
     }
-    commit(admin, out).map(|_| ())
+    lock.drain(&mut out, true)?;
+    lock.commit().map(|_| ())
 }
 
 /// libgit2's in-memory `index` in git's index format version 2, with `tree` (the tree
@@ -59,8 +62,8 @@ pub(super) fn write_index(
 /// 10,000-file tree; the `sha1` crate uses the CPU's SHA instructions. Entries not older
 /// than `stamp` (the mtime of the index file being replaced) are written smudged (size 0)
 /// when `differs` says their file no longer matches them, as libgit2 and git do: once the
-/// new file is newer than them their stat data would look clean. Returns the checksum and
-/// the entries as written (the walks of the file use them). None, having written
+/// new file is newer than them their stat data would look clean. Returns the checksum and,
+/// with `keep`, the entries as written (the walks of the file use them). None, having written
 /// nothing, for what this leaves out: conflicts (their name and resolve-undo extensions),
 /// extended flags (intent-to-add, skip-worktree: version 3), version 4's compressed paths,
 /// entries not in byte order (a case-insensitive index).
@@ -69,6 +72,7 @@ pub(super) fn write_libgit2_index(
     index: &git2::Index,
     tree: &[u8],
     stamp: Option<(i64, i64)>,
+    keep: bool,
     mut differs: impl FnMut(&git2::IndexEntry) -> bool,
 ) -> Result<Option<([u8; 20], Vec<git2::IndexEntry>)>> {
     const EXTENDED: u16 = 0x4000;
@@ -76,11 +80,12 @@ pub(super) fn write_libgit2_index(
     if index.version() > 3 || index.has_conflicts() {
         return Ok(None);
     }
+    let mut lock = Lock::create(admin)?;
     let mut out = header(index.len())?;
-    let mut entries: Vec<git2::IndexEntry> = Vec::with_capacity(index.len());
+    let mut entries: Vec<git2::IndexEntry> = Vec::with_capacity(if keep { index.len() } else { 0 });
+    let mut last: Option<Vec<u8>> = None;
     for mut e in index.iter() {
-        let last = entries.last().map(|l| &l.path);
-        if e.flags & EXTENDED != 0 || last.is_some_and(|l| *l >= e.path) {
+        if e.flags & EXTENDED != 0 || last.as_ref().is_some_and(|l| *l >= e.path) {
             return Ok(None);
         }
         let mtime = (e.mtime.seconds() as i64, e.mtime.nanoseconds() as i64);
@@ -100,15 +105,23 @@ pub(super) fn write_libgit2_index(
             e.file_size,
         ];
         push_entry(&mut out, stat, e.id, e.flags, &e.path);
-        entries.push(e);
+        if keep {
+            last = Some(e.path.clone());
+            entries.push(e);
+        } else {
+            last = Some(e.path);
+        }
+        lock.drain(&mut out, false)?;
     }
     push_tree_extension(&mut out, tree)?;
-    Ok(Some((commit(admin, out)?, entries)))
+    lock.drain(&mut out, true)?;
+    Ok(Some((lock.commit()?, entries)))
 }
 
-/// An index file's header: signature, version 2, entry count.
+/// An index file's header (signature, version 2, entry count), in a buffer for the entries
+/// that follow (written out by [`Lock::drain`] every [`CHUNK`] bytes).
 fn header(count: usize) -> Result<Vec<u8>> {
-    let mut out = Vec::with_capacity(12 + count * 96 + 20);
+    let mut out = Vec::with_capacity(CHUNK + 4096);
     out.extend_from_slice(b"DIRC");
     out.extend_from_slice(&2u32.to_be_bytes());
     out.extend_from_slice(&u32::try_from(count)?.to_be_bytes());
@@ -135,27 +148,71 @@ fn push_tree_extension(out: &mut Vec<u8>, tree: &[u8]) -> Result<()> {
     Ok(())
 }
 
-/// `body` and its checksum written as `index` in `admin` as git does (`index.lock`, then
-/// renamed over `index`). Returns the checksum.
-fn commit(admin: &Path, mut body: Vec<u8>) -> Result<[u8; 20]> {
-    use sha1::Digest;
-    use std::io::Write;
-    let sum: [u8; 20] = sha1::Sha1::digest(&body).into();
-    body.extend_from_slice(&sum);
-    let lock = admin.join("index.lock");
-    let mut f = std::fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .open(&lock)
-        .with_context(|| format!("creating {}", lock.display()))?;
-    let written = f
-        .write_all(&body)
-        .and_then(|_| std::fs::rename(&lock, admin.join("index")));
-    if written.is_err() {
-        let _ = std::fs::remove_file(&lock);
+/// How much of an index file is built in memory before it is written out: a whole
+/// 100,000-entry index would be ~10 MB per run's thread.
+const CHUNK: usize = 1 << 16;
+
+/// An index file being written as git does: `index.lock` in the admin folder (created only
+/// if absent), its bytes hashed as they go, renamed over `index` by [`Lock::commit`] and
+/// removed if dropped before.
+struct Lock {
+    admin: std::path::PathBuf,
+    file: Option<std::fs::File>,
+    sum: sha1::Sha1,
+}
+
+impl Lock {
+    fn create(admin: &Path) -> Result<Lock> {
+        let lock = admin.join("index.lock");
+        let file = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .open(&lock)
+            .with_context(|| format!("creating {}", lock.display()))?;
+        Ok(Lock {
+            admin: admin.to_path_buf(),
+            file: Some(file),
+            sum: sha1::Digest::new(),
+        })
     }
-    written.with_context(|| format!("writing {}", lock.display()))?;
-    Ok(sum)
+
+    /// Write out (and empty) `buf` once it holds [`CHUNK`] bytes, or with `all` at once.
+    fn drain(&mut self, buf: &mut Vec<u8>, all: bool) -> Result<()> {
+        use std::io::Write;
+        if buf.len() < CHUNK && !all {
+            return Ok(());
+        }
+        sha1::Digest::update(&mut self.sum, &buf[..]);
+        let file = self.file.as_mut().context("index.lock already closed")?;
+        file.write_all(buf)
+            .with_context(|| format!("writing {}", self.admin.join("index.lock").display()))?;
+        buf.clear();
+        Ok(())
+    }
+
+    /// The checksum appended, and the file renamed over `index`. Returns the checksum.
+    fn commit(mut self) -> Result<[u8; 20]> {
+        use std::io::Write;
+        let sum: [u8; 20] = sha1::Digest::finalize(std::mem::take(&mut self.sum)).into();
+        let lock = self.admin.join("index.lock");
+        let mut file = self.file.take().context("index.lock already closed")?;
+        let written = file
+            .write_all(&sum)
+            .and_then(|_| std::fs::rename(&lock, self.admin.join("index")));
+        if written.is_err() {
+            let _ = std::fs::remove_file(&lock);
+        }
+        written.with_context(|| format!("writing {}", lock.display()))?;
+        Ok(sum)
+    }
+}
+
+impl Drop for Lock {
+    fn drop(&mut self) {
+        if self.file.take().is_some() {
+            let _ = std::fs::remove_file(self.admin.join("index.lock"));
+        }
+    }
 }
 
 /// The tree cache extension's data for `items` (git's `cache-tree` format: per folder, in
