@@ -26,13 +26,13 @@ pub(super) struct Item {
 }
 
 /// Create the worktree `name` at `path` with HEAD on `refname` (an existing branch at
-/// `base`; None: HEAD detached at `base`), as `git_worktree_add` does, but with each file opened relative to its folder
-/// and without libgit2's per-file attribute lookups (its checkout loads the attribute files of
-/// every file's folders, resolving each with realpath: ~40% of its time). Ok(false), with
-/// nothing created: the repo or the tree uses something only libgit2's checkout handles
-/// (attributes, filters, end-of-line conversion, submodules, symlinks off, unusual paths),
-/// and the caller uses `git_worktree_add`. Err: something failed; what was created is
-/// removed.
+/// `base`; None: HEAD detached at `base`), as `git_worktree_add` does, but with each file
+/// opened relative to its folder and without libgit2's per-file attribute lookups (its
+/// checkout loads the attribute files of every file's folders, resolving each with
+/// realpath: ~40% of its time). Ok(false), with nothing created: the repo or the tree uses
+/// something only libgit2's checkout handles (attributes, filters, end-of-line conversion,
+/// submodules, symlinks off, unusual paths), and the caller uses `git_worktree_add`. Err:
+/// something failed; what was created is removed.
 pub(crate) fn add_worktree(
     repo: &Repository,
     name: &str,
@@ -142,8 +142,8 @@ fn plain_tree(repo: &Repository, base: Oid) -> Result<Option<(Vec<Item>, Folders
 /// A tree's folders (paths relative to its root, the root itself empty) → their tree ids.
 pub(super) type Folders = std::collections::HashMap<Vec<u8>, Oid>;
 
-/// The admin folder and the worktree's `.git`, with the contents `git_worktree_add` writes.
-/// The admin folder and the worktree's `.git` file; `head` is what HEAD holds.
+/// The admin folder and the worktree's `.git` file, with the contents `git_worktree_add`
+/// writes; `head` is what HEAD holds.
 fn write_admin(repo: &Repository, admin: &Path, path: &Path, head: &str) -> Result<()> {
     use std::os::unix::fs::DirBuilderExt;
     let mut mkdir = std::fs::DirBuilder::new();
