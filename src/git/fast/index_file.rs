@@ -8,6 +8,7 @@ use std::path::Path;
 
 use anyhow::{Context, Result};
 
+use super::walk::{racy, GITLINK};
 use super::worktree::{Folders, Item};
 
 /// The worktree's index (`index` in its admin folder): every item with the stat data of
@@ -76,7 +77,6 @@ pub(super) fn write_libgit2_index(
     mut differs: impl FnMut(&git2::IndexEntry) -> bool,
 ) -> Result<Option<([u8; 20], Vec<git2::IndexEntry>)>> {
     const EXTENDED: u16 = 0x4000;
-    const GITLINK: u32 = 0o160000;
     if index.version() > 3 || index.has_conflicts() {
         return Ok(None);
     }
@@ -88,8 +88,7 @@ pub(super) fn write_libgit2_index(
         if e.flags & EXTENDED != 0 || last.as_ref().is_some_and(|l| *l >= e.path) {
             return Ok(None);
         }
-        let mtime = (e.mtime.seconds() as i64, e.mtime.nanoseconds() as i64);
-        if e.mode != GITLINK && stamp.is_some_and(|s| mtime >= s) && differs(&e) {
+        if e.mode != GITLINK && stamp.is_some_and(|s| racy(&e, s)) && differs(&e) {
             e.file_size = 0;
         }
         let stat = [

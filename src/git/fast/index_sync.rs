@@ -30,7 +30,7 @@ use git2::{Index, ObjectType, Oid, Repository};
 
 use super::super::WorkTree;
 use super::index_file::{read_index, write_libgit2_index, IndexRead};
-use super::walk::{candidates, candidates_of};
+use super::walk::{candidates, candidates_of, git_mode};
 use super::FnvBuild;
 
 /// What the run knows about its index file (one per [`WorkTree`]).
@@ -136,7 +136,8 @@ impl WorkTree {
                 index.add(&e)?;
             }
         }
-        if let Some((_, mtime)) = trailer(&admin.join("index")) {
+        if let Ok(md) = std::fs::metadata(admin.join("index")) {
+            let mtime = (md.mtime(), md.mtime_nsec());
             let root = Some(tree);
             remember(
                 &self.path,
@@ -159,10 +160,16 @@ impl WorkTree {
     }
 
     /// The stat walk's candidates against `index` (this work tree's, current: from
-    /// [`WorkTree::index`]), from the entries as written when the file is this daemon's
-    /// last write (libgit2's would be copied out one by one).
+    /// [`WorkTree::index`], which has just compared the file's checksum with this work
+    /// tree's last write), from the entries as written when it is that write (libgit2's
+    /// would be copied out one by one).
     pub(super) fn candidates_in(&self, index: &Index) -> Option<Vec<Vec<u8>>> {
-        match written_index(&self.path, &self.repo.path().join("index")) {
+        let kept = self
+            .index_state
+            .written
+            .get()
+            .and_then(|sum| remembered(&self.path, sum));
+        match kept {
             Some(read) => candidates_of(&self.repo, &read.entries, read.mtime),
             None => candidates(&self.repo, index),
         }
@@ -200,9 +207,15 @@ fn written() -> std::sync::MutexGuard<'static, Vec<Written>> {
 /// it, if the file is still that write: the same checksum and mtime.
 fn written_index(workdir: &Path, path: &Path) -> Option<Arc<IndexRead>> {
     let (sum, mtime) = trailer(path)?;
+    remembered(workdir, sum).filter(|read| read.mtime == mtime)
+}
+
+/// The entries remembered of the write of the work tree at `workdir` whose checksum is
+/// `sum`.
+fn remembered(workdir: &Path, sum: [u8; 20]) -> Option<Arc<IndexRead>> {
     let all = written();
-    let w = all.iter().find(|w| w.workdir == workdir)?;
-    (w.sum == sum && w.read.mtime == mtime).then(|| w.read.clone())
+    let w = all.iter().find(|w| w.workdir == workdir && w.sum == sum)?;
+    Some(w.read.clone())
 }
 
 /// The smallest index [`remember`] keeps (see [`WRITTEN`]).
@@ -240,17 +253,14 @@ fn differs_from_file(workdir: &Path, e: &git2::IndexEntry) -> bool {
     let Ok(md) = std::fs::symlink_metadata(&path) else {
         return true;
     };
-    let (mode, id) = if md.file_type().is_symlink() {
-        let target = std::fs::read_link(&path).ok();
-        let id =
-            target.and_then(|t| Oid::hash_object(ObjectType::Blob, t.as_os_str().as_bytes()).ok());
-        (0o120000, id)
-    } else if md.is_file() {
-        let exec = md.mode() & 0o100 != 0;
-        let id = Oid::hash_file(ObjectType::Blob, &path).ok();
-        (if exec { 0o100755 } else { 0o100644 }, id)
-    } else {
+    let Some(mode) = git_mode(md.mode()) else {
         return true;
+    };
+    let id = if md.file_type().is_symlink() {
+        let target = std::fs::read_link(&path).ok();
+        target.and_then(|t| Oid::hash_object(ObjectType::Blob, t.as_os_str().as_bytes()).ok())
+    } else {
+        Oid::hash_file(ObjectType::Blob, &path).ok()
     };
     mode != e.mode || id != Some(e.id)
 }

@@ -17,7 +17,7 @@ use git2::{Index, IndexEntry, IndexEntryExtendedFlag, Repository};
 use super::listing::{self, Handles, Key, Listing, Listings};
 use super::{worker_threads, FnvBuild};
 
-const GITLINK: u32 = 0o160000;
+pub(super) const GITLINK: u32 = 0o160000;
 
 /// Paths of the work tree that may differ from the index — modified (stat data differs, or
 /// too recent to tell), deleted, untracked (ignored ones are left to libgit2 to filter,
@@ -475,21 +475,33 @@ fn handle(
 /// Does the file look exactly as the index entry recorded it, and was it recorded long
 /// enough before the index was written to trust that?
 fn same_stat(e: &IndexEntry, st: &libc::stat64, index_time: (i64, i64)) -> bool {
-    let mode = match st.st_mode & libc::S_IFMT {
-        libc::S_IFREG if st.st_mode & 0o100 != 0 => 0o100755,
-        libc::S_IFREG => 0o100644,
-        libc::S_IFLNK => 0o120000,
-        _ => return false,
+    let Some(mode) = git_mode(st.st_mode) else {
+        return false;
     };
-    let racy = (e.mtime.seconds() as i64, e.mtime.nanoseconds() as i64) >= index_time;
     e.mode == mode
-        && !racy
+        && !racy(e, index_time)
         && e.file_size == st.st_size as u32
         && e.mtime.seconds() == st.st_mtime as i32
         && e.mtime.nanoseconds() == st.st_mtime_nsec as u32
         && e.ctime.seconds() == st.st_ctime as i32
         && e.ctime.nanoseconds() == st.st_ctime_nsec as u32
         && e.ino == st.st_ino as u32
+}
+
+/// The index's mode for a file of `st_mode`: a file (executable or not) or a symlink.
+pub(super) fn git_mode(st_mode: u32) -> Option<u32> {
+    match st_mode & libc::S_IFMT {
+        libc::S_IFREG if st_mode & 0o100 != 0 => Some(0o100755),
+        libc::S_IFREG => Some(0o100644),
+        libc::S_IFLNK => Some(0o120000),
+        _ => None,
+    }
+}
+
+/// Whether entry `e` was recorded too close to an index written at `index_time` to trust
+/// its stat data (git's and libgit2's racy entries).
+pub(super) fn racy(e: &IndexEntry, index_time: (i64, i64)) -> bool {
+    (e.mtime.seconds() as i64, e.mtime.nanoseconds() as i64) >= index_time
 }
 
 #[cfg(test)]
